@@ -1,0 +1,228 @@
+"""One typed, frozen configuration object, read from TOML.
+
+Unknown keys are refused with their path named. Secrets (module PIN, PostgreSQL password) are
+never in the file: only the name of a file or environment variable that holds them.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from signer.errors import ConfigError
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretRef(_Frozen):
+    """Where a secret lives: a file (first line, stripped) or an environment variable."""
+
+    file: Path | None = None
+    env: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SecretRef:
+        if (self.file is None) == (self.env is None):
+            raise ValueError("give exactly one of 'file' or 'env'")
+        return self
+
+    def read(self) -> str:
+        if self.file is not None:
+            try:
+                return self.file.read_text(encoding="utf-8").splitlines()[0].strip()
+            except (OSError, IndexError) as exc:
+                raise ConfigError(f"cannot read secret file {self.file}: {type(exc).__name__}") from exc
+        assert self.env is not None
+        value = os.environ.get(self.env)
+        if value is None:
+            raise ConfigError(f"environment variable {self.env} is not set")
+        return value
+
+
+class TlsConfig(_Frozen):
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path
+    reload_interval_s: float = 30.0
+
+
+class ServerConfig(_Frozen):
+    grpc_listen: str = "127.0.0.1:9091"
+    metrics_listen: str = "127.0.0.1:9090"
+    tls: TlsConfig | None = None
+    allow_insecure_plaintext: bool = False
+    """Plaintext gRPC on a non-loopback address. Development only; logged loudly."""
+    grpc_workers: int = Field(default=8, ge=1, le=256)
+    shutdown_grace_s: float = Field(default=10.0, ge=0)
+    max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+
+
+class ForkEntry(_Frozen):
+    epoch: int = Field(ge=0)
+    version: Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{8}$")]
+
+
+class NetworkConfig(_Frozen):
+    name: str = "mainnet"
+    """mainnet, hoodi, sepolia, holesky, or custom (then the two fields below are required)."""
+    genesis_validators_root: Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{64}$")] | None = None
+    genesis_fork_version: Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{8}$")] | None = None
+    forks: tuple[ForkEntry, ...] = ()
+
+    @model_validator(mode="after")
+    def _custom_complete(self) -> NetworkConfig:
+        if self.name == "custom" and (self.genesis_validators_root is None or self.genesis_fork_version is None):
+            raise ValueError("network 'custom' needs genesis_validators_root and genesis_fork_version")
+        return self
+
+
+class Pkcs11Config(_Frozen):
+    library_path: Path
+    token_label: str
+    pin: SecretRef
+
+
+class KeysConfig(_Frozen):
+    module: Literal["emulated", "pkcs11"] = "emulated"
+    data_dir: Path = Path("./signer-data")
+    pin: SecretRef | None = None
+    """Emulated module PIN (pkcs11 uses pkcs11.pin)."""
+    pkcs11: Pkcs11Config | None = None
+
+    @model_validator(mode="after")
+    def _module_complete(self) -> KeysConfig:
+        if self.module == "pkcs11" and self.pkcs11 is None:
+            raise ValueError("keys.module = 'pkcs11' needs a [keys.pkcs11] section")
+        if self.module == "emulated" and self.pin is None:
+            raise ValueError("keys.module = 'emulated' needs keys.pin (file or env)")
+        return self
+
+
+class ProtectionConfig(_Frozen):
+    backend: Literal["sqlite", "postgres"] = "sqlite"
+    sqlite_path: Path | None = None
+    """Default: <keys.data_dir>/protection.sqlite."""
+    dsn: str | None = None
+    """PostgreSQL DSN without the password."""
+    password: SecretRef | None = None
+    timeout_s: float = Field(default=2.0, gt=0)
+    pool_size: int = Field(default=8, ge=1, le=256)
+    prune_keep_epochs: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _backend_complete(self) -> ProtectionConfig:
+        if self.backend == "postgres" and not self.dsn:
+            raise ValueError("protection.backend = 'postgres' needs protection.dsn")
+        return self
+
+
+class CometChain(_Frozen):
+    chain_id: str = Field(min_length=1, max_length=50)
+    account: str
+    """The key (account name ``wallet/account``) that signs for this chain."""
+
+
+class CometbftConfig(_Frozen):
+    chains: tuple[CometChain, ...] = ()
+
+
+Operation = Literal[
+    "sign_attestation",
+    "sign_proposal",
+    "sign_generic",
+    "sign_voluntary_exit",
+    "cometbft_vote",
+    "cometbft_proposal",
+    "account_management",
+    "protection_import",
+    "protection_export",
+    "key_admin",
+]
+ALL_OPERATIONS: tuple[str, ...] = Operation.__args__  # type: ignore[attr-defined]
+
+
+class RateConfig(_Frozen):
+    per_second: float = Field(gt=0)
+    burst: int = Field(ge=1)
+
+
+class ClientConfig(_Frozen):
+    """Permissions of one client identity (certificate CN or a SAN)."""
+
+    name: str
+    allow_accounts: tuple[str, ...] = ()
+    """Account names, ``wallet/*`` patterns, or 0x public keys; ``*`` for all."""
+    deny_accounts: tuple[str, ...] = ()
+    operations: tuple[Operation, ...] = ()
+    deny_operations: tuple[Operation, ...] = ()
+    rate: RateConfig | None = None
+
+
+class LimitsConfig(_Frozen):
+    default_rate: RateConfig | None = None
+    per_key_rate: RateConfig | None = None
+    max_in_flight: int = Field(default=1024, ge=1)
+    max_batch_items: int = Field(default=1000, ge=1)
+
+
+class BatchingConfig(_Frozen):
+    window_ms: float = Field(default=1.0, ge=0, le=100)
+    max_batch: int = Field(default=256, ge=1)
+    queue_size: int = Field(default=20000, ge=1)
+    sign_workers: int = Field(default=0, ge=0)
+    """Processes (or threads) that sign; 0 means one per core."""
+
+
+class AuditConfig(_Frozen):
+    path: str = "-"
+    """'-' for stdout, otherwise a file path (appended)."""
+
+
+class LoggingConfig(_Frozen):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    json_format: bool = True
+
+
+class Config(_Frozen):
+    server: ServerConfig = ServerConfig()
+    network: NetworkConfig = NetworkConfig()
+    keys: KeysConfig
+    protection: ProtectionConfig = ProtectionConfig()
+    cometbft: CometbftConfig = CometbftConfig()
+    clients: tuple[ClientConfig, ...] = ()
+    limits: LimitsConfig = LimitsConfig()
+    batching: BatchingConfig = BatchingConfig()
+    audit: AuditConfig = AuditConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"]) or "<root>"
+        lines.append(f"{path}: {err['msg']}")
+    return "; ".join(lines)
+
+
+def parse_config(data: dict[str, object]) -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {_describe(exc)}") from exc
+
+
+def load_config(path: Path) -> Config:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    return parse_config(data)

@@ -1,0 +1,173 @@
+"""The error tree of the signer (see DESIGN.md, "Errors").
+
+No grpc import here: the mapping to gRPC codes and to the Dirk API's ResponseState lives in
+``signer.api.status`` alone. Every refusal is an instance of one of these classes and carries a
+message that says why. Messages never contain secret material.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SignerError(Exception):
+    """Base of every error the signer raises on purpose."""
+
+    retryable: bool = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+# --- request errors -------------------------------------------------------------------------
+
+
+class RequestError(SignerError):
+    """The request itself is wrong (INVALID_ARGUMENT)."""
+
+
+class MalformedRequest(RequestError):
+    """A field is missing, of the wrong length, or out of range."""
+
+
+class UnknownKey(RequestError):
+    """No key with that public key or account name is loaded (NOT_FOUND)."""
+
+
+class UnsupportedScheme(RequestError):
+    """The key's scheme cannot do what was asked (e.g. a BLS key for a CometBFT vote)."""
+
+
+class KeyLocked(RequestError):
+    """The account exists but is locked (Dirk's AccountManager/Lock)."""
+
+
+class WrongNetwork(RequestError):
+    """The domain or fork data does not belong to the network this signer is bound to."""
+
+
+class ForbiddenDomain(RequestError):
+    """The domain may not be signed through this call (e.g. proposer domain through Sign)."""
+
+
+# --- access and limits ----------------------------------------------------------------------
+
+
+class AccessDenied(SignerError):
+    """The client may not use this key or operation (PERMISSION_DENIED)."""
+
+
+class RateLimited(SignerError):
+    """The client is over its rate, or the signer over its in-flight cap (RESOURCE_EXHAUSTED)."""
+
+    retryable = True
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+# --- slashing protection --------------------------------------------------------------------
+
+
+class NotSafeToSign(SignerError):
+    """Signing this message could get the validator slashed. Never retryable.
+
+    ``evidence`` describes the conflicting record (never secret material).
+    """
+
+    offence: str = "not_safe"
+
+    def __init__(self, message: str, evidence: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.evidence: dict[str, Any] = evidence or {}
+
+
+class DoubleBlockProposal(NotSafeToSign):
+    offence = "double_block_proposal"
+
+
+class SlotNotAboveLowerBound(NotSafeToSign):
+    offence = "slot_not_above_lower_bound"
+
+
+class DoubleVote(NotSafeToSign):
+    offence = "double_vote"
+
+
+class SurroundingVote(NotSafeToSign):
+    offence = "surrounding_vote"
+
+
+class SurroundedVote(NotSafeToSign):
+    offence = "surrounded_vote"
+
+
+class SourceExceedsTarget(NotSafeToSign):
+    offence = "source_exceeds_target"
+
+
+class SourceBelowLowerBound(NotSafeToSign):
+    offence = "source_below_lower_bound"
+
+
+class TargetNotAboveLowerBound(NotSafeToSign):
+    offence = "target_not_above_lower_bound"
+
+
+class HeightRegression(NotSafeToSign):
+    offence = "height_regression"
+
+
+class RoundRegression(NotSafeToSign):
+    offence = "round_regression"
+
+
+class StepRegression(NotSafeToSign):
+    offence = "step_regression"
+
+
+class ConflictingConsensusMessage(NotSafeToSign):
+    offence = "conflicting_consensus_message"
+
+
+# --- infrastructure -------------------------------------------------------------------------
+
+
+class ProtectionStoreError(SignerError):
+    """The slashing-protection store failed or is unreachable: signing is refused (UNAVAILABLE)."""
+
+    retryable = True
+
+
+class InterchangeError(SignerError):
+    """An EIP-3076 (or priv_validator_state) document was refused on import; nothing was written."""
+
+
+class SchemaTooNew(ProtectionStoreError):
+    """The database schema is newer than this code knows: refuse to start."""
+
+    retryable = False
+
+
+class KeyModuleError(SignerError):
+    """The key module (HSM or emulated) failed: wrong PIN, token gone, tampered file."""
+
+    retryable = True
+
+
+class WrongPin(KeyModuleError):
+    retryable = False
+
+
+class ModuleTampered(KeyModuleError):
+    retryable = False
+
+
+class ConfigError(SignerError):
+    """The configuration is invalid; the message names the key path."""
+
+
+class InternalError(SignerError):
+    """A bug or an unexpected state (INTERNAL)."""

@@ -1,0 +1,1 @@
+"""eth2 package."""

@@ -1,0 +1,1 @@
+"""Key modules: HSM semantics (handles, public keys, sign; never export)."""

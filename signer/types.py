@@ -1,0 +1,175 @@
+"""Domain types shared by every layer: keys, protection checks and verdicts, the Monitor protocol.
+
+Frozen, slotted dataclasses; no I/O and no foreign library here.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import NewType, Protocol
+
+from signer.errors import NotSafeToSign
+
+Slot = NewType("Slot", int)
+Epoch = NewType("Epoch", int)
+SigningRoot = NewType("SigningRoot", bytes)
+"""32 bytes: hash_tree_root(SigningData(object_root, domain))."""
+
+ZERO_ROOT = b"\x00" * 32
+
+
+class Scheme(enum.StrEnum):
+    BLS = "bls"
+    SECP256K1 = "secp256k1"
+    ED25519 = "ed25519"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """What a key module tells about a key. Never holds secret material."""
+
+    handle: str
+    name: str
+    """Account name, ``wallet/account`` as in Dirk."""
+    scheme: Scheme
+    public_key: bytes
+
+    @property
+    def public_key_hex(self) -> str:
+        return "0x" + self.public_key.hex()
+
+
+# --- slashing-protection checks (what the store is asked) -----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BlockCheck:
+    """A beacon block proposal about to be signed."""
+
+    public_key: bytes
+    slot: int
+    signing_root: bytes | None
+    """None (or all zeros, for imported records) means unknown: never equal to anything."""
+
+
+@dataclass(frozen=True, slots=True)
+class AttestationCheck:
+    """A beacon attestation about to be signed."""
+
+    public_key: bytes
+    source_epoch: int
+    target_epoch: int
+    signing_root: bytes | None
+
+
+class ConsensusStep(enum.IntEnum):
+    """CometBFT sign steps, ordered as FilePV orders them."""
+
+    PROPOSAL = 1
+    PREVOTE = 2
+    PRECOMMIT = 3
+
+
+@dataclass(frozen=True, slots=True)
+class ConsensusCheck:
+    """A CometBFT vote or proposal about to be signed (height/round/step protection)."""
+
+    chain_id: str
+    public_key: bytes
+    height: int
+    round: int
+    step: ConsensusStep
+    sign_bytes: bytes
+    """The exact canonical, length-delimited bytes that will be signed."""
+    sign_bytes_without_timestamp: bytes
+    """The same message with its timestamp cleared: equal for timestamp-only differences."""
+
+
+ProtectionCheck = BlockCheck | AttestationCheck | ConsensusCheck
+
+
+class Safe(enum.Enum):
+    VALID = "valid"
+    """New data that conflicts with nothing; it has been recorded."""
+    SAME_DATA = "same_data"
+    """Identical to what was signed before (same signing root / sign bytes): re-signing is safe."""
+
+
+@dataclass(frozen=True, slots=True)
+class PriorSignature:
+    """CometBFT: what was signed before at the same height/round/step."""
+
+    sign_bytes: bytes
+    signature: bytes | None
+    """None if the signer stopped between commit and signature record: re-sign ``sign_bytes``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One outcome per item of a protection batch: safe (and recorded), or refused with a reason."""
+
+    safe: Safe | None = None
+    refusal: NotSafeToSign | None = None
+    prior: PriorSignature | None = None
+    """Set for a CometBFT repeat (identical or timestamp-only difference): sign/return this instead."""
+
+    @property
+    def ok(self) -> bool:
+        return self.safe is not None
+
+
+# --- the Monitor: how the core reports without importing the metrics library ----------------
+
+
+class Monitor(Protocol):
+    """Everything the core reports. ``observability`` implements it; tests may use NullMonitor."""
+
+    def request_done(self, method: str, outcome: str, duration_s: float) -> None: ...
+
+    def signed(self, scheme: Scheme, count: int, duration_s: float) -> None: ...
+
+    def batch(self, size: int) -> None: ...
+
+    def refusal(self, offence: str) -> None: ...
+
+    def store_latency(self, operation: str, duration_s: float) -> None: ...
+
+    def rate_limited(self, client: str) -> None: ...
+
+    def module_error(self, module: str) -> None: ...
+
+    def keys_loaded(self, module: str, scheme: Scheme, count: int) -> None: ...
+
+    def ready(self, is_ready: bool) -> None: ...
+
+
+class NullMonitor:
+    """A Monitor that records nothing."""
+
+    def request_done(self, method: str, outcome: str, duration_s: float) -> None:
+        pass
+
+    def signed(self, scheme: Scheme, count: int, duration_s: float) -> None:
+        pass
+
+    def batch(self, size: int) -> None:
+        pass
+
+    def refusal(self, offence: str) -> None:
+        pass
+
+    def store_latency(self, operation: str, duration_s: float) -> None:
+        pass
+
+    def rate_limited(self, client: str) -> None:
+        pass
+
+    def module_error(self, module: str) -> None:
+        pass
+
+    def keys_loaded(self, module: str, scheme: Scheme, count: int) -> None:
+        pass
+
+    def ready(self, is_ready: bool) -> None:
+        pass
