@@ -1,0 +1,22 @@
+# Two entry points, both documented in README.md:
+#   make serve   start the signer on its embedded defaults (emulated module, SQLite), dev mode
+#   make test    run every check and the whole test suite
+PYTHON ?= python3
+DATA_DIR ?= ./dev-data
+export PATH := $(CURDIR)/.tools/bin:$(PATH)
+
+.PHONY: deps serve test lint
+
+deps:
+	@scripts/install-deps.sh
+
+serve: deps
+	signer serve --dev --data-dir $(DATA_DIR)
+
+lint:
+	ruff check signer tests bench scripts
+	mypy
+	lint-imports
+
+test: deps lint
+	$(PYTHON) -m pytest
