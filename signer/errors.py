@@ -51,6 +51,18 @@ class ForbiddenDomain(RequestError):
     """The domain may not be signed through this call (e.g. proposer domain through Sign)."""
 
 
+class KeystoreError(RequestError):
+    """An EIP-2335 keystore could not be imported (the message says why; never the password)."""
+
+
+class MalformedKeystore(KeystoreError):
+    """The keystore JSON does not have the EIP-2335 shape, or uses an unsupported KDF/cipher."""
+
+
+class WrongPassword(KeystoreError):
+    """The keystore checksum does not match: wrong password (or a corrupted keystore)."""
+
+
 # --- access and limits ----------------------------------------------------------------------
 
 
