@@ -1,0 +1,244 @@
+"""Every metric of the signer, and the only module that imports prometheus_client.
+
+``PrometheusMonitor`` implements the ``Monitor`` protocol of ``signer.types`` on its own
+``CollectorRegistry`` (never the global one, so several monitors can live in one process, e.g. in
+tests). Names carry the ``signer_`` prefix and base units (seconds). Label values come from closed
+sets (enums, the error tree, config); a public key is never a label. A value outside its closed set
+is folded into one bucket value instead of growing the label space, and a monitor call never raises
+into the signing path.
+"""
+
+from __future__ import annotations
+
+import enum
+import platform
+from importlib import metadata
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+from signer.errors import NotSafeToSign
+from signer.types import Scheme
+
+# No *_created series: they double the series count and nothing here queries them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+CONTENT_TYPE_LATEST = CONTENT_TYPE_PLAIN_0_0_4
+"""The content type of ``render()``: the text format 0.0.4 every Prometheus 2.x and 3.x scrapes."""
+
+__all__ = [
+    "BATCH_SIZE_BUCKETS",
+    "CONTENT_TYPE_LATEST",
+    "DURATION_BUCKETS_S",
+    "METRIC_NAMES",
+    "OFFENCES",
+    "Outcome",
+    "PrometheusMonitor",
+]
+
+DURATION_BUCKETS_S: tuple[float, ...] = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+)  # fmt: skip
+"""Resolve 1 ms to 1 s (p99 budgets are single-digit milliseconds)."""
+
+BATCH_SIZE_BUCKETS: tuple[float, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+
+OTHER = "other"
+"""The label value for anything outside a closed set."""
+
+MAX_CLIENT_LABELS = 256
+"""Client names come from config, but a bound keeps a misconfiguration from exploding the series."""
+
+
+class Outcome(enum.StrEnum):
+    """How a request ended (the ``outcome`` label of signer_requests_total)."""
+
+    SUCCEEDED = "succeeded"
+    DENIED = "denied"
+    """Refused by slashing protection or by authorization."""
+    FAILED = "failed"
+    RATE_LIMITED = "rate_limited"
+    INVALID = "invalid"
+    UNAVAILABLE = "unavailable"
+
+
+_OUTCOMES = frozenset(o.value for o in Outcome)
+
+
+def _offences() -> frozenset[str]:
+    found: set[str] = set()
+    pending: list[type[NotSafeToSign]] = [NotSafeToSign]
+    while pending:
+        cls = pending.pop()
+        found.add(cls.offence)
+        pending.extend(cls.__subclasses__())
+    return frozenset(found)
+
+
+OFFENCES: frozenset[str] = _offences()
+"""Every ``offence`` of the NotSafeToSign tree (the ``offence`` label)."""
+
+METRIC_NAMES: tuple[str, ...] = (
+    "signer_requests_total",
+    "signer_request_duration_seconds",
+    "signer_signing_duration_seconds",
+    "signer_signatures_total",
+    "signer_batch_size",
+    "signer_protection_refusals_total",
+    "signer_protection_store_duration_seconds",
+    "signer_rate_limited_total",
+    "signer_keys_loaded",
+    "signer_module_errors_total",
+    "signer_build_info",
+    "signer_ready",
+)
+"""The metric families this module defines (as a Prometheus query names them)."""
+
+
+def _version() -> str:
+    try:
+        return metadata.version("validator-signer")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class PrometheusMonitor:
+    """The ``Monitor`` of the running signer, backed by prometheus_client."""
+
+    def __init__(self, *, version: str | None = None) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        reg = self.registry
+        self._requests = Counter(
+            "signer_requests_total",
+            "Requests handled, by gRPC method and outcome.",
+            ("method", "outcome"),
+            registry=reg,
+        )
+        self._request_duration = Histogram(
+            "signer_request_duration_seconds",
+            "Time from request received to response ready, by gRPC method.",
+            ("method",),
+            buckets=DURATION_BUCKETS_S,
+            registry=reg,
+        )
+        self._signing_duration = Histogram(
+            "signer_signing_duration_seconds",
+            "Time spent producing signatures, per signing call (a batch counts once), by scheme.",
+            ("scheme",),
+            buckets=DURATION_BUCKETS_S,
+            registry=reg,
+        )
+        self._signatures = Counter(
+            "signer_signatures_total",
+            "Signatures produced, by scheme.",
+            ("scheme",),
+            registry=reg,
+        )
+        self._batch_size = Histogram(
+            "signer_batch_size",
+            "Items per batch handed to slashing protection and signing.",
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=reg,
+        )
+        self._refusals = Counter(
+            "signer_protection_refusals_total",
+            "Messages refused by slashing protection, by offence.",
+            ("offence",),
+            registry=reg,
+        )
+        self._store_duration = Histogram(
+            "signer_protection_store_duration_seconds",
+            "Slashing-protection store latency, by operation.",
+            ("operation",),
+            buckets=DURATION_BUCKETS_S,
+            registry=reg,
+        )
+        self._rate_limited = Counter(
+            "signer_rate_limited_total",
+            "Requests refused by rate limiting, by client identity.",
+            ("client",),
+            registry=reg,
+        )
+        self._keys_loaded = Gauge(
+            "signer_keys_loaded",
+            "Keys loaded in the key module, by module kind and scheme.",
+            ("module", "scheme"),
+            registry=reg,
+        )
+        self._module_errors = Counter(
+            "signer_module_errors_total",
+            "Key module (HSM or emulated) errors, by module kind.",
+            ("module",),
+            registry=reg,
+        )
+        self._build_info = Gauge(
+            "signer_build_info",
+            "Build information; the value is always 1.",
+            ("version", "python"),
+            registry=reg,
+        )
+        self._ready = Gauge(
+            "signer_ready",
+            "1 when the signer is ready to sign (keys unlocked, store reachable), else 0.",
+            registry=reg,
+        )
+        self._build_info.labels(version=version or _version(), python=platform.python_version()).set(1)
+        self._ready.set(0)
+        self._clients: set[str] = set()
+        # Closed label sets start at zero, so rate() and increase() see the first event.
+        for offence in sorted(OFFENCES):
+            self._refusals.labels(offence=offence)
+        for scheme in Scheme:
+            self._signatures.labels(scheme=scheme.value)
+
+    # --- the Monitor protocol -----------------------------------------------------------------
+
+    def request_done(self, method: str, outcome: str, duration_s: float) -> None:
+        outcome_label = outcome if outcome in _OUTCOMES else Outcome.FAILED.value
+        self._requests.labels(method=method, outcome=outcome_label).inc()
+        self._request_duration.labels(method=method).observe(max(duration_s, 0.0))
+
+    def signed(self, scheme: Scheme, count: int, duration_s: float) -> None:
+        label = Scheme(scheme).value
+        if count > 0:
+            self._signatures.labels(scheme=label).inc(count)
+        self._signing_duration.labels(scheme=label).observe(max(duration_s, 0.0))
+
+    def batch(self, size: int) -> None:
+        self._batch_size.observe(size)
+
+    def refusal(self, offence: str) -> None:
+        self._refusals.labels(offence=offence if offence in OFFENCES else OTHER).inc()
+
+    def store_latency(self, operation: str, duration_s: float) -> None:
+        self._store_duration.labels(operation=operation).observe(max(duration_s, 0.0))
+
+    def rate_limited(self, client: str) -> None:
+        if client not in self._clients:
+            if len(self._clients) >= MAX_CLIENT_LABELS:
+                client = OTHER
+            else:
+                self._clients.add(client)
+        self._rate_limited.labels(client=client).inc()
+
+    def module_error(self, module: str) -> None:
+        self._module_errors.labels(module=module).inc()
+
+    def keys_loaded(self, module: str, scheme: Scheme, count: int) -> None:
+        self._keys_loaded.labels(module=module, scheme=Scheme(scheme).value).set(count)
+
+    def ready(self, is_ready: bool) -> None:
+        self._ready.set(1 if is_ready else 0)
+
+    # --- exposition ---------------------------------------------------------------------------
+
+    def render(self) -> bytes:
+        """The registry in the Prometheus text exposition format."""
+        return generate_latest(self.registry)
