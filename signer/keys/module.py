@@ -7,10 +7,26 @@ interface.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
+from signer.errors import MalformedRequest
 from signer.types import KeyInfo, Scheme
+
+ACCOUNT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}/[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+"""``wallet/account`` as in Dirk: two parts of 1-64 letters, digits, '.', '_' or '-', each starting
+with a letter or digit (so no hidden names, no path tricks, no whitespace)."""
+
+
+def check_account_name(name: str) -> str:
+    """Return ``name`` if it is a valid ``wallet/account`` name, else raise MalformedRequest."""
+    if not isinstance(name, str) or not ACCOUNT_NAME_RE.fullmatch(name):
+        raise MalformedRequest(
+            f"invalid account name {name!r}: expected 'wallet/account', each part 1-64 of "
+            "[A-Za-z0-9._-] starting with a letter or digit"
+        )
+    return name
 
 
 class KeyModule(Protocol):
@@ -28,6 +44,12 @@ class KeyModule(Protocol):
 
     @property
     def unlocked(self) -> bool: ...
+
+    def verify_pin(self, pin: str) -> bool:
+        """True iff ``pin`` is the module PIN (constant-time comparison; used by AccountManager Unlock).
+
+        Does not change the lock state.
+        """
 
     def list_keys(self) -> list[KeyInfo]: ...
 
@@ -56,3 +78,14 @@ class KeyModule(Protocol):
         """Sign (public_key, message) pairs; same rules as ``sign``; results in order."""
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class BulkImport(Protocol):
+    """Optional: modules that can seal many secrets in one write (the emulated module does).
+
+    All or nothing: the items are checked first (names, duplicates, secret ranges) and nothing is
+    stored if any is refused. The importer uses it when a module offers it.
+    """
+
+    def import_secrets(self, items: Sequence[tuple[str, Scheme, bytes]]) -> list[KeyInfo]: ...
