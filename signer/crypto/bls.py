@@ -98,6 +98,11 @@ class BlsBackend(Protocol):
         self, public_keys: Sequence[bytes], messages: Sequence[bytes], signature: bytes
     ) -> bool: ...
 
+    def batch_verify(
+        self, public_keys: Sequence[bytes], messages: Sequence[bytes], signatures: Sequence[bytes]
+    ) -> bool:
+        """True iff every (public key, message, signature) triple verifies; False for none."""
+
     def key_validate(self, public_key: bytes) -> bool:
         """A G1 point in the subgroup, and not the identity."""
 
@@ -116,6 +121,19 @@ def _fail_to_false(check: Callable[[], bool]) -> bool:
         return check()
     except (ValueError, TypeError, AssertionError, RuntimeError, MalformedRequest):
         return False
+
+
+def _verify_each(
+    backend: BlsBackend,
+    public_keys: Sequence[bytes],
+    messages: Sequence[bytes],
+    signatures: Sequence[bytes],
+) -> bool:
+    if len(public_keys) == 0 or not len(public_keys) == len(messages) == len(signatures):
+        return False
+    return all(
+        backend.verify(pk, m, s) for pk, m, s in zip(public_keys, messages, signatures, strict=True)
+    )
 
 
 # --- blst through pyblst ----------------------------------------------------------------------
@@ -230,6 +248,28 @@ class BlstBackend:
 
         return _fail_to_false(check)
 
+    def batch_verify(
+        self, public_keys: Sequence[bytes], messages: Sequence[bytes], signatures: Sequence[bytes]
+    ) -> bool:
+        """One multi-pairing with random 64-bit weights r_i (the consensus-specs batch check):
+        prod e(r_i * pk_i, H(m_i)) == e(g1, sum r_i * sig_i). A forged set passes with
+        probability about 2^-64."""
+
+        def check() -> bool:
+            if len(public_keys) == 0 or not len(public_keys) == len(messages) == len(signatures):
+                return False
+            points = self._public_keys(public_keys)
+            weights = [1 + _secrets.randbits(64) for _ in points]
+            total = self._identity_g2
+            for weight, signature in zip(weights, signatures, strict=True):
+                total = total + self._g2(signature).scalar_mul(weight)
+            pairs = [
+                (p.scalar_mul(w), self._hash(m)) for p, w, m in zip(points, weights, messages, strict=True)
+            ]
+            return self._pairing_check(pairs, total)
+
+        return _fail_to_false(check)
+
 
 # --- blspy (Chia bls-signatures) --------------------------------------------------------------
 
@@ -325,6 +365,11 @@ class BlspyBackend:
 
         return _fail_to_false(check)
 
+    def batch_verify(
+        self, public_keys: Sequence[bytes], messages: Sequence[bytes], signatures: Sequence[bytes]
+    ) -> bool:
+        return _verify_each(self, public_keys, messages, signatures)
+
 
 # --- py_ecc (pure-Python reference) -----------------------------------------------------------
 
@@ -412,6 +457,11 @@ class PyEccBackend:
                 )
             )
         )
+
+    def batch_verify(
+        self, public_keys: Sequence[bytes], messages: Sequence[bytes], signatures: Sequence[bytes]
+    ) -> bool:
+        return _verify_each(self, public_keys, messages, signatures)
 
 
 # --- backend registry and the default ---------------------------------------------------------
@@ -503,12 +553,7 @@ def batch_verify(
     public_keys: Sequence[bytes], messages: Sequence[bytes], signatures: Sequence[bytes]
 ) -> bool:
     """True iff every (public_key, message, signature) triple verifies (and there is at least one)."""
-    if len(public_keys) == 0 or not len(public_keys) == len(messages) == len(signatures):
-        return False
-    backend = get_backend()
-    return all(
-        backend.verify(pk, m, s) for pk, m, s in zip(public_keys, messages, signatures, strict=True)
-    )
+    return get_backend().batch_verify(public_keys, messages, signatures)
 
 
 def key_validate(public_key: bytes) -> bool:
