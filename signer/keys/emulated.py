@@ -1,0 +1,452 @@
+"""The emulated key module: HSM semantics in software, for development and small setups.
+
+One module file (``<data_dir>/emulated-module.json``) holds:
+
+* a header: format and version, the scrypt parameters and salt, and a PIN verifier;
+* one entry per key: account name, scheme, public key, a 96-bit nonce and the AES-256-GCM sealed
+  secret. The associated data binds the public key (and the scheme and name) to the ciphertext, so
+  the stored public key is authenticated and never recomputed at unlock (deriving 10,000 BLS public
+  keys would take ~10 s);
+* a file MAC (HMAC-SHA256) over everything else, so entries cannot be removed, reordered or
+  swapped between files without the module noticing.
+
+Keys: ``ikm = scrypt(NFKD(PIN), salt, n, r, p)`` runs ONCE per unlock; the sealing key, the file
+MAC key and the PIN verifier are HMAC-SHA256(ikm, label) for three distinct labels. A wrong PIN is
+told apart from a tampered file by the verifier (constant-time comparison).
+
+No plaintext secret ever reaches disk: the file is written to a temporary file in the same
+directory (mode 0600), fsynced, renamed over the old one, and the directory is fsynced. Writers
+serialise on an ``flock`` of ``<data_dir>/emulated-module.lock`` and re-read the file first, so
+the CLI and a running server can both add keys without losing one another's writes.
+
+Unsealed secrets live in the plain dict ``self._secrets`` (public key -> secret bytes) so that a
+forked signing worker inherits them; they are never pickled or sent over a socket. Python cannot
+reliably wipe ``bytes``; ``lock()`` drops every reference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import hmac
+import json
+import os
+import secrets as _secrets
+import tempfile
+import threading
+import unicodedata
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from signer.crypto import bls, ed25519, secp256k1
+from signer.errors import (
+    KeyModuleError,
+    MalformedRequest,
+    ModuleTampered,
+    UnknownKey,
+    WrongPin,
+)
+from signer.keys.module import check_account_name
+from signer.types import KeyInfo, Scheme
+
+MODULE_FILE: Final = "emulated-module.json"
+LOCK_FILE: Final = "emulated-module.lock"
+FORMAT: Final = "validator-signer/emulated-module"
+VERSION: Final = 1
+DEFAULT_SCRYPT_N: Final = 2**17
+"""~0.4 s and 128 MiB on this machine kind; paid once per unlock, not per key."""
+SCRYPT_R: Final = 8
+SCRYPT_P: Final = 1
+MIN_SCRYPT_N: Final = 2**10
+MAX_SCRYPT_N: Final = 2**20
+
+_AAD_PREFIX: Final = b"validator-signer/emulated-module/v1\x00"
+_SEAL_LABEL: Final = b"seal-key"
+_MAC_LABEL: Final = b"file-mac"
+_VERIFIER_LABEL: Final = b"pin-verifier"
+
+
+# --- the file format (an I/O edge: pydantic) --------------------------------------------------
+
+
+class _FileModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _KdfModel(_FileModel):
+    function: Literal["scrypt"]
+    n: int = Field(ge=MIN_SCRYPT_N, le=MAX_SCRYPT_N)
+    r: int = Field(ge=1, le=32)
+    p: int = Field(ge=1, le=16)
+    salt: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class _EntryModel(_FileModel):
+    name: str
+    scheme: Scheme
+    public_key: str = Field(pattern=r"^([0-9a-f]{2})+$")
+    nonce: str = Field(pattern=r"^[0-9a-f]{24}$")
+    sealed: str = Field(pattern=r"^([0-9a-f]{2})+$")
+
+
+class _ModuleFileModel(_FileModel):
+    format: Literal["validator-signer/emulated-module"]
+    version: Literal[1]
+    kdf: _KdfModel
+    pin_verifier: str = Field(pattern=r"^[0-9a-f]{64}$")
+    keys: list[_EntryModel]
+    mac: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True, slots=True)
+class _Keys:
+    """What one scrypt run gives: the sealing key, the file MAC key and the PIN verifier."""
+
+    seal: bytes
+    mac: bytes
+    verifier: bytes
+
+
+def _normalize_pin(pin: str) -> bytes:
+    return unicodedata.normalize("NFKD", pin).encode("utf-8")
+
+
+def _derive(pin: str, kdf: dict[str, Any]) -> _Keys:
+    n, r, p = int(kdf["n"]), int(kdf["r"]), int(kdf["p"])
+    ikm = hashlib.scrypt(
+        _normalize_pin(pin),
+        salt=bytes.fromhex(kdf["salt"]),
+        n=n,
+        r=r,
+        p=p,
+        maxmem=128 * r * (n + p + 2) + 1024 * 1024,
+        dklen=32,
+    )
+
+    def label(tag: bytes) -> bytes:
+        return hmac.new(ikm, tag, hashlib.sha256).digest()
+
+    return _Keys(seal=label(_SEAL_LABEL), mac=label(_MAC_LABEL), verifier=label(_VERIFIER_LABEL))
+
+
+def _aad(scheme: Scheme, public_key: bytes, name: str) -> bytes:
+    return _AAD_PREFIX + scheme.value.encode() + b"\x00" + public_key + b"\x00" + name.encode()
+
+
+def _file_mac(mac_key: bytes, doc: dict[str, Any]) -> str:
+    body = {k: v for k, v in doc.items() if k != "mac"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    return hmac.new(mac_key, canonical, hashlib.sha256).hexdigest()
+
+
+def public_key_of(scheme: Scheme, secret: bytes) -> bytes:
+    """The public key of ``secret`` for ``scheme`` (MalformedRequest for an invalid secret)."""
+    if scheme is Scheme.BLS:
+        return bls.secret_to_public(secret)
+    if scheme is Scheme.SECP256K1:
+        return secp256k1.public_key(secret)
+    if scheme is Scheme.ED25519:
+        return ed25519.public_key(secret)
+    raise MalformedRequest(f"unknown scheme {scheme!r}")
+
+
+def _random_secret(scheme: Scheme) -> bytes:
+    if scheme is Scheme.BLS:
+        return bls.random_secret()
+    if scheme is Scheme.SECP256K1:
+        return (1 + _secrets.randbelow(secp256k1.CURVE_ORDER - 1)).to_bytes(32, "big")
+    return _secrets.token_bytes(32)
+
+
+def _sign_with(scheme: Scheme, secret: bytes, message: bytes) -> bytes:
+    if scheme is Scheme.BLS:
+        if len(message) != 32:
+            raise MalformedRequest(f"a BLS signing root must be 32 bytes, got {len(message)}")
+        return bls.sign(secret, message)
+    if scheme is Scheme.SECP256K1:
+        return secp256k1.sign_digest(secret, message)[0]
+    return ed25519.sign(secret, message)
+
+
+# --- the module -------------------------------------------------------------------------------
+
+
+class EmulatedKeyModule:
+    """KeyModule in software: one sealed module file under a PIN-derived master key.
+
+    ``EmulatedKeyModule(data_dir, pin)`` opens an existing module (locked: call ``unlock()``).
+    With ``create=True`` a missing module is created (and is then unlocked); an existing one is
+    opened as usual. ``scrypt_n`` only applies when creating (tests use a small one).
+    """
+
+    kind = "emulated"
+
+    def __init__(
+        self, data_dir: Path, pin: str, *, create: bool = False, scrypt_n: int = DEFAULT_SCRYPT_N
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.path = self.data_dir / MODULE_FILE
+        self._pin = pin
+        self._mutex = threading.RLock()
+        self._keys: _Keys | None = None
+        self._secrets: dict[bytes, bytes] = {}
+        """public key -> unsealed secret. A plain dict so a forked worker inherits it."""
+        self._infos: dict[bytes, KeyInfo] = {}
+        self._authenticated = False
+        self._last_mac: str | None = None
+        if self.path.exists():
+            return
+        if not create:
+            raise KeyModuleError(f"no emulated key module in {self.data_dir} ({MODULE_FILE} is missing)")
+        self._create(scrypt_n)
+
+    # -- state ---------------------------------------------------------------------------------
+
+    @property
+    def unlocked(self) -> bool:
+        return self._keys is not None
+
+    def __len__(self) -> int:
+        return len(self._infos)
+
+    def _create(self, scrypt_n: int) -> None:
+        if not self._pin:
+            raise KeyModuleError("the module PIN must not be empty")
+        if not MIN_SCRYPT_N <= scrypt_n <= MAX_SCRYPT_N or scrypt_n & (scrypt_n - 1):
+            raise KeyModuleError(f"scrypt n must be a power of two in [2**10, 2**20], got {scrypt_n}")
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        kdf = {"function": "scrypt", "n": scrypt_n, "r": SCRYPT_R, "p": SCRYPT_P,
+               "salt": _secrets.token_bytes(32).hex()}
+        keys = _derive(self._pin, kdf)
+        doc: dict[str, Any] = {
+            "format": FORMAT,
+            "version": VERSION,
+            "kdf": kdf,
+            "pin_verifier": keys.verifier.hex(),
+            "keys": [],
+        }
+        with self._file_lock():
+            if self.path.exists():  # created meanwhile by someone else: open theirs
+                return
+            self._write(doc, keys)
+        self._keys = keys
+        self._authenticated = True
+
+    def _read_doc(self) -> dict[str, Any]:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError as exc:
+            raise KeyModuleError(
+                f"no emulated key module in {self.data_dir} ({MODULE_FILE} is missing)"
+            ) from exc
+        except OSError as exc:
+            raise KeyModuleError(f"cannot read {self.path}: {exc.strerror}") from exc
+        try:
+            doc = json.loads(raw)
+            _ModuleFileModel.model_validate(doc)
+        except ValueError as exc:  # JSONDecodeError and ValidationError are both ValueErrors
+            if isinstance(exc, ValidationError):
+                err = exc.errors()[0]
+                where = ".".join(str(p) for p in err["loc"]) or "<root>"
+                raise ModuleTampered(f"module file {self.path} is malformed: {where}: {err['msg']}") from exc
+            raise ModuleTampered(f"module file {self.path} is not valid JSON") from exc
+        result: dict[str, Any] = doc
+        return result
+
+    def _check_pin(self, doc: dict[str, Any], pin: str) -> _Keys:
+        keys = _derive(pin, doc["kdf"])
+        if not hmac.compare_digest(keys.verifier, bytes.fromhex(doc["pin_verifier"])):
+            raise WrongPin(f"wrong PIN for the emulated key module in {self.data_dir}")
+        return keys
+
+    def _load(self, doc: dict[str, Any], keys: _Keys) -> None:
+        """Authenticate and unseal every entry of ``doc``; replace the in-memory state."""
+        aead = AESGCM(keys.seal)
+        secrets_by_pk: dict[bytes, bytes] = {}
+        infos: dict[bytes, KeyInfo] = {}
+        names: set[str] = set()
+        for index, entry in enumerate(doc["keys"]):
+            name = entry["name"]
+            scheme = Scheme(entry["scheme"])
+            public_key = bytes.fromhex(entry["public_key"])
+            try:
+                secret = aead.decrypt(bytes.fromhex(entry["nonce"]), bytes.fromhex(entry["sealed"]),
+                                      _aad(scheme, public_key, name))
+            except InvalidTag as exc:
+                raise ModuleTampered(
+                    f"module file {self.path}: key #{index} ({name!r}) failed authentication "
+                    "(its ciphertext, public key, scheme or name was changed)"
+                ) from exc
+            if public_key in infos or name in names:
+                raise ModuleTampered(f"module file {self.path}: key #{index} ({name!r}) is a duplicate")
+            names.add(name)
+            secrets_by_pk[public_key] = secret
+            infos[public_key] = KeyInfo(public_key.hex(), name, scheme, public_key)
+        if not hmac.compare_digest(_file_mac(keys.mac, doc), doc["mac"]):
+            raise ModuleTampered(
+                f"module file {self.path}: file MAC mismatch (header changed, or keys added, removed "
+                "or reordered outside the module)"
+            )
+        self._secrets = secrets_by_pk
+        self._infos = infos
+        self._last_mac = doc["mac"]
+        self._authenticated = True
+
+    def unlock(self) -> None:
+        with self._mutex:
+            doc = self._read_doc()
+            keys = self._check_pin(doc, self._pin)
+            self._load(doc, keys)
+            self._keys = keys
+
+    def lock(self) -> None:
+        with self._mutex:
+            self._keys = None
+            self._secrets = {}
+
+    def close(self) -> None:
+        self.lock()
+
+    def verify_pin(self, pin: str) -> bool:
+        try:
+            self._check_pin(self._read_doc(), pin)
+        except WrongPin:
+            return False
+        return True
+
+    # -- listing -------------------------------------------------------------------------------
+
+    def list_keys(self) -> list[KeyInfo]:
+        with self._mutex:
+            if not self._authenticated:
+                raise KeyModuleError("the emulated key module has not been unlocked yet")
+            return list(self._infos.values())
+
+    def key_info(self, public_key: bytes) -> KeyInfo:
+        try:
+            return self._infos[bytes(public_key)]
+        except KeyError:
+            raise UnknownKey(f"no key with public key 0x{bytes(public_key).hex()} in the module") from None
+
+    # -- writing -------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        fd = os.open(self.data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    def _write(self, doc: dict[str, Any], keys: _Keys) -> None:
+        """Set ``doc["mac"]`` and write ``doc`` atomically (temp file, fsync, rename, fsync dir)."""
+        doc["mac"] = _file_mac(keys.mac, doc)
+        data = json.dumps(doc, indent=1).encode()
+        fd, tmp = tempfile.mkstemp(prefix=".emulated-module.", suffix=".tmp", dir=self.data_dir)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        dir_fd = os.open(self.data_dir, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        self._last_mac = doc["mac"]
+
+    def _require_keys(self) -> _Keys:
+        if self._keys is None:
+            raise KeyModuleError("the emulated key module is locked")
+        return self._keys
+
+    @contextlib.contextmanager
+    def _mutation(self) -> Iterator[tuple[dict[str, Any], _Keys]]:
+        """Lock, re-read the file (taking in other writers' keys), let the caller edit, write."""
+        with self._mutex:
+            keys = self._require_keys()
+            with self._file_lock():
+                doc = self._read_doc()
+                if doc["mac"] != self._last_mac:
+                    if not hmac.compare_digest(keys.verifier, bytes.fromhex(doc["pin_verifier"])):
+                        raise ModuleTampered(f"module file {self.path} was replaced by one with another PIN")
+                    self._load(doc, keys)
+                yield doc, keys
+                self._write(doc, keys)
+                self._load(doc, keys)
+
+    def _seal_entries(
+        self, doc: dict[str, Any], keys: _Keys, items: Sequence[tuple[str, Scheme, bytes]]
+    ) -> list[KeyInfo]:
+        aead = AESGCM(keys.seal)
+        names = {e["name"] for e in doc["keys"]}
+        public_keys = {bytes.fromhex(e["public_key"]): e["name"] for e in doc["keys"]}
+        prepared: list[tuple[dict[str, Any], KeyInfo]] = []
+        for name, scheme_value, secret in items:
+            check_account_name(name)
+            scheme = Scheme(scheme_value)
+            if name in names:
+                raise MalformedRequest(f"account name {name!r} is already in use")
+            public_key = public_key_of(scheme, bytes(secret))
+            if public_key in public_keys:
+                raise MalformedRequest(
+                    f"public key 0x{public_key.hex()} is already in the module as {public_keys[public_key]!r}"
+                )
+            names.add(name)
+            public_keys[public_key] = name
+            nonce = _secrets.token_bytes(12)
+            sealed = aead.encrypt(nonce, bytes(secret), _aad(scheme, public_key, name))
+            entry = {"name": name, "scheme": scheme.value, "public_key": public_key.hex(),
+                     "nonce": nonce.hex(), "sealed": sealed.hex()}
+            prepared.append((entry, KeyInfo(public_key.hex(), name, scheme, public_key)))
+        doc["keys"].extend(entry for entry, _ in prepared)
+        return [info for _, info in prepared]
+
+    def import_secrets(self, items: Sequence[tuple[str, Scheme, bytes]]) -> list[KeyInfo]:
+        """Seal many secrets in one write; all or nothing (see signer.keys.module.BulkImport)."""
+        with self._mutation() as (doc, keys):
+            return self._seal_entries(doc, keys, items)
+
+    def import_secret(self, name: str, scheme: Scheme, secret: bytes) -> KeyInfo:
+        return self.import_secrets([(name, scheme, secret)])[0]
+
+    def generate(self, name: str, scheme: Scheme) -> KeyInfo:
+        return self.import_secret(name, scheme, _random_secret(Scheme(scheme)))
+
+    def generate_many(self, names: Sequence[str], scheme: Scheme) -> list[KeyInfo]:
+        """Create one new key per name in one write."""
+        return self.import_secrets([(name, scheme, _random_secret(Scheme(scheme))) for name in names])
+
+    def delete(self, public_key: bytes) -> KeyInfo:
+        public_key = bytes(public_key)
+        with self._mutation() as (doc, _keys):
+            info = self.key_info(public_key)
+            doc["keys"] = [e for e in doc["keys"] if e["public_key"] != public_key.hex()]
+        return info
+
+    # -- signing -------------------------------------------------------------------------------
+
+    def sign(self, public_key: bytes, message: bytes) -> bytes:
+        public_key = bytes(public_key)
+        secret = self._secrets.get(public_key)
+        if secret is None:
+            if self._keys is None:
+                raise KeyModuleError("the emulated key module is locked")
+            raise UnknownKey(f"no key with public key 0x{public_key.hex()} in the module")
+        return _sign_with(self._infos[public_key].scheme, secret, bytes(message))
+
+    def sign_many(self, items: Sequence[tuple[bytes, bytes]]) -> list[bytes]:
+        return [self.sign(public_key, message) for public_key, message in items]
