@@ -232,6 +232,8 @@ class BlstBackend:
             total = points[0]
             for p in points[1:]:
                 total = total + p
+            if total == self._identity_g1:
+                return False  # the aggregate key must pass KeyValidate too (as py_ecc and blspy do)
             return self._pairing_check([(total, self._hash(message))], self._g2(signature))
 
         return _fail_to_false(check)
