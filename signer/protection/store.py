@@ -1,0 +1,148 @@
+"""The ProtectionStore protocol: what every slashing-protection backend implements.
+
+Stores fetch history and record; they never decide (``signer.protection.rules`` decides). The
+contract is tested once, for every backend, by tests/unit/test_store_contract.py, the interchange
+conformance vectors and the property tests (backends are listed in tests/stores.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from signer.errors import MalformedRequest
+from signer.types import AttestationCheck, BlockCheck, ConsensusCheck, ProtectionCheck, Verdict
+
+ProtectionKey = tuple[str, str, bytes]
+"""(kind, chain_id or "", public_key): the unit of history and of locking."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImportReport:
+    """What an EIP-3076 import did (all-or-nothing: either all of it, or an error and nothing)."""
+
+    validators: int
+    """Validators in the document (duplicate entries counted once)."""
+    blocks_imported: int
+    """Block records added (records already stored are not counted)."""
+    attestations_imported: int
+    blocks_skipped: int
+    """Block records already present (identical slot and root)."""
+    attestations_skipped: int
+
+
+def protection_key(check: ProtectionCheck) -> ProtectionKey:
+    """The key a check is locked and ordered by: one per history (blocks, attestations, and
+    CometBFT state per chain) of one public key."""
+    if isinstance(check, BlockCheck):
+        return ("block", "", check.public_key)
+    if isinstance(check, AttestationCheck):
+        return ("attestation", "", check.public_key)
+    return ("consensus", check.chain_id, check.public_key)
+
+
+MAX_INT64 = 2**63 - 1
+
+
+def _validate(check: ProtectionCheck) -> None:
+    if not check.public_key:
+        raise MalformedRequest("protection check without a public key")
+    if (
+        not isinstance(check, ConsensusCheck)
+        and check.signing_root is not None
+        and len(check.signing_root) != 32
+    ):
+        raise MalformedRequest(f"signing root must be 32 bytes, got {len(check.signing_root)}")
+    if isinstance(check, BlockCheck):
+        values: tuple[int, ...] = (check.slot,)
+    elif isinstance(check, AttestationCheck):
+        values = (check.source_epoch, check.target_epoch)
+    else:
+        values = (check.height, check.round, int(check.step))
+        if not check.chain_id:
+            raise MalformedRequest("CometBFT protection check without a chain_id")
+    for value in values:
+        if not 0 <= value <= MAX_INT64:
+            raise MalformedRequest(f"slot/epoch/height/round/step {value} is out of range 0..2**63-1")
+
+
+def ordered_batch(checks: Sequence[ProtectionCheck]) -> list[int]:
+    """Validate a batch and return the indexes of its items in sorted key order.
+
+    Raises MalformedRequest if a key appears twice or an item is out of range (nothing is recorded).
+    """
+    keys: dict[ProtectionKey, int] = {}
+    for index, check in enumerate(checks):
+        _validate(check)
+        key = protection_key(check)
+        if key in keys:
+            raise MalformedRequest(
+                f"batch items {keys[key]} and {index} are for the same {key[0]} history of one key; "
+                "a batch may hold each key once"
+            )
+        keys[key] = index
+    return [keys[key] for key in sorted(keys)]
+
+
+class ProtectionStore(Protocol):
+    """A slashing-protection database bound to one genesis_validators_root.
+
+    Every method raises ProtectionStoreError when the store fails; a failure never fails open.
+    """
+
+    def check_and_record(self, checks: Sequence[ProtectionCheck]) -> list[Verdict]:
+        """Decide and record a batch in ONE transaction, durably committed before returning.
+
+        One Verdict per item, in order: ``safe`` set (VALID: recorded; SAME_DATA: a repeat, for
+        CometBFT with ``prior``) or ``refusal`` set (NotSafeToSign; other items are unaffected).
+        Items are processed in sorted ``protection_key`` order; a key appears at most once per batch
+        (MalformedRequest otherwise). On a store failure: ProtectionStoreError and nothing recorded.
+        """
+        ...
+
+    def record_consensus_signature(  # noqa: PLR0917 - positional, as the service calls it
+        self,
+        chain_id: str,
+        public_key: bytes,
+        height: int,
+        round: int,
+        step: int,
+        sign_bytes: bytes,
+        signature: bytes,
+    ) -> None:
+        """Remember the signature of the CometBFT message recorded at that height/round/step (if
+        that is still the last one), so an identical repeat returns it."""
+        ...
+
+    def import_interchange(self, document: bytes | str | Mapping[str, Any]) -> ImportReport:
+        """Merge an EIP-3076 v5 document (complete or minimal). All-or-nothing; InterchangeError for a
+        wrong genesis_validators_root, format version or shape. Never removes or lowers anything:
+        records are added, a lower bound is set only where the validator had none."""
+        ...
+
+    def export_interchange(self, public_keys: Sequence[bytes] | None = None) -> dict[str, Any]:
+        """The complete history (with known signing roots) as an EIP-3076 v5 document."""
+        ...
+
+    def import_cometbft_state(
+        self,
+        chain_id: str,
+        public_key: bytes,
+        document: bytes | str | Mapping[str, Any],
+        sign_bytes_without_timestamp: bytes | None = None,
+    ) -> bool:
+        """Merge a priv_validator_state.json. Returns True if it moved the state forward, False if
+        the stored state is already at or beyond it. InterchangeError if it conflicts (same
+        height/round/step, different sign bytes) or is invalid."""
+        ...
+
+    def export_cometbft_state(self, chain_id: str, public_key: bytes) -> dict[str, Any]:
+        """The last signed state in priv_validator_state.json shape (initial state if none)."""
+        ...
+
+    def ping(self) -> None:
+        """Raise ProtectionStoreError unless the store can serve a transaction now."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,54 @@
+"""Slashing-protection backends under test: every contract, conformance and property test of the
+protection store takes its store from here, once per backend.
+
+To add a backend, append its name to BACKENDS and open it in ``make_store``. ``make_store`` called
+again with the same ``tmp_path`` must open the SAME database (the tests use that to restart).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from signer.protection.sqlite import SqliteStore
+from signer.protection.store import ProtectionStore
+from signer.types import ZERO_ROOT
+
+BACKENDS = ["sqlite"]
+
+StoreFactory = Callable[..., ProtectionStore]
+
+
+def make_store(backend: str, tmp_path: Path, gvr: bytes = ZERO_ROOT) -> ProtectionStore:
+    """Open (or reopen) the store of ``backend`` that lives in ``tmp_path``, bound to ``gvr``."""
+    if backend == "sqlite":
+        return SqliteStore(tmp_path / "protection.sqlite", gvr)
+    raise ValueError(f"unknown protection backend {backend!r}")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def store_factory(backend: str, tmp_path: Path) -> Iterator[StoreFactory]:
+    """``open_store(gvr=ZERO_ROOT, where=tmp_path)``: open or reopen a store; all closed at teardown."""
+    opened: list[ProtectionStore] = []
+
+    def open_store(gvr: bytes = ZERO_ROOT, where: Path | None = None) -> ProtectionStore:
+        store = make_store(backend, where or tmp_path, gvr)
+        opened.append(store)
+        return store
+
+    yield open_store
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(store_factory: StoreFactory) -> ProtectionStore:
+    """A fresh store bound to the all-zero genesis_validators_root."""
+    return store_factory()
