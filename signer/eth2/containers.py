@@ -1,0 +1,471 @@
+"""Consensus containers the signer hashes: frozen, slotted dataclasses with hash_tree_root/serialize.
+
+Field names and types follow the consensus-specs (phase0, altair, the builder API). Every value is
+validated when it is built (uint64 range, byte lengths, bitlist delimiter and limit) and a bad field
+raises ``MalformedRequest`` naming it. Bitlists and bitvectors are held in their SSZ encoding (the
+bytes the APIs carry as hex; a bitlist ends with its delimiter bit).
+
+Presets. ``MAX_VALIDATORS_PER_COMMITTEE`` (the Attestation bitlist limit) is 2048 in both the
+mainnet and the minimal preset, so phase0 ``Attestation``/``AggregateAndProof`` roots do not depend
+on the preset. ``SyncCommitteeContribution.aggregation_bits`` is a
+``Bitvector[SYNC_COMMITTEE_SIZE // SYNC_COMMITTEE_SUBNET_COUNT]``: 128 bits on mainnet, 8 in the
+minimal preset. Both fit in one chunk, so the root is the same for the same bits; we accept either
+length (16 or 1 bytes) and serialize what we were given.
+
+Hot path. ``AttestationData.hash_tree_root`` is unrolled: 8 SHA-256 calls over concatenated bytes
+(the two checkpoints, then the 8-leaf tree with its constant zero subtree), and the signing root is
+one more. Measured on this machine (2 cores, Python 3.11.7, median of 5 x 200k)::
+
+    python bench/eth2_attestation_root.py
+    build AttestationData (validated)          1.3 us/op
+    hash_tree_root                             2.7 us/op
+    build + hash_tree_root + signing root      4.6 us/op
+    generic merkleize (same root, reference)   8.6 us/op
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from signer.errors import MalformedRequest
+from signer.eth2.ssz import (
+    UINT64_MAX,
+    ZERO_CHUNK,
+    ZERO_HASHES,
+    bitlist_length,
+    bitlist_root,
+    bitvector_root,
+    bytes_root,
+    check_bitvector,
+    check_bytes,
+    check_uint64,
+    merkleize,
+    offset_bytes,
+    uint64_bytes,
+    uint64_root,
+)
+
+MAX_VALIDATORS_PER_COMMITTEE = 2048
+"""Attestation.aggregation_bits limit (phase0..deneb); the same in the mainnet and minimal presets."""
+
+SYNC_SUBCOMMITTEE_BITS = {"mainnet": 128, "minimal": 8}
+"""SYNC_COMMITTEE_SIZE // SYNC_COMMITTEE_SUBNET_COUNT per preset."""
+
+_sha256 = hashlib.sha256
+_ZERO_PAIR = ZERO_HASHES[1]
+_PAD24 = b"\x00" * 24
+
+
+def _root32(name: str, value: bytes) -> None:
+    check_bytes(name, value, 32)
+
+
+# --- phase0 -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    epoch: int
+    root: bytes
+
+    def __post_init__(self) -> None:
+        check_uint64("checkpoint.epoch", self.epoch)
+        _root32("checkpoint.root", self.root)
+
+    def hash_tree_root(self) -> bytes:
+        return _sha256(self.epoch.to_bytes(8, "little") + _PAD24 + self.root).digest()
+
+    def serialize(self) -> bytes:
+        return uint64_bytes(self.epoch) + self.root
+
+
+@dataclass(frozen=True, slots=True)
+class AttestationData:
+    slot: int
+    index: int
+    beacon_block_root: bytes
+    source: Checkpoint
+    target: Checkpoint
+
+    def __post_init__(self) -> None:
+        # Inlined checks: this object is built once per attestation on the hot path.
+        slot, index, root = self.slot, self.index, self.beacon_block_root
+        if type(slot) is not int or not 0 <= slot <= UINT64_MAX:
+            check_uint64("attestation_data.slot", slot)
+        if type(index) is not int or not 0 <= index <= UINT64_MAX:
+            check_uint64("attestation_data.index", index)
+        if type(root) is not bytes or len(root) != 32:
+            _root32("attestation_data.beacon_block_root", root)
+        if type(self.source) is not Checkpoint or type(self.target) is not Checkpoint:
+            raise MalformedRequest("attestation_data.source and .target must be Checkpoints")
+
+    def hash_tree_root(self) -> bytes:
+        sha = _sha256
+        s, t = self.source, self.target
+        src = sha(s.epoch.to_bytes(8, "little") + _PAD24 + s.root).digest()
+        tgt = sha(t.epoch.to_bytes(8, "little") + _PAD24 + t.root).digest()
+        a = sha(self.slot.to_bytes(32, "little") + self.index.to_bytes(32, "little")).digest()
+        b = sha(self.beacon_block_root + src).digest()
+        c = sha(tgt + ZERO_CHUNK).digest()
+        ab = sha(a + b).digest()
+        cd = sha(c + _ZERO_PAIR).digest()
+        return sha(ab + cd).digest()
+
+    def serialize(self) -> bytes:
+        return (
+            uint64_bytes(self.slot)
+            + uint64_bytes(self.index)
+            + self.beacon_block_root
+            + self.source.serialize()
+            + self.target.serialize()
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BeaconBlockHeader:
+    slot: int
+    proposer_index: int
+    parent_root: bytes
+    state_root: bytes
+    body_root: bytes
+
+    def __post_init__(self) -> None:
+        check_uint64("beacon_block_header.slot", self.slot)
+        check_uint64("beacon_block_header.proposer_index", self.proposer_index)
+        _root32("beacon_block_header.parent_root", self.parent_root)
+        _root32("beacon_block_header.state_root", self.state_root)
+        _root32("beacon_block_header.body_root", self.body_root)
+
+    def hash_tree_root(self) -> bytes:
+        return merkleize(
+            [
+                uint64_root(self.slot),
+                uint64_root(self.proposer_index),
+                self.parent_root,
+                self.state_root,
+                self.body_root,
+            ]
+        )
+
+    def serialize(self) -> bytes:
+        return (
+            uint64_bytes(self.slot)
+            + uint64_bytes(self.proposer_index)
+            + self.parent_root
+            + self.state_root
+            + self.body_root
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Fork:
+    previous_version: bytes
+    current_version: bytes
+    epoch: int
+
+    def __post_init__(self) -> None:
+        check_bytes("fork.previous_version", self.previous_version, 4)
+        check_bytes("fork.current_version", self.current_version, 4)
+        check_uint64("fork.epoch", self.epoch)
+
+    def hash_tree_root(self) -> bytes:
+        return merkleize(
+            [bytes_root(self.previous_version), bytes_root(self.current_version), uint64_root(self.epoch)]
+        )
+
+    def serialize(self) -> bytes:
+        return self.previous_version + self.current_version + uint64_bytes(self.epoch)
+
+
+@dataclass(frozen=True, slots=True)
+class ForkData:
+    current_version: bytes
+    genesis_validators_root: bytes
+
+    def __post_init__(self) -> None:
+        check_bytes("fork_data.current_version", self.current_version, 4)
+        _root32("fork_data.genesis_validators_root", self.genesis_validators_root)
+
+    def hash_tree_root(self) -> bytes:
+        return _sha256(self.current_version + ZERO_CHUNK[4:] + self.genesis_validators_root).digest()
+
+    def serialize(self) -> bytes:
+        return self.current_version + self.genesis_validators_root
+
+
+@dataclass(frozen=True, slots=True)
+class SigningData:
+    object_root: bytes
+    domain: bytes
+
+    def __post_init__(self) -> None:
+        _root32("signing_data.object_root", self.object_root)
+        _root32("signing_data.domain", self.domain)
+
+    def hash_tree_root(self) -> bytes:
+        return _sha256(self.object_root + self.domain).digest()
+
+    def serialize(self) -> bytes:
+        return self.object_root + self.domain
+
+
+@dataclass(frozen=True, slots=True)
+class VoluntaryExit:
+    epoch: int
+    validator_index: int
+
+    def __post_init__(self) -> None:
+        check_uint64("voluntary_exit.epoch", self.epoch)
+        check_uint64("voluntary_exit.validator_index", self.validator_index)
+
+    def hash_tree_root(self) -> bytes:
+        return _sha256(uint64_root(self.epoch) + uint64_root(self.validator_index)).digest()
+
+    def serialize(self) -> bytes:
+        return uint64_bytes(self.epoch) + uint64_bytes(self.validator_index)
+
+
+@dataclass(frozen=True, slots=True)
+class DepositMessage:
+    pubkey: bytes
+    withdrawal_credentials: bytes
+    amount: int
+
+    def __post_init__(self) -> None:
+        check_bytes("deposit_message.pubkey", self.pubkey, 48)
+        _root32("deposit_message.withdrawal_credentials", self.withdrawal_credentials)
+        check_uint64("deposit_message.amount", self.amount)
+
+    def hash_tree_root(self) -> bytes:
+        return merkleize([bytes_root(self.pubkey), self.withdrawal_credentials, uint64_root(self.amount)])
+
+    def serialize(self) -> bytes:
+        return self.pubkey + self.withdrawal_credentials + uint64_bytes(self.amount)
+
+
+@dataclass(frozen=True, slots=True)
+class DepositData:
+    pubkey: bytes
+    withdrawal_credentials: bytes
+    amount: int
+    signature: bytes
+
+    def __post_init__(self) -> None:
+        check_bytes("deposit_data.pubkey", self.pubkey, 48)
+        _root32("deposit_data.withdrawal_credentials", self.withdrawal_credentials)
+        check_uint64("deposit_data.amount", self.amount)
+        check_bytes("deposit_data.signature", self.signature, 96)
+
+    def hash_tree_root(self) -> bytes:
+        return merkleize(
+            [
+                bytes_root(self.pubkey),
+                self.withdrawal_credentials,
+                uint64_root(self.amount),
+                bytes_root(self.signature),
+            ]
+        )
+
+    def serialize(self) -> bytes:
+        return self.pubkey + self.withdrawal_credentials + uint64_bytes(self.amount) + self.signature
+
+
+@dataclass(frozen=True, slots=True)
+class Attestation:
+    """phase0..deneb Attestation. ``aggregation_bits``: SSZ-encoded Bitlist[2048] (with delimiter)."""
+
+    aggregation_bits: bytes
+    data: AttestationData
+    signature: bytes
+
+    def __post_init__(self) -> None:
+        bitlist_length("attestation.aggregation_bits", self.aggregation_bits, MAX_VALIDATORS_PER_COMMITTEE)
+        if type(self.data) is not AttestationData:
+            raise MalformedRequest("attestation.data must be AttestationData")
+        check_bytes("attestation.signature", self.signature, 96)
+
+    def hash_tree_root(self) -> bytes:
+        return merkleize(
+            [
+                bitlist_root(self.aggregation_bits, MAX_VALIDATORS_PER_COMMITTEE),
+                self.data.hash_tree_root(),
+                bytes_root(self.signature),
+            ]
+        )
+
+    def serialize(self) -> bytes:
+        fixed = 4 + 128 + 96
+        return offset_bytes(fixed) + self.data.serialize() + self.signature + self.aggregation_bits
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateAndProof:
+    aggregator_index: int
+    aggregate: Attestation
+    selection_proof: bytes
+
+    def __post_init__(self) -> None:
+        check_uint64("aggregate_and_proof.aggregator_index", self.aggregator_index)
+        if type(self.aggregate) is not Attestation:
+            raise MalformedRequest("aggregate_and_proof.aggregate must be an Attestation")
+        check_bytes("aggregate_and_proof.selection_proof", self.selection_proof, 96)
+
+    def hash_tree_root(self) -> bytes:
+        return merkleize(
+            [
+                uint64_root(self.aggregator_index),
+                self.aggregate.hash_tree_root(),
+                bytes_root(self.selection_proof),
+            ]
+        )
+
+    def serialize(self) -> bytes:
+        fixed = 8 + 4 + 96
+        return (
+            uint64_bytes(self.aggregator_index)
+            + offset_bytes(fixed)
+            + self.selection_proof
+            + self.aggregate.serialize()
+        )
+
+
+# --- altair: sync committee -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SyncAggregatorSelectionData:
+    slot: int
+    subcommittee_index: int
+
+    def __post_init__(self) -> None:
+        check_uint64("sync_aggregator_selection_data.slot", self.slot)
+        check_uint64("sync_aggregator_selection_data.subcommittee_index", self.subcommittee_index)
+
+    def hash_tree_root(self) -> bytes:
+        return _sha256(uint64_root(self.slot) + uint64_root(self.subcommittee_index)).digest()
+
+    def serialize(self) -> bytes:
+        return uint64_bytes(self.slot) + uint64_bytes(self.subcommittee_index)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncCommitteeContribution:
+    """``aggregation_bits``: Bitvector[128] (mainnet, 16 bytes) or Bitvector[8] (minimal, 1 byte)."""
+
+    slot: int
+    beacon_block_root: bytes
+    subcommittee_index: int
+    aggregation_bits: bytes
+    signature: bytes
+
+    def __post_init__(self) -> None:
+        check_uint64("sync_committee_contribution.slot", self.slot)
+        _root32("sync_committee_contribution.beacon_block_root", self.beacon_block_root)
+        check_uint64("sync_committee_contribution.subcommittee_index", self.subcommittee_index)
+        bits = len(self.aggregation_bits) * 8 if isinstance(self.aggregation_bits, bytes) else -1
+        if bits not in SYNC_SUBCOMMITTEE_BITS.values():
+            raise MalformedRequest(
+                "sync_committee_contribution.aggregation_bits must be 16 bytes (mainnet Bitvector[128]) "
+                "or 1 byte (minimal Bitvector[8])"
+            )
+        check_bitvector("sync_committee_contribution.aggregation_bits", self.aggregation_bits, bits)
+        check_bytes("sync_committee_contribution.signature", self.signature, 96)
+
+    def hash_tree_root(self) -> bytes:
+        return merkleize(
+            [
+                uint64_root(self.slot),
+                self.beacon_block_root,
+                uint64_root(self.subcommittee_index),
+                bitvector_root(self.aggregation_bits),
+                bytes_root(self.signature),
+            ]
+        )
+
+    def serialize(self) -> bytes:
+        return (
+            uint64_bytes(self.slot)
+            + self.beacon_block_root
+            + uint64_bytes(self.subcommittee_index)
+            + self.aggregation_bits
+            + self.signature
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ContributionAndProof:
+    aggregator_index: int
+    contribution: SyncCommitteeContribution
+    selection_proof: bytes
+
+    def __post_init__(self) -> None:
+        check_uint64("contribution_and_proof.aggregator_index", self.aggregator_index)
+        if type(self.contribution) is not SyncCommitteeContribution:
+            raise MalformedRequest("contribution_and_proof.contribution must be a SyncCommitteeContribution")
+        check_bytes("contribution_and_proof.selection_proof", self.selection_proof, 96)
+
+    def hash_tree_root(self) -> bytes:
+        return merkleize(
+            [
+                uint64_root(self.aggregator_index),
+                self.contribution.hash_tree_root(),
+                bytes_root(self.selection_proof),
+            ]
+        )
+
+    def serialize(self) -> bytes:
+        return uint64_bytes(self.aggregator_index) + self.contribution.serialize() + self.selection_proof
+
+
+# --- builder API ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatorRegistration:
+    """builder-specs ValidatorRegistrationV1 (signed with DOMAIN_APPLICATION_BUILDER)."""
+
+    fee_recipient: bytes
+    gas_limit: int
+    timestamp: int
+    pubkey: bytes
+
+    def __post_init__(self) -> None:
+        check_bytes("validator_registration.fee_recipient", self.fee_recipient, 20)
+        check_uint64("validator_registration.gas_limit", self.gas_limit)
+        check_uint64("validator_registration.timestamp", self.timestamp)
+        check_bytes("validator_registration.pubkey", self.pubkey, 48)
+
+    def hash_tree_root(self) -> bytes:
+        return merkleize(
+            [
+                bytes_root(self.fee_recipient),
+                uint64_root(self.gas_limit),
+                uint64_root(self.timestamp),
+                bytes_root(self.pubkey),
+            ]
+        )
+
+    def serialize(self) -> bytes:
+        return self.fee_recipient + uint64_bytes(self.gas_limit) + uint64_bytes(self.timestamp) + self.pubkey
+
+
+# --- basic values signed directly (RANDAO reveal, selection proof, sync committee message) -----
+
+
+def epoch_root(epoch: int) -> bytes:
+    """hash_tree_root(Epoch): the RANDAO reveal's object root."""
+    check_uint64("epoch", epoch)
+    return uint64_root(epoch)
+
+
+def slot_root(slot: int) -> bytes:
+    """hash_tree_root(Slot): the attestation-aggregation selection proof's object root."""
+    check_uint64("slot", slot)
+    return uint64_root(slot)
+
+
+def block_root(beacon_block_root: bytes) -> bytes:
+    """hash_tree_root(Root) is the root itself: the sync committee message's object root."""
+    _root32("beacon_block_root", beacon_block_root)
+    return beacon_block_root
