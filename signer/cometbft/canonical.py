@@ -262,9 +262,7 @@ def _timestamp_field(body: bytes) -> Field:
     return ts_field
 
 
-def timestamp_from_sign_bytes(sign_bytes: bytes) -> Timestamp:
-    """The timestamp inside canonical vote or proposal sign bytes (ours, or CometBFT's)."""
-    ts_field = _timestamp_field(undelimit(sign_bytes))
+def _parse_timestamp(ts_field: Field) -> Timestamp:
     assert isinstance(ts_field.value, bytes)
     seconds = 0
     nanos = 0
@@ -279,6 +277,11 @@ def timestamp_from_sign_bytes(sign_bytes: bytes) -> Timestamp:
     return Timestamp(seconds, nanos)
 
 
+def timestamp_from_sign_bytes(sign_bytes: bytes) -> Timestamp:
+    """The timestamp inside canonical vote or proposal sign bytes (ours, or CometBFT's)."""
+    return _parse_timestamp(_timestamp_field(undelimit(sign_bytes)))
+
+
 def clear_timestamp(sign_bytes: bytes) -> bytes:
     """The ``*_without_timestamp`` form of existing sign bytes (e.g. imported from a node's state).
 
@@ -287,6 +290,7 @@ def clear_timestamp(sign_bytes: bytes) -> bytes:
     """
     body = undelimit(sign_bytes)
     ts_field = _timestamp_field(body)
+    _parse_timestamp(ts_field)  # refuse a malformed timestamp here too
     cleared = message_field(tag(ts_field.number, LEN), _EMPTY_TIMESTAMP)
     return delimited(body[: ts_field.start] + cleared + body[ts_field.end :])
 
