@@ -52,6 +52,7 @@ from signer.errors import (
     UnsupportedScheme,
     WrongPin,
 )
+from signer.keys.module import check_account_name
 from signer.types import KeyInfo, Scheme
 
 log = logging.getLogger(__name__)
@@ -510,6 +511,9 @@ class Pkcs11KeyModule:
                 raise KeyModuleError(f"PKCS#11 module on token {self.token_label!r} was never unlocked")
             return sorted((e.info for e in self._keys.values()), key=lambda info: info.name)
 
+    def key_info(self, public_key: bytes) -> KeyInfo:
+        return self._entry(public_key).info
+
     def _index(self, entry: _Entry) -> None:
         self._keys[entry.info.public_key] = entry
         self._names[entry.info.name] = entry.info.public_key
@@ -557,8 +561,7 @@ class Pkcs11KeyModule:
     # --- creating, importing, deleting ----------------------------------------------------
 
     def _check_new(self, name: str, public_key: bytes | None = None) -> None:
-        if not name or "/" not in name.strip("/"):
-            raise MalformedRequest(f"account name {name!r} must be 'wallet/account'")
+        check_account_name(name)
         if name in self._names:
             raise MalformedRequest(f"account name {name!r} is already in use")
         if public_key is not None and public_key in self._keys:
@@ -615,33 +618,72 @@ class Pkcs11KeyModule:
         }
 
     def import_secret(self, name: str, scheme: Scheme, secret: bytes) -> KeyInfo:
-        scheme = Scheme(scheme)
-        secret = bytes(secret)
+        return self.import_secrets([(name, scheme, secret)])[0]
+
+    def import_secrets(self, items: Sequence[tuple[str, Scheme, bytes]]) -> list[KeyInfo]:
+        """Import many secrets, all or nothing; the BLS ones are sealed in one file write."""
         with self._state_lock:
             login = self._require_login()
-            if scheme is Scheme.BLS:
-                return self._add_bls(name, secret)
-            if len(secret) != 32:
-                raise MalformedRequest(f"a {scheme} secret must be 32 bytes")
-            if scheme is Scheme.SECP256K1:
-                public_key = secp256k1.public_key(secret)
-                key_type, params = KeyType.EC, SECP256K1_EC_PARAMS
-                point = _der_octet_string(_decompress_secp256k1(public_key))
-            else:
-                public_key = ed25519.public_key(secret)
-                key_type, params = KeyType.EC_EDWARDS, ED25519_EC_PARAMS
-                point = _der_octet_string(public_key)
-            self._check_new(name, public_key)
-            cka_id = secrets.token_bytes(16)
-            common = {
-                Attribute.TOKEN: True,
-                Attribute.LABEL: name,
-                Attribute.ID: cka_id,
-                Attribute.KEY_TYPE: key_type,
-                Attribute.EC_PARAMS: params,
-            }
-            with login.lock, self._edge(f"importing a {scheme} key"):
-                private = login.session.create_object(
+            prepared: list[tuple[str, Scheme, bytes, bytes]] = []
+            names: set[str] = set()
+            public_keys: set[bytes] = set()
+            for name, scheme_value, secret_value in items:
+                scheme, secret = Scheme(scheme_value), bytes(secret_value)
+                if scheme is Scheme.BLS:
+                    public_key = bls.secret_to_public(secret)
+                elif len(secret) != 32:
+                    raise MalformedRequest(f"a {scheme} secret must be 32 bytes")
+                elif scheme is Scheme.SECP256K1:
+                    public_key = secp256k1.public_key(secret)
+                else:
+                    public_key = ed25519.public_key(secret)
+                self._check_new(name, public_key)
+                if name in names:
+                    raise MalformedRequest(f"account name {name!r} appears twice in one import")
+                if public_key in public_keys:
+                    raise MalformedRequest(f"public key 0x{public_key.hex()} appears twice in one import")
+                names.add(name)
+                public_keys.add(public_key)
+                prepared.append((name, scheme, secret, public_key))
+            created: list[_Entry] = []
+            try:
+                for name, scheme, secret, public_key in prepared:
+                    if scheme is not Scheme.BLS:
+                        created.append(self._create_token_key(login, name, scheme, secret, public_key))
+                bls_infos = self._seal_bls(
+                    login, [(n, s, pk) for n, sc, s, pk in prepared if sc is Scheme.BLS]
+                )
+            except BaseException:
+                self._destroy_token_objects(login, [e.cka_id for e in created if e.cka_id is not None])
+                raise
+            by_key = {e.info.public_key: e.info for e in created} | {i.public_key: i for i in bls_infos}
+            for entry in created:
+                self._index(entry)
+            return [by_key[public_key] for _, _, _, public_key in prepared]
+
+    def generate_many(self, names: Sequence[str], scheme: Scheme) -> list[KeyInfo]:
+        return [self.generate(name, scheme) for name in names]
+
+    def _create_token_key(
+        self, login: _Login, name: str, scheme: Scheme, secret: bytes, public_key: bytes
+    ) -> _Entry:
+        if scheme is Scheme.SECP256K1:
+            key_type, params = KeyType.EC, SECP256K1_EC_PARAMS
+            point = _der_octet_string(_decompress_secp256k1(public_key))
+        else:
+            key_type, params = KeyType.EC_EDWARDS, ED25519_EC_PARAMS
+            point = _der_octet_string(public_key)
+        cka_id = secrets.token_bytes(16)
+        common = {
+            Attribute.TOKEN: True,
+            Attribute.LABEL: name,
+            Attribute.ID: cka_id,
+            Attribute.KEY_TYPE: key_type,
+            Attribute.EC_PARAMS: params,
+        }
+        with login.lock, self._edge(f"importing a {scheme} key"):
+            try:
+                login.session.create_object(
                     {
                         **common,
                         Attribute.CLASS: ObjectClass.PRIVATE_KEY,
@@ -649,22 +691,27 @@ class Pkcs11KeyModule:
                         **self._private_attributes(),
                     }
                 )
-                try:
-                    login.session.create_object(
-                        {
-                            **common,
-                            Attribute.CLASS: ObjectClass.PUBLIC_KEY,
-                            Attribute.EC_POINT: point,
-                            Attribute.VERIFY: True,
-                            Attribute.PRIVATE: False,
-                        }
-                    )
-                except p11err.PKCS11Error:
-                    private.destroy()
-                    raise
-            entry = _Entry(KeyInfo(cka_id.hex(), name, scheme, public_key), cka_id)
-            self._index(entry)
-            return entry.info
+                login.session.create_object(
+                    {
+                        **common,
+                        Attribute.CLASS: ObjectClass.PUBLIC_KEY,
+                        Attribute.EC_POINT: point,
+                        Attribute.VERIFY: True,
+                        Attribute.PRIVATE: False,
+                    }
+                )
+            except p11err.PKCS11Error:
+                self._destroy_token_objects(login, [cka_id])
+                raise
+        return _Entry(KeyInfo(cka_id.hex(), name, scheme, public_key), cka_id)
+
+    def _destroy_token_objects(self, login: _Login, cka_ids: list[bytes]) -> None:
+        """Best-effort removal of objects created by an import that is being rolled back."""
+        with login.lock:
+            for cka_id in cka_ids:
+                with contextlib.suppress(p11err.PKCS11Error):
+                    for obj in list(login.session.get_objects({Attribute.ID: cka_id})):
+                        obj.destroy()
 
     def delete(self, public_key: bytes) -> KeyInfo:
         public_key = bytes(public_key)
@@ -690,22 +737,30 @@ class Pkcs11KeyModule:
     def _add_bls(self, name: str, secret: bytes) -> KeyInfo:
         public_key = bls.secret_to_public(secret)
         self._check_new(name, public_key)
-        iv = secrets.token_bytes(12)
-        login = self._require_login()
-        with login.lock, self._edge("sealing a BLS key"):
+        return self._seal_bls(self._require_login(), [(name, secret, public_key)])[0]
+
+    def _seal_bls(self, login: _Login, items: list[tuple[str, bytes, bytes]]) -> list[KeyInfo]:
+        """Seal (name, secret, public_key) triples through the token, then write the file once."""
+        if not items:
+            return []
+        blobs: list[_SealedBlob] = []
+        with login.lock, self._edge("sealing BLS keys"):
             seal_key = self._seal_key(create=True)
-            ciphertext = bytes(
-                seal_key.encrypt(
-                    secret, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(iv, public_key)
+            for name, secret, public_key in items:
+                iv = secrets.token_bytes(12)
+                param = GCMParams(iv, public_key)
+                ciphertext = bytes(
+                    seal_key.encrypt(secret, mechanism=Mechanism.AES_GCM, mechanism_param=param)
                 )
-            )
-        sealed = self._read_sealed()
-        sealed.append(_SealedBlob(name, public_key, iv, ciphertext))
-        self._write_sealed(sealed)
-        self._bls_secrets[public_key] = secret
-        info = KeyInfo(self._bls_handle(public_key), name, Scheme.BLS, public_key)
-        self._index(_Entry(info, None))
-        return info
+                blobs.append(_SealedBlob(name, public_key, iv, ciphertext))
+        self._write_sealed(self._read_sealed() + blobs)
+        infos: list[KeyInfo] = []
+        for name, secret, public_key in items:
+            self._bls_secrets[public_key] = secret
+            info = KeyInfo(self._bls_handle(public_key), name, Scheme.BLS, public_key)
+            self._index(_Entry(info, None))
+            infos.append(info)
+        return infos
 
     def _seal_key(self, *, create: bool) -> Any:
         """The token's AES-256 sealing key (caller holds the login lock and the pkcs11 edge)."""
