@@ -80,6 +80,8 @@ class BlsBackend(Protocol):
     anything that does not decode, is off the curve or outside the subgroup makes them False."""
 
     name: str
+    releases_gil: bool
+    """True if signing releases the GIL, so threads scale; otherwise fan out over processes."""
 
     def secret_to_public(self, secret: int) -> bytes: ...
 
@@ -143,6 +145,7 @@ class BlstBackend:
     """blst through pyblst: the scheme on top of curve operations (see the module docstring)."""
 
     name = "blst"
+    releases_gil = False
 
     def __init__(self) -> None:
         import pyblst  # noqa: PLC0415 - optional native module, imported when chosen
@@ -280,6 +283,7 @@ class BlspyBackend:
     """Chia's bls-signatures, PopSchemeMPL. Releases the GIL."""
 
     name = "blspy"
+    releases_gil = True
 
     def __init__(self) -> None:
         import blspy  # noqa: PLC0415 - optional native module, imported when chosen
@@ -380,6 +384,7 @@ class PyEccBackend:
     """py_ecc's G2ProofOfPossession: slow, pure Python, the reference to cross-check against."""
 
     name = "py_ecc"
+    releases_gil = False
 
     def __init__(self) -> None:
         from py_ecc.bls.ciphersuites import G2ProofOfPossession  # noqa: PLC0415
