@@ -75,6 +75,11 @@ def find_keystores(paths: Sequence[Path]) -> list[Path]:
     return found
 
 
+def _without_source(message: str, source: str) -> str:
+    """Results name their keystore in ``source``; do not repeat it in the message."""
+    return message.removeprefix(f"{source}: ")
+
+
 def _decrypt_one(path: str, password: str) -> tuple[ImportStatus, str, bytes | None, bytes | None]:
     """Worker: (status, message, public_key, secret). Runs in a pool process."""
     try:
@@ -82,14 +87,13 @@ def _decrypt_one(path: str, password: str) -> tuple[ImportStatus, str, bytes | N
         secret = eip2335.decrypt_keystore(keystore, password, source=path)
         public_key = bls.secret_to_public(secret)
     except WrongPassword as exc:
-        return ImportStatus.WRONG_PASSWORD, exc.message, None, None
+        return ImportStatus.WRONG_PASSWORD, _without_source(exc.message, path), None, None
     except MalformedKeystore as exc:
-        return ImportStatus.MALFORMED, exc.message, None, None
+        return ImportStatus.MALFORMED, _without_source(exc.message, path), None, None
     except MalformedRequest as exc:  # not a valid BLS secret
-        return ImportStatus.MALFORMED, f"{path}: {exc.message}", None, None
+        return ImportStatus.MALFORMED, exc.message, None, None
     if keystore.pubkey is not None and keystore.pubkey != public_key:
-        message = f"{path}: the pubkey field does not match the decrypted secret"
-        return ImportStatus.MALFORMED, message, None, None
+        return ImportStatus.MALFORMED, "the pubkey field does not match the decrypted secret", None, None
     return ImportStatus.IMPORTED, "", public_key, secret
 
 
@@ -169,7 +173,8 @@ def import_keystores(
         try:
             keystore = eip2335.load_keystore(path)
         except KeystoreError as exc:
-            results[source] = ImportResult(source, ImportStatus.MALFORMED, exc.message)
+            message = _without_source(exc.message, source)
+            results[source] = ImportResult(source, ImportStatus.MALFORMED, message)
             continue
         if keystore.pubkey is not None and keystore.pubkey in known:
             results[source] = ImportResult(
@@ -199,7 +204,7 @@ def import_keystores(
                 try:
                     status, message, public_key, secret = future.result()
                 except Exception as exc:  # a worker died (e.g. out of memory): report, go on
-                    status, message = ImportStatus.FAILED, f"{source}: worker failed: {type(exc).__name__}"
+                    status, message = ImportStatus.FAILED, f"worker failed: {type(exc).__name__}"
                     public_key = secret = None
                 bar.advance(task)
                 if status is not ImportStatus.IMPORTED or public_key is None or secret is None:
