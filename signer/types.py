@@ -173,3 +173,45 @@ class NullMonitor:
 
     def ready(self, is_ready: bool) -> None:
         pass
+
+
+# --- who is asking, and may they ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ClientIdentity:
+    """The caller: certificate CN (and SANs) under mTLS, or a fixed name for local dev clients."""
+
+    name: str
+    alt_names: tuple[str, ...] = ()
+
+
+LOCAL_CLIENT = ClientIdentity(name="local")
+
+
+class Operation(enum.StrEnum):
+    """What a client may be permitted to do (config: clients[].operations)."""
+
+    SIGN_ATTESTATION = "sign_attestation"
+    SIGN_PROPOSAL = "sign_proposal"
+    SIGN_GENERIC = "sign_generic"
+    SIGN_VOLUNTARY_EXIT = "sign_voluntary_exit"
+    COMETBFT_VOTE = "cometbft_vote"
+    COMETBFT_PROPOSAL = "cometbft_proposal"
+    ACCOUNT_MANAGEMENT = "account_management"
+    PROTECTION_IMPORT = "protection_import"
+    PROTECTION_EXPORT = "protection_export"
+    KEY_ADMIN = "key_admin"
+
+
+class Authorizer(Protocol):
+    """Decides whether a client may do an operation with a key. Raises AccessDenied, saying why."""
+
+    def authorize(self, client: ClientIdentity, operation: Operation, key: KeyInfo | None) -> None: ...
+
+
+class AllowAll:
+    """Every client may do everything: the dev default on loopback, and the seam for auth."""
+
+    def authorize(self, client: ClientIdentity, operation: Operation, key: KeyInfo | None) -> None:
+        pass

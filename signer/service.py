@@ -1,0 +1,527 @@
+"""SigningService: THE only path to a signature. The invariants of DESIGN.md live here and only here.
+
+Every call is batch-shaped and answers one ``Outcome`` per item, in order:
+
+1. validate        - malformed items are refused (MalformedRequest), the rest go on
+2. resolve keys    - unknown (UnknownKey), locked (KeyLocked), wrong scheme (UnsupportedScheme)
+3. authorize       - the injected Authorizer (AccessDenied)
+4. signing roots   - computed here from typed data, after the domain is checked against the network
+5. protection      - ONE ``check_and_record`` transaction for the whole batch, committed before any
+                     signature exists (invariant 1); a store failure refuses every item (invariant 2)
+6. sign            - the key module (or the parallel signer in front of it) signs the safe items
+
+A batch may not name the same key twice: the later items naming a key are refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from signer import errors
+from signer.cometbft.canonical import timestamp_from_sign_bytes, vote_extension_sign_bytes
+from signer.cometbft.consensus import consensus_check
+from signer.cometbft.messages import Proposal as CometProposal
+from signer.cometbft.messages import Timestamp
+from signer.cometbft.messages import Vote as CometVote
+from signer.crypto import secp256k1
+from signer.eth2.containers import AttestationData, BeaconBlockHeader
+from signer.eth2.networks import Network
+from signer.eth2.signing import DomainType, compute_signing_root
+from signer.keys.module import KeyModule
+from signer.protection.store import ProtectionStore
+from signer.types import (
+    AllowAll,
+    AttestationCheck,
+    Authorizer,
+    BlockCheck,
+    ClientIdentity,
+    ConsensusCheck,
+    KeyInfo,
+    Monitor,
+    NullMonitor,
+    Operation,
+    ProtectionCheck,
+    Scheme,
+    Verdict,
+)
+
+SLOTS_PER_EPOCH = 32
+ROOT_LEN = 32
+DOMAIN_LEN = 32
+
+
+# --- requests and outcomes ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRef:
+    """A key named by account (``wallet/account``) or by public key; exactly one is set."""
+
+    account: str | None = None
+    public_key: bytes | None = None
+
+    def describe(self) -> str:
+        if self.account is not None:
+            return f"account {self.account!r}"
+        if self.public_key is not None:
+            return f"public key 0x{self.public_key.hex()}"
+        return "no key"
+
+
+@dataclass(frozen=True, slots=True)
+class AttestationRequest:
+    key: KeyRef
+    domain: bytes
+    data: AttestationData
+
+
+@dataclass(frozen=True, slots=True)
+class ProposalRequest:
+    key: KeyRef
+    domain: bytes
+    header: BeaconBlockHeader
+
+
+@dataclass(frozen=True, slots=True)
+class GenericRequest:
+    """Dirk's Sign: ``data`` is the 32-byte hash_tree_root of the object, signed under ``domain``."""
+
+    key: KeyRef
+    domain: bytes
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ConsensusRequest:
+    """A CometBFT vote or proposal for ``chain_id``, signed with the key configured for that chain."""
+
+    chain_id: str
+    message: CometVote | CometProposal
+    skip_extension_signing: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One item's result: a signature, or the error that refused it."""
+
+    signature: bytes | None = None
+    error: errors.SignerError | None = None
+    key: KeyInfo | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.signature is not None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsensusOutcome:
+    signature: bytes | None = None
+    error: errors.SignerError | None = None
+    extension_signature: bytes | None = None
+    timestamp: tuple[int, int] | None = None
+    """Set when an earlier signature is returned: the timestamp (seconds, nanos) that was signed."""
+    key: KeyInfo | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.signature is not None
+
+
+@dataclass(slots=True)
+class _Item:
+    """Internal working state of one batch item."""
+
+    key: KeyInfo | None = None
+    check: ProtectionCheck | None = None
+    message: bytes = b""
+    error: errors.SignerError | None = None
+    signature: bytes | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+class SigningService:
+    def __init__(
+        self,
+        network: Network,
+        keys: KeyModule,
+        store: ProtectionStore,
+        *,
+        monitor: Monitor | None = None,
+        authorizer: Authorizer | None = None,
+        comet_chains: dict[str, str] | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.network = network
+        self.keys = keys
+        self.store = store
+        self.monitor: Monitor = monitor or NullMonitor()
+        self.authorizer: Authorizer = authorizer or AllowAll()
+        self.comet_chains = dict(comet_chains or {})
+        """chain_id -> account name of the key that signs for it."""
+        self._clock = clock
+        self._index_lock = threading.Lock()
+        self._by_name: dict[str, KeyInfo] = {}
+        self._by_public_key: dict[bytes, KeyInfo] = {}
+        self._locked: set[bytes] = set()
+        self.reload_keys()
+
+    # --- key index ------------------------------------------------------------------------
+
+    def reload_keys(self) -> list[KeyInfo]:
+        """Re-read the module's key list (after import, generate, delete)."""
+        infos = self.keys.list_keys() if self.keys.unlocked else []
+        with self._index_lock:
+            self._by_name = {k.name: k for k in infos}
+            self._by_public_key = {k.public_key: k for k in infos}
+        return infos
+
+    def list_keys(self) -> list[KeyInfo]:
+        with self._index_lock:
+            return sorted(self._by_name.values(), key=lambda k: k.name)
+
+    def is_locked(self, key: KeyInfo) -> bool:
+        return key.public_key in self._locked
+
+    def lock_account(self, client: ClientIdentity, ref: KeyRef) -> KeyInfo:
+        key = self._lookup(ref)
+        self.authorizer.authorize(client, Operation.ACCOUNT_MANAGEMENT, key)
+        self._locked.add(key.public_key)
+        return key
+
+    def unlock_account(self, client: ClientIdentity, ref: KeyRef, passphrase: str) -> KeyInfo:
+        key = self._lookup(ref)
+        self.authorizer.authorize(client, Operation.ACCOUNT_MANAGEMENT, key)
+        if not self.keys.verify_pin(passphrase):
+            raise errors.AccessDenied(f"wrong passphrase for {ref.describe()}")
+        self._locked.discard(key.public_key)
+        return key
+
+    def generate_account(self, client: ClientIdentity, name: str, passphrase: str) -> KeyInfo:
+        """AccountManager/Generate: a new BLS key named ``name``, made inside the module."""
+        self.authorizer.authorize(client, Operation.ACCOUNT_MANAGEMENT, None)
+        if not self.keys.verify_pin(passphrase):
+            raise errors.AccessDenied("wrong passphrase: generating a key needs the module PIN")
+        key = self.keys.generate(name, Scheme.BLS)
+        self.reload_keys()
+        return key
+
+    def _lookup(self, ref: KeyRef) -> KeyInfo:
+        if (ref.account is None) == (ref.public_key is None):
+            raise errors.MalformedRequest("name the key by exactly one of account or public key")
+        with self._index_lock:
+            if ref.account is not None:
+                key = self._by_name.get(ref.account)
+            else:
+                assert ref.public_key is not None
+                key = self._by_public_key.get(ref.public_key)
+        if key is None:
+            raise errors.UnknownKey(f"no key loaded for {ref.describe()}")
+        return key
+
+    def _resolve(self, ref: KeyRef, scheme: Scheme) -> KeyInfo:
+        key = self._lookup(ref)
+        if key.scheme != scheme:
+            raise errors.UnsupportedScheme(
+                f"{ref.describe()} is a {key.scheme} key, this call needs {scheme}"
+            )
+        if key.public_key in self._locked:
+            raise errors.KeyLocked(f"{ref.describe()} is locked")
+        return key
+
+    # --- Ethereum -------------------------------------------------------------------------
+
+    def sign_attestations(
+        self,
+        client: ClientIdentity,
+        requests: Sequence[AttestationRequest],
+        method: str = "SignBeaconAttestation",
+    ) -> list[Outcome]:
+        items = [_Item() for _ in requests]
+        for item, req in zip(items, requests, strict=True):
+            try:
+                _check_len("domain", req.domain, DOMAIN_LEN)
+                data = req.data
+                if data.source.epoch > data.target.epoch:
+                    raise errors.SourceExceedsTarget(
+                        f"source epoch {data.source.epoch} exceeds target epoch {data.target.epoch}",
+                        {"source_epoch": data.source.epoch, "target_epoch": data.target.epoch},
+                    )
+                item.key = self._resolve(req.key, Scheme.BLS)
+                self.authorizer.authorize(client, Operation.SIGN_ATTESTATION, item.key)
+                domain_type = self.network.check_domain(req.domain, data.target.epoch)
+                if domain_type != DomainType.BEACON_ATTESTER:
+                    raise errors.ForbiddenDomain(
+                        "attestations are signed with the beacon attester domain, "
+                        f"not {domain_type.name.lower()}"
+                    )
+                root = compute_signing_root(data.hash_tree_root(), req.domain)
+                item.message = root
+                item.check = AttestationCheck(item.key.public_key, data.source.epoch, data.target.epoch, root)
+            except errors.SignerError as exc:
+                item.error = exc
+        return self._finish_eth2(method, items)
+
+    def sign_proposals(
+        self, client: ClientIdentity, requests: Sequence[ProposalRequest], method: str = "SignBeaconProposal"
+    ) -> list[Outcome]:
+        items = [_Item() for _ in requests]
+        for item, req in zip(items, requests, strict=True):
+            try:
+                _check_len("domain", req.domain, DOMAIN_LEN)
+                header = req.header
+                item.key = self._resolve(req.key, Scheme.BLS)
+                self.authorizer.authorize(client, Operation.SIGN_PROPOSAL, item.key)
+                domain_type = self.network.check_domain(req.domain, header.slot // SLOTS_PER_EPOCH)
+                if domain_type != DomainType.BEACON_PROPOSER:
+                    raise errors.ForbiddenDomain(
+                        "block proposals are signed with the beacon proposer domain, "
+                        f"not {domain_type.name.lower()}"
+                    )
+                root = compute_signing_root(header.hash_tree_root(), req.domain)
+                item.message = root
+                item.check = BlockCheck(item.key.public_key, header.slot, root)
+            except errors.SignerError as exc:
+                item.error = exc
+        return self._finish_eth2(method, items)
+
+    def sign_generic(
+        self, client: ClientIdentity, requests: Sequence[GenericRequest], method: str = "Sign"
+    ) -> list[Outcome]:
+        items = [_Item() for _ in requests]
+        for item, req in zip(items, requests, strict=True):
+            try:
+                _check_len("domain", req.domain, DOMAIN_LEN)
+                _check_len("data", req.data, ROOT_LEN)
+                item.key = self._resolve(req.key, Scheme.BLS)
+                domain_type = self.network.check_domain(req.domain)
+                if domain_type in (DomainType.BEACON_PROPOSER, DomainType.BEACON_ATTESTER):
+                    raise errors.ForbiddenDomain(
+                        f"the {domain_type.name.lower()} domain is only signed through the typed, "
+                        "slashing-protected calls (SignBeaconProposal / SignBeaconAttestation)"
+                    )
+                operation = (
+                    Operation.SIGN_VOLUNTARY_EXIT
+                    if domain_type == DomainType.VOLUNTARY_EXIT
+                    else Operation.SIGN_GENERIC
+                )
+                self.authorizer.authorize(client, operation, item.key)
+                item.message = compute_signing_root(req.data, req.domain)
+            except errors.SignerError as exc:
+                item.error = exc
+        return self._finish_eth2(method, items)
+
+    def _finish_eth2(self, method: str, items: list[_Item]) -> list[Outcome]:
+        self._refuse_duplicate_keys(items)
+        self._protect(items)
+        self._sign(items)
+        return [Outcome(signature=i.signature, error=i.error, key=i.key) for i in items]
+
+    # --- CometBFT -------------------------------------------------------------------------
+
+    def comet_public_key(self, client: ClientIdentity, chain_id: str) -> KeyInfo:
+        key = self._chain_key(chain_id)
+        return key
+
+    def _chain_key(self, chain_id: str) -> KeyInfo:
+        account = self.comet_chains.get(chain_id)
+        if account is None:
+            raise errors.UnknownKey(f"no key is configured for chain_id {chain_id!r}")
+        key = self._lookup(KeyRef(account=account))
+        if key.scheme not in (Scheme.SECP256K1, Scheme.ED25519):
+            raise errors.UnsupportedScheme(f"chain {chain_id!r} is configured with a {key.scheme} key")
+        if key.public_key in self._locked:
+            raise errors.KeyLocked(f"the key of chain {chain_id!r} is locked")
+        return key
+
+    def sign_consensus(
+        self, client: ClientIdentity, requests: Sequence[ConsensusRequest], method: str = "SignVote"
+    ) -> list[ConsensusOutcome]:
+        """Sign CometBFT votes/proposals under height/round/step protection.
+
+        A repeat at the same height/round/step with identical sign bytes, or bytes that differ only
+        in timestamp, answers the earlier signature (and, for the latter, the earlier timestamp).
+        Vote extensions are signed only for non-nil precommits.
+        """
+        items = [_Item() for _ in requests]
+        for item, req in zip(items, requests, strict=True):
+            try:
+                item.key = self._chain_key(req.chain_id)
+                msg = req.message
+                if isinstance(msg, CometVote):
+                    self.authorizer.authorize(client, Operation.COMETBFT_VOTE, item.key)
+                    if msg.extends_block and not req.skip_extension_signing:
+                        item.extra["extension_bytes"] = vote_extension_sign_bytes(req.chain_id, msg)
+                else:
+                    self.authorizer.authorize(client, Operation.COMETBFT_PROPOSAL, item.key)
+                check = consensus_check(req.chain_id, item.key.public_key, msg)
+                item.check = check
+                item.message = check.sign_bytes
+            except errors.SignerError as exc:
+                item.error = exc
+        self._refuse_duplicate_keys(items)
+        verdicts = self._protect(items)
+        for item, verdict in zip(items, verdicts, strict=True):
+            if item.error is not None or verdict is None or verdict.prior is None:
+                continue
+            # The same height/round/step was signed before: answer that signature.
+            if verdict.prior.sign_bytes != item.message:
+                item.extra["timestamp"] = timestamp_from_sign_bytes(verdict.prior.sign_bytes)
+            item.message = verdict.prior.sign_bytes
+            if verdict.prior.signature is not None:
+                item.signature = verdict.prior.signature
+        fresh = [i for i in items if i.error is None and i.signature is None]
+        self._sign(fresh)
+        for item in fresh:
+            if item.signature is not None:
+                self._remember_signature(item)
+        ext_items = [i for i in items if i.signature is not None and "extension_bytes" in i.extra]
+        ext_sigs = self._sign_raw(ext_items, [_as_bytes(i.extra["extension_bytes"]) for i in ext_items])
+        outcomes: list[ConsensusOutcome] = []
+        for item in items:
+            ts = item.extra.get("timestamp")
+            extension_signature = ext_sigs.get(id(item))
+            if item.signature is not None and "extension_bytes" in item.extra and extension_signature is None:
+                # Signing the extension failed: the vote is refused as a whole (its error is set).
+                outcomes.append(ConsensusOutcome(error=item.error, key=item.key))
+                continue
+            outcomes.append(
+                ConsensusOutcome(
+                    signature=item.signature if item.error is None else None,
+                    error=item.error,
+                    extension_signature=extension_signature,
+                    timestamp=(ts.seconds, ts.nanos) if isinstance(ts, Timestamp) else None,
+                    key=item.key,
+                )
+            )
+        return outcomes
+
+    def _remember_signature(self, item: _Item) -> None:
+        """Cache a CometBFT signature beside its committed record, for identical repeats."""
+        check = item.check
+        if not isinstance(check, ConsensusCheck) or item.signature is None:
+            return
+        # If this fails, the decision is still committed; only the cached signature is missing.
+        # A repeat re-signs the same bytes, deterministically (RFC 6979 / Ed25519): same signature.
+        with contextlib.suppress(errors.ProtectionStoreError):
+            self.store.record_consensus_signature(
+                check.chain_id,
+                check.public_key,
+                check.height,
+                check.round,
+                int(check.step),
+                item.message,
+                item.signature,
+            )
+
+    # --- the shared steps -----------------------------------------------------------------
+
+    @staticmethod
+    def _refuse_duplicate_keys(items: list[_Item]) -> None:
+        seen: set[bytes] = set()
+        for item in items:
+            if item.error is not None or item.key is None:
+                continue
+            if item.key.public_key in seen:
+                item.error = errors.MalformedRequest(
+                    f"the batch names key {item.key.name!r} more than once; "
+                    "send one message per key per batch"
+                )
+                item.check = None
+                continue
+            seen.add(item.key.public_key)
+
+    def _protect(self, items: list[_Item]) -> list[Verdict | None]:
+        """One protection transaction for every item that has a check. Refuses all on failure."""
+        verdicts: list[Verdict | None] = [None] * len(items)
+        pending = [(n, i) for n, i in enumerate(items) if i.error is None and i.check is not None]
+        if not pending:
+            return verdicts
+        started = self._clock()
+        try:
+            results = self.store.check_and_record([i.check for _, i in pending if i.check is not None])
+        except errors.SignerError as exc:
+            failure = (
+                exc
+                if isinstance(exc, errors.ProtectionStoreError)
+                else errors.ProtectionStoreError(f"slashing protection failed: {exc.message}")
+            )
+            for _, item in pending:
+                item.error = failure
+            return verdicts
+        except Exception as exc:  # nothing fails open
+            failure = errors.ProtectionStoreError(f"slashing protection failed: {type(exc).__name__}")
+            for _, item in pending:
+                item.error = failure
+            return verdicts
+        finally:
+            self.monitor.store_latency("check_and_record", self._clock() - started)
+        if len(results) != len(pending):
+            for _, item in pending:
+                item.error = errors.InternalError("protection store answered a different number of verdicts")
+            return verdicts
+        for (n, item), verdict in zip(pending, results, strict=True):
+            verdicts[n] = verdict
+            if verdict.refusal is not None:
+                item.error = verdict.refusal
+                self.monitor.refusal(verdict.refusal.offence)
+            elif verdict.safe is None:
+                item.error = errors.InternalError("protection store gave neither a verdict nor a refusal")
+        return verdicts
+
+    def _sign(self, items: list[_Item]) -> None:
+        todo = [i for i in items if i.error is None and i.key is not None and i.signature is None]
+        messages = [self._message_for(i) for i in todo]
+        sigs = self._sign_raw(todo, messages)
+        for item in todo:
+            sig = sigs.get(id(item))
+            if sig is not None:
+                item.signature = sig
+
+    def _message_for(self, item: _Item) -> bytes:
+        assert item.key is not None
+        if item.key.scheme == Scheme.SECP256K1:
+            return secp256k1.sha256(item.message)
+        return item.message
+
+    def _sign_raw(self, items: list[_Item], messages: list[bytes]) -> dict[int, bytes]:
+        """Sign ``messages`` with the items' keys; on failure, set the items' errors."""
+        if not items:
+            return {}
+        started = self._clock()
+        pairs = [(i.key.public_key, m) for i, m in zip(items, messages, strict=True) if i.key is not None]
+        try:
+            sigs = self.keys.sign_many(pairs)
+        except errors.SignerError as exc:
+            self.monitor.module_error(self.keys.kind)
+            for item in items:
+                item.error = exc
+            return {}
+        except Exception as exc:  # nothing fails open
+            self.monitor.module_error(self.keys.kind)
+            failure = errors.KeyModuleError(f"key module failed: {type(exc).__name__}")
+            for item in items:
+                item.error = failure
+            return {}
+        elapsed = self._clock() - started
+        by_scheme: dict[Scheme, int] = {}
+        for item in items:
+            assert item.key is not None
+            by_scheme[item.key.scheme] = by_scheme.get(item.key.scheme, 0) + 1
+        for scheme, count in by_scheme.items():
+            self.monitor.signed(scheme, count, elapsed)
+        self.monitor.batch(len(items))
+        return {id(item): sig for item, sig in zip(items, sigs, strict=True)}
+
+
+def _as_bytes(value: object) -> bytes:
+    assert isinstance(value, bytes)
+    return value
+
+
+def _check_len(name: str, value: bytes, length: int) -> None:
+    if len(value) != length:
+        raise errors.MalformedRequest(f"{name} must be {length} bytes, got {len(value)}")
