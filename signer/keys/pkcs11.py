@@ -595,6 +595,8 @@ class Pkcs11KeyModule:
                         **common,
                         Attribute.EC_PARAMS: params,
                         Attribute.VERIFY: True,
+                        Attribute.ENCRYPT: False,
+                        Attribute.WRAP: False,
                         Attribute.PRIVATE: False,
                     },
                     private_template={**common, **self._private_attributes()},
@@ -697,6 +699,8 @@ class Pkcs11KeyModule:
                         Attribute.CLASS: ObjectClass.PUBLIC_KEY,
                         Attribute.EC_POINT: point,
                         Attribute.VERIFY: True,
+                        Attribute.ENCRYPT: False,
+                        Attribute.WRAP: False,
                         Attribute.PRIVATE: False,
                     }
                 )
