@@ -43,6 +43,7 @@ FAR_FUTURE_EPOCH = UINT64_MAX
 """An unscheduled fork in a consensus config; such entries are dropped from a schedule."""
 
 _GENESIS_ONLY = (DomainType.DEPOSIT, DomainType.APPLICATION_BUILDER)
+_DOMAIN_TYPES: dict[bytes, DomainType] = {bytes(t.value): t for t in DomainType}
 
 
 def _hex(value: bytes) -> str:
@@ -102,7 +103,7 @@ class Network:
 
     def fork_version_at(self, epoch: int) -> bytes:
         """The fork version in force at ``epoch``."""
-        if not 0 <= epoch <= UINT64_MAX:
+        if type(epoch) is not int or not 0 <= epoch <= UINT64_MAX:
             raise MalformedRequest(f"epoch must be a uint64, got {epoch}")
         version = self.genesis_fork_version
         for fork_epoch, fork_version in self.forks:
@@ -151,10 +152,9 @@ class Network:
         """
         if len(domain) != 32:
             raise MalformedRequest(f"domain must be 32 bytes, got {len(domain)}")
-        try:
-            dtype = DomainType(bytes(domain[:4]))
-        except ValueError:
-            raise MalformedRequest(f"unknown domain type {_hex(domain[:4])}") from None
+        dtype = _DOMAIN_TYPES.get(bytes(domain[:4]))
+        if dtype is None:
+            raise MalformedRequest(f"unknown domain type {_hex(domain[:4])}")
         if dtype in _GENESIS_ONLY:
             if domain != self._genesis_domains[dtype]:
                 raise WrongNetwork(
