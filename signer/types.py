@@ -143,6 +143,8 @@ class Monitor(Protocol):
 
     def ready(self, is_ready: bool) -> None: ...
 
+    def access_denied(self, client: str, operation: str) -> None: ...
+
 
 class NullMonitor:
     """A Monitor that records nothing."""
@@ -172,6 +174,56 @@ class NullMonitor:
         pass
 
     def ready(self, is_ready: bool) -> None:
+        pass
+
+    def access_denied(self, client: str, operation: str) -> None:
+        pass
+
+
+
+# --- the audit trail: one event per signing decision (observability/audit.py writes them) -----
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One signing decision (or refusal) for the audit log. Public data only, never a secret.
+
+    ``method`` is the short gRPC method name (or the service call); ``outcome`` a metrics outcome
+    ("succeeded", "denied", "rate_limited", "invalid", "unavailable", "failed"); ``offence`` the
+    NotSafeToSign offence when slashing protection refused; ``reason`` the refusal message.
+    """
+
+    client: str
+    method: str
+    outcome: str
+    public_key: bytes | None = None
+    account: str | None = None
+    operation: str | None = None
+    slot: int | None = None
+    epoch: int | None = None
+    source_epoch: int | None = None
+    target_epoch: int | None = None
+    height: int | None = None
+    round: int | None = None
+    step: int | None = None
+    offence: str | None = None
+    reason: str | None = None
+    duration_ms: float | None = None
+    request_id: str | None = None
+    ts: float | None = None
+    """Seconds since the Unix epoch; None means "when recorded"."""
+
+
+class AuditSink(Protocol):
+    """Where audit events go (``observability.audit.AuditLog``; ``NullAudit`` drops them)."""
+
+    def record(self, event: AuditEvent) -> None: ...
+
+
+class NullAudit:
+    """An AuditSink that records nothing."""
+
+    def record(self, event: AuditEvent) -> None:
         pass
 
 
