@@ -6,8 +6,10 @@ Imports only go down: this package uses ``signer.errors`` and ``signer.config`` 
 
 from signer.eth2.containers import (
     AggregateAndProof,
+    AggregateAndProofElectra,
     Attestation,
     AttestationData,
+    AttestationElectra,
     BeaconBlockHeader,
     Checkpoint,
     ContributionAndProof,
@@ -35,8 +37,10 @@ from signer.eth2.signing import (
 __all__ = [
     "BUILTIN_NETWORKS",
     "AggregateAndProof",
+    "AggregateAndProofElectra",
     "Attestation",
     "AttestationData",
+    "AttestationElectra",
     "BeaconBlockHeader",
     "Checkpoint",
     "ContributionAndProof",

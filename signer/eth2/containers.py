@@ -10,7 +10,10 @@ mainnet and the minimal preset, so phase0 ``Attestation``/``AggregateAndProof`` 
 on the preset. ``SyncCommitteeContribution.aggregation_bits`` is a
 ``Bitvector[SYNC_COMMITTEE_SIZE // SYNC_COMMITTEE_SUBNET_COUNT]``: 128 bits on mainnet, 8 in the
 minimal preset. Both fit in one chunk, so the root is the same for the same bits; we accept either
-length (16 or 1 bytes) and serialize what we were given.
+length (16 or 1 bytes) and serialize what we were given. The electra ``AttestationElectra`` /
+``AggregateAndProofElectra`` (EIP-7549) do depend on ``MAX_COMMITTEES_PER_SLOT`` and use the mainnet
+preset (64), which every built-in network uses; they have no vectors here and are tested against an
+independent reference merkleization (tests/unit/test_eth2_ssz.py).
 
 Hot path. ``AttestationData.hash_tree_root`` is unrolled: 8 SHA-256 calls over concatenated bytes
 (the two checkpoints, then the 8-leaf tree with its constant zero subtree), and the signing root is
@@ -317,6 +320,81 @@ class AggregateAndProof:
         check_uint64("aggregate_and_proof.aggregator_index", self.aggregator_index)
         if type(self.aggregate) is not Attestation:
             raise MalformedRequest("aggregate_and_proof.aggregate must be an Attestation")
+        check_bytes("aggregate_and_proof.selection_proof", self.selection_proof, 96)
+
+    def hash_tree_root(self) -> bytes:
+        return merkleize(
+            [
+                uint64_root(self.aggregator_index),
+                self.aggregate.hash_tree_root(),
+                bytes_root(self.selection_proof),
+            ]
+        )
+
+    def serialize(self) -> bytes:
+        fixed = 8 + 4 + 96
+        return (
+            uint64_bytes(self.aggregator_index)
+            + offset_bytes(fixed)
+            + self.selection_proof
+            + self.aggregate.serialize()
+        )
+
+
+# --- electra (EIP-7549): committee index moves out of AttestationData ---------------------------
+
+MAX_COMMITTEES_PER_SLOT = 64
+"""Mainnet preset (the minimal preset has 4); electra Attestation roots depend on it."""
+MAX_ATTESTATION_BITS_ELECTRA = MAX_VALIDATORS_PER_COMMITTEE * MAX_COMMITTEES_PER_SLOT
+
+
+@dataclass(frozen=True, slots=True)
+class AttestationElectra:
+    """electra Attestation, mainnet preset: aggregation_bits Bitlist[131072], committee_bits Bitvector[64]."""
+
+    aggregation_bits: bytes
+    data: AttestationData
+    signature: bytes
+    committee_bits: bytes
+
+    def __post_init__(self) -> None:
+        bitlist_length("attestation.aggregation_bits", self.aggregation_bits, MAX_ATTESTATION_BITS_ELECTRA)
+        if type(self.data) is not AttestationData:
+            raise MalformedRequest("attestation.data must be AttestationData")
+        check_bytes("attestation.signature", self.signature, 96)
+        check_bitvector("attestation.committee_bits", self.committee_bits, MAX_COMMITTEES_PER_SLOT)
+
+    def hash_tree_root(self) -> bytes:
+        return merkleize(
+            [
+                bitlist_root(self.aggregation_bits, MAX_ATTESTATION_BITS_ELECTRA),
+                self.data.hash_tree_root(),
+                bytes_root(self.signature),
+                bitvector_root(self.committee_bits),
+            ]
+        )
+
+    def serialize(self) -> bytes:
+        fixed = 4 + 128 + 96 + MAX_COMMITTEES_PER_SLOT // 8
+        return (
+            offset_bytes(fixed)
+            + self.data.serialize()
+            + self.signature
+            + self.committee_bits
+            + self.aggregation_bits
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateAndProofElectra:
+    aggregator_index: int
+    aggregate: AttestationElectra
+    selection_proof: bytes
+
+    def __post_init__(self) -> None:
+        check_uint64("aggregate_and_proof.aggregator_index", self.aggregator_index)
+        if type(self.aggregate) is not AttestationElectra:
+            raise MalformedRequest("aggregate_and_proof.aggregate must be an electra Attestation")
         check_bytes("aggregate_and_proof.selection_proof", self.selection_proof, 96)
 
     def hash_tree_root(self) -> bytes:

@@ -15,8 +15,10 @@ from hypothesis import strategies as st
 from signer.errors import MalformedRequest
 from signer.eth2 import (
     AggregateAndProof,
+    AggregateAndProofElectra,
     Attestation,
     AttestationData,
+    AttestationElectra,
     Checkpoint,
     ContributionAndProof,
     SyncCommitteeContribution,
@@ -167,3 +169,41 @@ def test_sync_contribution_presets_hash_alike() -> None:
 def test_nested_types_are_checked() -> None:
     with pytest.raises(MalformedRequest, match="Attestation"):
         AggregateAndProof(1, AttestationData(0, 0, R, CP, CP), SIG)  # type: ignore[arg-type]
+
+
+# --- electra (no vectors here: checked against the reference, mainnet preset) -------------------
+
+
+@given(
+    bits=st.lists(st.booleans(), max_size=600),
+    committee_bits=st.binary(min_size=8, max_size=8),
+    data=ATTESTATION_DATA,
+    sig=st.binary(min_size=96, max_size=96),
+    index=U64,
+)
+@settings(max_examples=50, deadline=None)
+def test_electra_aggregate_matches_reference(
+    bits: list[bool], committee_bits: bytes, data: AttestationData, sig: bytes, index: int
+) -> None:
+    att = AttestationElectra(encode_bitlist(bits), data, sig, committee_bits)
+    sig_root = ref_merkleize([sig[:32], sig[32:64], sig[64:]])
+    expected_att = ref_merkleize(
+        [ref_bitlist(bits, 2048 * 64), ref_attestation_data(data), sig_root, committee_bits + bytes(24)]
+    )
+    assert att.hash_tree_root() == expected_att
+    agg = AggregateAndProofElectra(index, att, sig)
+    assert agg.hash_tree_root() == ref_merkleize([ref_u64(index), expected_att, sig_root])
+    encoded = agg.serialize()
+    assert encoded[8:12] == (108).to_bytes(4, "little")
+    assert encoded[108:112] == (236).to_bytes(4, "little")
+    assert encoded[112 + 224 : 112 + 232] == committee_bits
+    assert encoded.endswith(encode_bitlist(bits))
+
+
+def test_electra_limits() -> None:
+    data = AttestationData(0, 0, R, CP, CP)
+    AttestationElectra(encode_bitlist([True] * 2049), data, SIG, bytes(8))  # above the phase0 limit
+    with pytest.raises(MalformedRequest, match="committee_bits"):
+        AttestationElectra(b"\x01", data, SIG, bytes(7))
+    with pytest.raises(MalformedRequest, match="131073 bits"):
+        AttestationElectra(encode_bitlist([False] * 131073), data, SIG, bytes(8))
