@@ -237,6 +237,10 @@ class PrometheusMonitor:
     def ready(self, is_ready: bool) -> None:
         self._ready.set(1 if is_ready else 0)
 
+    def access_denied(self, client: str, operation: str) -> None:
+        """No series of its own: the request is counted as outcome="denied" by request_done, and
+        slashing refusals apart in signer_protection_refusals_total; who and what go to the audit log."""
+
     # --- exposition ---------------------------------------------------------------------------
 
     def render(self) -> bytes:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
@@ -29,6 +31,7 @@ def record_one_of_each(monitor: PrometheusMonitor) -> None:
     monitor.module_error("pkcs11")
     monitor.keys_loaded("emulated", Scheme.SECP256K1, 2)
     monitor.ready(True)
+    monitor.access_denied("vc-2", "key_admin")
 
 
 def samples(monitor: PrometheusMonitor) -> list[Sample]:
@@ -45,9 +48,21 @@ def value(monitor: PrometheusMonitor, name: str, **labels: str) -> float:
     return found[0]
 
 
-def test_implements_the_monitor_protocol() -> None:
-    monitor: Monitor = PrometheusMonitor()
-    assert isinstance(monitor, PrometheusMonitor)
+def test_implements_every_method_of_the_monitor_protocol() -> None:
+    wanted = {
+        name for name, member in vars(Monitor).items() if callable(member) and not name.startswith("_")
+    }
+    assert {"request_done", "signed", "ready"} <= wanted
+    for name in wanted:
+        ours = inspect.signature(getattr(PrometheusMonitor, name))
+        assert list(ours.parameters) == list(inspect.signature(getattr(Monitor, name)).parameters), name
+
+
+def test_access_denied_adds_no_series() -> None:
+    monitor = PrometheusMonitor()
+    before = monitor.render()
+    monitor.access_denied("vc-1", "key_admin")
+    assert monitor.render() == before
 
 
 def test_exposes_exactly_the_documented_families() -> None:
