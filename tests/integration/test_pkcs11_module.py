@@ -363,3 +363,29 @@ def test_eight_threads_mixed_signing_on_softhsm(softhsm: SoftHsm, tmp_path: Path
     finally:
         module.close()
         wipe_token(softhsm, softhsm.label("threads"), tmp_path / "wipe")
+
+
+def test_build_key_module_opens_the_configured_token(softhsm: SoftHsm, tmp_path: Path) -> None:  # noqa: F811
+    from signer.app import build_key_module  # noqa: PLC0415 - the composition root, only here
+    from signer.config import KeysConfig  # noqa: PLC0415
+
+    (tmp_path / "pin").write_text(softhsm.pin + "\n", encoding="utf-8")
+    keys = KeysConfig.model_validate(
+        {
+            "module": "pkcs11",
+            "data_dir": str(tmp_path / "data"),
+            "pkcs11": {
+                "library_path": str(softhsm.library_path),
+                "token_label": softhsm.label("attributes"),
+                "pin": {"file": str(tmp_path / "pin")},
+            },
+        }
+    )
+    module = build_key_module(keys)
+    try:
+        assert module.kind == "pkcs11" and module.unlocked
+        info = module.generate("wallet/from-config", Scheme.ED25519)
+        assert ed25519.verify(info.public_key, b"m", module.sign(info.public_key, b"m"))
+    finally:
+        module.close()
+        wipe_token(softhsm, softhsm.label("attributes"), tmp_path / "wipe")
