@@ -196,25 +196,32 @@ def import_keystores(
             ProcessPoolExecutor(max_workers, mp_context=multiprocessing.get_context("spawn")) as pool,
         ):
             task = bar.add_task("import", total=len(jobs))
-            futures: dict[Future[tuple[ImportStatus, str, bytes | None, bytes | None]], str] = {
-                pool.submit(_decrypt_one, str(path), password_of(path)): str(path) for path in jobs
+            Outcome = tuple[ImportStatus, str, bytes | None, bytes | None]
+            futures: dict[Future[Outcome], int] = {
+                pool.submit(_decrypt_one, str(path), password_of(path)): i for i, path in enumerate(jobs)
             }
+            # Outcomes are handled in the order of ``paths`` (buffering early finishers), so that
+            # of two keystores holding one key, the first given is the one imported.
+            done: dict[int, Outcome] = {}
+            next_index = 0
             for future in as_completed(futures):
-                source = futures[future]
                 try:
-                    status, message, public_key, secret = future.result()
+                    done[futures[future]] = future.result()
                 except Exception as exc:  # a worker died (e.g. out of memory): report, go on
-                    status, message = ImportStatus.FAILED, f"worker failed: {type(exc).__name__}"
-                    public_key = secret = None
+                    done[futures[future]] = (ImportStatus.FAILED, f"worker failed: {type(exc).__name__}", None, None)
                 bar.advance(task)
-                if status is not ImportStatus.IMPORTED or public_key is None or secret is None:
-                    results[source] = ImportResult(source, status, message)
-                elif public_key in known:
-                    results[source] = ImportResult(
-                        source, ImportStatus.DUPLICATE, "public key already in the module", public_key
-                    )
-                else:
-                    known.add(public_key)
-                    sealer.add(source, public_key, secret)
+                while next_index in done:
+                    status, message, public_key, secret = done.pop(next_index)
+                    source = str(jobs[next_index])
+                    next_index += 1
+                    if status is not ImportStatus.IMPORTED or public_key is None or secret is None:
+                        results[source] = ImportResult(source, status, message)
+                    elif public_key in known:
+                        results[source] = ImportResult(
+                            source, ImportStatus.DUPLICATE, "public key already in the module", public_key
+                        )
+                    else:
+                        known.add(public_key)
+                        sealer.add(source, public_key, secret)
             sealer.flush()
     return [results[str(path)] for path in paths]
