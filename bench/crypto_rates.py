@@ -97,11 +97,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer iterations (smoke run)")
     args = parser.parse_args()
     scale = 0.1 if args.quick else 1.0
+    print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cpus (shared machine)")
     repeats = args.repeats
     n = max(10, int(1000 * scale))
 
     report: dict[str, object] = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average_at_start": os.getloadavg(),
+        },
         "repeats": repeats,
         "unit": "operations per second (median)",
     }

@@ -16,12 +16,14 @@ Backends (``BlsBackend``):
 * ``py_ecc`` -- the pure-Python reference (``G2ProofOfPossession``). About 400x slower; used to
   cross-check the native backends, never as a default.
 
-Default: ``blst``. Measured on this machine (2 cores, medians of ``python bench/crypto_rates.py``,
-see bench/RESULTS.md): blst signs in ~0.36 ms, blspy in ~0.43 ms, py_ecc in ~150 ms. blst is the
-fastest per signature and is the library every Ethereum client uses; pyblst is a current build,
-while blspy is a 2024 build of a project that no longer releases. blspy's one advantage, releasing
-the GIL (2 threads ~1.8x), does not matter here because batched signing fans out over processes
-(2 processes ~2x for blst too). Choose another backend with ``set_default_backend``.
+Default: ``blst``. Measured with ``python bench/crypto_rates.py`` on this machine (2 cores, medians,
+bench/RESULTS.md): blst signs in ~360 us, blspy in ~370 us (equal within noise), py_ecc in
+~110-150 ms. Both native backends pass every vector; both scale ~1.9x over 2 processes; only blspy
+scales over threads (2 threads ~2.0x against ~1.0x for blst). blst stays the default because
+the batched core fans signing out over processes in chunks (DESIGN.md), where the two are equal,
+and pyblst is a current build of blst, the library Ethereum clients use, while blspy 2.0.3 is a
+2024 build (it installs and imports on Python 3.11 here). A thread-based caller should check
+``get_backend().releases_gil`` or pick blspy with ``set_default_backend("blspy")``.
 """
 
 from __future__ import annotations
@@ -197,10 +199,8 @@ class BlstBackend:
             if p == self._identity_g1 or q == self._identity_g2:
                 continue
             lhs = lhs * self._miller_loop(p, q)
-        if signature == self._identity_g2:
-            rhs = self._ml_one
-        else:
-            rhs = self._miller_loop(self._generator, signature)
+        is_identity = signature == self._identity_g2
+        rhs = self._ml_one if is_identity else self._miller_loop(self._generator, signature)
         return bool(self._final_verify(lhs, rhs))
 
     def _public_keys(self, public_keys: Sequence[bytes]) -> list[Any]:
