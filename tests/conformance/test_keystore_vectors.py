@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from signer.crypto import bls
 from signer.errors import MalformedKeystore, MalformedRequest, WrongPassword
 from signer.keys import eip2333, eip2335
 from tests.support import vectors_dir
@@ -61,7 +62,9 @@ KEYSTORE_CASES = _keystore_cases()
 def test_decrypt_gives_secret(vectors: Path, case: tuple[dict[str, Any], str, str]) -> None:
     body, password, secret_hex = case
     keystore = eip2335.parse_keystore(body)
-    assert eip2335.decrypt_keystore(keystore, password) == bytes.fromhex(secret_hex.removeprefix("0x"))
+    secret = eip2335.decrypt_keystore(keystore, password)
+    assert secret == bytes.fromhex(secret_hex.removeprefix("0x"))
+    assert keystore.pubkey is not None and bls.secret_to_public(secret) == keystore.pubkey
 
 
 @pytest.mark.parametrize("case", KEYSTORE_CASES)
