@@ -1,14 +1,32 @@
 """Composition root: builds the signer's parts from the typed configuration.
 
-For now: the key module. (The server wiring is added here later.)
+Everything is built here and nowhere else: key module, protection store, signing service, gRPC
+server, metrics/health server.
 """
 
 from __future__ import annotations
 
-from signer.config import KeysConfig
-from signer.errors import ConfigError
+import ipaddress
+import logging
+import signal
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from signer.api.context import CallContext
+from signer.api.server import GrpcServer
+from signer.config import Config, KeysConfig, ProtectionConfig
+from signer.errors import ConfigError, SignerError
+from signer.eth2.networks import network_from_config
+from signer.keys.dev import DEV_ED25519_ACCOUNT, DEV_SECP256K1_ACCOUNT
 from signer.keys.emulated import EmulatedKeyModule
 from signer.keys.module import KeyModule
+from signer.observability.health import MetricsServer
+from signer.observability.metrics import PrometheusMonitor
+from signer.protection.sqlite import SqliteStore
+from signer.protection.store import ProtectionStore
+from signer.service import SigningService
+from signer.types import AllowAll, Authorizer, Scheme
 
 
 def build_key_module(keys: KeysConfig, *, create: bool = False) -> KeyModule:
@@ -43,3 +61,168 @@ def build_key_module(keys: KeysConfig, *, create: bool = False) -> KeyModule:
     if not module.unlocked:
         module.unlock()
     return module
+
+
+# --- the running signer ---------------------------------------------------------------------
+
+log = logging.getLogger("signer")
+
+DEV_CHAINS: dict[str, str] = {"dev-chain": DEV_SECP256K1_ACCOUNT, "dev-chain-ed25519": DEV_ED25519_ACCOUNT}
+"""``signer serve --dev`` serves these CometBFT chains with the dev keys."""
+
+
+def build_store(protection: ProtectionConfig, data_dir: Path, genesis_validators_root: bytes) -> ProtectionStore:
+    """The configured slashing-protection store, migrated and bound to the network."""
+    if protection.backend == "postgres":
+        from signer.protection.postgres import PostgresStore  # noqa: PLC0415 - psycopg only if used
+
+        assert protection.dsn is not None
+        password = protection.password.read() if protection.password is not None else None
+        return PostgresStore(
+            protection.dsn,
+            genesis_validators_root,
+            password=password,
+            timeout_s=protection.timeout_s,
+            pool_size=protection.pool_size,
+            prune_keep_epochs=protection.prune_keep_epochs,
+        )
+    path = protection.sqlite_path or (data_dir / "protection.sqlite")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return SqliteStore(path, genesis_validators_root, timeout_s=protection.timeout_s)
+
+
+def _is_loopback(listen: str) -> bool:
+    host = listen.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class ServeOptions:
+    """What ``signer serve`` adds on top of the config file (or instead of it, with --dev)."""
+
+    dev: bool = False
+    key_module: KeyModule | None = None
+
+
+class SignerApp:
+    """Builds every part from the config, starts them, reports readiness, stops them in order."""
+
+    def __init__(self, config: Config, options: ServeOptions | None = None) -> None:
+        self.config = config
+        self.options = options or ServeOptions()
+        self.network = network_from_config(config.network)
+        self.monitor = PrometheusMonitor()
+        self.keys = self.options.key_module or build_key_module(config.keys)
+        for scheme in Scheme:
+            count = sum(1 for k in self.keys.list_keys() if k.scheme == scheme)
+            self.monitor.keys_loaded(self.keys.kind, scheme, count)
+        self.store = build_store(config.protection, config.keys.data_dir, self.network.genesis_validators_root)
+        chains = {c.chain_id: c.account for c in config.cometbft.chains}
+        self.authorizer: Authorizer = AllowAll() if self.options.dev else _permission_authorizer(config, self.monitor)
+        self.service = SigningService(
+            self.network,
+            self.keys,
+            self.store,
+            monitor=self.monitor,
+            authorizer=self.authorizer,
+            comet_chains=chains,
+        )
+        self.calls = CallContext(self.service, max_batch_items=config.limits.max_batch_items)
+        self.grpc = GrpcServer(
+            self.service,
+            self.calls,
+            workers=config.server.grpc_workers,
+            max_message_bytes=config.server.max_message_bytes,
+        )
+        self.metrics = MetricsServer(config.server.metrics_listen, self.monitor, self.readiness)
+        self._stop = threading.Event()
+        self._ready_thread: threading.Thread | None = None
+        self._last_ready: bool | None = None
+
+    # --- readiness --------------------------------------------------------------------------
+
+    def readiness(self) -> tuple[bool, str]:
+        if not self.keys.unlocked:
+            return False, "key module is locked"
+        try:
+            self.store.ping()
+        except SignerError as exc:
+            return False, f"protection store unreachable: {exc.message}"
+        return True, "ready"
+
+    def _watch_readiness(self) -> None:
+        while not self._stop.is_set():
+            ready, reason = self.readiness()
+            if ready != self._last_ready:
+                self.grpc.set_serving(ready)
+                self.monitor.ready(ready)
+                if self._last_ready is not None:
+                    log.warning("readiness changed", extra={"ready": ready, "reason": reason})
+                self._last_ready = ready
+            self._stop.wait(1.0)
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        server = self.config.server
+        if self.config.server.tls is None and not _is_loopback(server.grpc_listen):
+            if not server.allow_insecure_plaintext:
+                raise ConfigError(
+                    f"server.grpc_listen {server.grpc_listen} is not loopback: configure server.tls "
+                    "(mTLS), or set server.allow_insecure_plaintext for development only"
+                )
+            log.warning(
+                "INSECURE: plaintext gRPC on a non-loopback address; anyone who reaches the port can sign",
+                extra={"listen": server.grpc_listen},
+            )
+        self.grpc.bind(server.grpc_listen, None)
+        self.metrics.start()
+        ready, _ = self.readiness()
+        self.grpc.set_serving(ready)
+        self.monitor.ready(ready)
+        self._last_ready = ready
+        self.grpc.start()
+        self._ready_thread = threading.Thread(target=self._watch_readiness, name="readiness", daemon=True)
+        self._ready_thread.start()
+        log.info(
+            "signer ready",
+            extra={
+                "grpc_port": self.grpc.port,
+                "metrics_port": self.metrics.port,
+                "network": self.network.name,
+                "keys": len(self.keys.list_keys()),
+                "protection": self.config.protection.backend,
+            },
+        )
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.grpc.stop(self.config.server.shutdown_grace_s)
+        self.metrics.stop()
+        self.store.close()
+        self.keys.close()
+        log.info("signer stopped")
+
+    def run_until_signal(self) -> None:
+        def _on_signal(signum: int, frame: object) -> None:
+            log.info("shutting down", extra={"signal": signal.Signals(signum).name})
+            self._stop.set()
+
+        signal.signal(signal.SIGTERM, _on_signal)
+        signal.signal(signal.SIGINT, _on_signal)
+        self.start()
+        self._stop.wait()
+        self.stop()
+
+
+def _permission_authorizer(config: Config, monitor: PrometheusMonitor) -> Authorizer:
+    try:
+        from signer.api.auth import PermissionAuthorizer  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - during bring-up only
+        return AllowAll()
+    return PermissionAuthorizer(config.clients, monitor=monitor)

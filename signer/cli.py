@@ -12,17 +12,36 @@ configuration error.
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from signer.app import build_key_module
-from signer.config import KeysConfig, Pkcs11Config, SecretRef, load_config
+from pydantic import ValidationError
+
+from signer.app import DEV_CHAINS, ServeOptions, SignerApp, build_key_module, build_store
+from signer.config import (
+    Config,
+    KeysConfig,
+    NetworkConfig,
+    Pkcs11Config,
+    ProtectionConfig,
+    RateConfig,
+    SecretRef,
+    TlsConfig,
+    load_config,
+    parse_config,
+)
 from signer.errors import ConfigError, SignerError
+from signer.eth2.networks import network_from_config
+from signer.keys.dev import DEV_PIN, create_dev_module
 from signer.keys.importer import DEFAULT_WALLET, ImportStatus, find_keystores, import_keystores
 from signer.keys.module import KeyModule, check_account_name
+from signer.observability.logging import configure as configure_logging
+from signer.protection.store import ProtectionStore
 from signer.types import Scheme
 
 PIN_ENV = "SIGNER_MODULE_PIN"
@@ -71,9 +90,7 @@ def _open_module(args: argparse.Namespace, *, create: bool) -> KeyModule:
 
 def _add_module_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, required=True, help="the key module's data directory")
-    parser.add_argument(
-        "--pin-file", type=Path, help=f"file whose first line is the module PIN (default: ${PIN_ENV})"
-    )
+    parser.add_argument("--pin-file", type=Path, help=f"file whose first line is the module PIN (default: ${PIN_ENV})")
     parser.add_argument("--module", choices=("emulated", "pkcs11"), default="emulated")
     parser.add_argument("--pkcs11-library", type=Path, help="PKCS#11 library (with --module pkcs11)")
     parser.add_argument("--token-label", help="PKCS#11 token label (with --module pkcs11)")
@@ -238,6 +255,173 @@ def _add_check_config(subparsers: Any) -> None:
     p.set_defaults(func=cmd_check_config)
 
 
+# --- serve ------------------------------------------------------------------------------------
+
+
+def serve_config_from_args(args: argparse.Namespace) -> Config:
+    """The Config ``serve`` runs with: the file's (``--config``) or the dev defaults, plus flags."""
+    if args.config is not None:
+        if args.dev:
+            raise ConfigError("give either --config FILE or --dev, not both")
+        config = load_config(args.config)
+    else:
+        if not args.dev:
+            raise ConfigError("signer serve needs --config FILE (production) or --dev (development)")
+        if args.data_dir is None:
+            raise ConfigError("signer serve --dev needs --data-dir DIR")
+        args.data_dir.mkdir(parents=True, exist_ok=True)
+        pin_file = args.data_dir / "dev.pin"
+        if not pin_file.exists():
+            pin_file.write_text(DEV_PIN + "\n", encoding="utf-8")
+        config = parse_config(
+            {
+                "keys": {"module": "emulated", "data_dir": str(args.data_dir), "pin": {"file": str(pin_file)}},
+                "cometbft": {"chains": [{"chain_id": c, "account": a} for c, a in DEV_CHAINS.items()]},
+            }
+        )
+    server: dict[str, Any] = {}
+    if args.grpc_listen is not None:
+        server["grpc_listen"] = args.grpc_listen
+    if args.metrics_listen is not None:
+        server["metrics_listen"] = args.metrics_listen
+    tls_flags = (args.tls_cert, args.tls_key, args.tls_client_ca)
+    if any(f is not None for f in tls_flags):
+        if not all(f is not None for f in tls_flags):
+            raise ConfigError("mTLS needs all of --tls-cert, --tls-key and --tls-client-ca")
+        server["tls"] = TlsConfig(cert_file=args.tls_cert, key_file=args.tls_key, client_ca_file=args.tls_client_ca)
+    updates: dict[str, Any] = {}
+    if server:
+        updates["server"] = config.server.model_copy(update=server)
+    if args.network is not None:
+        updates["network"] = NetworkConfig(name=args.network)
+    if args.protection_dsn is not None:
+        updates["protection"] = config.protection.model_copy(update={"backend": "postgres", "dsn": args.protection_dsn})
+    if args.rate_limit is not None:
+        updates["limits"] = config.limits.model_copy(update={"default_rate": _rate_limit(args.rate_limit)})
+    if args.dev and args.config is None:
+        listen = updates.get("server", config.server).grpc_listen
+        if not _loopback_listen(listen):
+            raise ConfigError(f"--dev serves on loopback only; {listen} is not a loopback address")
+    # Re-validate the whole object, so flags obey the same rules as the file.
+    return parse_config(config.model_copy(update=updates).model_dump(mode="python"))
+
+
+def _rate_limit(text: str) -> RateConfig:
+    per_second, _, burst = text.partition(":")
+    try:
+        rate = float(per_second)
+        size = int(burst) if burst else max(1, round(rate))
+        return RateConfig(per_second=rate, burst=size)
+    except (ValueError, ValidationError) as exc:
+        raise ConfigError(f"--rate-limit {text!r}: expected PER_SECOND[:BURST], e.g. 100:200") from exc
+
+
+def _loopback_listen(listen: str) -> bool:
+    host = listen.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    config = serve_config_from_args(args)
+    configure_logging(config.logging.level, config.logging.json_format)
+    options = ServeOptions(dev=args.dev)
+    if args.dev:
+        options.key_module = create_dev_module(config.keys.data_dir, args.dev_keys)
+    app = SignerApp(config, options)
+    app.run_until_signal()
+    return EXIT_OK
+
+
+def _add_serve(subparsers: Any) -> None:
+    p = subparsers.add_parser("serve", help="run the signer (gRPC, metrics and health)")
+    p.add_argument("--config", type=Path, help="the signer's TOML configuration (production)")
+    p.add_argument("--dev", action="store_true", help="development: dev keys, dev PIN, plaintext on loopback")
+    p.add_argument("--data-dir", type=Path, help="with --dev: the data directory (created if missing)")
+    p.add_argument("--dev-keys", type=_positive, default=4, help="with --dev: BLS keys dev/0..N-1 (default 4)")
+    p.add_argument("--network", help="mainnet (default), hoodi, sepolia, holesky")
+    p.add_argument("--grpc-listen", help="HOST:PORT for gRPC (default 127.0.0.1:9091)")
+    p.add_argument("--metrics-listen", help="HOST:PORT for /metrics, /healthz, /readyz (default 127.0.0.1:9090)")
+    p.add_argument("--protection-dsn", help="postgresql://... : use the PostgreSQL protection store")
+    p.add_argument("--tls-cert", type=Path, help="server certificate (PEM) for mTLS")
+    p.add_argument("--tls-key", type=Path, help="server private key (PEM) for mTLS")
+    p.add_argument("--tls-client-ca", type=Path, help="CA (PEM) that issues client certificates")
+    p.add_argument("--rate-limit", help="per-client default rate limit PER_SECOND[:BURST]")
+    p.set_defaults(func=cmd_serve)
+
+
+# --- protection import | export ----------------------------------------------------------------
+
+
+def _open_store(args: argparse.Namespace) -> ProtectionStore:
+    if args.config is not None:
+        config = load_config(args.config)
+        network = network_from_config(config.network)
+        return build_store(config.protection, config.keys.data_dir, network.genesis_validators_root)
+    if args.data_dir is None:
+        raise ConfigError("give --config FILE, or --data-dir DIR [--network NAME] [--protection-dsn DSN]")
+    network = network_from_config(NetworkConfig(name=args.network or "mainnet"))
+    protection = (
+        ProtectionConfig(backend="postgres", dsn=args.protection_dsn) if args.protection_dsn else ProtectionConfig()
+    )
+    return build_store(protection, args.data_dir, network.genesis_validators_root)
+
+
+def cmd_protection_import(args: argparse.Namespace) -> int:
+    try:
+        document = args.file.read_bytes() if str(args.file) != "-" else sys.stdin.buffer.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {args.file}: {exc.strerror}") from exc
+    store = _open_store(args)
+    try:
+        report = store.import_interchange(document)
+    finally:
+        store.close()
+    print(f"imported: {report}")
+    return EXIT_OK
+
+
+def cmd_protection_export(args: argparse.Namespace) -> int:
+    store = _open_store(args)
+    try:
+        keys = [bytes.fromhex(k.removeprefix("0x")) for k in args.public_key] if args.public_key else None
+        document = store.export_interchange(keys)
+    except ValueError as exc:
+        raise ConfigError(f"--public-key must be 0x-prefixed hex: {exc}") from exc
+    finally:
+        store.close()
+    text = json.dumps(document, indent=2) + "\n"
+    if args.output is None or str(args.output) == "-":
+        sys.stdout.write(text)
+    else:
+        args.output.write_text(text, encoding="utf-8")
+    return EXIT_OK
+
+
+def _add_protection(subparsers: Any) -> None:
+    prot = subparsers.add_parser("protection", help="EIP-3076 slashing-protection import and export")
+    sub = prot.add_subparsers(dest="protection_command", required=True, metavar="ACTION")
+    for name, func, help_text in (
+        ("import", cmd_protection_import, "merge an EIP-3076 interchange file into the store"),
+        ("export", cmd_protection_export, "write the complete history as EIP-3076 interchange JSON"),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--config", type=Path, help="the signer's TOML configuration")
+        p.add_argument("--data-dir", type=Path, help="data directory of the SQLite store (without --config)")
+        p.add_argument("--network", help="network of the store (without --config; default mainnet)")
+        p.add_argument("--protection-dsn", help="postgresql://... (without --config)")
+        if name == "import":
+            p.add_argument("file", type=Path, help="interchange JSON file, or - for stdin")
+        else:
+            p.add_argument("--output", "-o", type=Path, help="output file (default stdout)")
+            p.add_argument("--public-key", action="append", help="export only this key (repeatable)")
+        p.set_defaults(func=func)
+
+
 # --- entry point ------------------------------------------------------------------------------
 
 
@@ -246,6 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_keys(subparsers)
     _add_check_config(subparsers)
+    _add_serve(subparsers)
+    _add_protection(subparsers)
     return parser
 
 

@@ -49,7 +49,6 @@ from signer.types import (
     Verdict,
 )
 
-SLOTS_PER_EPOCH = 32
 ROOT_LEN = 32
 DOMAIN_LEN = 32
 
@@ -275,7 +274,7 @@ class SigningService:
                 header = req.header
                 item.key = self._resolve(req.key, Scheme.BLS)
                 self.authorizer.authorize(client, Operation.SIGN_PROPOSAL, item.key)
-                domain_type = self.network.check_domain(req.domain, header.slot // SLOTS_PER_EPOCH)
+                domain_type = self.network.check_domain(req.domain, self.network.epoch_at_slot(header.slot))
                 if domain_type != DomainType.BEACON_PROPOSER:
                     raise errors.ForbiddenDomain(
                         "block proposals are signed with the beacon proposer domain, "

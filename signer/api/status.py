@@ -48,7 +48,7 @@ def grpc_code(error: errors.SignerError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-def response_state(error: errors.SignerError | None) -> int:
+def response_state(error: errors.SignerError | None) -> responsestate_pb2.ResponseState:
     """Dirk's ResponseState: DENIED for anything the client caused or may not do (slashable, unknown
     or locked key, bad input, forbidden domain, permission); FAILED for our own failures."""
     if error is None:

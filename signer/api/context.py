@@ -1,0 +1,91 @@
+"""What every servicer needs per call: who is calling, the batch-size cap, and where to report.
+
+The client identity comes from the TLS handshake (certificate CN / SANs) through ``identify``;
+outcomes go to the audit log and to the interceptor's request metrics through ``outcome_sink``.
+Single attestations and proposals may be routed through the coalescing batcher.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import grpc
+
+from signer import errors
+from signer.api import status
+from signer.service import AttestationRequest, Outcome, ProposalRequest, SigningService
+from signer.types import LOCAL_CLIENT, ClientIdentity
+
+
+class Coalescer(Protocol):
+    """The batching core: gathers concurrent single requests into one batch (signer.batching)."""
+
+    def attestations(
+        self, client: ClientIdentity, requests: Sequence[AttestationRequest], method: str
+    ) -> list[Outcome]: ...
+
+    def proposals(self, client: ClientIdentity, requests: Sequence[ProposalRequest], method: str) -> list[Outcome]: ...
+
+
+class AuditSink(Protocol):
+    def __call__(self, client: ClientIdentity, method: str, outcomes: Sequence[Outcome], duration_s: float) -> None: ...
+
+
+def _no_identity(context: grpc.ServicerContext) -> ClientIdentity:
+    return LOCAL_CLIENT
+
+
+def _no_outcome(context: grpc.ServicerContext, outcome: str) -> None:
+    pass
+
+
+class CallContext:
+    def __init__(
+        self,
+        service: SigningService,
+        *,
+        identify: Callable[[grpc.ServicerContext], ClientIdentity] = _no_identity,
+        outcome_sink: Callable[[grpc.ServicerContext, str], None] = _no_outcome,
+        audit: AuditSink | None = None,
+        max_batch_items: int = 1000,
+        coalescer: Coalescer | None = None,
+    ) -> None:
+        self.service = service
+        self._identify = identify
+        self._outcome_sink = outcome_sink
+        self._audit = audit
+        self.max_batch_items = max_batch_items
+        self.coalescer = coalescer
+
+    def client(self, context: grpc.ServicerContext) -> ClientIdentity:
+        return self._identify(context)
+
+    def check_batch_size(self, context: grpc.ServicerContext, items: int) -> None:
+        if items > self.max_batch_items:
+            self._outcome_sink(context, status.OUTCOME_RATE_LIMITED)
+            status.abort(
+                context,
+                errors.RateLimited(
+                    f"batch of {items} items is over the limit of {self.max_batch_items} per call; split it",
+                    retry_after_s=0.0,
+                ),
+            )
+
+    def attestations(self, client: ClientIdentity, requests: list[AttestationRequest], method: str) -> list[Outcome]:
+        if self.coalescer is not None:
+            return self.coalescer.attestations(client, requests, method)
+        return self.service.sign_attestations(client, requests, method)
+
+    def proposals(self, client: ClientIdentity, requests: list[ProposalRequest], method: str) -> list[Outcome]:
+        if self.coalescer is not None:
+            return self.coalescer.proposals(client, requests, method)
+        return self.service.sign_proposals(client, requests, method)
+
+    def report(
+        self, context: grpc.ServicerContext, method: str, outcomes: Sequence[Outcome], duration_s: float
+    ) -> None:
+        labels = [status.outcome_label(o.error) for o in outcomes]
+        self._outcome_sink(context, status.worst_outcome(labels))
+        if self._audit is not None and outcomes:
+            self._audit(self.client(context), method, outcomes, duration_s)

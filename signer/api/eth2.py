@@ -1,0 +1,307 @@
+"""Servicers of the eth2-signer-api (Dirk's gRPC API, spoken by Vouch): Signer, Lister, AccountManager.
+
+They translate proto messages to domain types and back, and nothing else: every decision is the
+SigningService's. Per-item refusals travel as ResponseState (DENIED / FAILED) in the response, as
+Dirk does; the gRPC status stays OK.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+import grpc
+
+from signer import errors
+from signer.api import status
+from signer.api._proto.v1 import (
+    accountmanager_pb2,
+    accountmanager_pb2_grpc,
+    eth2_pb2,
+    lister_pb2,
+    lister_pb2_grpc,
+    signer_pb2,
+    signer_pb2_grpc,
+)
+from signer.api.context import CallContext
+from signer.eth2.containers import AttestationData, BeaconBlockHeader, Checkpoint
+from signer.service import (
+    AttestationRequest,
+    GenericRequest,
+    KeyRef,
+    Outcome,
+    ProposalRequest,
+    SigningService,
+)
+from signer.types import KeyInfo, Operation, Scheme
+
+_Req = TypeVar("_Req")
+_Msg = TypeVar("_Msg")
+
+
+def key_ref(
+    msg: signer_pb2.SignRequest | signer_pb2.SignBeaconAttestationRequest | signer_pb2.SignBeaconProposalRequest,
+) -> KeyRef:
+    which = msg.WhichOneof("id")
+    if which == "account":
+        return KeyRef(account=msg.account)
+    if which == "public_key":
+        return KeyRef(public_key=bytes(msg.public_key))
+    raise errors.MalformedRequest("the request names no key: set account or public_key")
+
+
+def _checkpoint(name: str, msg: eth2_pb2.Checkpoint, present: bool) -> Checkpoint:
+    if not present:
+        raise errors.MalformedRequest(f"attestation data has no {name} checkpoint")
+    return Checkpoint(epoch=msg.epoch, root=bytes(msg.root))
+
+
+def attestation_request(msg: signer_pb2.SignBeaconAttestationRequest) -> AttestationRequest:
+    if not msg.HasField("data"):
+        raise errors.MalformedRequest("the request has no attestation data")
+    d = msg.data
+    data = AttestationData(
+        slot=d.slot,
+        index=d.committee_index,
+        beacon_block_root=bytes(d.beacon_block_root),
+        source=_checkpoint("source", d.source, d.HasField("source")),
+        target=_checkpoint("target", d.target, d.HasField("target")),
+    )
+    return AttestationRequest(key=key_ref(msg), domain=bytes(msg.domain), data=data)
+
+
+def proposal_request(msg: signer_pb2.SignBeaconProposalRequest) -> ProposalRequest:
+    if not msg.HasField("data"):
+        raise errors.MalformedRequest("the request has no block header")
+    h = msg.data
+    header = BeaconBlockHeader(
+        slot=h.slot,
+        proposer_index=h.proposer_index,
+        parent_root=bytes(h.parent_root),
+        state_root=bytes(h.state_root),
+        body_root=bytes(h.body_root),
+    )
+    return ProposalRequest(key=key_ref(msg), domain=bytes(msg.domain), header=header)
+
+
+def generic_request(msg: signer_pb2.SignRequest) -> GenericRequest:
+    return GenericRequest(key=key_ref(msg), domain=bytes(msg.domain), data=bytes(msg.data))
+
+
+def run_batch(
+    messages: Sequence[_Msg],
+    convert: Callable[[_Msg], _Req],
+    sign: Callable[[list[_Req]], list[Outcome]],
+) -> list[Outcome]:
+    """Convert each message (a malformed one is refused alone), sign the rest as one batch."""
+    outcomes: list[Outcome | None] = [None] * len(messages)
+    converted: list[_Req] = []
+    positions: list[int] = []
+    for n, msg in enumerate(messages):
+        try:
+            converted.append(convert(msg))
+            positions.append(n)
+        except errors.SignerError as exc:
+            outcomes[n] = Outcome(error=exc)
+    if converted:
+        for n, outcome in zip(positions, sign(converted), strict=True):
+            outcomes[n] = outcome
+    return [o if o is not None else Outcome(error=errors.InternalError("no outcome")) for o in outcomes]
+
+
+def sign_response(outcome: Outcome) -> signer_pb2.SignResponse:
+    if outcome.signature is not None:
+        return signer_pb2.SignResponse(state=status.SUCCEEDED, signature=outcome.signature)
+    return signer_pb2.SignResponse(state=status.response_state(outcome.error))
+
+
+class SignerServicer(signer_pb2_grpc.SignerServicer):
+    def __init__(self, service: SigningService, calls: CallContext) -> None:
+        self.service = service
+        self.calls = calls
+
+    def _answer(self, context: grpc.ServicerContext, method: str, outcomes: list[Outcome], started: float) -> None:
+        self.calls.report(context, method, outcomes, time.perf_counter() - started)
+
+    def Sign(self, request: signer_pb2.SignRequest, context: grpc.ServicerContext) -> signer_pb2.SignResponse:
+        started = time.perf_counter()
+        client = self.calls.client(context)
+        outcomes = run_batch([request], generic_request, lambda r: self.service.sign_generic(client, r, "Sign"))
+        self._answer(context, "Sign", outcomes, started)
+        return sign_response(outcomes[0])
+
+    def Multisign(
+        self, request: signer_pb2.MultisignRequest, context: grpc.ServicerContext
+    ) -> signer_pb2.MultisignResponse:
+        started = time.perf_counter()
+        client = self.calls.client(context)
+        self.calls.check_batch_size(context, len(request.requests))
+        outcomes = run_batch(
+            list(request.requests), generic_request, lambda r: self.service.sign_generic(client, r, "Multisign")
+        )
+        self._answer(context, "Multisign", outcomes, started)
+        return signer_pb2.MultisignResponse(responses=[sign_response(o) for o in outcomes])
+
+    def SignBeaconAttestation(
+        self, request: signer_pb2.SignBeaconAttestationRequest, context: grpc.ServicerContext
+    ) -> signer_pb2.SignResponse:
+        started = time.perf_counter()
+        client = self.calls.client(context)
+        outcomes = run_batch(
+            [request], attestation_request, lambda r: self.calls.attestations(client, r, "SignBeaconAttestation")
+        )
+        self._answer(context, "SignBeaconAttestation", outcomes, started)
+        return sign_response(outcomes[0])
+
+    def SignBeaconAttestations(
+        self, request: signer_pb2.SignBeaconAttestationsRequest, context: grpc.ServicerContext
+    ) -> signer_pb2.MultisignResponse:
+        started = time.perf_counter()
+        client = self.calls.client(context)
+        self.calls.check_batch_size(context, len(request.requests))
+        outcomes = run_batch(
+            list(request.requests),
+            attestation_request,
+            lambda r: self.service.sign_attestations(client, r, "SignBeaconAttestations"),
+        )
+        self._answer(context, "SignBeaconAttestations", outcomes, started)
+        return signer_pb2.MultisignResponse(responses=[sign_response(o) for o in outcomes])
+
+    def SignBeaconProposal(
+        self, request: signer_pb2.SignBeaconProposalRequest, context: grpc.ServicerContext
+    ) -> signer_pb2.SignResponse:
+        started = time.perf_counter()
+        client = self.calls.client(context)
+        outcomes = run_batch(
+            [request], proposal_request, lambda r: self.calls.proposals(client, r, "SignBeaconProposal")
+        )
+        self._answer(context, "SignBeaconProposal", outcomes, started)
+        return sign_response(outcomes[0])
+
+
+_SIGNING_OPERATIONS = (Operation.SIGN_ATTESTATION, Operation.SIGN_PROPOSAL, Operation.SIGN_GENERIC)
+
+
+def path_matcher(path: str) -> Callable[[str], bool]:
+    """Dirk's account paths: ``wallet`` (every account in it) or ``wallet/regex`` (full match)."""
+    wallet, _, pattern = path.partition("/")
+    if not wallet:
+        raise errors.MalformedRequest(f"account path {path!r} names no wallet")
+    if not pattern:
+        return lambda name: name.partition("/")[0] == wallet
+    try:
+        regex = re.compile(pattern.removeprefix("^").removesuffix("$"))
+    except re.error as exc:
+        raise errors.MalformedRequest(f"account path {path!r} is not a valid pattern: {exc}") from exc
+
+    def match(name: str) -> bool:
+        w, _, account = name.partition("/")
+        return w == wallet and regex.fullmatch(account) is not None
+
+    return match
+
+
+class ListerServicer(lister_pb2_grpc.ListerServicer):
+    def __init__(self, service: SigningService, calls: CallContext) -> None:
+        self.service = service
+        self.calls = calls
+
+    def _visible(self, client: object, key: KeyInfo) -> bool:
+        for op in _SIGNING_OPERATIONS:
+            try:
+                self.service.authorizer.authorize(client, op, key)  # type: ignore[arg-type]
+            except errors.AccessDenied:
+                continue
+            return True
+        return False
+
+    def ListAccounts(
+        self, request: lister_pb2.ListAccountsRequest, context: grpc.ServicerContext
+    ) -> lister_pb2.ListAccountsResponse:
+        started = time.perf_counter()
+        client = self.calls.client(context)
+        try:
+            matchers = [path_matcher(p) for p in request.paths]
+        except errors.SignerError as exc:
+            self.calls.report(context, "ListAccounts", [Outcome(error=exc)], time.perf_counter() - started)
+            return lister_pb2.ListAccountsResponse(state=status.DENIED)
+        accounts = [
+            lister_pb2.Account(name=k.name, public_key=k.public_key, uuid=_uuid_of(k))
+            for k in self.service.list_keys()
+            if k.scheme == Scheme.BLS
+            and (not matchers or any(m(k.name) for m in matchers))
+            and self._visible(client, k)
+        ]
+        self.calls.report(context, "ListAccounts", [], time.perf_counter() - started)
+        return lister_pb2.ListAccountsResponse(state=status.SUCCEEDED, Accounts=accounts)
+
+
+def _uuid_of(key: KeyInfo) -> bytes:
+    """A stable 16-byte id per key (Dirk gives accounts a UUID): derived from the public key."""
+    import hashlib  # noqa: PLC0415 - cold path
+
+    return hashlib.sha256(b"account-uuid" + key.public_key).digest()[:16]
+
+
+class AccountManagerServicer(accountmanager_pb2_grpc.AccountManagerServicer):
+    def __init__(self, service: SigningService, calls: CallContext) -> None:
+        self.service = service
+        self.calls = calls
+
+    def Unlock(
+        self, request: accountmanager_pb2.UnlockAccountRequest, context: grpc.ServicerContext
+    ) -> accountmanager_pb2.UnlockAccountResponse:
+        started = time.perf_counter()
+        client = self.calls.client(context)
+        error: errors.SignerError | None = None
+        try:
+            passphrase = bytes(request.passphrase).decode("utf-8")
+            self.service.unlock_account(client, KeyRef(account=request.account), passphrase)
+        except UnicodeDecodeError:
+            error = errors.MalformedRequest("passphrase is not UTF-8")
+        except errors.SignerError as exc:
+            error = exc
+        self.calls.report(
+            context, "Unlock", [Outcome(error=error, signature=None if error else b"")], time.perf_counter() - started
+        )
+        return accountmanager_pb2.UnlockAccountResponse(state=status.response_state(error))
+
+    def Lock(
+        self, request: accountmanager_pb2.LockAccountRequest, context: grpc.ServicerContext
+    ) -> accountmanager_pb2.LockAccountResponse:
+        started = time.perf_counter()
+        client = self.calls.client(context)
+        error: errors.SignerError | None = None
+        try:
+            self.service.lock_account(client, KeyRef(account=request.account))
+        except errors.SignerError as exc:
+            error = exc
+        self.calls.report(
+            context, "Lock", [Outcome(error=error, signature=None if error else b"")], time.perf_counter() - started
+        )
+        return accountmanager_pb2.LockAccountResponse(state=status.response_state(error))
+
+    def Generate(
+        self, request: accountmanager_pb2.GenerateRequest, context: grpc.ServicerContext
+    ) -> accountmanager_pb2.GenerateResponse:
+        started = time.perf_counter()
+        client = self.calls.client(context)
+        error: errors.SignerError | None = None
+        public_key = b""
+        try:
+            if request.participants > 1 or request.signing_threshold > 1:
+                raise errors.MalformedRequest("distributed accounts are not supported by this signer")
+            passphrase = bytes(request.passphrase).decode("utf-8", "replace")
+            public_key = self.service.generate_account(client, request.account, passphrase).public_key
+        except errors.SignerError as exc:
+            error = exc
+        self.calls.report(
+            context, "Generate", [Outcome(error=error, signature=None if error else b"")], time.perf_counter() - started
+        )
+        if error is not None:
+            return accountmanager_pb2.GenerateResponse(
+                state=status.response_state(error), message=status.describe(error)
+            )
+        return accountmanager_pb2.GenerateResponse(state=status.SUCCEEDED, public_key=public_key)
