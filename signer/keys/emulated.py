@@ -441,12 +441,13 @@ class EmulatedKeyModule:
 
     def sign(self, public_key: bytes, message: bytes) -> bytes:
         public_key = bytes(public_key)
+        info = self._infos.get(public_key)
         secret = self._secrets.get(public_key)
-        if secret is None:
+        if info is None or secret is None:
             if self._keys is None:
                 raise KeyModuleError("the emulated key module is locked")
             raise UnknownKey(f"no key with public key 0x{public_key.hex()} in the module")
-        return _sign_with(self._infos[public_key].scheme, secret, bytes(message))
+        return _sign_with(info.scheme, secret, bytes(message))
 
     def sign_many(self, items: Sequence[tuple[bytes, bytes]]) -> list[bytes]:
         return [self.sign(public_key, message) for public_key, message in items]
