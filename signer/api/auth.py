@@ -1,0 +1,175 @@
+"""Permissions: which client may do which operation with which key.
+
+A client is matched to its ``[[clients]]`` entry by certificate CN, else by any SAN (the CN wins when
+both name entries). Unknown clients are denied. For a key, an entry of ``allow_accounts`` or
+``deny_accounts`` matches when it is ``*``, a ``0x`` public key (hex, any case), or an fnmatch
+pattern on the account name (``wallet/*``, or an exact ``wallet/account``). An operation must be in
+``operations`` and not in ``deny_operations``. Explicit deny wins; everything not allowed is denied.
+
+Every refusal raises AccessDenied saying why, is counted (``Monitor.access_denied``) and is written
+to the audit log.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from collections.abc import Iterable, Sequence
+
+from signer.config import ClientConfig
+from signer.errors import AccessDenied, ConfigError
+from signer.types import (
+    AuditEvent,
+    AuditSink,
+    ClientIdentity,
+    KeyInfo,
+    Monitor,
+    NullAudit,
+    NullMonitor,
+    Operation,
+)
+
+log = logging.getLogger(__name__)
+
+DEV_ACCOUNTS: tuple[str, ...] = ("dev/*",)
+"""The accounts of ``signer keys dev`` (signer.keys.dev.DEV_WALLET)."""
+
+
+def match_client(clients: Sequence[ClientConfig], client: ClientIdentity) -> ClientConfig | None:
+    """The ``[[clients]]`` entry for this identity: by CN first, then by each SAN in order."""
+    by_name = {c.name: c for c in clients}
+    for name in (client.name, *client.alt_names):
+        found = by_name.get(name)
+        if found is not None:
+            return found
+    return None
+
+
+def _is_public_key(pattern: str) -> bool:
+    return pattern[:2].lower() == "0x"
+
+
+def account_matches(pattern: str, key: KeyInfo) -> bool:
+    """``*``, a 0x public key, or an fnmatch pattern (case-sensitive) on the account name."""
+    if pattern == "*":
+        return True
+    if _is_public_key(pattern):
+        return pattern.lower() == key.public_key_hex.lower()
+    return fnmatch.fnmatchcase(key.name, pattern)
+
+
+def _first_match(patterns: Iterable[str], key: KeyInfo) -> str | None:
+    for pattern in patterns:
+        if account_matches(pattern, key):
+            return pattern
+    return None
+
+
+def _check_patterns(client: str, field: str, patterns: Iterable[str]) -> None:
+    for pattern in patterns:
+        if not pattern.strip():
+            raise ConfigError(f"clients '{client}'.{field}: empty pattern")
+        if _is_public_key(pattern):
+            digits = pattern[2:]
+            if len(digits) not in (64, 66, 96, 130) or any(c not in "0123456789abcdefABCDEF" for c in digits):
+                raise ConfigError(
+                    f"clients '{client}'.{field}: {pattern!r} is not a 0x public key "
+                    "(32, 33, 48 or 65 bytes of hex)"
+                )
+
+
+class PermissionAuthorizer:
+    """The Authorizer of a production signer, from ``[[clients]]``."""
+
+    def __init__(
+        self,
+        clients: Sequence[ClientConfig],
+        *,
+        audit: AuditSink | None = None,
+        monitor: Monitor | None = None,
+    ) -> None:
+        seen: set[str] = set()
+        for entry in clients:
+            if entry.name in seen:
+                raise ConfigError(f"clients: '{entry.name}' is listed twice")
+            seen.add(entry.name)
+            _check_patterns(entry.name, "allow_accounts", entry.allow_accounts)
+            _check_patterns(entry.name, "deny_accounts", entry.deny_accounts)
+        self.clients: tuple[ClientConfig, ...] = tuple(clients)
+        self._audit: AuditSink = audit or NullAudit()
+        self._monitor: Monitor = monitor or NullMonitor()
+
+    def decide(self, client: ClientIdentity, operation: Operation, key: KeyInfo | None) -> str | None:
+        """None if allowed, else the reason (the AccessDenied message). Records nothing."""
+        entry = match_client(self.clients, client)
+        if entry is None:
+            names = ", ".join(repr(n) for n in (client.name, *client.alt_names))
+            return f"unknown client '{client.name}': no [[clients]] entry matches its certificate ({names})"
+        who = f"client '{entry.name}'"
+        op = Operation(operation).value
+        if op in entry.deny_operations:
+            return f"{who} may not {op} (in deny_operations)"
+        if op not in entry.operations:
+            return f"{who} may not {op} (not in operations)"
+        if key is None:
+            return None
+        denied_by = _first_match(entry.deny_accounts, key)
+        if denied_by is not None:
+            return f"{who} may not use account '{key.name}' (deny_accounts has {denied_by!r})"
+        if _first_match(entry.allow_accounts, key) is None:
+            return f"{who} may not use account '{key.name}' (not in allow_accounts)"
+        return None
+
+    def authorize(self, client: ClientIdentity, operation: Operation, key: KeyInfo | None) -> None:
+        reason = self.decide(client, operation, key)
+        if reason is None:
+            return
+        _refuse(self._monitor, self._audit, client=client, operation=operation, key=key, reason=reason)
+
+
+def _refuse(
+    monitor: Monitor,
+    audit: AuditSink,
+    *,
+    client: ClientIdentity,
+    operation: Operation,
+    key: KeyInfo | None,
+    reason: str,
+) -> None:
+    op = Operation(operation).value
+    monitor.access_denied(client.name, op)
+    audit.record(
+        AuditEvent(
+            client=client.name,
+            method="authorize",
+            operation=op,
+            outcome="denied",
+            public_key=key.public_key if key is not None else None,
+            account=key.name if key is not None else None,
+            reason=reason,
+        )
+    )
+    raise AccessDenied(reason)
+
+
+class DevAuthorizer:
+    """``--dev``: any client the CA vouched for may do anything with the dev keys (``dev/*``), and
+    nothing with any other key. Operations without a key are allowed."""
+
+    def __init__(
+        self,
+        accounts: Sequence[str] = DEV_ACCOUNTS,
+        *,
+        audit: AuditSink | None = None,
+        monitor: Monitor | None = None,
+    ) -> None:
+        _check_patterns("--dev", "accounts", accounts)
+        self.accounts = tuple(accounts)
+        self._audit: AuditSink = audit or NullAudit()
+        self._monitor: Monitor = monitor or NullMonitor()
+
+    def authorize(self, client: ClientIdentity, operation: Operation, key: KeyInfo | None) -> None:
+        if key is None or _first_match(self.accounts, key) is not None:
+            return
+        reason = f"--dev: client '{client.name}' may use only the dev keys, not account '{key.name}'"
+        _refuse(self._monitor, self._audit, client=client, operation=operation, key=key, reason=reason)

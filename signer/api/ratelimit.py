@@ -1,0 +1,229 @@
+"""Rate limits: token buckets per client (and optionally per key), a global in-flight cap, a batch cap.
+
+Never waits and never sleeps: a request over a limit is refused at once with RateLimited, whose
+``retry_after_s`` says when the bucket will hold enough tokens. Each bucket has its own lock, held
+only for a few arithmetic operations, so a limited client never slows another.
+
+A request of ``items`` items costs ``items`` tokens. It is admitted when the bucket holds
+``min(items, burst)`` tokens, and then takes all ``items`` (the bucket may go negative): a batch
+larger than the burst is possible, and the long-run rate still holds, because the debt is repaid
+before the next request.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from types import TracebackType
+
+from signer.api.auth import match_client
+from signer.config import ClientConfig, LimitsConfig, RateConfig
+from signer.errors import ConfigError, MalformedRequest, RateLimited
+from signer.types import ClientIdentity
+
+Clock = Callable[[], float]
+
+_EPSILON = 1e-9
+"""Tokens lost to float rounding of clock arithmetic are forgiven up to this much."""
+_MIN_RETRY_S = 0.001
+
+IN_FLIGHT_RETRY_S = 0.05
+"""The retry hint when the in-flight cap is reached (a slot frees when any call ends)."""
+
+MAX_BUCKETS = 10_000
+"""Bound on remembered buckets; beyond it, full buckets (indistinguishable from new) are dropped."""
+
+
+class TokenBucket:
+    """``rate`` tokens per second up to ``burst``; starts full."""
+
+    __slots__ = ("_lock", "burst", "rate", "tokens", "updated")
+
+    def __init__(self, rate: RateConfig, now: float) -> None:
+        self.rate = float(rate.per_second)
+        self.burst = float(rate.burst)
+        self.tokens = self.burst
+        self.updated = now
+        self._lock = threading.Lock()
+
+    def _refill(self, now: float) -> None:
+        elapsed = now - self.updated
+        if elapsed > 0:
+            self.tokens = min(self.burst, self.tokens + elapsed * self.rate)
+            self.updated = now
+
+    def take(self, cost: float, now: float) -> float:
+        """Take ``cost`` tokens and return 0.0, or take nothing and return the seconds to wait."""
+        with self._lock:
+            self._refill(now)
+            need = min(cost, self.burst)
+            if self.tokens >= need - _EPSILON:
+                self.tokens -= cost
+                return 0.0
+            return max((need - self.tokens) / self.rate, _MIN_RETRY_S)
+
+    def is_full(self, now: float) -> bool:
+        with self._lock:
+            self._refill(now)
+            return self.tokens >= self.burst
+
+
+class _Buckets:
+    """A bounded map of buckets; the map lock is held only to find or insert a bucket."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._buckets: dict[object, TokenBucket] = {}
+
+    def get(self, key: object, rate: RateConfig) -> TokenBucket:
+        with self._lock:
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                if len(self._buckets) >= MAX_BUCKETS:
+                    now = self._clock()
+                    for old in [k for k, b in self._buckets.items() if b.is_full(now)]:
+                        del self._buckets[old]
+                bucket = TokenBucket(rate, self._clock())
+                self._buckets[key] = bucket
+            return bucket
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+
+class Permit:
+    """An admitted request: holds one in-flight slot until closed (use it as a context manager)."""
+
+    __slots__ = ("_limiter", "_released", "client", "items")
+
+    def __init__(self, limiter: RateLimiter, client: ClientIdentity, items: int) -> None:
+        self._limiter = limiter
+        self._released = False
+        self.client = client
+        self.items = items
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._limiter._release_slot()
+
+    def __enter__(self) -> Permit:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+def _rate_text(rate: RateConfig) -> str:
+    return f"{rate.per_second:g}/s, burst {rate.burst}"
+
+
+def _round_up_ms(seconds: float) -> float:
+    return math.ceil(seconds * 1000.0 - 1e-6) / 1000.0  # the epsilon absorbs float noise
+
+
+class RateLimiter:
+    """Token buckets per client identity (``[[clients]].rate`` overrides ``limits.default_rate``),
+    per key (``limits.per_key_rate``), the in-flight cap and the batch cap."""
+
+    def __init__(
+        self,
+        limits: LimitsConfig,
+        clients: Sequence[ClientConfig] = (),
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.limits = limits
+        self.clients = tuple(clients)
+        self._clock = clock
+        self._client_buckets = _Buckets(clock)
+        self._key_buckets = _Buckets(clock)
+        self._slots_lock = threading.Lock()
+        self._in_flight = 0
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def rate_for(self, client: ClientIdentity) -> tuple[str, RateConfig | None]:
+        """The bucket name (the matched ``[[clients]]`` name, else the CN) and its rate, if any."""
+        entry = match_client(self.clients, client)
+        if entry is not None:
+            return entry.name, entry.rate or self.limits.default_rate
+        return client.name, self.limits.default_rate
+
+    def acquire(self, client: ClientIdentity, items: int = 1) -> Permit:
+        """Admit a request of ``items`` items or raise (RateLimited; MalformedRequest for a batch
+        over ``limits.max_batch_items``, which no retry can fix)."""
+        if items > self.limits.max_batch_items:
+            raise MalformedRequest(
+                f"batch of {items} items is over limits.max_batch_items = {self.limits.max_batch_items}"
+            )
+        cost = max(items, 1)
+        with self._slots_lock:
+            if self._in_flight >= self.limits.max_in_flight:
+                raise RateLimited(
+                    f"the signer is at its cap of {self.limits.max_in_flight} requests in flight",
+                    retry_after_s=IN_FLIGHT_RETRY_S,
+                )
+            self._in_flight += 1
+        permit = Permit(self, client, cost)
+        name, rate = self.rate_for(client)
+        if rate is None:
+            return permit
+        wait_s = self._client_buckets.get(name, rate).take(cost, self._clock())
+        if wait_s > 0:
+            permit.release()
+            retry_after_s = _round_up_ms(wait_s)
+            raise RateLimited(
+                f"client '{name}' is over its rate limit ({_rate_text(rate)}); "
+                f"retry in {retry_after_s:.3f} s",
+                retry_after_s=retry_after_s,
+            )
+        return permit
+
+    def check_key(self, public_key: bytes) -> None:
+        """Take one token from the key's bucket (``limits.per_key_rate``; no limit when unset)."""
+        rate = self.limits.per_key_rate
+        if rate is None:
+            return
+        wait_s = self._key_buckets.get(bytes(public_key), rate).take(1, self._clock())
+        if wait_s > 0:
+            retry_after_s = _round_up_ms(wait_s)
+            raise RateLimited(
+                f"key 0x{bytes(public_key).hex()[:16]}... is over limits.per_key_rate "
+                f"({_rate_text(rate)}); retry in {retry_after_s:.3f} s",
+                retry_after_s=retry_after_s,
+            )
+
+    def _release_slot(self) -> None:
+        with self._slots_lock:
+            self._in_flight -= 1
+
+
+def parse_rate_limit(text: str) -> RateConfig:
+    """``--rate-limit PER_SECOND[:BURST]``: e.g. ``50`` (burst 50) or ``50:200``.
+
+    Without a burst, the burst is one second of traffic (``ceil(PER_SECOND)``, at least 1).
+    """
+    rate_text, sep, burst_text = text.strip().partition(":")
+    try:
+        per_second = float(rate_text)
+    except ValueError:
+        per_second = math.nan
+    if not math.isfinite(per_second) or per_second <= 0:
+        raise ConfigError(f"--rate-limit {text!r}: PER_SECOND must be a positive number (PER_SECOND[:BURST])")
+    if sep:
+        if not burst_text.isdigit() or int(burst_text) < 1:
+            raise ConfigError(f"--rate-limit {text!r}: BURST must be a positive integer (PER_SECOND[:BURST])")
+        burst = int(burst_text)
+    else:
+        burst = max(1, math.ceil(per_second))
+    return RateConfig(per_second=per_second, burst=burst)

@@ -1,0 +1,236 @@
+"""PermissionAuthorizer and DevAuthorizer: matching, default deny, deny wins, messages, hooks."""
+
+from __future__ import annotations
+
+import pytest
+
+from signer.api.auth import DEV_ACCOUNTS, DevAuthorizer, PermissionAuthorizer, account_matches, match_client
+from signer.config import ClientConfig, parse_config
+from signer.errors import AccessDenied, ConfigError
+from signer.keys.dev import DEV_WALLET
+from signer.types import AuditEvent, ClientIdentity, KeyInfo, NullMonitor, Operation, Scheme
+
+W1_A = KeyInfo(handle="h1", name="w1/a", scheme=Scheme.BLS, public_key=bytes.fromhex("a1" * 48))
+W1_B = KeyInfo(handle="h2", name="w1/b", scheme=Scheme.BLS, public_key=bytes.fromhex("b1" * 48))
+W2_A = KeyInfo(handle="h3", name="w2/a", scheme=Scheme.BLS, public_key=bytes.fromhex("c1" * 48))
+COMET = KeyInfo(handle="h4", name="chain/val", scheme=Scheme.SECP256K1, public_key=bytes.fromhex("02" + "d1" * 32))
+
+VC1 = ClientIdentity("vc-1")
+
+
+class RecordingMonitor(NullMonitor):
+    def __init__(self) -> None:
+        self.denied: list[tuple[str, str]] = []
+
+    def access_denied(self, client: str, operation: str) -> None:
+        self.denied.append((client, operation))
+
+
+class RecordingAudit:
+    def __init__(self) -> None:
+        self.events: list[AuditEvent] = []
+
+    def record(self, event: AuditEvent) -> None:
+        self.events.append(event)
+
+
+CLIENTS = (
+    ClientConfig(
+        name="vc-1",
+        allow_accounts=("w1/*",),
+        deny_accounts=("w1/b",),
+        operations=("sign_attestation", "sign_proposal", "sign_generic"),
+    ),
+    ClientConfig(
+        name="vc-2",
+        allow_accounts=("*",),
+        deny_accounts=("0x" + "C1" * 48,),
+        operations=("sign_attestation", "sign_voluntary_exit"),
+        deny_operations=("sign_voluntary_exit",),
+    ),
+    ClientConfig(
+        name="comet-1",
+        allow_accounts=("0x02" + "d1" * 32,),
+        operations=("cometbft_vote", "cometbft_proposal"),
+    ),
+    ClientConfig(name="ops", operations=("protection_import", "protection_export")),
+)
+
+
+@pytest.fixture
+def monitor() -> RecordingMonitor:
+    return RecordingMonitor()
+
+
+@pytest.fixture
+def audit() -> RecordingAudit:
+    return RecordingAudit()
+
+
+@pytest.fixture
+def authorizer(monitor: RecordingMonitor, audit: RecordingAudit) -> PermissionAuthorizer:
+    return PermissionAuthorizer(CLIENTS, audit=audit, monitor=monitor)
+
+
+ALLOWED = [
+    ("vc-1", Operation.SIGN_ATTESTATION, W1_A),
+    ("vc-1", Operation.SIGN_PROPOSAL, W1_A),
+    ("vc-2", Operation.SIGN_ATTESTATION, W1_A),
+    ("vc-2", Operation.SIGN_ATTESTATION, W1_B),
+    ("comet-1", Operation.COMETBFT_VOTE, COMET),
+    ("ops", Operation.PROTECTION_IMPORT, None),
+]
+
+
+@pytest.mark.parametrize(
+    ("client", "operation", "key"),
+    ALLOWED,
+    ids=[f"{c}-{o.value}-{k.name if k else 'nokey'}" for c, o, k in ALLOWED],
+)
+def test_allowed(
+    authorizer: PermissionAuthorizer, monitor: RecordingMonitor, client: str, operation: Operation,
+    key: KeyInfo | None,
+) -> None:
+    authorizer.authorize(ClientIdentity(client), operation, key)
+    assert monitor.denied == []
+
+
+DENIED = [
+    ("vc-1", Operation.SIGN_ATTESTATION, W2_A,
+     "client 'vc-1' may not use account 'w2/a' (not in allow_accounts)"),
+    ("vc-1", Operation.SIGN_ATTESTATION, W1_B,
+     "client 'vc-1' may not use account 'w1/b' (deny_accounts has 'w1/b')"),
+    ("vc-1", Operation.SIGN_VOLUNTARY_EXIT, W1_A,
+     "client 'vc-1' may not sign_voluntary_exit (not in operations)"),
+    ("vc-2", Operation.SIGN_ATTESTATION, W2_A,
+     "client 'vc-2' may not use account 'w2/a' (deny_accounts has '0x" + "C1" * 48 + "')"),
+    ("vc-2", Operation.SIGN_VOLUNTARY_EXIT, W1_A,
+     "client 'vc-2' may not sign_voluntary_exit (in deny_operations)"),
+    ("comet-1", Operation.COMETBFT_VOTE, W1_A,
+     "client 'comet-1' may not use account 'w1/a' (not in allow_accounts)"),
+    ("ops", Operation.PROTECTION_IMPORT, W1_A,
+     "client 'ops' may not use account 'w1/a' (not in allow_accounts)"),
+    ("ops", Operation.KEY_ADMIN, None, "client 'ops' may not key_admin (not in operations)"),
+    ("stranger", Operation.SIGN_ATTESTATION, W1_A,
+     "unknown client 'stranger': no [[clients]] entry matches its certificate ('stranger')"),
+    ("stranger", Operation.PROTECTION_EXPORT, None,
+     "unknown client 'stranger': no [[clients]] entry matches its certificate ('stranger')"),
+]
+
+
+@pytest.mark.parametrize(
+    "case",
+    DENIED,
+    ids=[f"{c}-{o.value}-{k.name if k else 'nokey'}" for c, o, k, _ in DENIED],
+)
+def test_denied_says_why_is_counted_and_audited(
+    authorizer: PermissionAuthorizer,
+    monitor: RecordingMonitor,
+    audit: RecordingAudit,
+    case: tuple[str, Operation, KeyInfo | None, str],
+) -> None:
+    client, operation, key, message = case
+    with pytest.raises(AccessDenied) as info:
+        authorizer.authorize(ClientIdentity(client), operation, key)
+    assert info.value.message == message
+    assert monitor.denied == [(client, operation.value)]
+    [event] = audit.events
+    assert event.client == client
+    assert event.operation == operation.value
+    assert event.outcome == "denied"
+    assert event.reason == message
+    assert event.public_key == (key.public_key if key else None)
+    assert event.account == (key.name if key else None)
+
+
+def test_matched_by_san_when_the_cn_is_unknown(authorizer: PermissionAuthorizer) -> None:
+    client = ClientIdentity("host-1.example", alt_names=("spiffe://x/y", "vc-1"))
+    authorizer.authorize(client, Operation.SIGN_ATTESTATION, W1_A)
+    with pytest.raises(AccessDenied, match="client 'vc-1' may not use account 'w2/a'"):
+        authorizer.authorize(client, Operation.SIGN_ATTESTATION, W2_A)
+
+
+def test_cn_wins_over_a_san() -> None:
+    both = ClientIdentity("vc-1", alt_names=("vc-2",))
+    assert match_client(CLIENTS, both) is CLIENTS[0]
+    assert match_client(CLIENTS, ClientIdentity("x", alt_names=("vc-2", "vc-1"))) is CLIENTS[1]
+    assert match_client(CLIENTS, ClientIdentity("x", alt_names=("y",))) is None
+
+
+def test_no_clients_configured_denies_everyone() -> None:
+    authorizer = PermissionAuthorizer(())
+    with pytest.raises(AccessDenied, match="unknown client 'vc-1'"):
+        authorizer.authorize(VC1, Operation.SIGN_ATTESTATION, W1_A)
+
+
+def test_empty_operations_allow_nothing() -> None:
+    authorizer = PermissionAuthorizer((ClientConfig(name="vc-1", allow_accounts=("*",)),))
+    with pytest.raises(AccessDenied, match=r"may not sign_attestation \(not in operations\)"):
+        authorizer.authorize(VC1, Operation.SIGN_ATTESTATION, W1_A)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "key", "expected"),
+    [
+        ("*", W2_A, True),
+        ("w1/*", W1_A, True),
+        ("w1/*", W2_A, False),
+        ("w1/a", W1_A, True),
+        ("w1/a", W1_B, False),
+        ("W1/a", W1_A, False),
+        ("w?/a", W2_A, True),
+        ("0x" + "a1" * 48, W1_A, True),
+        ("0X" + "A1" * 48, W1_A, True),
+        ("0x" + "a1" * 48, W1_B, False),
+        ("0x02" + "d1" * 32, COMET, True),
+    ],
+    ids=["star", "wallet-glob", "wallet-glob-miss", "exact", "exact-miss", "case-sensitive-name",
+         "question-mark", "pubkey", "pubkey-upper", "pubkey-miss", "secp256k1-pubkey"],
+)
+def test_account_matches(pattern: str, key: KeyInfo, expected: bool) -> None:
+    assert account_matches(pattern, key) is expected
+
+
+@pytest.mark.parametrize(
+    ("clients", "message"),
+    [
+        ((ClientConfig(name="a"), ClientConfig(name="a")), "'a' is listed twice"),
+        ((ClientConfig(name="a", allow_accounts=("0x1234",)),), "is not a 0x public key"),
+        ((ClientConfig(name="a", deny_accounts=("0x" + "zz" * 48,)),), "is not a 0x public key"),
+        ((ClientConfig(name="a", allow_accounts=(" ",)),), "empty pattern"),
+    ],
+    ids=["duplicate-client", "short-pubkey", "non-hex-pubkey", "blank-pattern"],
+)
+def test_bad_permission_config_is_refused(clients: tuple[ClientConfig, ...], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        PermissionAuthorizer(clients)
+
+
+def test_built_from_parsed_config() -> None:
+    config = parse_config(
+        {
+            "keys": {"pin": {"env": "X"}},
+            "clients": [
+                {"name": "vc-1", "allow_accounts": ["w1/*"], "operations": ["sign_attestation"]},
+            ],
+        }
+    )
+    authorizer = PermissionAuthorizer(config.clients)
+    authorizer.authorize(VC1, Operation.SIGN_ATTESTATION, W1_A)
+    with pytest.raises(AccessDenied):
+        authorizer.authorize(VC1, Operation.SIGN_PROPOSAL, W1_A)
+
+
+def test_dev_authorizer_allows_any_client_on_dev_keys_only(
+    monitor: RecordingMonitor, audit: RecordingAudit
+) -> None:
+    assert (f"{DEV_WALLET}/*",) == DEV_ACCOUNTS
+    dev_key = KeyInfo(handle="d", name=f"{DEV_WALLET}/0", scheme=Scheme.BLS, public_key=b"\x01" * 48)
+    authorizer = DevAuthorizer(monitor=monitor, audit=audit)
+    for operation in Operation:
+        authorizer.authorize(ClientIdentity("anyone"), operation, dev_key)
+        authorizer.authorize(ClientIdentity("anyone"), operation, None)
+    with pytest.raises(AccessDenied, match="--dev: client 'anyone' may use only the dev keys, not account 'w1/a'"):
+        authorizer.authorize(ClientIdentity("anyone"), Operation.SIGN_ATTESTATION, W1_A)
+    assert monitor.denied == [("anyone", "sign_attestation")]
+    assert [e.account for e in audit.events] == ["w1/a"]
