@@ -166,6 +166,8 @@ class SigningService:
         self._by_name: dict[str, KeyInfo] = {}
         self._by_public_key: dict[bytes, KeyInfo] = {}
         self._locked: set[bytes] = set()
+        self._retired: set[bytes] = set()
+        """Keys being removed (admin DeleteKeys): out of the index even if the module still lists them."""
         self.reload_keys()
 
     # --- key index ------------------------------------------------------------------------
@@ -174,9 +176,28 @@ class SigningService:
         """Re-read the module's key list (after import, generate, delete)."""
         infos = self.keys.list_keys() if self.keys.unlocked else []
         with self._index_lock:
+            infos = [k for k in infos if k.public_key not in self._retired]
             self._by_name = {k.name: k for k in infos}
             self._by_public_key = {k.public_key: k for k in infos}
         return infos
+
+    def retire_keys(self, public_keys: Sequence[bytes]) -> None:
+        """Stop signing with these keys now (before they are deleted from the module).
+
+        From here on no new item resolves to them, and an item already past protection is refused
+        before its signature is made (``_sign`` checks the index again). So once this returns, every
+        signature these keys made or will make has its record committed already: an export taken now
+        is complete. ``reload_keys`` keeps them out until ``readmit_keys``.
+        """
+        with self._index_lock:
+            self._retired.update(bytes(pk) for pk in public_keys)
+        self.reload_keys()
+
+    def readmit_keys(self, public_keys: Sequence[bytes]) -> list[KeyInfo]:
+        """Undo ``retire_keys`` (deleted keys stay gone: the module no longer lists them)."""
+        with self._index_lock:
+            self._retired.difference_update(bytes(pk) for pk in public_keys)
+        return self.reload_keys()
 
     def list_keys(self) -> list[KeyInfo]:
         with self._index_lock:
@@ -473,6 +494,12 @@ class SigningService:
 
     def _sign(self, items: list[_Item]) -> None:
         todo = [i for i in items if i.error is None and i.key is not None and i.signature is None]
+        live = self._by_public_key  # swapped whole by reload_keys; read once
+        for item in todo:
+            assert item.key is not None
+            if item.key.public_key not in live:
+                item.error = errors.UnknownKey(f"key {item.key.name!r} was removed while the request was in flight")
+        todo = [i for i in todo if i.error is None]
         messages = [self._message_for(i) for i in todo]
         sigs = self._sign_raw(todo, messages)
         for item in todo:
