@@ -8,6 +8,7 @@ from __future__ import annotations
 import grpc
 
 from signer import errors
+from signer.api._proto.signer.admin.v1 import admin_pb2
 from signer.api._proto.v1 import responsestate_pb2
 
 ResponseState = responsestate_pb2.ResponseState
@@ -56,6 +57,20 @@ def response_state(error: errors.SignerError | None) -> responsestate_pb2.Respon
     if isinstance(error, errors.RequestError | errors.NotSafeToSign | errors.AccessDenied):
         return DENIED
     return FAILED
+
+
+def admin_status(error: errors.SignerError | None) -> admin_pb2.ResponseStatus:
+    """The admin API's ResponseStatus: REFUSED for what the caller can fix (bad input, a document
+    for another network, an unknown key, an unsafe or forbidden request); FAILED for a backend that
+    failed (protection store, key module) or a bug, where retrying later may succeed."""
+    if error is None:
+        return admin_pb2.RESPONSE_STATUS_OK
+    if isinstance(
+        error,
+        errors.RequestError | errors.InterchangeError | errors.ConfigError | errors.NotSafeToSign | errors.AccessDenied,
+    ):
+        return admin_pb2.RESPONSE_STATUS_REFUSED
+    return admin_pb2.RESPONSE_STATUS_FAILED
 
 
 def outcome_label(error: errors.SignerError | None) -> str:
