@@ -242,6 +242,13 @@ class SigningService:
             raise errors.UnknownKey(f"no key loaded for {ref.describe()}")
         return key
 
+    def key_of(self, ref: KeyRef) -> KeyInfo | None:
+        """The key ``ref`` names, or None if it names none (the batcher keeps one item per key per batch)."""
+        try:
+            return self._lookup(ref)
+        except errors.SignerError:
+            return None
+
     def _resolve(self, ref: KeyRef, scheme: Scheme) -> KeyInfo:
         key = self._lookup(ref)
         if key.scheme != scheme:
