@@ -1,0 +1,323 @@
+"""The gRPC server interceptor: identity, rate limit, in-flight permit, duration and outcome per call.
+
+For every call except the health and reflection services, ``SignerInterceptor``:
+
+1. determines the client identity (``tls.client_identity``: certificate CN/SANs, or LOCAL_CLIENT on
+   a plaintext port) and a request id (the caller's ``x-request-id`` if it is short and plain,
+   otherwise a new one);
+2. asks the RateLimiter for a permit (items = the longest repeated field of the request, so a batch
+   of 100 costs 100 tokens); on refusal it aborts with RESOURCE_EXHAUSTED and the trailing metadata
+   ``retry-after-ms``, reports ``monitor.rate_limited(client)`` and writes an audit line;
+3. holds the permit (an in-flight slot) until the call ends, streaming responses included;
+4. reports ``monitor.request_done(method, outcome, duration_s)``, method being the short gRPC
+   method name. The outcome is what the servicer set with ``set_outcome(context, outcome)``, else
+   it follows from the status code. A SignerError escaping a servicer is turned into its status
+   (signer.api.status); any other exception into INTERNAL without details.
+
+Servicers read the identity and request id with ``call_client(context)`` / ``call_request_id(context)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from signer.api import status
+from signer.api.ratelimit import Permit, RateLimiter
+from signer.api.tls import client_identity
+from signer.errors import AccessDenied, RateLimited, SignerError
+from signer.types import AuditEvent, AuditSink, ClientIdentity, Monitor, NullAudit, NullMonitor
+
+log = logging.getLogger(__name__)
+
+EXEMPT_PREFIXES: tuple[str, ...] = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+"""Services the interceptor lets through untouched (no identity, no limit, no metrics)."""
+
+RETRY_AFTER_KEY = "retry-after-ms"
+REQUEST_ID_KEY = "x-request-id"
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_STATE_ATTR = "_signer_call_state"
+
+_CODE_OUTCOMES: dict[grpc.StatusCode, str] = {
+    grpc.StatusCode.OK: status.OUTCOME_SUCCEEDED,
+    grpc.StatusCode.INVALID_ARGUMENT: status.OUTCOME_INVALID,
+    grpc.StatusCode.OUT_OF_RANGE: status.OUTCOME_INVALID,
+    grpc.StatusCode.NOT_FOUND: status.OUTCOME_DENIED,
+    grpc.StatusCode.PERMISSION_DENIED: status.OUTCOME_DENIED,
+    grpc.StatusCode.UNAUTHENTICATED: status.OUTCOME_DENIED,
+    grpc.StatusCode.FAILED_PRECONDITION: status.OUTCOME_DENIED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: status.OUTCOME_RATE_LIMITED,
+    grpc.StatusCode.UNAVAILABLE: status.OUTCOME_UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED: status.OUTCOME_UNAVAILABLE,
+}
+
+
+@dataclass(slots=True)
+class CallState:
+    """What the interceptor knows about one call (stored on its ServicerContext)."""
+
+    client: ClientIdentity
+    request_id: str
+    outcome: str | None = None
+
+
+# --- what servicers call ----------------------------------------------------------------------
+
+
+def _state(context: grpc.ServicerContext) -> CallState | None:
+    found = getattr(context, _STATE_ATTR, None)
+    return found if isinstance(found, CallState) else None
+
+
+def set_outcome(context: grpc.ServicerContext, outcome: str) -> None:
+    """Record the outcome label of this call (e.g. ``status.worst_outcome`` of a batch)."""
+    state = _state(context)
+    if state is not None:
+        state.outcome = outcome
+
+
+def call_client(context: grpc.ServicerContext) -> ClientIdentity:
+    """The identity the interceptor determined (computed afresh when no interceptor ran)."""
+    state = _state(context)
+    return state.client if state is not None else client_identity(context)
+
+
+def call_request_id(context: grpc.ServicerContext) -> str | None:
+    state = _state(context)
+    return state.request_id if state is not None else None
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def method_name(full_method: str) -> str:
+    """``/v1.Signer/SignBeaconAttestations`` -> ``SignBeaconAttestations``."""
+    return full_method.rsplit("/", 1)[-1] or full_method
+
+
+def count_items(request: object) -> int:
+    """Items in a request: the length of its longest repeated field, at least 1."""
+    descriptor = getattr(request, "DESCRIPTOR", None)
+    longest = 1
+    for field in getattr(descriptor, "fields", ()):
+        if getattr(field, "is_repeated", False) or getattr(field, "label", None) == 3:
+            longest = max(longest, len(getattr(request, field.name)))
+    return longest
+
+
+def outcome_for_code(code: grpc.StatusCode | None) -> str:
+    if code is None:
+        return status.OUTCOME_SUCCEEDED
+    return _CODE_OUTCOMES.get(code, status.OUTCOME_FAILED)
+
+
+def _request_id(metadata: Any) -> str:
+    for key, value in metadata or ():
+        if key == REQUEST_ID_KEY and isinstance(value, str) and _REQUEST_ID_RE.fullmatch(value):
+            return value
+    return uuid.uuid4().hex[:16]
+
+
+def _behaviour(function: object) -> Callable[..., Any]:
+    if not callable(function):
+        raise TypeError("gRPC method handler without a behaviour for its streaming kind")
+    return function
+
+
+def _context_code(context: grpc.ServicerContext) -> grpc.StatusCode | None:
+    getter = getattr(context, "code", None)
+    if getter is None:
+        return None
+    code = getter()
+    return code if isinstance(code, grpc.StatusCode) else None
+
+
+# --- the interceptor --------------------------------------------------------------------------
+
+
+class SignerInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
+    """Identity, rate limits, in-flight cap, duration and outcome for every non-exempt call."""
+
+    def __init__(
+        self,
+        limiter: RateLimiter | None,
+        monitor: Monitor | None = None,
+        *,
+        audit: AuditSink | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+        items_of: Callable[[object], int] = count_items,
+        exempt_prefixes: tuple[str, ...] = EXEMPT_PREFIXES,
+    ) -> None:
+        self.limiter = limiter
+        self.monitor: Monitor = monitor or NullMonitor()
+        self.audit: AuditSink = audit or NullAudit()
+        self._clock = clock
+        self._items_of = items_of
+        self._exempt = exempt_prefixes
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],  # type: ignore[type-arg]
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:  # type: ignore[type-arg]
+        handler = continuation(handler_call_details)
+        full_method = handler_call_details.method
+        if handler is None or full_method.startswith(self._exempt):
+            return handler
+        method = method_name(full_method)
+
+        def request_id_of() -> str:
+            return _request_id(handler_call_details.invocation_metadata)
+
+        kwargs = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if not handler.request_streaming and not handler.response_streaming:
+            inner_uu = _behaviour(handler.unary_unary)
+
+            def unary_unary(request: Any, context: grpc.ServicerContext) -> Any:
+                with self._admitted(method, request_id_of(), context, self._items_of(request)) as call:
+                    return call.run(lambda: inner_uu(request, context))
+
+            return grpc.unary_unary_rpc_method_handler(unary_unary, **kwargs)
+        if not handler.request_streaming:
+            inner_us = _behaviour(handler.unary_stream)
+
+            def unary_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+                with self._admitted(method, request_id_of(), context, self._items_of(request)) as call:
+                    yield from call.run_stream(lambda: inner_us(request, context))
+
+            return grpc.unary_stream_rpc_method_handler(unary_stream, **kwargs)
+        if not handler.response_streaming:
+            inner_su = _behaviour(handler.stream_unary)
+
+            def stream_unary(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+                with self._admitted(method, request_id_of(), context, 1) as call:
+                    return call.run(lambda: inner_su(requests, context))
+
+            return grpc.stream_unary_rpc_method_handler(stream_unary, **kwargs)
+        inner_ss = _behaviour(handler.stream_stream)
+
+        def stream_stream(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+            with self._admitted(method, request_id_of(), context, 1) as call:
+                yield from call.run_stream(lambda: inner_ss(requests, context))
+
+        return grpc.stream_stream_rpc_method_handler(stream_stream, **kwargs)
+
+    def _admitted(self, method: str, request_id: str, context: grpc.ServicerContext, items: int) -> _Call:
+        """Identify and admit the call (aborting when refused); the result times and reports it."""
+        started = self._clock()
+        try:
+            client = client_identity(context)
+        except AccessDenied as exc:
+            self.monitor.request_done(method, status.OUTCOME_DENIED, self._clock() - started)
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, exc.message)
+        state = CallState(client=client, request_id=request_id)
+        setattr(context, _STATE_ATTR, state)
+        permit: Permit | None = None
+        if self.limiter is not None:
+            try:
+                permit = self.limiter.acquire(client, items)
+            except RateLimited as exc:
+                self._refuse_rate_limited(method, state, context, exc, started)
+            except SignerError as exc:
+                self.monitor.request_done(method, status.outcome_label(exc), self._clock() - started)
+                context.abort(status.grpc_code(exc), exc.message)
+        return _Call(self, method=method, state=state, context=context, permit=permit, started=started)
+
+    def _refuse_rate_limited(
+        self,
+        method: str,
+        state: CallState,
+        context: grpc.ServicerContext,
+        exc: RateLimited,
+        started: float,
+    ) -> None:
+        retry_after_ms = max(1, math.ceil(exc.retry_after_s * 1000.0))
+        self.monitor.rate_limited(state.client.name)
+        duration_s = self._clock() - started
+        self.monitor.request_done(method, status.OUTCOME_RATE_LIMITED, duration_s)
+        self.audit.record(
+            AuditEvent(
+                client=state.client.name,
+                method=method,
+                outcome=status.OUTCOME_RATE_LIMITED,
+                reason=exc.message,
+                duration_ms=duration_s * 1000.0,
+                request_id=state.request_id,
+            )
+        )
+        context.set_trailing_metadata(((RETRY_AFTER_KEY, str(retry_after_ms)),))
+        context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message)
+
+
+class _Call:
+    """One admitted call: runs the servicer, maps escaping errors, reports at exit."""
+
+    __slots__ = ("_interceptor", "_permit", "context", "method", "started", "state")
+
+    def __init__(
+        self,
+        interceptor: SignerInterceptor,
+        *,
+        method: str,
+        state: CallState,
+        context: grpc.ServicerContext,
+        permit: Permit | None,
+        started: float,
+    ) -> None:
+        self._interceptor = interceptor
+        self.method = method
+        self.state = state
+        self.context = context
+        self._permit = permit
+        self.started = started
+
+    def __enter__(self) -> _Call:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if self._permit is not None:
+            self._permit.release()
+        outcome = self.state.outcome
+        if outcome is None:
+            code = _context_code(self.context)
+            if code is None and exc is not None:
+                code = grpc.StatusCode.UNKNOWN
+            outcome = outcome_for_code(code)
+        monitor = self._interceptor.monitor
+        monitor.request_done(self.method, outcome, self._interceptor._clock() - self.started)
+
+    def _translate(self, exc: Exception) -> None:
+        """Abort the call with the status that ``exc`` stands for (re-raise aborts as they are)."""
+        if _context_code(self.context) not in (None, grpc.StatusCode.OK):
+            raise exc  # the servicer aborted (context.abort raises after setting the code)
+        if isinstance(exc, SignerError):
+            if self.state.outcome is None:
+                self.state.outcome = status.outcome_label(exc)
+            self.context.abort(status.grpc_code(exc), exc.message)
+        log.exception("unexpected error in %s (request %s)", self.method, self.state.request_id)
+        self.context.abort(grpc.StatusCode.INTERNAL, f"internal error (request {self.state.request_id})")
+
+    def run(self, behaviour: Callable[[], Any]) -> Any:
+        try:
+            return behaviour()
+        except Exception as exc:
+            self._translate(exc)
+            raise
+
+    def run_stream(self, behaviour: Callable[[], Iterator[Any]]) -> Iterator[Any]:
+        try:
+            yield from behaviour()
+        except Exception as exc:
+            self._translate(exc)
+            raise
