@@ -1,0 +1,152 @@
+"""AuditLog: one JSON line per decision, stdout or appended file, thread-safe, no secrets."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from signer.config import AuditConfig
+from signer.errors import ConfigError
+from signer.observability.audit import AuditLog, audit_line
+from signer.types import AuditEvent, ConsensusStep
+
+PUBLIC_KEY = bytes.fromhex("a1" * 48)
+TS = 1_700_000_000.25  # 2023-11-14T22:13:20.250Z
+
+
+def attestation_event(**overrides: object) -> AuditEvent:
+    values: dict[str, object] = {
+        "client": "vc-1",
+        "method": "SignBeaconAttestations",
+        "outcome": "denied",
+        "public_key": PUBLIC_KEY,
+        "account": "w1/a",
+        "operation": "sign_attestation",
+        "slot": 12345,
+        "source_epoch": 380,
+        "target_epoch": 385,
+        "offence": "surrounding_vote",
+        "reason": "attestation 380->385 surrounds 381->384",
+        "duration_ms": 1.23456,
+        "request_id": "abc-123",
+        "ts": TS,
+    }
+    values.update(overrides)
+    return AuditEvent(**values)  # type: ignore[arg-type]
+
+
+def test_line_has_the_documented_fields() -> None:
+    line = audit_line(attestation_event(), now=0.0)
+    assert line.endswith("\n")
+    assert line.count("\n") == 1
+    assert json.loads(line) == {
+        "ts": "2023-11-14T22:13:20.250Z",
+        "client": "vc-1",
+        "method": "SignBeaconAttestations",
+        "outcome": "denied",
+        "key": "0x" + "a1" * 48,
+        "account": "w1/a",
+        "operation": "sign_attestation",
+        "slot": 12345,
+        "source_epoch": 380,
+        "target_epoch": 385,
+        "offence": "surrounding_vote",
+        "reason": "attestation 380->385 surrounds 381->384",
+        "duration_ms": 1.235,
+        "request_id": "abc-123",
+    }
+
+
+def test_cometbft_event_and_missing_fields_are_omitted() -> None:
+    event = AuditEvent(
+        client="comet-1",
+        method="SignVote",
+        outcome="succeeded",
+        height=100,
+        round=0,
+        step=ConsensusStep.PRECOMMIT,
+    )
+    record = json.loads(audit_line(event, now=TS))
+    assert record == {
+        "ts": "2023-11-14T22:13:20.250Z",
+        "client": "comet-1",
+        "method": "SignVote",
+        "outcome": "succeeded",
+        "height": 100,
+        "round": 0,
+        "step": 3,
+    }
+
+
+def test_control_characters_in_a_client_name_cannot_forge_lines() -> None:
+    line = audit_line(attestation_event(client='evil\n{"client":"vc-2"}'), now=0.0)
+    assert line.count("\n") == 1
+    assert json.loads(line)["client"] == 'evil\n{"client":"vc-2"}'
+
+
+def test_stdout(capsys: pytest.CaptureFixture[str]) -> None:
+    log = AuditLog(AuditConfig(path="-"), clock=lambda: TS)
+    log.record(AuditEvent(client="vc-1", method="Sign", outcome="succeeded"))
+    log.record(AuditEvent(client="vc-2", method="Sign", outcome="rate_limited"))
+    lines = capsys.readouterr().out.splitlines()
+    assert [json.loads(line)["client"] for line in lines] == ["vc-1", "vc-2"]
+    assert json.loads(lines[0])["ts"] == "2023-11-14T22:13:20.250Z"
+
+
+def test_file_is_appended_with_private_mode(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    path.write_text('{"earlier":"line"}\n')
+    with AuditLog(AuditConfig(path=str(path))) as log:
+        log.record(attestation_event())
+        # line-buffered: visible before close
+        assert len(path.read_text().splitlines()) == 2
+    with AuditLog(AuditConfig(path=str(path))) as log:
+        log.record(attestation_event(client="vc-2"))
+    lines = path.read_text().splitlines()
+    assert json.loads(lines[0]) == {"earlier": "line"}
+    assert [json.loads(line)["client"] for line in lines[1:]] == ["vc-1", "vc-2"]
+    fresh = tmp_path / "fresh.log"
+    AuditLog(AuditConfig(path=str(fresh))).close()
+    assert fresh.stat().st_mode & 0o007 == 0  # never world-readable (0640 before the umask)
+
+
+def test_unwritable_path_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"audit\.path: cannot open"):
+        AuditLog(AuditConfig(path=str(tmp_path / "missing-dir" / "audit.log")))
+
+
+def test_write_after_close_is_counted_not_raised(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    log = AuditLog(AuditConfig(path=str(path)))
+    log.close()
+    log.record(attestation_event())
+    assert log.write_errors == 1
+    assert path.read_text() == ""
+
+
+def test_many_threads_write_whole_lines(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    threads_n, per_thread = 8, 250
+    with AuditLog(AuditConfig(path=str(path))) as log:
+
+        def write(n: int) -> None:
+            for i in range(per_thread):
+                log.record(attestation_event(client=f"vc-{n}", slot=i, reason="x" * 500))
+
+        threads = [threading.Thread(target=write, args=(n,)) for n in range(threads_n)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(records) == threads_n * per_thread
+    for n in range(threads_n):
+        assert [r["slot"] for r in records if r["client"] == f"vc-{n}"] == list(range(per_thread))
+
+
+def test_an_event_has_no_field_for_secret_material() -> None:
+    fields = set(AuditEvent.__dataclass_fields__)
+    assert not {f for f in fields if any(w in f for w in ("secret", "pin", "password", "passphrase", "signature"))}
