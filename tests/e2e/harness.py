@@ -1,0 +1,468 @@
+"""A real ``signer serve`` process for end-to-end tests.
+
+``SignerProcess`` runs ``python -m signer serve ARGS`` as a subprocess, on port 0 for gRPC and for
+metrics unless the arguments say otherwise, waits (bounded) for the JSON log line whose ``msg`` is
+``"signer ready"`` and reads the ports from it. Two threads keep draining stderr (the JSON log) and
+stdout (the audit log, by default) into buffers, so the server never blocks on a full pipe.
+
+Typical use::
+
+    proc = SignerProcess.dev(tmp_path / "data", dev_keys=8).start()
+    with proc.channel() as channel:
+        stub = signer_pb2_grpc.SignerStub(channel)
+        ...
+    proc.kill()          # SIGKILL: no clean-up at all
+    proc.restart()       # same arguments, same data dir; NEW ports (port 0): open a new channel
+    assert proc.terminate() == 0   # SIGTERM, then wait for the exit code
+
+With a config file: ``SignerProcess.from_config(path)``; ``--grpc-listen``/``--metrics-listen`` flags
+(port 0) still override the file's listeners. mTLS: pass ``credentials=`` (and, for a certificate
+whose name is not 127.0.0.1, ``target_name=``) to ``channel()``. Extra environment variables (a PIN,
+``SOFTHSM2_CONF``) go in ``env=``; they are added to the test process's environment.
+
+Pytest fixtures: ``dev_signer`` (a started ``--dev`` server in ``tmp_path``, 4 BLS keys) and
+``signer_process`` (a factory: ``signer_process(*args, env=..., ...)`` for any arguments; every
+process it started is stopped at teardown). Import them into a test module with
+``from tests.e2e.harness import dev_signer, signer_process  # noqa: F401``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import grpc
+import pytest
+
+READY_MSG = "signer ready"
+DEFAULT_READY_TIMEOUT_S = 60.0
+DEFAULT_STOP_TIMEOUT_S = 30.0
+LOOPBACK = "127.0.0.1"
+
+
+class SignerProcessError(RuntimeError):
+    """The server did not start (or stop) as expected; the message carries its log."""
+
+
+class SignerProcess:
+    """One ``signer serve`` subprocess (see the module docstring).
+
+    ``args`` are the arguments after ``serve``. ``--grpc-listen 127.0.0.1:0`` and
+    ``--metrics-listen 127.0.0.1:0`` are appended unless ``args`` already name a listener.
+    """
+
+    def __init__(
+        self,
+        args: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S,
+    ) -> None:
+        self.args: list[str] = [str(a) for a in args]
+        if "--grpc-listen" not in self.args:
+            self.args += ["--grpc-listen", f"{LOOPBACK}:0"]
+        if "--metrics-listen" not in self.args:
+            self.args += ["--metrics-listen", f"{LOOPBACK}:0"]
+        self.env = dict(env or {})
+        self.cwd = cwd
+        self.ready_timeout_s = ready_timeout_s
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.ready: dict[str, Any] = {}
+        """The parsed "signer ready" log record of the current run."""
+        self.grpc_port = 0
+        self.metrics_port = 0
+        self.starts = 0
+        self._lock = threading.Condition()
+        self._stderr: list[str] = []
+        self._stdout: list[str] = []
+        self._readers: list[threading.Thread] = []
+        self._channels: list[grpc.Channel] = []
+
+    # --- constructors -------------------------------------------------------------------------
+
+    @classmethod
+    def dev(
+        cls,
+        data_dir: Path,
+        *,
+        dev_keys: int = 4,
+        network: str | None = None,
+        extra_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> SignerProcess:
+        """``serve --dev --data-dir DATA_DIR --dev-keys N [--network NAME] EXTRA_ARGS`` (not started)."""
+        args = ["--dev", "--data-dir", str(data_dir), "--dev-keys", str(dev_keys)]
+        if network is not None:
+            args += ["--network", network]
+        return cls([*args, *extra_args], env=env)
+
+    @classmethod
+    def from_config(
+        cls, config: Path, *, extra_args: Sequence[str] = (), env: Mapping[str, str] | None = None
+    ) -> SignerProcess:
+        """``serve --config CONFIG EXTRA_ARGS`` (not started)."""
+        return cls(["--config", str(config), *extra_args], env=env)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    @property
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "signer", "serve", *self.args]
+
+    @property
+    def pid(self) -> int:
+        if self.proc is None:
+            raise SignerProcessError("the signer is not running")
+        return self.proc.pid
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self) -> SignerProcess:
+        """Start the server and wait until it logs "signer ready" (at most ``ready_timeout_s``)."""
+        if self.running:
+            raise SignerProcessError("the signer is already running")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
+        with self._lock:
+            self.ready = {}
+            self._stderr.append(f"--- start {self.starts + 1}: {' '.join(self.command)}\n")
+        self.proc = subprocess.Popen(
+            self.command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=self.cwd,
+        )
+        self.starts += 1
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        self._readers = [
+            threading.Thread(target=self._drain, args=(self.proc.stderr, self._stderr, True), daemon=True),
+            threading.Thread(target=self._drain, args=(self.proc.stdout, self._stdout, False), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+        deadline = time.monotonic() + self.ready_timeout_s
+        with self._lock:
+            while not self.ready:
+                if self.proc.poll() is not None and not self._readers[0].is_alive():
+                    raise SignerProcessError(
+                        f"signer exited with code {self.proc.returncode} before it was ready:\n{self.logs}"
+                    )
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self._kill_quietly()
+                    raise SignerProcessError(f"signer not ready after {self.ready_timeout_s} s:\n{self.logs}")
+                self._lock.wait(min(remaining, 0.2))
+        self.grpc_port = int(self.ready["grpc_port"])
+        self.metrics_port = int(self.ready["metrics_port"])
+        return self
+
+    def _drain(self, stream: IO[bytes], buffer: list[str], parse_ready: bool) -> None:
+        for raw in iter(stream.readline, b""):
+            line = raw.decode("utf-8", "replace")
+            with self._lock:
+                buffer.append(line)
+                if parse_ready and not self.ready:
+                    record = _json_record(line)
+                    if record is not None and record.get("msg") == READY_MSG:
+                        self.ready = record
+                self._lock.notify_all()
+        stream.close()
+        with self._lock:
+            self._lock.notify_all()
+
+    def _join_readers(self) -> None:
+        for reader in self._readers:
+            reader.join(timeout=5)
+
+    def _kill_quietly(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def kill(self) -> int:
+        """SIGKILL the server (no shutdown code runs) and return its exit code (-9).
+
+        Open channels stay open (clients see the server die); ``restart``/``stop`` close them.
+        """
+        if self.proc is None:
+            raise SignerProcessError("the signer was never started")
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        code = self.proc.wait()
+        self._join_readers()
+        return code
+
+    def send_sigterm(self) -> None:
+        """Send SIGTERM without waiting (see ``wait``); ``terminate`` does both."""
+        if self.proc is None or self.proc.poll() is not None:
+            raise SignerProcessError("the signer is not running")
+        self.proc.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout_s: float = DEFAULT_STOP_TIMEOUT_S) -> int:
+        """Wait for the process to exit; return its exit code (SIGKILL and raise after ``timeout_s``)."""
+        if self.proc is None:
+            raise SignerProcessError("the signer was never started")
+        try:
+            code = self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self._kill_quietly()
+            self._join_readers()
+            raise SignerProcessError(f"signer did not exit within {timeout_s} s:\n{self.logs}") from None
+        self._join_readers()
+        return code
+
+    def terminate(self, timeout_s: float = DEFAULT_STOP_TIMEOUT_S) -> int:
+        """SIGTERM (graceful shutdown), wait for the exit, return the exit code (0 when graceful)."""
+        if self.proc is None:
+            raise SignerProcessError("the signer was never started")
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        code = self.wait(timeout_s)
+        self.close_channels()
+        return code
+
+    def restart(self, *, kill: bool = False) -> SignerProcess:
+        """Stop (SIGTERM, or SIGKILL with ``kill=True``) if running, then start with the same arguments.
+
+        Ports are new after a restart on port 0: open new channels.
+        """
+        if self.running:
+            if kill:
+                self.kill()
+            else:
+                self.terminate()
+        self.close_channels()
+        return self.start()
+
+    def stop(self) -> int | None:
+        """Teardown: terminate if running (SIGKILL if it hangs); returns the exit code, if it ran."""
+        self.close_channels()
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            try:
+                return self.terminate()
+            except SignerProcessError:
+                return self.proc.returncode
+        return self.proc.returncode
+
+    def __enter__(self) -> SignerProcess:
+        if not self.running:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- clients ------------------------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        """``127.0.0.1:PORT`` of the gRPC listener of the current run."""
+        if not self.grpc_port:
+            raise SignerProcessError("the signer is not ready (no gRPC port yet)")
+        return f"{LOOPBACK}:{self.grpc_port}"
+
+    def channel(
+        self,
+        credentials: grpc.ChannelCredentials | None = None,
+        *,
+        target_name: str | None = None,
+        options: Sequence[tuple[str, Any]] = (),
+        ready_timeout_s: float = 10.0,
+    ) -> grpc.Channel:
+        """A channel to this run's gRPC port, connected (bounded wait); closed by kill/terminate/stop.
+
+        ``credentials``: TLS (mTLS) channel credentials; ``target_name`` overrides the name the
+        server certificate is checked against.
+        """
+        opts = list(options)
+        if target_name is not None:
+            opts.append(("grpc.ssl_target_name_override", target_name))
+        if credentials is None:
+            channel = grpc.insecure_channel(self.address, options=opts)
+        else:
+            channel = grpc.secure_channel(self.address, credentials, options=opts)
+        if ready_timeout_s > 0:
+            try:
+                grpc.channel_ready_future(channel).result(timeout=ready_timeout_s)
+            except grpc.FutureTimeoutError:
+                channel.close()
+                raise SignerProcessError(f"no gRPC connection to {self.address}:\n{self.logs}") from None
+        self._channels.append(channel)
+        return channel
+
+    def close_channels(self) -> None:
+        for channel in self._channels:
+            with contextlib.suppress(Exception):
+                channel.close()
+        self._channels.clear()
+
+    @property
+    def http_url(self) -> str:
+        """Base URL of the metrics/health listener: ``/metrics``, ``/healthz``, ``/readyz``."""
+        if not self.metrics_port:
+            raise SignerProcessError("the signer is not ready (no metrics port yet)")
+        return f"http://{LOOPBACK}:{self.metrics_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"{self.http_url}/metrics"
+
+    # --- logs ---------------------------------------------------------------------------------
+
+    @property
+    def logs(self) -> str:
+        """Everything the server wrote to stderr so far (all runs; each run starts with ``--- start``)."""
+        with self._lock:
+            return "".join(self._stderr)
+
+    @property
+    def stdout(self) -> str:
+        """Everything the server wrote to stdout so far (the audit log with the default config)."""
+        with self._lock:
+            return "".join(self._stdout)
+
+    def log_records(self) -> list[dict[str, Any]]:
+        """The JSON log records on stderr so far (non-JSON lines are left out)."""
+        records = (_json_record(line) for line in self.logs.splitlines())
+        return [r for r in records if r is not None]
+
+    def wait_for_log(self, predicate: Callable[[dict[str, Any]], bool], timeout_s: float = 10.0) -> dict[str, Any]:
+        """The first JSON log record for which ``predicate`` is true, waiting up to ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            while True:
+                for line in self._stderr:
+                    record = _json_record(line)
+                    if record is not None and predicate(record):
+                        return record
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise SignerProcessError(f"no matching log record within {timeout_s} s:\n{''.join(self._stderr)}")
+                self._lock.wait(min(remaining, 0.2))
+
+
+def _json_record(line: str) -> dict[str, Any] | None:
+    line = line.strip()
+    if not line.startswith("{"):
+        return None
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+# --- pytest fixtures ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def signer_process() -> Iterator[Callable[..., SignerProcess]]:
+    """A factory: ``signer_process(*serve_args, env=None, start=True)``; all stopped at teardown."""
+    started: list[SignerProcess] = []
+
+    def make(*args: str | Path, env: Mapping[str, str] | None = None, start: bool = True) -> SignerProcess:
+        proc = SignerProcess([str(a) for a in args], env=env)
+        started.append(proc)
+        return proc.start() if start else proc
+
+    yield make
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture
+def dev_signer(tmp_path: Path) -> Iterator[SignerProcess]:
+    """A started ``signer serve --dev`` (4 BLS dev keys, mainnet) with its data in ``tmp_path/signer``."""
+    proc = SignerProcess.dev(tmp_path / "signer").start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+# --- an independent reference for Ethereum requests (hashlib only; never signer.eth2) -----------
+
+MAINNET_GENESIS_VALIDATORS_ROOT = bytes.fromhex("4b363db94e286120d76eb905340fdd4e54bfe9f06bf33ff6cf5ad27f511bfe95")
+MAINNET_GENESIS_FORK_VERSION = bytes.fromhex("00000000")
+"""consensus-specs configs/mainnet.yaml; the root as in eth-clients/mainnet. Epochs below 74240
+(altair) use the genesis fork version."""
+SEPOLIA_GENESIS_VALIDATORS_ROOT = bytes.fromhex("d8ea171f3c94aea21ebc42a1ed61052acf3f9209c00e4efbaaddac09ed9b8078")
+DOMAIN_BEACON_PROPOSER = bytes.fromhex("00000000")
+DOMAIN_BEACON_ATTESTER = bytes.fromhex("01000000")
+DOMAIN_RANDAO = bytes.fromhex("02000000")
+
+
+def _sha256(data: bytes) -> bytes:
+    import hashlib  # noqa: PLC0415
+
+    return hashlib.sha256(data).digest()
+
+
+def _uint64_chunk(value: int) -> bytes:
+    return value.to_bytes(8, "little") + b"\x00" * 24
+
+
+def _merkleize(chunks: list[bytes]) -> bytes:
+    width = 1
+    while width < len(chunks):
+        width *= 2
+    layer = chunks + [b"\x00" * 32] * (width - len(chunks))
+    while len(layer) > 1:
+        layer = [_sha256(layer[i] + layer[i + 1]) for i in range(0, len(layer), 2)]
+    return layer[0]
+
+
+def ref_checkpoint_root(epoch: int, root: bytes) -> bytes:
+    return _merkleize([_uint64_chunk(epoch), root])
+
+
+def ref_attestation_data_root(
+    slot: int, index: int, beacon_block_root: bytes, source: tuple[int, bytes], target: tuple[int, bytes]
+) -> bytes:
+    """hash_tree_root(AttestationData) per the phase0 spec."""
+    return _merkleize(
+        [
+            _uint64_chunk(slot),
+            _uint64_chunk(index),
+            beacon_block_root,
+            ref_checkpoint_root(*source),
+            ref_checkpoint_root(*target),
+        ]
+    )
+
+
+def ref_block_header_root(
+    slot: int, proposer_index: int, parent_root: bytes, state_root: bytes, body_root: bytes
+) -> bytes:
+    """hash_tree_root(BeaconBlockHeader) per the phase0 spec."""
+    return _merkleize([_uint64_chunk(slot), _uint64_chunk(proposer_index), parent_root, state_root, body_root])
+
+
+def ref_domain(
+    domain_type: bytes,
+    fork_version: bytes = MAINNET_GENESIS_FORK_VERSION,
+    genesis_validators_root: bytes = MAINNET_GENESIS_VALIDATORS_ROOT,
+) -> bytes:
+    """compute_domain: domain_type || hash_tree_root(ForkData(fork_version, gvr))[:28]."""
+    fork_data_root = _merkleize([fork_version + b"\x00" * 28, genesis_validators_root])
+    return domain_type + fork_data_root[:28]
+
+
+def ref_signing_root(object_root: bytes, domain: bytes) -> bytes:
+    """compute_signing_root: hash_tree_root(SigningData(object_root, domain))."""
+    return _sha256(object_root + domain)
