@@ -5,10 +5,13 @@ from __future__ import annotations
 import pytest
 
 from signer.api.auth import DEV_ACCOUNTS, DevAuthorizer, PermissionAuthorizer, account_matches, match_client
-from signer.config import ClientConfig, parse_config
+from signer.api.ratelimit import RateLimiter
+from signer.api.tls import require_tls
+from signer.config import ClientConfig, RateConfig, load_config, parse_config
 from signer.errors import AccessDenied, ConfigError
 from signer.keys.dev import DEV_WALLET
 from signer.types import AuditEvent, ClientIdentity, KeyInfo, NullMonitor, Operation, Scheme
+from tests.support import REPO_ROOT
 
 W1_A = KeyInfo(handle="h1", name="w1/a", scheme=Scheme.BLS, public_key=bytes.fromhex("a1" * 48))
 W1_B = KeyInfo(handle="h2", name="w1/b", scheme=Scheme.BLS, public_key=bytes.fromhex("b1" * 48))
@@ -234,3 +237,21 @@ def test_dev_authorizer_allows_any_client_on_dev_keys_only(
         authorizer.authorize(ClientIdentity("anyone"), Operation.SIGN_ATTESTATION, W1_A)
     assert monitor.denied == [("anyone", "sign_attestation")]
     assert [e.account for e in audit.events] == ["w1/a"]
+
+
+def test_the_example_config_loads_and_its_permissions_work() -> None:
+    config = load_config(REPO_ROOT / "examples" / "signer.toml")
+    host = config.server.grpc_listen.rpartition(":")[0]
+    assert require_tls(host, config.server.tls, config.server.allow_insecure_plaintext) is True
+    authorizer = PermissionAuthorizer(config.clients)
+    limiter = RateLimiter(config.limits, config.clients)
+    mainnet_a = KeyInfo(handle="x", name="mainnet-a/0007", scheme=Scheme.BLS, public_key=b"\x01" * 48)
+    retired = KeyInfo(handle="y", name="mainnet-a/retired-3", scheme=Scheme.BLS, public_key=b"\x02" * 48)
+    authorizer.authorize(ClientIdentity("vc-1"), Operation.SIGN_ATTESTATION, mainnet_a)
+    with pytest.raises(AccessDenied, match="deny_accounts"):
+        authorizer.authorize(ClientIdentity("vc-1"), Operation.SIGN_ATTESTATION, retired)
+    with pytest.raises(AccessDenied, match="in deny_operations"):
+        authorizer.authorize(ClientIdentity("vc-1"), Operation.SIGN_VOLUNTARY_EXIT, mainnet_a)
+    authorizer.authorize(ClientIdentity("signer-ops"), Operation.SIGN_VOLUNTARY_EXIT, mainnet_a)
+    assert limiter.rate_for(ClientIdentity("vc-1"))[1] == RateConfig(per_second=2000, burst=4000)
+    assert limiter.rate_for(ClientIdentity("vc-2"))[1] == config.limits.default_rate
