@@ -6,6 +6,7 @@
   the certificate, key or client-CA file changed (checked at most every ``tls.reload_interval_s``).
   A replaced set that does not load (half-written files, key not matching the certificate) is
   refused and the previous set keeps serving. Connections already open keep their session.
+* ``reload_on_sighup(credentials)``: SIGHUP calls ``reload()``.
 * ``require_tls(listen_host, tls, allow_insecure_plaintext)``: TLS is mandatory off loopback.
 * ``client_identity(context)``: the certificate CN (and SANs) of the peer; plaintext -> LOCAL_CLIENT.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import signal
 import stat
 import threading
 import time
@@ -219,6 +221,27 @@ class ReloadingServerCredentials:
         except Exception:  # an exception here would break every handshake; keep serving
             log.exception("TLS certificate fetcher failed; keeping the current certificate")
             return None
+
+
+def reload_on_sighup(credentials: ReloadingServerCredentials) -> Callable[[], None]:
+    """Install a SIGHUP handler (main thread only) that calls ``credentials.reload()``.
+
+    A reload that fails is logged and the previous set keeps serving. Returns a function that
+    puts the previous handler back.
+    """
+
+    def on_sighup(signum: int, frame: object) -> None:
+        try:
+            credentials.reload()
+        except ConfigError as exc:
+            log.error("SIGHUP: TLS files not reloaded, still serving the previous set: %s", exc)
+
+    previous = signal.signal(signal.SIGHUP, on_sighup)
+
+    def restore() -> None:
+        signal.signal(signal.SIGHUP, previous)
+
+    return restore
 
 
 # --- who is calling ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import ssl
 import threading
@@ -36,7 +37,13 @@ from signer.api.interceptors import (
     set_outcome,
 )
 from signer.api.ratelimit import RateLimiter
-from signer.api.tls import ReloadingServerCredentials, client_identity, is_loopback, require_tls
+from signer.api.tls import (
+    ReloadingServerCredentials,
+    client_identity,
+    is_loopback,
+    reload_on_sighup,
+    require_tls,
+)
 from signer.config import LimitsConfig, RateConfig
 from signer.errors import ConfigError, DoubleVote, MalformedRequest
 from signer.types import LOCAL_CLIENT, AuditEvent, ClientIdentity, NullMonitor
@@ -285,6 +292,24 @@ def test_replaced_certificate_is_served_after_reload(pki: Pki, mtls: Running) ->
     with channel_for(pki, mtls.port, client) as channel:  # gRPC still works on the new certificate
         assert [a.name for a in list_accounts(channel).Accounts] == ["vc-1"]
     assert mtls.credentials.reloads == 1
+
+
+def test_sighup_reloads(pki: Pki, mtls: Running, caplog: pytest.LogCaptureFixture) -> None:
+    assert mtls.credentials is not None
+    before = signal.getsignal(signal.SIGHUP)
+    restore = reload_on_sighup(mtls.credentials)
+    try:
+        new = pki.issue_server("server-hup", cn="signer-hup")
+        replace_file(pki.server.cert, new.cert)
+        os.kill(os.getpid(), signal.SIGHUP)  # half-replaced: refused, logged, old set still served
+        assert served_certificate(pki, mtls.port, pki.clients["vc-1"])[0] == "signer"
+        assert any("SIGHUP: TLS files not reloaded" in r.getMessage() for r in caplog.records)
+        replace_file(pki.server.key, new.key)
+        os.kill(os.getpid(), signal.SIGHUP)
+        assert served_certificate(pki, mtls.port, pki.clients["vc-1"])[0] == "signer-hup"
+    finally:
+        restore()
+    assert signal.getsignal(signal.SIGHUP) == before
 
 
 def test_changed_mtime_is_noticed_without_reload(pki: Pki) -> None:
