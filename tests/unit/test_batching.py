@@ -1,0 +1,340 @@
+"""The coalescing Batcher over a real SigningService (emulated keys, SQLite protection).
+
+The only thing added to the real components is observation: the store subclass records the size
+and keys of every protection transaction, and can hold a transaction at a gate so that requests
+pile up behind it deterministically.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from signer import errors
+from signer.batching import Batcher
+from signer.config import NetworkConfig
+from signer.crypto import bls
+from signer.eth2.containers import AttestationData, Checkpoint
+from signer.eth2.networks import Network, network_from_config
+from signer.eth2.signing import DomainType, compute_signing_root
+from signer.keys.emulated import EmulatedKeyModule
+from signer.protection.sqlite import SqliteStore
+from signer.service import AttestationRequest, KeyRef, Outcome, SigningService
+from signer.types import LOCAL_CLIENT, ClientIdentity, KeyInfo, ProtectionCheck, Scheme, Verdict
+
+KEYS = 12
+
+
+class ObservedStore(SqliteStore):
+    """The real SQLite store; remembers each transaction's public keys; optionally waits at a gate."""
+
+    def __init__(self, path: Path, genesis_validators_root: bytes) -> None:
+        super().__init__(path, genesis_validators_root)
+        self.transactions: list[list[bytes]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+
+    def check_and_record(self, checks: Sequence[ProtectionCheck]) -> list[Verdict]:
+        self.transactions.append([c.public_key for c in checks])
+        self.entered.set()
+        self.gate.wait(10)
+        return super().check_and_record(checks)
+
+
+@pytest.fixture(scope="module")
+def network() -> Network:
+    return network_from_config(NetworkConfig())
+
+
+@pytest.fixture(scope="module")
+def module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatedKeyModule]:
+    m = EmulatedKeyModule(tmp_path_factory.mktemp("keys"), "pin", create=True, scrypt_n=1024)
+    m.generate_many([f"w/{i}" for i in range(KEYS)], Scheme.BLS)
+    yield m
+    m.close()
+
+
+@pytest.fixture
+def keys(module: EmulatedKeyModule) -> list[KeyInfo]:
+    return sorted(module.list_keys(), key=lambda k: int(k.name.split("/")[1]))
+
+
+@pytest.fixture
+def store(tmp_path: Path, network: Network) -> Iterator[ObservedStore]:
+    s = ObservedStore(tmp_path / "protection.sqlite", network.genesis_validators_root)
+    yield s
+    s.gate.set()
+    s.close()
+
+
+@pytest.fixture
+def service(network: Network, module: EmulatedKeyModule, store: ObservedStore) -> SigningService:
+    return SigningService(network, module, store)
+
+
+def request(network: Network, key: KeyInfo, source_epoch: int, target_epoch: int) -> AttestationRequest:
+    data = AttestationData(
+        slot=target_epoch * 32,
+        index=0,
+        beacon_block_root=bytes([target_epoch % 256]) * 32,
+        source=Checkpoint(epoch=source_epoch, root=b"\x01" * 32),
+        target=Checkpoint(epoch=target_epoch, root=b"\x02" * 32),
+    )
+    return AttestationRequest(
+        KeyRef(public_key=key.public_key), network.domain(DomainType.BEACON_ATTESTER, target_epoch), data
+    )
+
+
+def verifies(key: KeyInfo, req: AttestationRequest, outcome: Outcome) -> bool:
+    root = compute_signing_root(req.data.hash_tree_root(), req.domain)
+    return outcome.signature is not None and bls.verify(key.public_key, root, outcome.signature)
+
+
+def submit_all(
+    batcher: Batcher, reqs: list[AttestationRequest], client: ClientIdentity = LOCAL_CLIENT
+) -> list[Outcome | BaseException]:
+    """Submit each request from its own thread (as gRPC workers do); results in request order."""
+    results: list[Outcome | BaseException | None] = [None] * len(reqs)
+
+    def one(n: int) -> None:
+        try:
+            results[n] = batcher.attestations(client, [reqs[n]], "SignBeaconAttestation")[0]
+        except BaseException as exc:
+            results[n] = exc
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(len(reqs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert all(r is not None for r in results)
+    return [r for r in results if r is not None]
+
+
+def hold_first(batcher: Batcher, store: ObservedStore, req: AttestationRequest) -> threading.Thread:
+    """Start one request that runs alone and blocks inside its protection transaction."""
+    store.gate.clear()
+    store.entered.clear()
+    t = threading.Thread(target=batcher.attestations, args=(LOCAL_CLIENT, [req], "SignBeaconAttestation"))
+    t.start()
+    assert store.entered.wait(10)
+    return t
+
+
+def wait_pending(batcher: Batcher, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while batcher.pending < count:
+        assert time.monotonic() < deadline, f"only {batcher.pending} of {count} requests queued"
+        time.sleep(0.002)
+
+
+def test_lone_request_does_not_wait_for_the_window(
+    service: SigningService, store: ObservedStore, network: Network, keys: list[KeyInfo]
+) -> None:
+    batcher = Batcher(service, window_ms=100)  # the maximum window: waiting it would show
+    try:
+        for n in range(3):
+            started = time.monotonic()
+            (outcome,) = batcher.attestations(
+                LOCAL_CLIENT, [request(network, keys[0], 0, n + 1)], "SignBeaconAttestation"
+            )
+            assert time.monotonic() - started < 0.09
+            assert verifies(keys[0], request(network, keys[0], 0, n + 1), outcome)
+        assert [len(t) for t in store.transactions] == [1, 1, 1]
+    finally:
+        batcher.close()
+
+
+def test_concurrent_requests_share_one_transaction_each_gets_its_own_outcome(
+    service: SigningService, store: ObservedStore, network: Network, keys: list[KeyInfo]
+) -> None:
+    batcher = Batcher(service, window_ms=50, max_batch=256)
+    try:
+        first = hold_first(batcher, store, request(network, keys[0], 0, 1))
+        reqs = [request(network, keys[n], 0, 1) for n in range(1, KEYS)]
+        results: list[Outcome | BaseException] = []
+        runner = threading.Thread(target=lambda: results.extend(submit_all(batcher, reqs)))
+        runner.start()
+        wait_pending(batcher, len(reqs))
+        store.gate.set()
+        runner.join(30)
+        first.join(30)
+        assert [len(t) for t in store.transactions] == [1, len(reqs)]
+        for n, outcome in enumerate(results, start=1):
+            assert isinstance(outcome, Outcome)
+            assert verifies(keys[n], reqs[n - 1], outcome), f"request {n} got another request's signature"
+    finally:
+        batcher.close()
+
+
+def test_window_closes_the_batch_after_the_oldest_request(
+    service: SigningService, store: ObservedStore, network: Network, keys: list[KeyInfo]
+) -> None:
+    batcher = Batcher(service, window_ms=60, max_batch=256, max_running=2)
+    try:
+        first = hold_first(batcher, store, request(network, keys[0], 0, 1))
+        started = time.monotonic()
+        second = threading.Thread(
+            target=batcher.attestations,
+            args=(LOCAL_CLIENT, [request(network, keys[1], 0, 1)], "SignBeaconAttestation"),
+        )
+        second.start()
+        while len(store.transactions) < 2:  # a slot is free: the batch starts when its window closes
+            assert time.monotonic() - started < 10
+            time.sleep(0.001)
+        waited = time.monotonic() - started
+        store.gate.set()
+        second.join(10)
+        first.join(10)
+        assert 0.055 <= waited < 1.0
+        assert [len(t) for t in store.transactions] == [1, 1]
+    finally:
+        batcher.close()
+
+
+def test_max_batch_cuts_early(
+    service: SigningService, store: ObservedStore, network: Network, keys: list[KeyInfo]
+) -> None:
+    batcher = Batcher(service, window_ms=100, max_batch=4, max_running=1)
+    try:
+        first = hold_first(batcher, store, request(network, keys[0], 0, 1))
+        reqs = [request(network, keys[n], 0, 1) for n in range(1, 9)]
+        results: list[Outcome | BaseException] = []
+        runner = threading.Thread(target=lambda: results.extend(submit_all(batcher, reqs)))
+        runner.start()
+        wait_pending(batcher, 8)
+        store.gate.set()
+        runner.join(30)
+        first.join(30)
+        assert [len(t) for t in store.transactions] == [1, 4, 4]
+        assert all(isinstance(r, Outcome) and r.ok for r in results)
+    finally:
+        batcher.close()
+
+
+def test_two_requests_for_one_key_go_to_different_batches(
+    service: SigningService, store: ObservedStore, network: Network, keys: list[KeyInfo]
+) -> None:
+    batcher = Batcher(service, window_ms=20, max_batch=256, max_running=1)
+    try:
+        first = hold_first(batcher, store, request(network, keys[0], 0, 1))
+        same = request(network, keys[1], 0, 1)
+        # keys[1] three times (by public key and by account name), keys[2] once.
+        by_name = AttestationRequest(KeyRef(account=keys[1].name), same.domain, same.data)
+        reqs = [same, request(network, keys[2], 0, 1), same, by_name]
+        results: list[Outcome | BaseException] = []
+        runner = threading.Thread(target=lambda: results.extend(submit_all(batcher, reqs)))
+        runner.start()
+        wait_pending(batcher, len(reqs))
+        store.gate.set()
+        runner.join(30)
+        first.join(30)
+        for keys_in_tx in store.transactions:
+            assert len(keys_in_tx) == len(set(keys_in_tx)), "a batch named a key twice"
+        assert sorted(len(t) for t in store.transactions) == [1, 1, 1, 2]
+        outcomes = [r for r in results if isinstance(r, Outcome)]
+        assert len(outcomes) == 4 and all(o.ok for o in outcomes), [o.error for o in outcomes]
+        # Re-signing identical data answers the same signature.
+        assert outcomes[0].signature == outcomes[2].signature == outcomes[3].signature
+    finally:
+        batcher.close()
+
+
+def test_full_queue_raises_rate_limited(
+    service: SigningService, store: ObservedStore, network: Network, keys: list[KeyInfo]
+) -> None:
+    batcher = Batcher(service, window_ms=1, max_batch=256, queue_size=2, max_running=1)
+    try:
+        first = hold_first(batcher, store, request(network, keys[0], 0, 1))
+        reqs = [request(network, keys[n], 0, 1) for n in (1, 2)]
+        results: list[Outcome | BaseException] = []
+        runner = threading.Thread(target=lambda: results.extend(submit_all(batcher, reqs)))
+        runner.start()
+        wait_pending(batcher, 2)
+        with pytest.raises(errors.RateLimited, match="queue is full") as refused:
+            batcher.attestations(LOCAL_CLIENT, [request(network, keys[3], 0, 1)], "SignBeaconAttestation")
+        assert refused.value.retry_after_s > 0
+        store.gate.set()
+        runner.join(30)
+        first.join(30)
+        assert all(isinstance(r, Outcome) and r.ok for r in results)
+        # Once the queue drains, the refused request goes through.
+        (again,) = batcher.attestations(LOCAL_CLIENT, [request(network, keys[3], 0, 1)], "SignBeaconAttestation")
+        assert again.ok
+    finally:
+        batcher.close()
+
+
+def test_refused_items_do_not_fail_the_others(
+    service: SigningService, store: ObservedStore, network: Network, keys: list[KeyInfo]
+) -> None:
+    # keys[1] has a record at target 5: an attestation at target 3 is below the lower bound.
+    (setup,) = service.sign_attestations(LOCAL_CLIENT, [request(network, keys[1], 0, 5)])
+    assert setup.ok
+    store.transactions.clear()
+    batcher = Batcher(service, window_ms=20, max_batch=256, max_running=1)
+    try:
+        first = hold_first(batcher, store, request(network, keys[0], 0, 1))
+        bad_domain = request(network, keys[3], 0, 1)
+        reqs = [
+            request(network, keys[2], 0, 1),
+            request(network, keys[1], 0, 3),  # refused by protection
+            AttestationRequest(KeyRef(account="w/nobody"), bad_domain.domain, bad_domain.data),  # unknown key
+            AttestationRequest(bad_domain.key, b"\x00" * 32, bad_domain.data),  # wrong domain
+            request(network, keys[4], 0, 1),
+        ]
+        results: list[Outcome | BaseException] = []
+        runner = threading.Thread(target=lambda: results.extend(submit_all(batcher, reqs)))
+        runner.start()
+        wait_pending(batcher, len(reqs))
+        store.gate.set()
+        runner.join(30)
+        first.join(30)
+        assert len(store.transactions) == 2  # the held one, then all five in one batch
+        ok_a, slashable, unknown, wrong_domain, ok_b = (r if isinstance(r, Outcome) else None for r in results)
+        assert ok_a is not None and verifies(keys[2], reqs[0], ok_a)
+        assert ok_b is not None and verifies(keys[4], reqs[4], ok_b)
+        assert slashable is not None and isinstance(slashable.error, errors.TargetNotAboveLowerBound)
+        assert unknown is not None and isinstance(unknown.error, errors.UnknownKey)
+        assert wrong_domain is not None and isinstance(wrong_domain.error, errors.RequestError)
+    finally:
+        batcher.close()
+
+
+def test_explicit_batches_pass_straight_through_in_order(
+    service: SigningService, store: ObservedStore, network: Network, keys: list[KeyInfo]
+) -> None:
+    batcher = Batcher(service, window_ms=100)
+    try:
+        reqs = [request(network, keys[n], 0, 2) for n in (5, 3, 7)]
+        outcomes = batcher.attestations(LOCAL_CLIENT, reqs, "SignBeaconAttestations")
+        assert [verifies(keys[n], r, o) for n, r, o in zip((5, 3, 7), reqs, outcomes, strict=True)] == [True] * 3
+        assert [len(t) for t in store.transactions] == [3]
+    finally:
+        batcher.close()
+
+
+def test_close_refuses_queued_requests(
+    service: SigningService, store: ObservedStore, network: Network, keys: list[KeyInfo]
+) -> None:
+    batcher = Batcher(service, window_ms=1, max_running=1)
+    first = hold_first(batcher, store, request(network, keys[0], 0, 1))
+    results: list[Outcome | BaseException] = []
+    runner = threading.Thread(target=lambda: results.extend(submit_all(batcher, [request(network, keys[1], 0, 1)])))
+    runner.start()
+    wait_pending(batcher, 1)
+    closer = threading.Thread(target=batcher.close)
+    closer.start()
+    runner.join(10)
+    store.gate.set()
+    closer.join(10)
+    first.join(10)
+    (queued,) = results
+    assert isinstance(queued, Outcome) and isinstance(queued.error, errors.RateLimited)
+    with pytest.raises(errors.RateLimited, match="shutting down"):
+        batcher.attestations(LOCAL_CLIENT, [request(network, keys[2], 0, 1)], "SignBeaconAttestation")
