@@ -1,0 +1,153 @@
+"""ParallelSigner: forked BLS workers in front of a real emulated key module."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from signer import errors
+from signer.crypto import bls, ed25519, secp256k1
+from signer.keys.emulated import EmulatedKeyModule
+from signer.keys.module import BulkImport
+from signer.keys.pool import ParallelSigner
+from signer.types import KeyInfo, Scheme
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0); look at its state.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+@pytest.fixture
+def module(tmp_path: Path) -> Iterator[EmulatedKeyModule]:
+    m = EmulatedKeyModule(tmp_path / "keys", "pin", create=True, scrypt_n=1024)
+    m.generate_many([f"w/{i}" for i in range(40)], Scheme.BLS)
+    m.generate("c/secp", Scheme.SECP256K1)
+    m.generate("c/ed", Scheme.ED25519)
+    yield m
+    m.close()
+
+
+@pytest.fixture
+def pool(module: EmulatedKeyModule) -> Iterator[ParallelSigner]:
+    p = ParallelSigner(module, 2, chunk_size=8)
+    p.start()
+    yield p
+    p.close()
+
+
+def bls_keys(module: EmulatedKeyModule) -> list[KeyInfo]:
+    return [k for k in module.list_keys() if k.scheme is Scheme.BLS]
+
+
+def roots(n: int, tag: int = 0) -> list[bytes]:
+    return [bytes([tag, i % 256]) * 16 for i in range(n)]
+
+
+def test_signatures_equal_the_in_process_ones_in_order(module: EmulatedKeyModule, pool: ParallelSigner) -> None:
+    assert len(pool.worker_pids()) == 2
+    by_name = {k.name: k for k in module.list_keys()}
+    keys = bls_keys(module)
+    items = [(k.public_key, r) for k, r in zip(keys, roots(len(keys)), strict=True)]
+    digest = secp256k1.sha256(b"vote")
+    items.insert(7, (by_name["c/secp"].public_key, digest))
+    items.insert(20, (by_name["c/ed"].public_key, b"proposal bytes"))
+    got = pool.sign_many(items)
+    assert got == module.sign_many(items)
+    assert bls.verify(keys[0].public_key, items[0][1], got[0])
+    assert secp256k1.verify_digest(by_name["c/secp"].public_key, digest, got[7])
+    assert ed25519.verify(by_name["c/ed"].public_key, b"proposal bytes", got[20])
+    assert pool.sign(keys[3].public_key, b"\x07" * 32) == module.sign(keys[3].public_key, b"\x07" * 32)
+
+
+def test_refusals_in_a_worker_come_back_as_the_same_error(module: EmulatedKeyModule, pool: ParallelSigner) -> None:
+    key = bls_keys(module)[0]
+    with pytest.raises(errors.MalformedRequest, match="32 bytes"):
+        pool.sign_many([(key.public_key, b"short")])
+    with pytest.raises(errors.UnknownKey):
+        pool.sign_many([(b"\x99" * 48, b"\x00" * 32)])
+    assert pool.sign_many([(key.public_key, b"\x01" * 32)]) == [module.sign(key.public_key, b"\x01" * 32)]
+
+
+def test_deleted_key_is_not_signed_by_a_stale_worker(module: EmulatedKeyModule, pool: ParallelSigner) -> None:
+    key = bls_keys(module)[5]
+    before = pool.worker_pids()
+    assert pool.sign_many([(key.public_key, b"\x01" * 32)])
+    pool.delete(key.public_key)
+    # The workers that held the key are gone by the time delete() returns.
+    assert not any(alive(pid) for pid in before)
+    assert set(pool.worker_pids()).isdisjoint(before) and len(pool.worker_pids()) == 2
+    with pytest.raises(errors.UnknownKey):
+        pool.sign_many([(key.public_key, b"\x02" * 32)])
+
+
+def test_new_keys_are_signed_and_lock_stops_the_workers(module: EmulatedKeyModule, pool: ParallelSigner) -> None:
+    assert isinstance(pool, BulkImport)
+    new = pool.generate("w/new", Scheme.BLS)
+    imported = pool.import_secrets([("w/imp", Scheme.BLS, bls.random_secret())])[0]
+    items = [(new.public_key, b"\x03" * 32), (imported.public_key, b"\x04" * 32)]
+    assert pool.sign_many(items) == module.sign_many(items)
+    before = pool.worker_pids()
+    pool.lock()
+    assert not pool.unlocked and pool.worker_pids() == []
+    assert not any(alive(pid) for pid in before)
+    with pytest.raises(errors.KeyModuleError, match="locked"):
+        pool.sign_many(items)
+    pool.unlock()
+    assert len(pool.worker_pids()) == 2
+    assert pool.sign_many(items) == module.sign_many(items)
+
+
+def test_worker_crash_refuses_the_call_then_the_pool_recovers(module: EmulatedKeyModule, pool: ParallelSigner) -> None:
+    keys = bls_keys(module)
+    items = [(keys[i % len(keys)].public_key, r) for i, r in enumerate(roots(600, tag=9))]
+    outcome: dict[str, object] = {}
+
+    def sign() -> None:
+        try:
+            outcome["sigs"] = pool.sign_many(items)
+        except errors.SignerError as exc:
+            outcome["error"] = exc
+
+    victim = pool.worker_pids()[0]
+    runner = threading.Thread(target=sign)
+    runner.start()
+    time.sleep(0.05)  # 600 signatures in chunks of 8 keep both workers busy for far longer
+    os.kill(victim, signal.SIGKILL)
+    runner.join(60)
+    assert isinstance(outcome.get("error"), errors.KeyModuleError), outcome.keys()
+    assert "died" in str(outcome["error"])
+    assert victim not in pool.worker_pids() and len(pool.worker_pids()) == 2
+    assert pool.sign_many(items[:50]) == module.sign_many(items[:50])
+
+
+def test_idle_worker_death_costs_no_refusal(module: EmulatedKeyModule, pool: ParallelSigner) -> None:
+    keys = bls_keys(module)
+    for pid in pool.worker_pids():
+        os.kill(pid, signal.SIGKILL)
+    time.sleep(0.05)
+    items = [(k.public_key, b"\x05" * 32) for k in keys]
+    assert pool.sign_many(items) == module.sign_many(items)
+
+
+def test_without_a_pool_it_signs_in_process(module: EmulatedKeyModule) -> None:
+    signer = ParallelSigner(module, 2)  # not started
+    key = bls_keys(module)[0]
+    assert signer.worker_pids() == []
+    assert signer.sign_many([(key.public_key, b"\x06" * 32)]) == [module.sign(key.public_key, b"\x06" * 32)]
+    signer.close()
+    assert not module.unlocked
