@@ -406,7 +406,9 @@ class SigningService:
             if item.signature is not None:
                 self._remember_signature(item)
         ext_items = [i for i in items if i.signature is not None and "extension_bytes" in i.extra]
-        ext_sigs = self._sign_raw(ext_items, [_as_bytes(i.extra["extension_bytes"]) for i in ext_items])
+        ext_sigs = self._sign_raw(
+            ext_items, [self._digest(i, _as_bytes(i.extra["extension_bytes"])) for i in ext_items]
+        )
         outcomes: list[ConsensusOutcome] = []
         for item in items:
             ts = item.extra.get("timestamp")
@@ -515,10 +517,15 @@ class SigningService:
                 item.signature = sig
 
     def _message_for(self, item: _Item) -> bytes:
+        return self._digest(item, item.message)
+
+    @staticmethod
+    def _digest(item: _Item, message: bytes) -> bytes:
+        """What the key module signs for ``message``: secp256k1 keys sign its SHA-256 digest."""
         assert item.key is not None
         if item.key.scheme == Scheme.SECP256K1:
-            return secp256k1.sha256(item.message)
-        return item.message
+            return secp256k1.sha256(message)
+        return message
 
     def _sign_raw(self, items: list[_Item], messages: list[bytes]) -> dict[int, bytes]:
         """Sign ``messages`` with the items' keys; on failure, set the items' errors."""
