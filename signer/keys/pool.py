@@ -253,6 +253,7 @@ class ParallelSigner:
         if workers < 0 or chunk_size < 1:
             raise errors.ConfigError("batching.sign_workers must be >= 0 and the chunk size >= 1")
         self.module = module
+        self.kind: str = module.kind
         self.workers = workers or default_workers()
         self.chunk_size = chunk_size
         self._pool: _Pool | None = None
@@ -297,10 +298,6 @@ class ParallelSigner:
         return [] if pool is None else [w.pid for w in pool.workers if w.pid is not None]
 
     # --- KeyModule ----------------------------------------------------------------------------
-
-    @property
-    def kind(self) -> str:
-        return self.module.kind
 
     @property
     def unlocked(self) -> bool:
