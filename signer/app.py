@@ -15,12 +15,14 @@ from pathlib import Path
 
 from signer.api.context import CallContext
 from signer.api.server import GrpcServer
+from signer.batching import Batcher
 from signer.config import Config, KeysConfig, ProtectionConfig
 from signer.errors import ConfigError, SignerError
 from signer.eth2.networks import network_from_config
 from signer.keys.dev import DEV_ED25519_ACCOUNT, DEV_SECP256K1_ACCOUNT
 from signer.keys.emulated import EmulatedKeyModule
 from signer.keys.module import KeyModule
+from signer.keys.pool import ParallelSigner
 from signer.observability.health import MetricsServer
 from signer.observability.metrics import PrometheusMonitor
 from signer.protection.sqlite import SqliteStore
@@ -117,7 +119,10 @@ class SignerApp:
         self.options = options or ServeOptions()
         self.network = network_from_config(config.network)
         self.monitor = PrometheusMonitor()
-        self.keys = self.options.key_module or build_key_module(config.keys)
+        self.module = self.options.key_module or build_key_module(config.keys)
+        # BLS over every core; forked now, before any thread of ours runs (signer.keys.pool).
+        self.keys = ParallelSigner(self.module, config.batching.sign_workers)
+        self.keys.start()
         for scheme in Scheme:
             count = sum(1 for k in self.keys.list_keys() if k.scheme == scheme)
             self.monitor.keys_loaded(self.keys.kind, scheme, count)
@@ -132,7 +137,15 @@ class SignerApp:
             authorizer=self.authorizer,
             comet_chains=chains,
         )
-        self.calls = CallContext(self.service, max_batch_items=config.limits.max_batch_items)
+        self.batcher = Batcher(
+            self.service,
+            window_ms=config.batching.window_ms,
+            max_batch=config.batching.max_batch,
+            queue_size=config.batching.queue_size,
+        )
+        self.calls = CallContext(
+            self.service, max_batch_items=config.limits.max_batch_items, coalescer=self.batcher
+        )
         self.grpc = GrpcServer(
             self.service,
             self.calls,
@@ -203,6 +216,7 @@ class SignerApp:
     def stop(self) -> None:
         self._stop.set()
         self.grpc.stop(self.config.server.shutdown_grace_s)
+        self.batcher.close()
         self.metrics.stop()
         self.store.close()
         self.keys.close()
