@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from signer.protection.postgres import PostgresStore
 from signer.protection.sqlite import SqliteStore
 from signer.protection.store import ProtectionStore
 from signer.types import ZERO_ROOT
+from tests.postgres import shared_server
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "postgres"]
 
 StoreFactory = Callable[..., ProtectionStore]
 
@@ -25,6 +27,9 @@ def make_store(backend: str, tmp_path: Path, gvr: bytes = ZERO_ROOT) -> Protecti
     """Open (or reopen) the store of ``backend`` that lives in ``tmp_path``, bound to ``gvr``."""
     if backend == "sqlite":
         return SqliteStore(tmp_path / "protection.sqlite", gvr)
+    if backend == "postgres":
+        # one database per test directory on the session's throwaway server (tests/postgres.py)
+        return PostgresStore(shared_server().database_for(tmp_path), gvr, timeout_s=10.0, pool_size=4)
     raise ValueError(f"unknown protection backend {backend!r}")
 
 
