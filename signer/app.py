@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from signer.api.admin import admin_servicers
 from signer.api.context import CallContext
 from signer.api.server import GrpcServer
 from signer.batching import Batcher
@@ -151,6 +152,9 @@ class SignerApp:
             self.calls,
             workers=config.server.grpc_workers,
             max_message_bytes=config.server.max_message_bytes,
+            extra_servicers=admin_servicers(
+                self.service, self.calls, readiness=self.readiness, store_backend=config.protection.backend
+            ),
         )
         self.metrics = MetricsServer(config.server.metrics_listen, self.monitor, self.readiness)
         self._stop = threading.Event()
