@@ -15,9 +15,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from signer.errors import InterchangeError, NotSafeToSign, ProtectionStoreError, SchemaTooNew
+from signer.errors import InterchangeError, NotSafeToSign, ProtectionStoreError
 from signer.protection import rules
 from signer.protection.cometbft_state import parse_cometbft_state, serialize_cometbft_state
+from signer.protection.history import (
+    GENESIS_VALIDATORS_ROOT_KEY,
+    MIGRATIONS_ROOT,
+    bounds_after_import,
+    check_interchange_network,
+    check_schema_version,
+    load_migrations,
+    merge_consensus_state,
+    recorded_consensus_state,
+    wrong_network,
+)
 from signer.protection.interchange import (
     ValidatorHistory,
     parse_interchange,
@@ -27,11 +38,11 @@ from signer.protection.rules import AttestationRecord, BlockRecord, ConsensusSta
 from signer.protection.store import ImportReport, ordered_batch
 from signer.types import AttestationCheck, BlockCheck, ConsensusCheck, ProtectionCheck, Safe, Verdict
 
-MIGRATIONS_DIR = Path(__file__).parent / "migrations" / "sqlite"
+MIGRATIONS_DIR = MIGRATIONS_ROOT / "sqlite"
 UNKNOWN_ROOT = b""
 """How an unknown signing root is stored (the columns are part of primary keys, so not NULL)."""
 
-_GVR_KEY = "genesis_validators_root"
+_GVR_KEY = GENESIS_VALIDATORS_ROOT_KEY
 
 # The three neighbour queries of an attestation check in one statement. "+column" keeps a term from
 # choosing the index, so each range scan runs on the index whose leading range column it names:
@@ -66,13 +77,7 @@ def _root_out(stored: bytes) -> bytes | None:
 
 def migrations() -> list[tuple[int, str]]:
     """(version, SQL) of every migration file ``NNNN_name.sql``, in order."""
-    found = []
-    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
-        found.append((int(path.name.split("_", 1)[0]), path.read_text(encoding="utf-8")))
-    versions = [v for v, _ in found]
-    if versions != list(range(1, len(found) + 1)):
-        raise ProtectionStoreError(f"migration files are not numbered 1..n: {versions}")
-    return found
+    return load_migrations("sqlite")
 
 
 class SqliteStore:
@@ -123,11 +128,7 @@ class SqliteStore:
                 "(version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
             )
             current = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
-            if current > len(available):
-                raise SchemaTooNew(
-                    f"the slashing-protection database has schema version {current}, newer than the "
-                    f"{len(available)} this signer knows: refusing to use it (upgrade the signer)"
-                )
+            check_schema_version(current, len(available))
             for version, sql in available[current:]:
                 for statement in _statements(sql):
                     conn.execute(statement)
@@ -150,11 +151,7 @@ class SqliteStore:
                     (_GVR_KEY, self.genesis_validators_root),
                 )
             elif bytes(row[0]) != self.genesis_validators_root:
-                raise ProtectionStoreError(
-                    f"wrong network: the slashing-protection database {self.path} belongs to "
-                    f"genesis_validators_root 0x{bytes(row[0]).hex()}, not "
-                    f"0x{self.genesis_validators_root.hex()}"
-                )
+                raise wrong_network(str(self.path), bytes(row[0]), self.genesis_validators_root)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -314,19 +311,7 @@ class SqliteStore:
         state = self._consensus_state(conn, check.chain_id, check.public_key)
         decision = rules.check_consensus(check, state)
         if decision.safe is Safe.VALID:
-            self._put_consensus_state(
-                conn,
-                check.chain_id,
-                check.public_key,
-                ConsensusState(
-                    height=check.height,
-                    round=check.round,
-                    step=int(check.step),
-                    sign_bytes=check.sign_bytes,
-                    sign_bytes_without_timestamp=check.sign_bytes_without_timestamp,
-                    signature=None,
-                ),
-            )
+            self._put_consensus_state(conn, check.chain_id, check.public_key, recorded_consensus_state(check))
         return Verdict(safe=decision.safe, prior=decision.prior)
 
     def record_consensus_signature(  # noqa: PLR0917 - the protocol's positional signature
@@ -348,12 +333,7 @@ class SqliteStore:
 
     def import_interchange(self, document: bytes | str | Mapping[str, Any]) -> ImportReport:
         interchange = parse_interchange(document)
-        if interchange.genesis_validators_root != self.genesis_validators_root:
-            raise InterchangeError(
-                "wrong network: the interchange is for genesis_validators_root "
-                f"0x{interchange.genesis_validators_root.hex()}, this store for "
-                f"0x{self.genesis_validators_root.hex()}; nothing was imported"
-            )
+        check_interchange_network(interchange, self.genesis_validators_root)
         blocks_new = attestations_new = blocks_seen = attestations_seen = 0
         with self._transaction("import_interchange") as conn:
             for validator in interchange.validators:
@@ -377,19 +357,12 @@ class SqliteStore:
                     attestations_new += cursor.rowcount
                     attestations_seen += 1 - cursor.rowcount
                 # Lower bounds: set where the validator had none; never lowered by an import.
-                if bounds.slot is None and validator.blocks:
+                new_bounds = bounds_after_import(bounds, validator)
+                if new_bounds != bounds:
                     conn.execute(
-                        "UPDATE validators SET min_slot = ? WHERE id = ?",
-                        (min(b.slot for b in validator.blocks), vid),
-                    )
-                if bounds.source_epoch is None and validator.attestations:
-                    conn.execute(
-                        "UPDATE validators SET min_source_epoch = ?, min_target_epoch = ? WHERE id = ?",
-                        (
-                            min(a.source_epoch for a in validator.attestations),
-                            min(a.target_epoch for a in validator.attestations),
-                            vid,
-                        ),
+                        "UPDATE validators SET min_slot = ?, min_source_epoch = ?, min_target_epoch = ? "
+                        "WHERE id = ?",
+                        (new_bounds.slot, new_bounds.source_epoch, new_bounds.target_epoch, vid),
                     )
         return ImportReport(
             validators=len(interchange.validators),
@@ -441,35 +414,10 @@ class SqliteStore:
         imported = parse_cometbft_state(document, sign_bytes_without_timestamp)
         with self._transaction("import_cometbft_state") as conn:
             stored = self._consensus_state(conn, chain_id, public_key)
-            if stored is not None:
-                new_hrs = (imported.height, imported.round, imported.step)
-                old_hrs = (stored.height, stored.round, stored.step)
-                if new_hrs < old_hrs:
-                    return False
-                if new_hrs == old_hrs:
-                    if imported.sign_bytes != stored.sign_bytes:
-                        raise InterchangeError(
-                            f"the imported state at height {imported.height} round {imported.round} step "
-                            f"{imported.step} conflicts with the stored state (different sign bytes); "
-                            "nothing was imported"
-                        )
-                    if stored.signature is None and imported.signature is not None:
-                        self._put_consensus_state(
-                            conn,
-                            chain_id,
-                            public_key,
-                            ConsensusState(
-                                stored.height,
-                                stored.round,
-                                stored.step,
-                                stored.sign_bytes,
-                                stored.sign_bytes_without_timestamp,
-                                imported.signature,
-                            ),
-                        )
-                    return False
-            self._put_consensus_state(conn, chain_id, public_key, imported)
-            return True
+            moved, state = merge_consensus_state(stored, imported)
+            if state is not None:
+                self._put_consensus_state(conn, chain_id, public_key, state)
+            return moved
 
     def export_cometbft_state(self, chain_id: str, public_key: bytes) -> dict[str, Any]:
         with self._transaction("export_cometbft_state") as conn:
