@@ -6,7 +6,6 @@ server, metrics/health server.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import signal
 import threading
@@ -14,8 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from signer.api.admin import admin_servicers
+from signer.api.auth import DevAuthorizer, PermissionAuthorizer
 from signer.api.context import CallContext
+from signer.api.interceptors import SignerInterceptor, call_client, call_request_id, set_outcome
+from signer.api.ratelimit import RateLimiter
 from signer.api.server import GrpcServer
+from signer.api.tls import ReloadingServerCredentials, reload_on_sighup, require_tls
 from signer.batching import Batcher
 from signer.config import Config, KeysConfig, ProtectionConfig
 from signer.errors import ConfigError, SignerError
@@ -24,7 +27,8 @@ from signer.keys.dev import DEV_ED25519_ACCOUNT, DEV_SECP256K1_ACCOUNT
 from signer.keys.emulated import EmulatedKeyModule
 from signer.keys.module import KeyModule
 from signer.keys.pool import ParallelSigner
-from signer.observability.health import MetricsServer
+from signer.observability.audit import AuditLog
+from signer.observability.health import MetricsServer, parse_listen
 from signer.observability.metrics import PrometheusMonitor
 from signer.protection.sqlite import SqliteStore
 from signer.protection.store import ProtectionStore
@@ -94,14 +98,9 @@ def build_store(protection: ProtectionConfig, data_dir: Path, genesis_validators
     return SqliteStore(path, genesis_validators_root, timeout_s=protection.timeout_s)
 
 
-def _is_loopback(listen: str) -> bool:
-    host = listen.rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def listen_host(listen: str) -> str:
+    """The host part of HOST:PORT (IPv6 in brackets allowed)."""
+    return parse_listen(listen)[0]
 
 
 @dataclass
@@ -129,7 +128,19 @@ class SignerApp:
             self.monitor.keys_loaded(self.keys.kind, scheme, count)
         self.store = build_store(config.protection, config.keys.data_dir, self.network.genesis_validators_root)
         chains = {c.chain_id: c.account for c in config.cometbft.chains}
-        self.authorizer: Authorizer = AllowAll() if self.options.dev else _permission_authorizer(config, self.monitor)
+        self.audit = AuditLog(config.audit)
+        server = config.server
+        # Refuses plaintext off loopback unless explicitly allowed (and then logs it loudly).
+        use_tls = require_tls(listen_host(server.grpc_listen), server.tls, server.allow_insecure_plaintext)
+        self.credentials = ReloadingServerCredentials(server.tls) if use_tls and server.tls else None
+        self.authorizer: Authorizer
+        if self.options.dev:
+            # --dev: anyone on loopback; with mTLS, any certificate of the CA, for the dev keys only.
+            dev = DevAuthorizer(audit=self.audit, monitor=self.monitor)
+            self.authorizer = dev if self.credentials else AllowAll()
+        else:
+            self.authorizer = PermissionAuthorizer(config.clients, audit=self.audit, monitor=self.monitor)
+        self.limiter = RateLimiter(config.limits, config.clients)
         self.service = SigningService(
             self.network,
             self.keys,
@@ -145,13 +156,20 @@ class SignerApp:
             queue_size=config.batching.queue_size,
         )
         self.calls = CallContext(
-            self.service, max_batch_items=config.limits.max_batch_items, coalescer=self.batcher
+            self.service,
+            identify=call_client,
+            outcome_sink=set_outcome,
+            audit=self.audit,
+            request_id=call_request_id,
+            max_batch_items=config.limits.max_batch_items,
+            coalescer=self.batcher,
         )
         self.grpc = GrpcServer(
             self.service,
             self.calls,
             workers=config.server.grpc_workers,
             max_message_bytes=config.server.max_message_bytes,
+            interceptors=[SignerInterceptor(self.limiter, self.monitor, audit=self.audit)],
             extra_servicers=admin_servicers(
                 self.service, self.calls, readiness=self.readiness, store_backend=config.protection.backend
             ),
@@ -187,17 +205,7 @@ class SignerApp:
 
     def start(self) -> None:
         server = self.config.server
-        if self.config.server.tls is None and not _is_loopback(server.grpc_listen):
-            if not server.allow_insecure_plaintext:
-                raise ConfigError(
-                    f"server.grpc_listen {server.grpc_listen} is not loopback: configure server.tls "
-                    "(mTLS), or set server.allow_insecure_plaintext for development only"
-                )
-            log.warning(
-                "INSECURE: plaintext gRPC on a non-loopback address; anyone who reaches the port can sign",
-                extra={"listen": server.grpc_listen},
-            )
-        self.grpc.bind(server.grpc_listen, None)
+        self.grpc.bind(server.grpc_listen, self.credentials.credentials if self.credentials else None)
         self.metrics.start()
         ready, _ = self.readiness()
         self.grpc.set_serving(ready)
@@ -222,6 +230,7 @@ class SignerApp:
         self.grpc.stop(self.config.server.shutdown_grace_s)
         self.batcher.close()
         self.metrics.stop()
+        self.audit.close()
         self.store.close()
         self.keys.close()
         log.info("signer stopped")
@@ -233,14 +242,8 @@ class SignerApp:
 
         signal.signal(signal.SIGTERM, _on_signal)
         signal.signal(signal.SIGINT, _on_signal)
+        if self.credentials is not None:
+            reload_on_sighup(self.credentials)
         self.start()
         self._stop.wait()
         self.stop()
-
-
-def _permission_authorizer(config: Config, monitor: PrometheusMonitor) -> Authorizer:
-    try:
-        from signer.api.auth import PermissionAuthorizer  # noqa: PLC0415
-    except ImportError:  # pragma: no cover - during bring-up only
-        return AllowAll()
-    return PermissionAuthorizer(config.clients, monitor=monitor)

@@ -12,7 +12,6 @@ configuration error.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import os
 import sys
@@ -20,16 +19,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
-from signer.app import DEV_CHAINS, ServeOptions, SignerApp, build_key_module, build_store
+from signer.api.ratelimit import parse_rate_limit
+from signer.api.tls import is_loopback
+from signer.app import DEV_CHAINS, ServeOptions, SignerApp, build_key_module, build_store, listen_host
 from signer.config import (
     Config,
     KeysConfig,
     NetworkConfig,
     Pkcs11Config,
     ProtectionConfig,
-    RateConfig,
     SecretRef,
     TlsConfig,
     load_config,
@@ -297,33 +295,13 @@ def serve_config_from_args(args: argparse.Namespace) -> Config:
     if args.protection_dsn is not None:
         updates["protection"] = config.protection.model_copy(update={"backend": "postgres", "dsn": args.protection_dsn})
     if args.rate_limit is not None:
-        updates["limits"] = config.limits.model_copy(update={"default_rate": _rate_limit(args.rate_limit)})
+        updates["limits"] = config.limits.model_copy(update={"default_rate": parse_rate_limit(args.rate_limit)})
     if args.dev and args.config is None:
         listen = updates.get("server", config.server).grpc_listen
-        if not _loopback_listen(listen):
+        if not is_loopback(listen_host(listen)):
             raise ConfigError(f"--dev serves on loopback only; {listen} is not a loopback address")
     # Re-validate the whole object, so flags obey the same rules as the file.
     return parse_config(config.model_copy(update=updates).model_dump(mode="python"))
-
-
-def _rate_limit(text: str) -> RateConfig:
-    per_second, _, burst = text.partition(":")
-    try:
-        rate = float(per_second)
-        size = int(burst) if burst else max(1, round(rate))
-        return RateConfig(per_second=rate, burst=size)
-    except (ValueError, ValidationError) as exc:
-        raise ConfigError(f"--rate-limit {text!r}: expected PER_SECOND[:BURST], e.g. 100:200") from exc
-
-
-def _loopback_listen(listen: str) -> bool:
-    host = listen.rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from signer import errors
@@ -110,10 +110,23 @@ class Outcome:
     signature: bytes | None = None
     error: errors.SignerError | None = None
     key: KeyInfo | None = None
+    subject: Mapping[str, int] | None = None
+    """What was (or would have been) signed, for the audit log: slot, epochs, height/round/step."""
 
     @property
     def ok(self) -> bool:
         return self.signature is not None
+
+
+def subject_of(check: ProtectionCheck | None) -> Mapping[str, int] | None:
+    """The public coordinates of a protected message (never its content)."""
+    if isinstance(check, BlockCheck):
+        return {"slot": check.slot}
+    if isinstance(check, AttestationCheck):
+        return {"source_epoch": check.source_epoch, "target_epoch": check.target_epoch}
+    if isinstance(check, ConsensusCheck):
+        return {"height": check.height, "round": check.round, "step": int(check.step)}
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +137,7 @@ class ConsensusOutcome:
     timestamp: tuple[int, int] | None = None
     """Set when an earlier signature is returned: the timestamp (seconds, nanos) that was signed."""
     key: KeyInfo | None = None
+    subject: Mapping[str, int] | None = None
 
     @property
     def ok(self) -> bool:
@@ -345,7 +359,9 @@ class SigningService:
         self._refuse_duplicate_keys(items)
         self._protect(items)
         self._sign(items)
-        return [Outcome(signature=i.signature, error=i.error, key=i.key) for i in items]
+        return [
+            Outcome(signature=i.signature, error=i.error, key=i.key, subject=subject_of(i.check)) for i in items
+        ]
 
     # --- CometBFT -------------------------------------------------------------------------
 
@@ -415,7 +431,7 @@ class SigningService:
             extension_signature = ext_sigs.get(id(item))
             if item.signature is not None and "extension_bytes" in item.extra and extension_signature is None:
                 # Signing the extension failed: the vote is refused as a whole (its error is set).
-                outcomes.append(ConsensusOutcome(error=item.error, key=item.key))
+                outcomes.append(ConsensusOutcome(error=item.error, key=item.key, subject=subject_of(item.check)))
                 continue
             outcomes.append(
                 ConsensusOutcome(
@@ -424,6 +440,7 @@ class SigningService:
                     extension_signature=extension_signature,
                     timestamp=(ts.seconds, ts.nanos) if isinstance(ts, Timestamp) else None,
                     key=item.key,
+                    subject=subject_of(item.check),
                 )
             )
         return outcomes

@@ -80,7 +80,7 @@ class PrivValidatorServicer(service_pb2_grpc.PrivValidatorAPIServicer):
         self.calls.report(
             context,
             method,
-            [Outcome(signature=outcome.signature, error=outcome.error, key=outcome.key)],
+            [Outcome(signature=outcome.signature, error=outcome.error, key=outcome.key, subject=outcome.subject)],
             time.perf_counter() - started,
         )
 

@@ -15,7 +15,7 @@ import grpc
 from signer import errors
 from signer.api import status
 from signer.service import AttestationRequest, Outcome, ProposalRequest, SigningService
-from signer.types import LOCAL_CLIENT, ClientIdentity
+from signer.types import LOCAL_CLIENT, AuditEvent, AuditSink, ClientIdentity
 
 
 class Coalescer(Protocol):
@@ -28,16 +28,16 @@ class Coalescer(Protocol):
     def proposals(self, client: ClientIdentity, requests: Sequence[ProposalRequest], method: str) -> list[Outcome]: ...
 
 
-class AuditSink(Protocol):
-    def __call__(self, client: ClientIdentity, method: str, outcomes: Sequence[Outcome], duration_s: float) -> None: ...
-
-
 def _no_identity(context: grpc.ServicerContext) -> ClientIdentity:
     return LOCAL_CLIENT
 
 
 def _no_outcome(context: grpc.ServicerContext, outcome: str) -> None:
     pass
+
+
+def _no_request_id(context: grpc.ServicerContext) -> str | None:
+    return None
 
 
 class CallContext:
@@ -48,6 +48,7 @@ class CallContext:
         identify: Callable[[grpc.ServicerContext], ClientIdentity] = _no_identity,
         outcome_sink: Callable[[grpc.ServicerContext, str], None] = _no_outcome,
         audit: AuditSink | None = None,
+        request_id: Callable[[grpc.ServicerContext], str | None] = _no_request_id,
         max_batch_items: int = 1000,
         coalescer: Coalescer | None = None,
     ) -> None:
@@ -55,6 +56,7 @@ class CallContext:
         self._identify = identify
         self._outcome_sink = outcome_sink
         self._audit = audit
+        self._request_id = request_id
         self.max_batch_items = max_batch_items
         self.coalescer = coalescer
 
@@ -87,5 +89,30 @@ class CallContext:
     ) -> None:
         labels = [status.outcome_label(o.error) for o in outcomes]
         self._outcome_sink(context, status.worst_outcome(labels))
-        if self._audit is not None and outcomes:
-            self._audit(self.client(context), method, outcomes, duration_s)
+        if self._audit is None or not outcomes:
+            return
+        client = self.client(context).name
+        request_id = self._request_id(context)
+        duration_ms = round(duration_s * 1000, 3)
+        for outcome, label in zip(outcomes, labels, strict=True):
+            error = outcome.error
+            subject = dict(outcome.subject or {})
+            self._audit.record(
+                AuditEvent(
+                    client=client,
+                    method=method,
+                    outcome=label,
+                    public_key=outcome.key.public_key if outcome.key is not None else None,
+                    account=outcome.key.name if outcome.key is not None else None,
+                    slot=subject.get("slot"),
+                    source_epoch=subject.get("source_epoch"),
+                    target_epoch=subject.get("target_epoch"),
+                    height=subject.get("height"),
+                    round=subject.get("round"),
+                    step=subject.get("step"),
+                    offence=error.offence if isinstance(error, errors.NotSafeToSign) else None,
+                    reason=status.describe(error) if error is not None else None,
+                    duration_ms=duration_ms,
+                    request_id=request_id,
+                )
+            )
