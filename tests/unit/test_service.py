@@ -1,0 +1,357 @@
+"""SigningService: each invariant of DESIGN.md, with the real emulated key module and the real SQLite store.
+
+Failures are injected by subclassing the real components (a store whose check_and_record raises, a
+module whose sign_many raises), never by mocks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from signer import errors
+from signer.cometbft.canonical import vote_extension_sign_bytes
+from signer.cometbft.messages import BlockID, PartSetHeader, SignedMsgType, Timestamp, Vote
+from signer.crypto import bls, ed25519, secp256k1
+from signer.eth2.containers import AttestationData, BeaconBlockHeader, Checkpoint
+from signer.eth2.networks import MAINNET, SEPOLIA
+from signer.eth2.signing import DomainType, compute_signing_root
+from signer.keys.dev import (
+    DEV_ED25519_ACCOUNT,
+    DEV_SECP256K1_ACCOUNT,
+    dev_bls_secret,
+    dev_ed25519_secret,
+    dev_secp256k1_secret,
+)
+from signer.keys.emulated import MIN_SCRYPT_N, EmulatedKeyModule
+from signer.protection.sqlite import SqliteStore
+from signer.service import (
+    AttestationRequest,
+    ConsensusRequest,
+    GenericRequest,
+    KeyRef,
+    ProposalRequest,
+    SigningService,
+)
+from signer.types import LOCAL_CLIENT, AttestationCheck, ProtectionCheck, Scheme, Verdict
+
+PIN = "unit-test-pin"
+KEYS = 4
+SECRETS = [dev_bls_secret(i) for i in range(KEYS)]
+ALL_SECRETS = [*SECRETS, dev_secp256k1_secret(), dev_ed25519_secret()]
+ATTESTER = MAINNET.domain(DomainType.BEACON_ATTESTER, 0)
+PROPOSER = MAINNET.domain(DomainType.BEACON_PROPOSER, 0)
+RANDAO = MAINNET.domain(DomainType.RANDAO, 0)
+CHAINS = {"chain-secp": DEV_SECP256K1_ACCOUNT, "chain-ed": DEV_ED25519_ACCOUNT, "chain-bls": "v/0"}
+
+
+class CountingModule(EmulatedKeyModule):
+    """The real emulated module, counting what it is asked to sign; ``fail`` makes sign_many raise it."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.signed: list[tuple[bytes, bytes]] = []
+        self.fail: BaseException | None = None
+
+    def sign_many(self, items: Sequence[tuple[bytes, bytes]]) -> list[bytes]:
+        if self.fail is not None:
+            raise self.fail
+        self.signed.extend(items)
+        return super().sign_many(items)
+
+
+class FailingStore(SqliteStore):
+    """The real SQLite store; ``fail`` makes check_and_record raise it (nothing is recorded)."""
+
+    fail: BaseException | None = None
+
+    def check_and_record(self, checks: Sequence[ProtectionCheck]) -> list[Verdict]:
+        if self.fail is not None:
+            raise self.fail
+        return super().check_and_record(checks)
+
+
+@pytest.fixture
+def module(tmp_path: Path) -> CountingModule:
+    mod = CountingModule(tmp_path / "keys", PIN, create=True, scrypt_n=MIN_SCRYPT_N)
+    items = [(f"v/{i}", Scheme.BLS, s) for i, s in enumerate(SECRETS)]
+    items += [(DEV_SECP256K1_ACCOUNT, Scheme.SECP256K1, dev_secp256k1_secret())]
+    items += [(DEV_ED25519_ACCOUNT, Scheme.ED25519, dev_ed25519_secret())]
+    mod.import_secrets(items)
+    return mod
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[FailingStore]:
+    s = FailingStore(tmp_path / "protection.sqlite", MAINNET.genesis_validators_root)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def service(module: CountingModule, store: FailingStore) -> SigningService:
+    return SigningService(MAINNET, module, store, comet_chains=CHAINS)
+
+
+def cp(epoch: int) -> Checkpoint:
+    return Checkpoint(epoch=epoch, root=bytes([epoch % 256]) * 32)
+
+
+def att(i: int, source: int, target: int, block: int = 0, domain: bytes = ATTESTER) -> AttestationRequest:
+    data = AttestationData(
+        slot=target * 32, index=0, beacon_block_root=bytes([block]) * 32, source=cp(source), target=cp(target)
+    )
+    return AttestationRequest(KeyRef(account=f"v/{i}"), domain, data)
+
+
+def errors_of(outcomes: Sequence[object]) -> list[type[errors.SignerError] | None]:
+    return [type(o.error) if o.error is not None else None for o in outcomes]  # type: ignore[attr-defined]
+
+
+# --- invariant 1: no signature without a committed record ---------------------------------------
+
+
+@pytest.mark.parametrize("failure", [errors.ProtectionStoreError("database is gone"), RuntimeError("boom")],
+                         ids=["store-error", "unexpected-exception"])  # fmt: skip
+def test_store_failure_refuses_every_item_and_signs_nothing(
+    service: SigningService, module: CountingModule, store: FailingStore, failure: BaseException
+) -> None:
+    store.fail = failure
+    outcomes = service.sign_attestations(LOCAL_CLIENT, [att(i, 1, 2) for i in range(KEYS)])
+    assert [o.signature for o in outcomes] == [None] * KEYS
+    assert all(isinstance(o.error, errors.ProtectionStoreError) for o in outcomes)
+    assert module.signed == []
+    store.fail = None  # and nothing was recorded: the same attestations sign once the store is back
+    assert all(o.ok for o in service.sign_attestations(LOCAL_CLIENT, [att(i, 1, 2) for i in range(KEYS)]))
+
+
+def test_record_is_committed_before_the_signature_is_returned(
+    service: SigningService, tmp_path: Path
+) -> None:
+    [outcome] = service.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2)])
+    assert outcome.ok
+    other = SqliteStore(tmp_path / "protection.sqlite", MAINNET.genesis_validators_root)  # a second connection
+    try:
+        assert outcome.key is not None
+        request = att(0, 1, 2, block=9)
+        root = compute_signing_root(request.data.hash_tree_root(), ATTESTER)
+        [verdict] = other.check_and_record([AttestationCheck(outcome.key.public_key, 1, 2, root)])
+        assert isinstance(verdict.refusal, errors.DoubleVote)
+    finally:
+        other.close()
+
+
+# --- invariant 2: every failure refuses --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "failure", [errors.KeyModuleError("token removed"), ValueError("odd")], ids=["module-error", "unexpected"]
+)
+def test_module_failure_refuses_and_the_record_stays(
+    service: SigningService, module: CountingModule, failure: BaseException
+) -> None:
+    module.fail = failure
+    outcomes = service.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2), att(1, 1, 2)])
+    assert [o.signature for o in outcomes] == [None, None]
+    assert all(isinstance(o.error, errors.KeyModuleError) for o in outcomes)
+    module.fail = None
+    # The decision was recorded (safe): a conflicting vote is refused, the identical one signs.
+    assert errors_of(service.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2, block=5)])) == [errors.DoubleVote]
+    assert service.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2)])[0].ok
+
+
+def test_store_answering_the_wrong_number_of_verdicts_refuses(
+    service: SigningService, module: CountingModule, store: FailingStore
+) -> None:
+    class ShortStore(FailingStore):
+        def check_and_record(self, checks: Sequence[ProtectionCheck]) -> list[Verdict]:
+            return super().check_and_record(checks)[:-1]
+
+    short = ShortStore(store.path, MAINNET.genesis_validators_root)
+    try:
+        svc = SigningService(MAINNET, module, short)
+        outcomes = svc.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2), att(1, 1, 2)])
+        assert errors_of(outcomes) == [errors.InternalError, errors.InternalError]
+        assert module.signed == []
+    finally:
+        short.close()
+
+
+# --- invariant 3: one outcome per item ----------------------------------------------------------
+
+
+def test_one_outcome_per_item_in_order(service: SigningService) -> None:
+    assert service.sign_attestations(LOCAL_CLIENT, [att(1, 1, 2)])[0].ok
+    batch = [
+        att(0, 1, 2),  # fine
+        att(1, 1, 2, block=7),  # double vote
+        AttestationRequest(KeyRef(account="nobody/0"), ATTESTER, att(2, 1, 2).data),  # unknown key
+        att(2, 1, 2, domain=b"\x01" * 5),  # malformed domain
+        att(3, 5, 4),  # source after target
+    ]
+    outcomes = service.sign_attestations(LOCAL_CLIENT, batch)
+    assert errors_of(outcomes) == [
+        None,
+        errors.DoubleVote,
+        errors.UnknownKey,
+        errors.MalformedRequest,
+        errors.SourceExceedsTarget,
+    ]
+    assert outcomes[0].key is not None
+    signed_root = compute_signing_root(batch[0].data.hash_tree_root(), ATTESTER)
+    assert outcomes[0].signature is not None
+    assert bls.verify(outcomes[0].key.public_key, signed_root, outcomes[0].signature)
+    assert outcomes[0].key.public_key == bls.secret_to_public(SECRETS[0])
+
+
+def test_duplicate_key_in_one_batch_refused(service: SigningService, module: CountingModule) -> None:
+    outcomes = service.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2), att(0, 2, 3), att(1, 1, 2)])
+    assert errors_of(outcomes) == [None, errors.MalformedRequest, None]
+    assert "more than once" in str(outcomes[1].error)
+    assert len(module.signed) == 2
+    # The refused item left no record: it signs on its own afterwards.
+    assert service.sign_attestations(LOCAL_CLIENT, [att(0, 2, 3)])[0].ok
+
+
+# --- invariant 4: identical re-sign -------------------------------------------------------------
+
+
+def test_identical_resign_returns_the_same_signature(service: SigningService) -> None:
+    first = service.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2)])[0]
+    again = service.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2)])[0]
+    assert first.ok and again.ok
+    assert first.signature == again.signature
+    header = BeaconBlockHeader(slot=64, proposer_index=1, parent_root=b"\1" * 32, state_root=b"\2" * 32,
+                               body_root=b"\3" * 32)  # fmt: skip
+    p1 = service.sign_proposals(LOCAL_CLIENT, [ProposalRequest(KeyRef(account="v/1"), PROPOSER, header)])[0]
+    p2 = service.sign_proposals(LOCAL_CLIENT, [ProposalRequest(KeyRef(account="v/1"), PROPOSER, header)])[0]
+    assert p1.ok and p1.signature == p2.signature
+
+
+def vote(height: int, block: int = 1, seconds: int = 1_700_000_000) -> Vote:
+    return Vote(
+        type=SignedMsgType.PREVOTE,
+        height=height,
+        round=0,
+        block_id=BlockID(hash=bytes([block]) * 32, part_set_header=PartSetHeader(total=1, hash=b"\x09" * 32)),
+        timestamp=Timestamp(seconds=seconds),
+        validator_address=b"\1" * 20,
+        validator_index=0,
+    )
+
+
+def test_consensus_repeat_and_timestamp_only_change(service: SigningService) -> None:
+    first = service.sign_consensus(LOCAL_CLIENT, [ConsensusRequest("chain-secp", vote(5))])[0]
+    assert first.ok
+    same = service.sign_consensus(LOCAL_CLIENT, [ConsensusRequest("chain-secp", vote(5))])[0]
+    assert same.signature == first.signature and same.timestamp is None
+    later = service.sign_consensus(LOCAL_CLIENT, [ConsensusRequest("chain-secp", vote(5, seconds=1_700_000_009))])[0]
+    assert later.signature == first.signature
+    assert later.timestamp == (1_700_000_000, 0)
+    other = service.sign_consensus(LOCAL_CLIENT, [ConsensusRequest("chain-secp", vote(5, block=2))])[0]
+    assert isinstance(other.error, errors.ConflictingConsensusMessage)
+
+
+@pytest.mark.parametrize("chain", ["chain-secp", "chain-ed"])
+def test_precommit_extension_is_signed_with_the_chain_key(service: SigningService, chain: str) -> None:
+    precommit = replace(vote(9), type=SignedMsgType.PRECOMMIT, extension=b"vote extension")
+    [outcome] = service.sign_consensus(LOCAL_CLIENT, [ConsensusRequest(chain, precommit)])
+    assert outcome.ok, outcome.error
+    assert outcome.key is not None and outcome.extension_signature is not None
+    ext_bytes = vote_extension_sign_bytes(chain, precommit)
+    if outcome.key.scheme == Scheme.SECP256K1:
+        assert secp256k1.verify_digest(outcome.key.public_key, secp256k1.sha256(ext_bytes), outcome.extension_signature)
+    else:
+        assert ed25519.verify(outcome.key.public_key, ext_bytes, outcome.extension_signature)
+
+
+# --- the other refusals --------------------------------------------------------------------------
+
+
+def test_forbidden_domains(service: SigningService, module: CountingModule) -> None:
+    generic = [GenericRequest(KeyRef(account="v/0"), d, b"\5" * 32) for d in (PROPOSER, ATTESTER)]
+    for request in generic:
+        assert errors_of(service.sign_generic(LOCAL_CLIENT, [request])) == [errors.ForbiddenDomain]
+    assert errors_of(service.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2, domain=RANDAO)])) == [errors.ForbiddenDomain]
+    header = BeaconBlockHeader(slot=64, proposer_index=1, parent_root=b"\1" * 32, state_root=b"\2" * 32,
+                               body_root=b"\3" * 32)  # fmt: skip
+    refused = service.sign_proposals(LOCAL_CLIENT, [ProposalRequest(KeyRef(account="v/0"), ATTESTER, header)])
+    assert errors_of(refused) == [errors.ForbiddenDomain]
+    assert module.signed == []
+    assert service.sign_generic(LOCAL_CLIENT, [GenericRequest(KeyRef(account="v/0"), RANDAO, b"\5" * 32)])[0].ok
+
+
+def test_wrong_network(service: SigningService, module: CountingModule) -> None:
+    sepolia = SEPOLIA.domain(DomainType.BEACON_ATTESTER, 0)
+    assert errors_of(service.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2, domain=sepolia)])) == [errors.WrongNetwork]
+    randao = SEPOLIA.domain(DomainType.RANDAO, 0)
+    generic = service.sign_generic(LOCAL_CLIENT, [GenericRequest(KeyRef(account="v/0"), randao, b"\5" * 32)])
+    assert errors_of(generic) == [errors.WrongNetwork]
+    assert module.signed == []
+
+
+def test_unknown_key(service: SigningService) -> None:
+    by_key = AttestationRequest(KeyRef(public_key=b"\xaa" * 48), ATTESTER, att(0, 1, 2).data)
+    assert errors_of(service.sign_attestations(LOCAL_CLIENT, [by_key])) == [errors.UnknownKey]
+    unknown_chain = service.sign_consensus(LOCAL_CLIENT, [ConsensusRequest("no-chain", vote(1))])
+    assert isinstance(unknown_chain[0].error, errors.UnknownKey)
+
+
+def test_locked_key(service: SigningService) -> None:
+    service.lock_account(LOCAL_CLIENT, KeyRef(account="v/0"))
+    outcomes = service.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2), att(1, 1, 2)])
+    assert errors_of(outcomes) == [errors.KeyLocked, None]
+    with pytest.raises(errors.AccessDenied):
+        service.unlock_account(LOCAL_CLIENT, KeyRef(account="v/0"), "wrong pin")
+    service.unlock_account(LOCAL_CLIENT, KeyRef(account="v/0"), PIN)
+    assert service.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2)])[0].ok
+
+
+def test_scheme_mismatch(service: SigningService, module: CountingModule) -> None:
+    secp = AttestationRequest(KeyRef(account=DEV_SECP256K1_ACCOUNT), ATTESTER, att(0, 1, 2).data)
+    assert errors_of(service.sign_attestations(LOCAL_CLIENT, [secp])) == [errors.UnsupportedScheme]
+    bls_chain = service.sign_consensus(LOCAL_CLIENT, [ConsensusRequest("chain-bls", vote(1))])
+    assert isinstance(bls_chain[0].error, errors.UnsupportedScheme)
+    assert module.signed == []
+
+
+# --- invariant 5: no secret in any error message or log ------------------------------------------
+
+
+def test_no_secret_in_errors_or_logs(
+    service: SigningService, module: CountingModule, store: FailingStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    messages: list[str] = []
+
+    def collect(outcomes: Sequence[object]) -> None:
+        for o in outcomes:
+            error = o.error  # type: ignore[attr-defined]
+            if error is not None:
+                messages.extend([str(error), repr(error), error.message, repr(getattr(error, "evidence", ""))])
+
+    collect(service.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2), att(0, 1, 2), att(1, 5, 4)]))
+    collect(service.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2, block=3)]))
+    collect(service.sign_consensus(LOCAL_CLIENT, [ConsensusRequest("chain-secp", vote(3))]))
+    collect(service.sign_consensus(LOCAL_CLIENT, [ConsensusRequest("chain-secp", vote(3, block=4))]))
+    collect(service.sign_consensus(LOCAL_CLIENT, [ConsensusRequest("chain-bls", vote(3))]))
+    module.fail = errors.KeyModuleError("token removed")
+    collect(service.sign_attestations(LOCAL_CLIENT, [att(2, 1, 2)]))
+    module.fail = None
+    store.fail = RuntimeError("disk on fire")
+    collect(service.sign_attestations(LOCAL_CLIENT, [att(3, 1, 2)]))
+    store.fail = None
+    try:
+        service.unlock_account(LOCAL_CLIENT, KeyRef(account="v/0"), "wrong pin")
+    except errors.SignerError as exc:
+        messages.append(str(exc))
+    assert len(messages) >= 8
+    text = "\n".join(messages + [r.getMessage() for r in caplog.records]).lower()
+    for secret in ALL_SECRETS:
+        assert secret.hex() not in text
+        assert secret.hex()[:16] not in text
+    assert PIN not in text
