@@ -8,9 +8,12 @@ distinct keys use keystores written here with a cheap pbkdf2 KDF.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import secrets
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -643,3 +646,46 @@ def test_delete_is_authorized_per_key(tmp_path: Path) -> None:
         s.channel.close()
         s.server.stop(0)
         s.store.close()
+
+
+# --- delete while the key is signing ----------------------------------------------------------
+
+
+def test_every_signature_made_before_delete_is_in_the_returned_history(signer_server: Signer) -> None:
+    """Signers hammer one key from several threads while DeleteKeys runs: each attestation that was
+    signed must be in the history DeleteKeys returns (the key leaves the index before the export)."""
+    public_key = import_one(signer_server)
+    counter = itertools.count(2)
+    signed: list[tuple[int, int]] = []
+    refused_after_delete = threading.Event()
+    lock = threading.Lock()
+
+    def sign_until_refused() -> None:
+        stub = signer_pb2_grpc.SignerStub(signer_server.channel)
+        while not refused_after_delete.is_set() and time.monotonic() < give_up_at:
+            with lock:
+                target = next(counter)
+            answer = stub.SignBeaconAttestation(attestation(public_key, target - 1, target))
+            if answer.state == responsestate_pb2.SUCCEEDED:
+                with lock:
+                    signed.append((target - 1, target))
+            elif deleted.is_set():
+                refused_after_delete.set()
+
+    deleted = threading.Event()
+    give_up_at = time.monotonic() + 30
+    threads = [threading.Thread(target=sign_until_refused, daemon=True) for _ in range(4)]
+    for t in threads:
+        t.start()
+    while len(signed) < 20 and time.monotonic() < give_up_at:
+        time.sleep(0.01)
+    response = signer_server.keys.DeleteKeys(admin_pb2.DeleteKeysRequest(public_keys=[public_key]))
+    deleted.set()
+    for t in threads:
+        t.join(timeout=30)
+    assert refused_after_delete.is_set()
+    assert response.results[0].status == admin_pb2.ITEM_STATUS_DELETED
+    history = json.loads(response.slashing_protection)["data"][0]["signed_attestations"]
+    exported = {(int(a["source_epoch"]), int(a["target_epoch"])) for a in history}
+    assert len(signed) >= 20
+    assert set(signed) <= exported
