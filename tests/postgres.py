@@ -82,6 +82,10 @@ class PostgresServer:
         self._schemas: set[str] = set()
         self.owned = root is not None
         """True for a throwaway server this process started (stop/start allowed)."""
+        self.has_pg_stat_statements = bin_dir is not None and (
+            (bin_dir.parent / "lib" / "pg_stat_statements.so").is_file()
+        )
+        """The throwaway server loads pg_stat_statements (tests count statements with it)."""
 
     # --- life cycle of a throwaway server ----------------------------------------------------------
 
@@ -131,6 +135,8 @@ class PostgresServer:
             f"-c fsync={'on' if self._fsync else 'off'} -c full_page_writes={'on' if self._fsync else 'off'} "
             "-c shared_buffers=64MB"
         )
+        if self.has_pg_stat_statements:
+            options += " -c shared_preload_libraries=pg_stat_statements"
         self._run("pg_ctl", "-D", str(self.root / "data"), "-l", str(self.root / "server.log"),
                   "-w", "-t", "30", "-o", options, "start")
 

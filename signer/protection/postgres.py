@@ -494,6 +494,7 @@ class PostgresStore:
                     safe = rules.check_block(check, block_history.get(index, ()), known or LowerBounds())
                     if safe is Safe.VALID:
                         block_rows.append(check)
+                    if safe is Safe.VALID and (known is None or known.slot is None):
                         mark = first_records.get(check.public_key, LowerBounds())
                         first_records[check.public_key] = LowerBounds(
                             check.slot, mark.source_epoch, mark.target_epoch
@@ -504,6 +505,7 @@ class PostgresStore:
                     )
                     if safe is Safe.VALID:
                         attestation_rows.append(check)
+                    if safe is Safe.VALID and (known is None or known.target_epoch is None):
                         mark = first_records.get(check.public_key, LowerBounds())
                         first_records[check.public_key] = LowerBounds(
                             mark.slot, check.source_epoch, check.target_epoch
