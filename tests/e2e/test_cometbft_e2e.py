@@ -221,6 +221,7 @@ def test_unknown_chain_refused(privval: service_pb2_grpc.PrivValidatorAPIStub, h
     assert pub.HasField("error")
 
 
+@pytest.mark.slow  # three server starts
 def test_refusal_survives_restart(tmp_path: Path) -> None:
     with SignerProcess.dev(tmp_path / "data") as proc:
         stub = service_pb2_grpc.PrivValidatorAPIStub(proc.channel())

@@ -267,6 +267,7 @@ def test_lock_and_unlock_through_account_manager(server: SignerProcess, signer: 
 # --- servers of their own ----------------------------------------------------------------------
 
 
+@pytest.mark.slow  # own server(s); 2-8 s depending on load
 def test_batch_of_100_attestations_for_100_keys(tmp_path: Path) -> None:
     with SignerProcess.dev(tmp_path / "data", dev_keys=100) as proc:
         stub = signer_pb2_grpc.SignerStub(proc.channel())
@@ -321,6 +322,7 @@ def _stream(stub: signer_pb2_grpc.SignerStub, index: int, got: list[Received], e
         epoch += 1
 
 
+@pytest.mark.slow  # own server(s); 2-8 s depending on load
 def test_sigkill_while_streaming_loses_no_record(tmp_path: Path) -> None:
     threads_n = 4
     proc = SignerProcess.dev(tmp_path / "data", dev_keys=threads_n).start()
@@ -367,6 +369,7 @@ def test_sigkill_while_streaming_loses_no_record(tmp_path: Path) -> None:
         proc.stop()
 
 
+@pytest.mark.slow  # own server(s); 2-8 s depending on load
 def test_sigterm_is_graceful(tmp_path: Path) -> None:
     proc = SignerProcess.dev(tmp_path / "data", dev_keys=100).start()
     try:
