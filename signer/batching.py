@@ -231,7 +231,8 @@ class Batcher:
                 entry.done.set()
             with self._cond:
                 self._running -= 1
-                self._cond.notify_all()
+                if self._pending:  # the dispatcher waits for a free slot only when work is queued
+                    self._cond.notify_all()
 
     def _call(self, group: _Group, batch: list[_Entry]) -> list[Outcome]:
         if group.kind == "attestation":
