@@ -15,8 +15,9 @@ slot); every pair inside a set is slashable and, since each validator starts wit
 the first one to take the validator's lock must win. The items of a set are consecutive in the
 stream, and the stream is dealt job by job to the 16 clients round robin (even clients talk to
 replica A, odd ones to replica B), so the members of one set are in flight at the same time on
-both replicas. Some jobs are ``SignBeaconAttestations`` batches of 2-3 items (possibly of two sets);
-some items are sent twice (a client retry), which must give the same answer both times.
+both replicas. Some jobs are ``SignBeaconAttestations`` batches of 2-3 attestations of different
+validators (nearby in the stream; a batch may name each key once, the service refuses later items
+of a key); some items are sent twice (a client retry), which must get the same answer both times.
 
 Signing roots are computed independently (tests.e2e.harness, hashlib SSZ) and every signature is
 verified with blspy against the public key both replicas list.
@@ -45,7 +46,7 @@ from tests.e2e.harness import MAINNET_GENESIS_VALIDATORS_ROOT, SignerProcess
 from tests.e2e.test_eth2_e2e import Att, att, proposal
 from tests.postgres import PostgresServer, postgres_server  # noqa: F401
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 SUCCEEDED = responsestate_pb2.SUCCEEDED
 DENIED = responsestate_pb2.DENIED
@@ -53,6 +54,8 @@ SEED = 20_060_006
 VALIDATORS = 32
 CLIENTS = 16
 CALL_TIMEOUT_S = 60.0
+ROUNDS = 3
+BATCH_LOOKAHEAD = 12
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,33 +90,40 @@ class Answer:
     signature: bytes
 
 
-def attestation_set(rng: random.Random, index: int) -> list[Item]:
-    """Nested votes (every pair surrounds) with double votes at one or two levels."""
-    base = rng.randrange(1, 5_000)
+def attestation_set(rng: random.Random, rnd: int, index: int) -> list[Item]:
+    """Nested votes (every pair surrounds) with double votes at one or two levels.
+
+    Round ``rnd`` lies in epochs [1000 rnd, 1000 rnd + 1000): above every vote of earlier rounds, so
+    sets of different rounds never conflict, whichever of their members won.
+    """
+    base = 1_000 * rnd + rng.randrange(1, 990)
     doubled = set(rng.sample(range(4), k=rng.randint(1, 2)))
     items = []
     for level in range(4):
         for variant in range(rng.randint(2, 3) if level in doubled else 1):
             a = att(index, base + level, base + 7 - level, block=f"v{index}/l{level}/b{variant}")
             label = f"att({a.source_epoch},{a.target_epoch},b{variant})"
-            items.append(Item(f"attestations/dev/{index}", index, label, a.signing_root(), attestation=a))
+            items.append(Item(f"r{rnd}/attestations/dev/{index}", index, label, a.signing_root(), attestation=a))
     return items
 
 
-def block_set(rng: random.Random, index: int) -> list[Item]:
-    """Proposals of different bodies at one slot (every pair a double proposal)."""
-    slot = rng.randrange(1, 1_000_000)
+def block_set(rng: random.Random, rnd: int, index: int) -> list[Item]:
+    """Proposals of different bodies at one slot (every pair a double proposal), above earlier rounds."""
+    slot = 100_000 * rnd + rng.randrange(1, 99_000)
     items = []
     for variant in range(rng.randint(3, 4)):
         body = f"body/{index}/{variant}"
         _, signing_root = proposal(index, slot, body)
-        items.append(Item(f"blocks/dev/{index}", index, f"block({slot},{body})", signing_root, block=(slot, body)))
+        label = f"block({slot},{body})"
+        items.append(Item(f"r{rnd}/blocks/dev/{index}", index, label, signing_root, block=(slot, body)))
     return items
 
 
-def build_jobs(rng: random.Random) -> list[list[Item]]:
-    """The seeded stream of jobs (a job: one unary call, or one batch call of 2-3 attestations)."""
-    sets = [attestation_set(rng, i) for i in range(VALIDATORS)] + [block_set(rng, i) for i in range(VALIDATORS)]
+def build_jobs(rng: random.Random, rnd: int) -> list[list[Item]]:
+    """The seeded stream of jobs of one round (a job: one unary call, or one batch call of 2-3
+    attestations): an attestation set and a block set per validator."""
+    sets = [attestation_set(rng, rnd, i) for i in range(VALIDATORS)]
+    sets += [block_set(rng, rnd, i) for i in range(VALIDATORS)]
     rng.shuffle(sets)
     stream: list[Item] = []
     for conflict_set in sets:
@@ -122,33 +132,49 @@ def build_jobs(rng: random.Random) -> list[list[Item]]:
             items.append(rng.choice(items))
         rng.shuffle(items)
         stream.extend(items)
+    # A batch names each key at most once (the service refuses later items of a key): a batch takes
+    # the next item and attestations of other validators from the next few positions of the stream.
     jobs: list[list[Item]] = []
-    position = 0
-    while position < len(stream):
-        size = rng.choice((2, 3)) if rng.random() < 0.25 else 1
-        chunk = stream[position : position + size]
-        if len(chunk) > 1 and any(i.attestation is None for i in chunk):
-            chunk = chunk[:1]
-        jobs.append(chunk)
-        position += len(chunk)
+    while stream:
+        job = [stream.pop(0)]
+        if job[0].attestation is not None and rng.random() < 0.25:
+            size = rng.choice((2, 3))
+            for candidate in list(stream[:BATCH_LOOKAHEAD]):
+                if len(job) < size and candidate.attestation is not None and candidate.index not in {
+                    i.index for i in job
+                }:
+                    job.append(candidate)
+                    stream.remove(candidate)
+        jobs.append(job)
     return jobs
 
 
-def run_client(name: str, stub: signer_pb2_grpc.SignerStub, jobs: list[list[Item]], start: threading.Barrier
-               ) -> list[Answer]:
+def run_client(
+    name: str, stub: signer_pb2_grpc.SignerStub, rounds: list[list[list[Item]]], start: threading.Barrier
+) -> list[Answer]:
+    """One client: the jobs of each round, every round started together with the other clients."""
     answers: list[Answer] = []
-    start.wait(timeout=60)
-    for job in jobs:
-        if len(job) > 1:
-            request = signer_pb2.SignBeaconAttestationsRequest(requests=[i.attestation_request() for i in job])
-            responses = list(stub.SignBeaconAttestations(request, timeout=CALL_TIMEOUT_S).responses)
-        elif job[0].attestation is not None:
-            responses = [stub.SignBeaconAttestation(job[0].attestation_request(), timeout=CALL_TIMEOUT_S)]
-        else:
-            responses = [stub.SignBeaconProposal(job[0].proposal_request(), timeout=CALL_TIMEOUT_S)]
-        assert len(responses) == len(job), f"{name}: {len(responses)} answers for {len(job)} requests"
-        answers += [Answer(i, name, r.state, bytes(r.signature)) for i, r in zip(job, responses, strict=True)]
+    try:
+        for jobs in rounds:
+            start.wait(timeout=CALL_TIMEOUT_S)
+            for job in jobs:
+                answers += call(name, stub, job)
+    except BaseException:
+        start.abort()  # the other clients stop waiting for this one
+        raise
     return answers
+
+
+def call(name: str, stub: signer_pb2_grpc.SignerStub, job: list[Item]) -> list[Answer]:
+    if len(job) > 1:
+        request = signer_pb2.SignBeaconAttestationsRequest(requests=[i.attestation_request() for i in job])
+        responses = list(stub.SignBeaconAttestations(request, timeout=CALL_TIMEOUT_S).responses)
+    elif job[0].attestation is not None:
+        responses = [stub.SignBeaconAttestation(job[0].attestation_request(), timeout=CALL_TIMEOUT_S)]
+    else:
+        responses = [stub.SignBeaconProposal(job[0].proposal_request(), timeout=CALL_TIMEOUT_S)]
+    assert len(responses) == len(job), f"{name}: {len(responses)} answers for {len(job)} requests"
+    return [Answer(i, name, r.state, bytes(r.signature)) for i, r in zip(job, responses, strict=True)]
 
 
 # --- the slashable-pair check of an EIP-3076 document (independent of signer.protection) -----------
@@ -197,8 +223,9 @@ def replicas(postgres_server: PostgresServer, tmp_path: Path) -> Iterator[tuple[
     a = SignerProcess.dev(tmp_path / "replica-a", dev_keys=VALIDATORS, extra_args=args)
     b = SignerProcess.dev(tmp_path / "replica-b", dev_keys=VALIDATORS, extra_args=args)
     try:
-        a.start()
-        b.start()
+        with ThreadPoolExecutor(2) as pool:  # both start at once (each waits ~1-2 s for "signer ready")
+            for started in [pool.submit(a.start), pool.submit(b.start)]:
+                started.result()
         yield dsn, a, b
     finally:
         a.stop()
@@ -221,8 +248,9 @@ def test_two_replicas_sign_exactly_one_of_each_conflict_set(
     assert len(keys) == VALIDATORS
 
     rng = random.Random(SEED)
-    jobs = build_jobs(rng)
-    per_client: list[list[list[Item]]] = [jobs[c::CLIENTS] for c in range(CLIENTS)]
+    rounds = [build_jobs(rng, rnd) for rnd in range(ROUNDS)]
+    jobs = [job for jobs_of_round in rounds for job in jobs_of_round]
+    per_client = [[jobs_of_round[c::CLIENTS] for jobs_of_round in rounds] for c in range(CLIENTS)]
     # Every client its own connection (a local subchannel pool), as separate validator clients have.
     options = [("grpc.use_local_subchannel_pool", 1)]
     clients = [
@@ -251,7 +279,7 @@ def test_two_replicas_sign_exactly_one_of_each_conflict_set(
     by_set: dict[str, list[Answer]] = {}
     for answer in answers:
         by_set.setdefault(answer.item.conflict_set, []).append(answer)
-    assert len(by_set) == 2 * VALIDATORS
+    assert len(by_set) == 2 * VALIDATORS * ROUNDS
     winners: dict[str, Item] = {}
     cross_replica_denials = 0
     for conflict_set, got in sorted(by_set.items()):
@@ -289,13 +317,15 @@ def test_two_replicas_sign_exactly_one_of_each_conflict_set(
     assert set(history) == {"0x" + key.hex() for key in keys.values()}
     for index in range(VALIDATORS):
         entry = history["0x" + keys[f"dev/{index}"].hex()]
-        block, vote = winners[f"blocks/dev/{index}"], winners[f"attestations/dev/{index}"]
-        assert block.block is not None and vote.attestation is not None
-        assert [(int(x["slot"]), x["signing_root"]) for x in entry["signed_blocks"]] == [
-            (block.block[0], "0x" + block.signing_root.hex())
-        ], f"dev/{index}"
-        assert [
+        blocks = [winners[f"r{rnd}/blocks/dev/{index}"] for rnd in range(ROUNDS)]
+        votes = [winners[f"r{rnd}/attestations/dev/{index}"] for rnd in range(ROUNDS)]
+        assert sorted((int(x["slot"]), x["signing_root"]) for x in entry["signed_blocks"]) == sorted(
+            (b.block[0], "0x" + b.signing_root.hex()) for b in blocks if b.block is not None
+        ), f"dev/{index}"
+        assert sorted(
             (int(x["source_epoch"]), int(x["target_epoch"]), x["signing_root"]) for x in entry["signed_attestations"]
-        ] == [(vote.attestation.source_epoch, vote.attestation.target_epoch, "0x" + vote.signing_root.hex())], (
-            f"dev/{index}"
-        )
+        ) == sorted(
+            (v.attestation.source_epoch, v.attestation.target_epoch, "0x" + v.signing_root.hex())
+            for v in votes
+            if v.attestation is not None
+        ), f"dev/{index}"
