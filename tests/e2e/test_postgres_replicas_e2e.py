@@ -26,6 +26,7 @@ verified with blspy against the public key both replicas list.
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
 import sys
@@ -50,7 +51,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 SUCCEEDED = responsestate_pb2.SUCCEEDED
 DENIED = responsestate_pb2.DENIED
-SEED = 20_060_006
+SEED = int(os.environ.get("SIGNER_E2E_SEED", "20060006"))
+"""The order of the load; every failure message names it (``SIGNER_E2E_SEED=N`` replays another)."""
 VALIDATORS = 32
 CLIENTS = 16
 CALL_TIMEOUT_S = 60.0
