@@ -22,6 +22,8 @@ from typing import Any
 from signer.api.ratelimit import parse_rate_limit
 from signer.api.tls import is_loopback
 from signer.app import DEV_CHAINS, ServeOptions, SignerApp, build_key_module, build_store, listen_host
+from signer.cometbft.canonical import clear_timestamp
+from signer.cometbft.consensus import check_chain_id
 from signer.config import (
     Config,
     KeysConfig,
@@ -33,12 +35,14 @@ from signer.config import (
     load_config,
     parse_config,
 )
-from signer.errors import ConfigError, SignerError
+from signer.crypto import ed25519, secp256k1
+from signer.errors import ConfigError, InterchangeError, MalformedRequest, SignerError
 from signer.eth2.networks import network_from_config
 from signer.keys.dev import DEV_PIN, create_dev_module
 from signer.keys.importer import DEFAULT_WALLET, ImportStatus, find_keystores, import_keystores
 from signer.keys.module import KeyModule, check_account_name
 from signer.observability.logging import configure as configure_logging
+from signer.protection.cometbft_state import parse_cometbft_state
 from signer.protection.store import ProtectionStore
 from signer.types import Scheme
 
@@ -397,6 +401,118 @@ def _add_protection(subparsers: Any) -> None:
         else:
             p.add_argument("--output", "-o", type=Path, help="output file (default stdout)")
             p.add_argument("--public-key", action="append", help="export only this key (repeatable)")
+        p.set_defaults(func=func)
+    _add_cometbft_state(sub)
+
+
+# --- protection import-cometbft-state | export-cometbft-state ---------------------------------
+
+PUBLIC_KEY_LENGTHS = {secp256k1.PUBLIC_KEY_LENGTH: "secp256k1", ed25519.PUBLIC_KEY_LENGTH: "ed25519"}
+
+
+def _cometbft_target(args: argparse.Namespace) -> tuple[str, bytes]:
+    """(chain_id, public key) from --chain-id and --public-key 0xHEX; ConfigError saying what is wrong."""
+    try:
+        check_chain_id(args.chain_id)
+    except MalformedRequest as exc:
+        raise ConfigError(f"--chain-id: {exc.message}") from exc
+    text = args.public_key
+    if not text.startswith("0x"):
+        raise ConfigError("--public-key must be 0x-prefixed hex")
+    try:
+        public_key = bytes.fromhex(text[2:])
+    except ValueError as exc:
+        raise ConfigError(f"--public-key must be 0x-prefixed hex: {exc}") from exc
+    if len(public_key) not in PUBLIC_KEY_LENGTHS:
+        raise ConfigError(
+            "--public-key must be a 33-byte compressed secp256k1 or a 32-byte ed25519 public key, "
+            f"got {len(public_key)} bytes"
+        )
+    return args.chain_id, public_key
+
+
+def _check_state_signature(public_key: bytes, sign_bytes: bytes, signature: bytes) -> None:
+    """The state's signature must be the key's signature over its signbytes (else: the wrong key)."""
+    if PUBLIC_KEY_LENGTHS[len(public_key)] == "secp256k1":
+        valid = secp256k1.verify_digest(public_key, secp256k1.sha256(sign_bytes), signature)
+    else:
+        valid = ed25519.verify(public_key, sign_bytes, signature)
+    if not valid:
+        raise InterchangeError(
+            "the priv_validator_state signature does not verify over its signbytes with --public-key "
+            "(the state of another key?); nothing was imported"
+        )
+
+
+def cmd_protection_import_cometbft_state(args: argparse.Namespace) -> int:
+    chain_id, public_key = _cometbft_target(args)
+    try:
+        document = args.file.read_bytes() if str(args.file) != "-" else sys.stdin.buffer.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {args.file}: {exc.strerror}") from exc
+    state = parse_cometbft_state(document)
+    without_timestamp = None
+    if state.sign_bytes is not None:
+        try:
+            without_timestamp = clear_timestamp(state.sign_bytes)
+        except MalformedRequest as exc:
+            raise InterchangeError(
+                f"the priv_validator_state signbytes are not a canonical CometBFT vote or proposal: {exc.message}"
+            ) from exc
+        if state.signature is not None:
+            _check_state_signature(public_key, state.sign_bytes, state.signature)
+    store = _open_store(args)
+    try:
+        moved = store.import_cometbft_state(chain_id, public_key, document, without_timestamp)
+    finally:
+        store.close()
+    where = f"height {state.height} round {state.round} step {state.step}"
+    if moved:
+        print(f"imported: the state of chain {chain_id} moved forward to {where}")
+    else:
+        print(f"imported: nothing changed, the stored state of chain {chain_id} is already at or beyond {where}")
+    return EXIT_OK
+
+
+def cmd_protection_export_cometbft_state(args: argparse.Namespace) -> int:
+    chain_id, public_key = _cometbft_target(args)
+    store = _open_store(args)
+    try:
+        document = store.export_cometbft_state(chain_id, public_key)
+    finally:
+        store.close()
+    text = json.dumps(document, indent=2) + "\n"
+    if args.output is None or str(args.output) == "-":
+        sys.stdout.write(text)
+    else:
+        args.output.write_text(text, encoding="utf-8")
+    return EXIT_OK
+
+
+def _add_cometbft_state(sub: Any) -> None:
+    for name, func, help_text in (
+        (
+            "import-cometbft-state",
+            cmd_protection_import_cometbft_state,
+            "merge a CometBFT priv_validator_state.json for one chain and key (never moves back)",
+        ),
+        (
+            "export-cometbft-state",
+            cmd_protection_export_cometbft_state,
+            "write the last signed state of one chain and key as priv_validator_state.json",
+        ),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--config", type=Path, help="the signer's TOML configuration")
+        p.add_argument("--data-dir", type=Path, help="data directory of the SQLite store (without --config)")
+        p.add_argument("--network", help="network of the store (without --config; default mainnet)")
+        p.add_argument("--protection-dsn", help="postgresql://... (without --config)")
+        p.add_argument("--chain-id", required=True, help="the CometBFT chain_id the state belongs to")
+        p.add_argument("--public-key", required=True, help="0x-prefixed hex public key of the validator")
+        if name.startswith("import"):
+            p.add_argument("file", type=Path, help="priv_validator_state.json, or - for stdin")
+        else:
+            p.add_argument("--output", "-o", type=Path, help="output file (default stdout)")
         p.set_defaults(func=func)
 
 
