@@ -68,7 +68,7 @@ from tests.e2e.harness import (
 from tests.e2e.test_cometbft_e2e import delimited, secp_public_key, secp_verifies
 from tests.e2e.test_security_e2e import keys_toml, make_keys
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # a server, keys made by the CLI (scrypt): ~10-17 s in all
 
 CHAIN = "fuzz-chain"
 MAX_MESSAGE_BYTES = 1024 * 1024

@@ -47,7 +47,7 @@ from tests.e2e.harness import (
 )
 from tests.e2e.test_eth2_e2e import att, proposal, root
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # a server, keys made by the CLI (scrypt): ~10-17 s in all
 
 SUCCEEDED = responsestate_pb2.SUCCEEDED
 DENIED = responsestate_pb2.DENIED
