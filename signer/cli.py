@@ -22,8 +22,8 @@ from typing import Any
 from signer.api.ratelimit import parse_rate_limit
 from signer.api.tls import is_loopback
 from signer.app import DEV_CHAINS, ServeOptions, SignerApp, build_key_module, build_store, listen_host
-from signer.cometbft.canonical import clear_timestamp
 from signer.cometbft.consensus import check_chain_id
+from signer.cometbft.state import imported_sign_bytes_without_timestamp
 from signer.config import (
     Config,
     KeysConfig,
@@ -36,7 +36,7 @@ from signer.config import (
     parse_config,
 )
 from signer.crypto import ed25519, secp256k1
-from signer.errors import ConfigError, InterchangeError, MalformedRequest, SignerError
+from signer.errors import ConfigError, MalformedRequest, SignerError
 from signer.eth2.networks import network_from_config
 from signer.keys.dev import DEV_PIN, create_dev_module
 from signer.keys.importer import DEFAULT_WALLET, ImportStatus, find_keystores, import_keystores
@@ -431,19 +431,6 @@ def _cometbft_target(args: argparse.Namespace) -> tuple[str, bytes]:
     return args.chain_id, public_key
 
 
-def _check_state_signature(public_key: bytes, sign_bytes: bytes, signature: bytes) -> None:
-    """The state's signature must be the key's signature over its signbytes (else: the wrong key)."""
-    if PUBLIC_KEY_LENGTHS[len(public_key)] == "secp256k1":
-        valid = secp256k1.verify_digest(public_key, secp256k1.sha256(sign_bytes), signature)
-    else:
-        valid = ed25519.verify(public_key, sign_bytes, signature)
-    if not valid:
-        raise InterchangeError(
-            "the priv_validator_state signature does not verify over its signbytes with --public-key "
-            "(the state of another key?); nothing was imported"
-        )
-
-
 def cmd_protection_import_cometbft_state(args: argparse.Namespace) -> int:
     chain_id, public_key = _cometbft_target(args)
     try:
@@ -451,16 +438,7 @@ def cmd_protection_import_cometbft_state(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise ConfigError(f"cannot read {args.file}: {exc.strerror}") from exc
     state = parse_cometbft_state(document)
-    without_timestamp = None
-    if state.sign_bytes is not None:
-        try:
-            without_timestamp = clear_timestamp(state.sign_bytes)
-        except MalformedRequest as exc:
-            raise InterchangeError(
-                f"the priv_validator_state signbytes are not a canonical CometBFT vote or proposal: {exc.message}"
-            ) from exc
-        if state.signature is not None:
-            _check_state_signature(public_key, state.sign_bytes, state.signature)
+    without_timestamp = imported_sign_bytes_without_timestamp(public_key, state.sign_bytes, state.signature)
     store = _open_store(args)
     try:
         moved = store.import_cometbft_state(chain_id, public_key, document, without_timestamp)

@@ -53,9 +53,11 @@ from signer import errors
 from signer.api import status
 from signer.api._proto.signer.admin.v1 import admin_pb2, admin_pb2_grpc
 from signer.api.context import CallContext
+from signer.cometbft.state import imported_sign_bytes_without_timestamp
 from signer.keys import eip2335
 from signer.keys.importer import DEFAULT_WALLET, ImportResult, ImportStatus, import_keystores
 from signer.keys.module import check_account_name
+from signer.protection.cometbft_state import parse_cometbft_state
 from signer.service import Outcome, SigningService
 from signer.types import ClientIdentity, KeyInfo, Operation, Scheme
 
@@ -206,9 +208,7 @@ class _AdminBase:
         self.service.reload_keys()
         keys = self.service.list_keys()
         for scheme in Scheme:
-            self.service.monitor.keys_loaded(
-                self.service.keys.kind, scheme, sum(1 for k in keys if k.scheme == scheme)
-            )
+            self.service.monitor.keys_loaded(self.service.keys.kind, scheme, sum(1 for k in keys if k.scheme == scheme))
         return keys
 
 
@@ -632,7 +632,9 @@ class ProtectionAdminServicer(_AdminBase, admin_pb2_grpc.ProtectionAdminServicer
             document = bytes(request.state_json)
             if not document:
                 raise errors.MalformedRequest("state_json is empty")
-            moved = self.service.store.import_cometbft_state(request.chain_id, public_key, document)
+            state = parse_cometbft_state(document)
+            without_timestamp = imported_sign_bytes_without_timestamp(public_key, state.sign_bytes, state.signature)
+            moved = self.service.store.import_cometbft_state(request.chain_id, public_key, document, without_timestamp)
             log.info(
                 "CometBFT state imported",
                 extra={"chain_id": request.chain_id, "public_key": "0x" + public_key.hex(), "moved_forward": moved},
