@@ -136,10 +136,11 @@ class SignerApp:
         self.authorizer: Authorizer
         if self.options.dev:
             # --dev: anyone on loopback; with mTLS, any certificate of the CA, for the dev keys only.
-            dev = DevAuthorizer(audit=self.audit, monitor=self.monitor)
+            # (No audit sink here: every call writes its own audit line per item, refusals included.)
+            dev = DevAuthorizer(monitor=self.monitor)
             self.authorizer = dev if self.credentials else AllowAll()
         else:
-            self.authorizer = PermissionAuthorizer(config.clients, audit=self.audit, monitor=self.monitor)
+            self.authorizer = PermissionAuthorizer(config.clients, monitor=self.monitor)
         self.limiter = RateLimiter(config.limits, config.clients)
         self.service = SigningService(
             self.network,
@@ -148,6 +149,7 @@ class SignerApp:
             monitor=self.monitor,
             authorizer=self.authorizer,
             comet_chains=chains,
+            key_rate=self.limiter.check_key if config.limits.per_key_rate is not None else None,
         )
         self.batcher = Batcher(
             self.service,

@@ -167,6 +167,7 @@ class SigningService:
         authorizer: Authorizer | None = None,
         comet_chains: dict[str, str] | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        key_rate: Callable[[bytes], None] | None = None,
     ) -> None:
         self.network = network
         self.keys = keys
@@ -176,6 +177,8 @@ class SigningService:
         self.comet_chains = dict(comet_chains or {})
         """chain_id -> account name of the key that signs for it."""
         self._clock = clock
+        self._key_rate = key_rate
+        """Optional per-key rate limit: raises RateLimited for a key over its rate."""
         self._index_lock = threading.Lock()
         self._by_name: dict[str, KeyInfo] = {}
         self._by_public_key: dict[bytes, KeyInfo] = {}
@@ -243,6 +246,12 @@ class SigningService:
         self.reload_keys()
         return key
 
+    def _admit(self, client: ClientIdentity, operation: Operation, key: KeyInfo) -> None:
+        """Step 2: may this client do this with this key (permissions, then the per-key rate)."""
+        self.authorizer.authorize(client, operation, key)
+        if self._key_rate is not None:
+            self._key_rate(key.public_key)
+
     def _lookup(self, ref: KeyRef) -> KeyInfo:
         if (ref.account is None) == (ref.public_key is None):
             raise errors.MalformedRequest("name the key by exactly one of account or public key")
@@ -292,7 +301,7 @@ class SigningService:
                         {"source_epoch": data.source.epoch, "target_epoch": data.target.epoch},
                     )
                 item.key = self._resolve(req.key, Scheme.BLS)
-                self.authorizer.authorize(client, Operation.SIGN_ATTESTATION, item.key)
+                self._admit(client, Operation.SIGN_ATTESTATION, item.key)
                 domain_type = self.network.check_domain(req.domain, data.target.epoch)
                 if domain_type != DomainType.BEACON_ATTESTER:
                     raise errors.ForbiddenDomain(
@@ -315,7 +324,7 @@ class SigningService:
                 _check_len("domain", req.domain, DOMAIN_LEN)
                 header = req.header
                 item.key = self._resolve(req.key, Scheme.BLS)
-                self.authorizer.authorize(client, Operation.SIGN_PROPOSAL, item.key)
+                self._admit(client, Operation.SIGN_PROPOSAL, item.key)
                 domain_type = self.network.check_domain(req.domain, self.network.epoch_at_slot(header.slot))
                 if domain_type != DomainType.BEACON_PROPOSER:
                     raise errors.ForbiddenDomain(
@@ -349,7 +358,7 @@ class SigningService:
                     if domain_type == DomainType.VOLUNTARY_EXIT
                     else Operation.SIGN_GENERIC
                 )
-                self.authorizer.authorize(client, operation, item.key)
+                self._admit(client, operation, item.key)
                 item.message = compute_signing_root(req.data, req.domain)
             except errors.SignerError as exc:
                 item.error = exc
@@ -395,11 +404,11 @@ class SigningService:
                 item.key = self._chain_key(req.chain_id)
                 msg = req.message
                 if isinstance(msg, CometVote):
-                    self.authorizer.authorize(client, Operation.COMETBFT_VOTE, item.key)
+                    self._admit(client, Operation.COMETBFT_VOTE, item.key)
                     if msg.extends_block and not req.skip_extension_signing:
                         item.extra["extension_bytes"] = vote_extension_sign_bytes(req.chain_id, msg)
                 else:
-                    self.authorizer.authorize(client, Operation.COMETBFT_PROPOSAL, item.key)
+                    self._admit(client, Operation.COMETBFT_PROPOSAL, item.key)
                 check = consensus_check(req.chain_id, item.key.public_key, msg)
                 item.check = check
                 item.message = check.sign_bytes

@@ -355,3 +355,22 @@ def test_no_secret_in_errors_or_logs(
         assert secret.hex() not in text
         assert secret.hex()[:16] not in text
     assert PIN not in text
+
+
+def test_per_key_rate_limit_refuses_only_the_key_over_its_rate(module: CountingModule, store: FailingStore) -> None:
+    from signer.api.ratelimit import RateLimiter  # noqa: PLC0415 - the real limiter the app plugs in
+    from signer.config import LimitsConfig, RateConfig  # noqa: PLC0415
+
+    now = [100.0]
+    limiter = RateLimiter(
+        LimitsConfig(per_key_rate=RateConfig(per_second=1.0, burst=1)), (), clock=lambda: now[0]
+    )
+    service = SigningService(MAINNET, module, store, comet_chains=CHAINS, key_rate=limiter.check_key)
+    first = service.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2), att(1, 1, 2)])
+    assert all(o.ok for o in first)
+    again = service.sign_attestations(LOCAL_CLIENT, [att(0, 2, 3)])
+    assert isinstance(again[0].error, errors.RateLimited)
+    assert again[0].error.retry_after_s > 0
+    # A refused item records nothing: after the refill the same attestation signs.
+    now[0] += 1.5
+    assert service.sign_attestations(LOCAL_CLIENT, [att(0, 2, 3)])[0].ok
