@@ -40,7 +40,11 @@ ProtectionStoreError (retryable; signing refused) and the transaction is rolled 
 acknowledged. If the connection dies while COMMIT is in flight the outcome is unknown: the error
 still refuses, and a retry of identical data is SAME_DATA if it had been committed. The pool
 replaces broken connections by itself and gives up its reconnection backoff after ``timeout_s``,
-so the first request after the database returns opens a fresh connection at once.
+so the first request after the database returns opens a fresh connection at once. A database that
+stops answering but keeps its connections open (frozen server, storage stuck in I/O: the kernel
+still acknowledges TCP, so keepalives never fire) is bounded on the client side: a signing
+transaction or ping still waiting after its deadline (3 x ``timeout_s``; ``timeout_s`` for a ping)
+has its socket cut and is refused (``_Watchdog``).
 
 Each advisory lock takes a slot in PostgreSQL's shared lock table (``max_locks_per_transaction`` x
 ``max_connections``, 6,400 by default): replicas x pool_size x the largest batch must fit, or raise
@@ -57,8 +61,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import heapq
+import itertools
 import math
+import os
+import socket
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -292,6 +301,75 @@ def _connection_options(timeout_s: float) -> str:
     )
 
 
+class _Watchdog:
+    """Client-side deadlines for transactions, on one daemon thread per store.
+
+    A database that stops answering without closing the connection (a frozen server, storage stuck
+    in I/O, a paused VM) still has its TCP acknowledged by the kernel, so keepalives and
+    tcp_user_timeout never fire, and statement_timeout runs inside the frozen server: a blocked
+    call would wait forever. When a deadline passes first, the connection's socket is shut down
+    (through a duplicate descriptor), so the blocked call fails at once with OperationalError and
+    the pool discards the connection. Expiry and disarm hold one lock, so a connection already
+    handed back to the pool is never touched.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, list[Any]]] = []
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    def arm(self, conn: Conn, seconds: float) -> list[Any]:
+        """Start a deadline; the entry is ``[conn, expired]`` (``expired`` set by the watchdog)."""
+        entry: list[Any] = [conn, False]
+        with self._cond:
+            heapq.heappush(self._heap, (time.monotonic() + seconds, next(self._seq), entry))
+            if self._thread is None and not self._stopped:
+                self._thread = threading.Thread(target=self._loop, name="protection-deadlines", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+        return entry
+
+    def disarm(self, entry: list[Any]) -> bool:
+        """Stop a deadline; True if it had already expired (the connection was cut)."""
+        with self._cond:
+            expired = bool(entry[1])
+            entry[0] = None
+            return expired
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+
+    def _loop(self) -> None:
+        with self._cond:
+            while not self._stopped:
+                while self._heap and self._heap[0][2][0] is None:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                remaining = self._heap[0][0] - time.monotonic()
+                if remaining > 0:
+                    self._cond.wait(remaining)
+                    continue
+                _, _, entry = heapq.heappop(self._heap)
+                entry[1] = True
+                _shutdown_socket(entry[0])
+                entry[0] = None
+
+
+def _shutdown_socket(conn: Conn) -> None:
+    with contextlib.suppress(OSError, ValueError, psycopg.Error):
+        sock = socket.socket(fileno=os.dup(conn.fileno()))
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        finally:
+            sock.close()  # the duplicate only; psycopg still owns (and closes) its descriptor
+
+
 class PostgresStore:
     """PostgreSQL-backed ProtectionStore bound to one genesis_validators_root; safe to share one
     database between several replicas (each with its own store and pool)."""
@@ -314,6 +392,9 @@ class PostgresStore:
             raise ProtectionStoreError("prune_keep_epochs must be at least 1")
         self.genesis_validators_root = bytes(genesis_validators_root)
         self.timeout_s = timeout_s
+        self.transaction_deadline_s = 3 * timeout_s
+        """Client-side bound of one signing transaction (lock wait, fetch, write, commit: each bounded
+        by timeout_s in the server, while the server answers)."""
         self.prune_keep_epochs = prune_keep_epochs
         try:
             params = conninfo_to_dict(dsn)
@@ -336,6 +417,7 @@ class PostgresStore:
         if password is not None:
             kwargs["password"] = password
         self._closed = threading.Event()
+        self._watchdog = _Watchdog()
         self._pool: ConnectionPool[Conn] = ConnectionPool(
             make_conninfo(**{k: str(v) for k, v in params.items() if v is not None}),
             kwargs=kwargs,
@@ -383,29 +465,43 @@ class PostgresStore:
 
     # --- running a transaction ----------------------------------------------------------------
 
-    def _run(self, what: str, work: Callable[[Conn], T], *, retry: bool = True) -> T:
+    def _run(
+        self, what: str, work: Callable[[Conn], T], *, retry: bool = True, deadline_s: float | None = None
+    ) -> T:
         """Run ``work`` on a pooled connection; psycopg errors become ProtectionStoreError.
 
         ``work`` runs its own transaction and commits it. If the connection turns out to be broken
         (e.g. the server restarted since it was last used), the pool is checked and ``work`` runs
         once more on a fresh connection. That is safe even if a COMMIT was lost in flight: ``work``
-        decides again, under the locks, from what the database holds.
+        decides again, under the locks, from what the database holds. With ``deadline_s``, a
+        transaction still waiting for the database after that long is cut (``_Watchdog``) and
+        refused, without a retry (the database is not answering).
         """
         for attempt in range(2 if retry else 1):
             if self._closed.is_set():
                 raise ProtectionStoreError("the slashing-protection store is closed")
-            broken = False
+            broken = expired = False
             try:
                 with self._pool.connection(timeout=self.timeout_s) as conn:
+                    deadline = None if deadline_s is None else self._watchdog.arm(conn, deadline_s)
                     try:
                         return work(conn)
                     except BaseException:
+                        expired = deadline is not None and self._watchdog.disarm(deadline)
                         broken = conn.broken or conn.closed
                         if not broken:
                             with contextlib.suppress(psycopg.Error):
                                 conn.rollback()
                         raise
+                    finally:
+                        if deadline is not None:
+                            self._watchdog.disarm(deadline)
             except psycopg.OperationalError as exc:
+                if expired:
+                    raise ProtectionStoreError(
+                        f"slashing-protection database {self.where} did not answer within {deadline_s:g} s "
+                        f"({what}); signing refused"
+                    ) from exc
                 if retry and attempt == 0 and broken:
                     self._pool.check()
                     continue
@@ -425,7 +521,11 @@ class PostgresStore:
         order = ordered_batch(checks)
         if not checks:
             return []
-        return self._run("check_and_record", lambda conn: self._check_and_record(conn, checks, order))
+        return self._run(
+            "check_and_record",
+            lambda conn: self._check_and_record(conn, checks, order),
+            deadline_s=self.transaction_deadline_s,
+        )
 
     def _check_and_record(self, conn: Conn, checks: Sequence[ProtectionCheck], order: list[int]) -> list[Verdict]:
         blocks = [(i, c) for i, c in enumerate(checks) if isinstance(c, BlockCheck)]
@@ -576,7 +676,7 @@ class PostgresStore:
             )
             conn.commit()
 
-        self._run("record_consensus_signature", work)
+        self._run("record_consensus_signature", work, deadline_s=self.transaction_deadline_s)
 
     def import_cometbft_state(
         self,
@@ -766,10 +866,11 @@ class PostgresStore:
             conn.execute("SELECT 1 FROM schema_version LIMIT 1")
             conn.commit()
 
-        self._run("ping", work)
+        self._run("ping", work, deadline_s=self.timeout_s)
 
     def close(self) -> None:
         self._closed.set()
+        self._watchdog.stop()
         self._pool.close(timeout=self.timeout_s)
 
 
