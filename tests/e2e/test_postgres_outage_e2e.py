@@ -16,10 +16,17 @@ restarting the signer. Shown:
   is (2n, 2n+1), so a different vote at (2n, 2n+1) is refused only because of that record (no
   neighbour surrounds it, it is above the lower bound); every one is DENIED. As a control, a vote
   in a gap, (2n+1, 2n+2), is still signed: the probe is not a blanket refusal.
+
+A second test freezes PostgreSQL instead (SIGSTOP: the kernel still acknowledges TCP, so nothing but
+a client-side deadline ends a call): a signing request is FAILED within the store's transaction
+deadline (3 x timeout_s) instead of hanging, ``/readyz`` is 503, and after SIGCONT signing resumes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import threading
 import time
 import urllib.error
@@ -248,3 +255,59 @@ def test_postgres_outage_refuses_reports_not_ready_and_recovers_without_restart(
         proc.stop()
         if postgres_down:
             postgres_server.start()
+
+
+# --- a frozen database: a deadline, not a hang ---------------------------------------------------
+
+
+def server_processes(server: PostgresServer) -> list[int]:
+    """The postmaster of the throwaway server and its children (from /proc)."""
+    assert server.root is not None
+    postmaster = int((server.root / "data" / "postmaster.pid").read_text().split()[0])
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                # /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces, so split after ")".
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                    children.append(int(entry.name))
+    return [postmaster, *children]
+
+
+STORE_TIMEOUT_S = 2.0
+"""ProtectionConfig.timeout_s default; the signing transaction deadline is 3 x this."""
+
+
+def test_frozen_postgres_refuses_within_the_deadline_and_recovers(
+    postgres_server: PostgresServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    if not postgres_server.owned:
+        missing_component("a throwaway PostgreSQL server that the test may freeze (not SIGNER_TEST_POSTGRES_DSN)")
+    dsn = postgres_server.new_database()
+    frozen: list[int] = []
+    with SignerProcess.dev(tmp_path / "signer", dev_keys=2, extra_args=["--protection-dsn", dsn]) as proc:
+        try:
+            stub = signer_pb2_grpc.SignerStub(proc.channel())
+            assert stub.SignBeaconAttestation(att(0, 2, 3).request(), timeout=CALL_TIMEOUT_S).state == SUCCEEDED
+            frozen = server_processes(postgres_server)
+            for pid in frozen:
+                os.kill(pid, signal.SIGSTOP)
+            started = time.monotonic()
+            answer = stub.SignBeaconAttestation(att(0, 4, 5).request(), timeout=CALL_TIMEOUT_S)
+            elapsed = time.monotonic() - started
+            assert answer.state == FAILED
+            assert not answer.signature
+            assert elapsed < 3 * STORE_TIMEOUT_S + 5, f"refused only after {elapsed:.1f} s"
+            status, reason = readyz(proc)
+            assert status == 503 and "protection store" in reason, (status, reason)
+            print(f"\nfrozen PostgreSQL: FAILED after {elapsed:.1f} s")
+        finally:
+            for pid in frozen:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+        wait_until("/readyz 200 after SIGCONT", lambda: readyz(proc) == (200, "ready\n"), proc)
+        assert stub.SignBeaconAttestation(att(0, 6, 7).request(), timeout=CALL_TIMEOUT_S).state == SUCCEEDED
+        # The vote signed before the freeze is on record.
+        assert stub.SignBeaconAttestation(att(0, 2, 3, block="other").request(), timeout=CALL_TIMEOUT_S).state == DENIED
+        assert proc.starts == 1
