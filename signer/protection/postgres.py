@@ -328,7 +328,8 @@ class _Watchdog:
             if self._thread is None and not self._stopped:
                 self._thread = threading.Thread(target=self._loop, name="protection-deadlines", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if self._heap[0][2] is entry:  # earlier than what the thread sleeps for (else: no wake-up)
+                self._cond.notify()
         return entry
 
     def disarm(self, entry: list[Any]) -> bool:
