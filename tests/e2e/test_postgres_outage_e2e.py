@@ -19,7 +19,8 @@ restarting the signer. Shown:
 
 A second test freezes PostgreSQL instead (SIGSTOP: the kernel still acknowledges TCP, so nothing but
 a client-side deadline ends a call): a signing request is FAILED within the store's transaction
-deadline (3 x timeout_s) instead of hanging, ``/readyz`` is 503, and after SIGCONT signing resumes.
+deadline (3 x timeout_s) instead of hanging, ``/readyz`` is 503 and gRPC health NOT_SERVING (the
+readiness ping has a deadline too), and after SIGCONT signing and readiness come back.
 """
 
 from __future__ import annotations
@@ -289,6 +290,7 @@ def test_frozen_postgres_refuses_within_the_deadline_and_recovers(
     with SignerProcess.dev(tmp_path / "signer", dev_keys=2, extra_args=["--protection-dsn", dsn]) as proc:
         try:
             stub = signer_pb2_grpc.SignerStub(proc.channel())
+            health = health_pb2_grpc.HealthStub(proc.channel())
             assert stub.SignBeaconAttestation(att(0, 2, 3).request(), timeout=CALL_TIMEOUT_S).state == SUCCEEDED
             frozen = server_processes(postgres_server)
             for pid in frozen:
@@ -301,12 +303,15 @@ def test_frozen_postgres_refuses_within_the_deadline_and_recovers(
             assert elapsed < 3 * STORE_TIMEOUT_S + 5, f"refused only after {elapsed:.1f} s"
             status, reason = readyz(proc)
             assert status == 503 and "protection store" in reason, (status, reason)
+            # The readiness poller's ping is bounded too, so gRPC health follows (it would hang on SERVING).
+            wait_until("gRPC health NOT_SERVING while frozen", lambda: health_states(health) == {NOT_SERVING}, proc)
             print(f"\nfrozen PostgreSQL: FAILED after {elapsed:.1f} s")
         finally:
             for pid in frozen:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGCONT)
         wait_until("/readyz 200 after SIGCONT", lambda: readyz(proc) == (200, "ready\n"), proc)
+        wait_until("gRPC health SERVING after SIGCONT", lambda: health_states(health) == {SERVING}, proc)
         assert stub.SignBeaconAttestation(att(0, 6, 7).request(), timeout=CALL_TIMEOUT_S).state == SUCCEEDED
         # The vote signed before the freeze is on record.
         assert stub.SignBeaconAttestation(att(0, 2, 3, block="other").request(), timeout=CALL_TIMEOUT_S).state == DENIED
