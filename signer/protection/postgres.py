@@ -488,11 +488,11 @@ class PostgresStore:
                     try:
                         return work(conn)
                     except BaseException:
-                        expired = deadline is not None and self._watchdog.disarm(deadline)
                         broken = conn.broken or conn.closed
                         if not broken:
                             with contextlib.suppress(psycopg.Error):
-                                conn.rollback()
+                                conn.rollback()  # still under the deadline
+                        expired = deadline is not None and self._watchdog.disarm(deadline)
                         raise
                     finally:
                         if deadline is not None:
