@@ -12,6 +12,7 @@ from signer.cometbft.canonical import clear_timestamp
 from signer.crypto import ed25519, secp256k1
 from signer.errors import InterchangeError, MalformedRequest
 
+
 def imported_sign_bytes_without_timestamp(
     public_key: bytes, sign_bytes: bytes | None, signature: bytes | None
 ) -> bytes | None:
