@@ -19,20 +19,28 @@ goes through a PKCS#11 session are signed by the caller's thread, directly by th
 the workers sign the BLS part of the same call: they never queue behind BLS work. Keys the pool
 does not know (added since the workers were forked) are signed in-process too.
 
-Key changes: every mutation that goes through this object (generate, import, delete, lock,
-unlock, close) first retires the current pool -- no new chunk is handed to it, the chunks in
-flight finish, then the workers are stopped -- so no worker holds a deleted key or any key after
-``lock()``; while the mutation runs, signing happens in-process, against the module's current
-state. A fresh pool (forked from the new state) replaces it afterwards if the module is unlocked.
+Forking happens once, at ``start()``, before the server runs any thread: a child forked from a
+running multi-threaded gRPC server can crash at once (SIGSEGV: the child tears down the other
+threads' state, grpc's objects with it; seen in tests/e2e/test_metrics_e2e.py). So the pool forks
+its workers and as many spare workers up front, and never forks again while the server runs.
+
+Key changes: a key deleted through this object is never handed to a worker again (the deletion
+waits for the chunks in flight, then the key joins a refused set; the module itself then refuses
+it in-process with UnknownKey). Keys added after the fork (generate, import) are signed
+in-process. ``lock()`` and ``close()`` stop every worker and spare, so no process holds a secret
+after them; ``unlock()`` forks a new pool only while the process has no other thread, else
+signing stays in-process (logged).
 
 A worker that dies (or answers garbage) fails its chunk: the call raises KeyModuleError, so the
-service refuses the affected items; the dead worker is replaced by a fresh fork and the next call
-signs normally. Dead idle workers are replaced before they are handed work.
+service refuses the affected items; a spare takes its place and the next call signs normally.
+Dead idle workers are replaced before they are handed work. With no spare left, the pool shrinks,
+and with no worker left, signing continues in-process (logged): slower, never unavailable.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import math
 import multiprocessing
@@ -54,6 +62,8 @@ log = logging.getLogger("signer.keys.pool")
 DEFAULT_CHUNK = 64
 """Largest chunk handed to one worker at a time (a batch of 100 over 2 workers: 2 chunks of 50)."""
 _STOP_TIMEOUT_S = 2.0
+_LIVENESS_CHECK_S = 1.0
+_PR_SET_PDEATHSIG = 1
 
 
 def default_workers() -> int:
@@ -64,8 +74,18 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _worker_main(module: KeyModule, conn: Connection) -> None:
+def _die_with_parent(parent_pid: int) -> None:
+    """Linux: SIGKILL this worker when the process that forked it dies (even by SIGKILL)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(0)
+
+
+def _worker_main(module: KeyModule, conn: Connection, parent_pid: int) -> None:
     """The worker loop (runs in the forked child): sign chunks until told to stop or the pipe closes."""
+    _die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which stops us
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     while True:
@@ -106,7 +126,7 @@ class _Worker:
         ctx = multiprocessing.get_context("fork")
         parent, child = ctx.Pipe(duplex=True)
         self.process = ctx.Process(
-            target=_worker_main, args=(module, child), name=f"signer-sign-{index}", daemon=True
+            target=_worker_main, args=(module, child, os.getpid()), name=f"signer-sign-{index}", daemon=True
         )
         self.process.start()
         child.close()
@@ -137,24 +157,31 @@ class _Worker:
 
 
 class _Pool:
-    """One generation of workers, forked from one state of the module; retired as a whole."""
+    """The workers (and spares) forked from one state of the module, at start; retired as a whole."""
 
-    def __init__(self, module: KeyModule, workers: int) -> None:
+    def __init__(self, module: KeyModule, workers: int, spares: int) -> None:
         self.module = module
         self.keys: dict[bytes, Scheme] = {k.public_key: k.scheme for k in module.list_keys()}
         self.idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
         self.workers: list[_Worker] = []
+        self.spares: list[_Worker] = []
         self._cond = threading.Condition()
         self._users = 0
+        self._paused = False
         self._retired = False
-        for index in range(workers):
+        for index in range(workers + spares):
             worker = _Worker(module, index)
-            self.workers.append(worker)
-            self.idle.put(worker)
+            if index < workers:
+                self.workers.append(worker)
+                self.idle.put(worker)
+            else:
+                self.spares.append(worker)
 
     def enter(self) -> bool:
+        """Become a user (False once retired, or with no worker left); waits while paused."""
         with self._cond:
-            if self._retired:
+            self._cond.wait_for(lambda: not self._paused)
+            if self._retired or not self.workers:
                 return False
             self._users += 1
             return True
@@ -164,31 +191,63 @@ class _Pool:
             self._users -= 1
             self._cond.notify_all()
 
+    @contextlib.contextmanager
+    def paused(self) -> Any:
+        """No chunk in flight and none handed out while the body runs (a key is being deleted)."""
+        with self._cond:
+            self._cond.wait_for(lambda: not self._paused)
+            self._paused = True
+            self._cond.wait_for(lambda: self._users == 0)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._paused = False
+                self._cond.notify_all()
+
     def retire(self) -> None:
-        """No new users; wait for the chunks in flight; stop every worker."""
+        """No new users; wait for the chunks in flight; stop every worker and spare."""
         with self._cond:
             self._retired = True
             self._cond.wait_for(lambda: self._users == 0)
-            workers, self.workers = self.workers, []
+            workers, self.workers = self.workers + self.spares, []
+            self.spares = []
         for worker in workers:
             worker.stop()
 
     def take(self, block: bool) -> _Worker | None:
-        try:
-            worker = self.idle.get(block=block)
-        except queue.Empty:
-            return None
-        if not worker.alive():
-            worker = self.replace(worker)
-        return worker
+        """An idle live worker (blocking if asked), or None (none idle, or none left at all)."""
+        while True:
+            with self._cond:
+                if not self.workers:
+                    return None
+            try:
+                worker = self.idle.get(block=block, timeout=0.5 if block else None)
+            except queue.Empty:
+                if block:
+                    continue
+                return None
+            if worker.alive():
+                return worker
+            fresh = self.replace(worker)
+            if fresh is not None:
+                return fresh
 
-    def replace(self, dead: _Worker) -> _Worker:
-        """A fresh fork in place of a dead (or confused) worker."""
+    def replace(self, dead: _Worker) -> _Worker | None:
+        """A spare in place of a dead (or confused) worker; None when no spare is left."""
         dead.kill()
-        fresh = _Worker(self.module, dead.index)
         with self._cond:
-            self.workers = [fresh if w is dead else w for w in self.workers]
+            fresh = self.spares.pop() if self.spares else None
+            if fresh is None:
+                self.workers = [w for w in self.workers if w is not dead]
+                log.warning("signing worker lost and no spare left", extra={"workers": len(self.workers)})
+            else:
+                self.workers = [fresh if w is dead else w for w in self.workers]
         return fresh
+
+    def put_back(self, worker: _Worker | None) -> None:
+        if worker is not None:
+            self.idle.put(worker)
 
     def run(self, chunks: list[list[tuple[bytes, bytes]]]) -> list[list[bytes]]:
         """Sign every chunk on the workers; raises the first refusal (or KeyModuleError on a crash)."""
@@ -205,21 +264,33 @@ class _Pool:
                 index = pending.pop()
                 try:
                     worker.conn.send(chunks[index])
-                except (OSError, ValueError):
-                    failure = failure or _crashed(worker)
-                    self.idle.put(self.replace(worker))
+                except (OSError, ValueError):  # the chunk never left: another worker signs it
+                    _crashed(worker)
+                    self.put_back(self.replace(worker))
+                    pending.append(index)
                     continue
                 inflight[worker.conn] = (worker, index)
             if not inflight:
+                # No worker left at all: the chunks that never left are signed here.
+                for index in pending:
+                    results[index] = self.module.sign_many(chunks[index])
+                pending.clear()
                 continue
-            for conn in wait(list(inflight)):
+            ready = wait(list(inflight), timeout=_LIVENESS_CHECK_S)
+            if not ready:  # belt and braces: a worker that died without closing its pipe
+                for dead_conn, (worker, _) in list(inflight.items()):
+                    if not worker.alive():
+                        del inflight[dead_conn]
+                        failure = failure or _crashed(worker)
+                        self.put_back(self.replace(worker))
+            for conn in ready:
                 assert isinstance(conn, Connection)
                 worker, index = inflight.pop(conn)
                 try:
                     status, payload = conn.recv()
                 except (EOFError, OSError, ValueError, TypeError):
                     failure = failure or _crashed(worker)
-                    self.idle.put(self.replace(worker))
+                    self.put_back(self.replace(worker))
                     continue
                 self.idle.put(worker)
                 if status == "ok" and isinstance(payload, list) and len(payload) == len(chunks[index]):
@@ -235,61 +306,62 @@ class _Pool:
 
 
 def _crashed(worker: _Worker) -> errors.KeyModuleError:
+    worker.process.join(0.05)
     code = worker.process.exitcode
-    log.warning("signing worker died; replacing it", extra={"worker": worker.index, "exitcode": code})
+    log.warning("signing worker died; a spare replaces it", extra={"worker": worker.index, "exitcode": code})
     return errors.KeyModuleError(f"signing worker {worker.index} died (exit code {code}); its items were not signed")
 
 
 class ParallelSigner:
     """``ParallelSigner(module, workers)`` is a KeyModule: it delegates everything to ``module``
-    and signs the BLS part of ``sign_many`` over ``workers`` forked processes (0: one per core).
+    and signs the BLS part of ``sign_many`` over ``workers`` forked processes (0: one per core),
+    with ``spares`` more forked beside them (default: as many) to replace workers that die.
 
-    Call ``start()`` before the process starts threads of its own (the gRPC server), so the first
-    fork happens in a quiet process; later refreshes fork from a running one (the workers only
-    sign, they never touch a lock, a socket or a database they inherited).
+    Call ``start()`` before the process starts any thread (the gRPC server): it is the only fork.
     """
 
-    def __init__(self, module: KeyModule, workers: int = 0, *, chunk_size: int = DEFAULT_CHUNK) -> None:
-        if workers < 0 or chunk_size < 1:
+    def __init__(
+        self, module: KeyModule, workers: int = 0, *, chunk_size: int = DEFAULT_CHUNK, spares: int | None = None
+    ) -> None:
+        if workers < 0 or chunk_size < 1 or (spares is not None and spares < 0):
             raise errors.ConfigError("batching.sign_workers must be >= 0 and the chunk size >= 1")
         self.module = module
         self.kind: str = module.kind
         self.workers = workers or default_workers()
+        self.spares = self.workers if spares is None else spares
         self.chunk_size = chunk_size
         self._pool: _Pool | None = None
         self._pool_lock = threading.Lock()
         self._mutation_lock = threading.RLock()
+        self._removed: set[bytes] = set()
+        """Keys deleted since the workers were forked: never handed to them."""
+        self._started = False
         self._closed = False
 
     # --- the pool's life ----------------------------------------------------------------------
 
     def start(self) -> None:
-        """Fork the workers now (if the module is unlocked). Idempotent."""
+        """Fork the workers and spares now (if the module is unlocked). Idempotent.
+
+        The first start forks unconditionally (call it before any thread runs); a later one, after
+        ``lock()``/``unlock()``, only while this process has no other thread.
+        """
         with self._mutation_lock, self._pool_lock:
-            if self._pool is None and not self._closed and self.module.unlocked:
-                bls.get_backend()  # import and set up the backend once, before forking
-                self._pool = _Pool(self.module, self.workers)
+            if self._pool is not None or self._closed or not self.module.unlocked:
+                return
+            if self._started and threading.active_count() > 1:
+                log.warning("not forking signing workers from a multi-threaded process; signing in-process")
+                return
+            bls.get_backend()  # import and set up the backend once, before forking
+            self._pool = _Pool(self.module, self.workers, self.spares)
+            self._removed = set()
+            self._started = True
 
     def _retire(self) -> None:
         with self._pool_lock:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.retire()
-
-    def _refresh(self) -> None:
-        self._retire()
-        self.start()
-
-    @contextlib.contextmanager
-    def _changing(self, restart: bool = True) -> Any:
-        """Retire the pool around a mutation of the module; start a fresh one after it."""
-        with self._mutation_lock:
-            self._retire()
-            try:
-                yield
-            finally:
-                if restart:
-                    self.start()
 
     def worker_pids(self) -> list[int]:
         """Process ids of the current workers (empty when there is no pool). For tests and ops."""
@@ -304,11 +376,13 @@ class ParallelSigner:
         return self.module.unlocked
 
     def unlock(self) -> None:
-        with self._changing():
+        with self._mutation_lock:
             self.module.unlock()
+            self.start()
 
     def lock(self) -> None:
-        with self._changing(restart=False):
+        with self._mutation_lock:
+            self._retire()
             self.module.lock()
 
     def close(self) -> None:
@@ -323,26 +397,32 @@ class ParallelSigner:
     def list_keys(self) -> list[KeyInfo]:
         return self.module.list_keys()
 
+    # New keys are not in the workers (forked earlier): they are signed in-process.
+
     def generate(self, name: str, scheme: Scheme) -> KeyInfo:
-        with self._changing():
-            return self.module.generate(name, scheme)
+        return self.module.generate(name, scheme)
 
     def import_secret(self, name: str, scheme: Scheme, secret: bytes) -> KeyInfo:
-        with self._changing():
-            return self.module.import_secret(name, scheme, secret)
+        return self.module.import_secret(name, scheme, secret)
 
     def import_secrets(self, items: Sequence[tuple[str, Scheme, bytes]]) -> list[KeyInfo]:
         """BulkImport when the module has it (all or nothing), else one import per item."""
         bulk = getattr(self.module, "import_secrets", None)
-        with self._changing():
-            if bulk is not None:
-                result: list[KeyInfo] = bulk(items)
-                return result
-            return [self.module.import_secret(n, s, secret) for n, s, secret in items]
+        if bulk is not None:
+            result: list[KeyInfo] = bulk(items)
+            return result
+        return [self.module.import_secret(n, s, secret) for n, s, secret in items]
 
     def delete(self, public_key: bytes) -> KeyInfo:
-        with self._changing():
-            return self.module.delete(public_key)
+        """Delete the key; from then on no worker is handed it (chunks in flight finish first)."""
+        with self._mutation_lock:
+            pool = self._pool
+            if pool is None:
+                return self.module.delete(public_key)
+            with pool.paused():
+                info = self.module.delete(public_key)
+                self._removed.add(bytes(public_key))
+                return info
 
     def __getattr__(self, name: str) -> Any:
         """Read-only extras of the module (key_info, sign_recoverable, ...)."""
@@ -351,9 +431,8 @@ class ParallelSigner:
         return getattr(self.module, name)
 
     def generate_many(self, names: Sequence[str], scheme: Scheme) -> list[KeyInfo]:
-        with self._changing():
-            result: list[KeyInfo] = self.module.generate_many(names, scheme)  # type: ignore[attr-defined]
-            return result
+        result: list[KeyInfo] = self.module.generate_many(names, scheme)  # type: ignore[attr-defined]
+        return result
 
     def sign(self, public_key: bytes, message: bytes) -> bytes:
         return self.sign_many([(public_key, message)])[0]
@@ -363,7 +442,12 @@ class ParallelSigner:
         if pool is None or not pool.enter():
             return self.module.sign_many(items)
         try:
-            pooled = [n for n, (pk, _) in enumerate(items) if pool.keys.get(bytes(pk)) is Scheme.BLS]
+            removed = self._removed
+            pooled = [
+                n
+                for n, (pk, _) in enumerate(items)
+                if pool.keys.get(bytes(pk)) is Scheme.BLS and bytes(pk) not in removed
+            ]
             if not pooled:
                 return self.module.sign_many(items)
             out: list[bytes | None] = [None] * len(items)

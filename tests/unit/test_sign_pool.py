@@ -84,15 +84,31 @@ def test_refusals_in_a_worker_come_back_as_the_same_error(module: EmulatedKeyMod
 
 
 def test_deleted_key_is_not_signed_by_a_stale_worker(module: EmulatedKeyModule, pool: ParallelSigner) -> None:
-    key = bls_keys(module)[5]
-    before = pool.worker_pids()
+    keys = bls_keys(module)
+    key, other = keys[5], keys[6]
     assert pool.sign_many([(key.public_key, b"\x01" * 32)])
+    workers = pool.worker_pids()
     pool.delete(key.public_key)
-    # The workers that held the key are gone by the time delete() returns.
-    assert not any(alive(pid) for pid in before)
-    assert set(pool.worker_pids()).isdisjoint(before) and len(pool.worker_pids()) == 2
+    # The workers forked before the deletion still hold the secret in memory, but are never handed
+    # the key again: the module refuses it (in-process), and the other keys still go to the workers.
     with pytest.raises(errors.UnknownKey):
         pool.sign_many([(key.public_key, b"\x02" * 32)])
+    with pytest.raises(errors.UnknownKey):
+        pool.sign_many([(other.public_key, b"\x02" * 32), (key.public_key, b"\x02" * 32)])
+    assert pool.sign_many([(other.public_key, b"\x03" * 32)]) == [module.sign(other.public_key, b"\x03" * 32)]
+    assert pool.worker_pids() == workers
+
+
+def test_deletion_waits_for_the_chunks_in_flight(module: EmulatedKeyModule, pool: ParallelSigner) -> None:
+    keys = bls_keys(module)
+    items = [(keys[i % len(keys)].public_key, r) for i, r in enumerate(roots(400, tag=3))]
+    box: dict[str, object] = {}
+    runner = threading.Thread(target=lambda: box.update(sigs=pool.sign_many(items)))
+    runner.start()
+    time.sleep(0.02)
+    pool.delete(keys[0].public_key)  # returns only after the batch in flight is done
+    assert "sigs" in box
+    runner.join(30)
 
 
 def test_new_keys_are_signed_and_lock_stops_the_workers(module: EmulatedKeyModule, pool: ParallelSigner) -> None:
@@ -131,7 +147,7 @@ def test_worker_crash_refuses_the_call_then_the_pool_recovers(module: EmulatedKe
     runner.join(60)
     assert isinstance(outcome.get("error"), errors.KeyModuleError), outcome.keys()
     assert "died" in str(outcome["error"])
-    assert victim not in pool.worker_pids() and len(pool.worker_pids()) == 2
+    assert victim not in pool.worker_pids() and len(pool.worker_pids()) == 2  # a spare took its place
     assert pool.sign_many(items[:50]) == module.sign_many(items[:50])
 
 
@@ -141,6 +157,17 @@ def test_idle_worker_death_costs_no_refusal(module: EmulatedKeyModule, pool: Par
         os.kill(pid, signal.SIGKILL)
     time.sleep(0.05)
     items = [(k.public_key, b"\x05" * 32) for k in keys]
+    assert pool.sign_many(items) == module.sign_many(items)
+
+
+def test_with_no_worker_and_no_spare_left_it_signs_in_process(module: EmulatedKeyModule, pool: ParallelSigner) -> None:
+    items = [(k.public_key, b"\x08" * 32) for k in bls_keys(module)]
+    for _ in range(2):  # the workers, then the spares that replaced them
+        for pid in pool.worker_pids():
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+        assert pool.sign_many(items) == module.sign_many(items)
+    assert pool.worker_pids() == []
     assert pool.sign_many(items) == module.sign_many(items)
 
 
