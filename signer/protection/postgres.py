@@ -417,10 +417,12 @@ class PostgresStore:
         }
         if password is not None:
             kwargs["password"] = password
+        conninfo = make_conninfo(**{k: str(v) for k, v in params.items() if v is not None})
+        self._probe(conninfo, kwargs)
         self._closed = threading.Event()
         self._watchdog = _Watchdog()
         self._pool: ConnectionPool[Conn] = ConnectionPool(
-            make_conninfo(**{k: str(v) for k, v in params.items() if v is not None}),
+            conninfo,
             kwargs=kwargs,
             min_size=1,
             max_size=pool_size,
@@ -440,6 +442,17 @@ class PostgresStore:
             raise
 
     # --- opening ------------------------------------------------------------------------------
+
+    def _probe(self, conninfo: str, kwargs: dict[str, Any]) -> None:
+        """One direct connection before the pool opens, so that a refused login (wrong or missing
+        password, unknown role or database) or an unreachable server is reported with the server's
+        reason; through the pool it would only be "couldn't get a connection after N sec"."""
+        try:
+            psycopg.connect(conninfo, **kwargs).close()
+        except psycopg.Error as exc:
+            raise ProtectionStoreError(
+                f"slashing-protection database {self.where} unavailable (connect); signing refused: {_brief(exc)}"
+            ) from exc
 
     def _open_database(self, conn: Conn) -> None:
         known = len(load_migrations("postgres"))
