@@ -269,3 +269,93 @@ def postgres_server() -> PostgresServer:
 def postgres_dsn(postgres_server: PostgresServer) -> Iterator[str]:
     """A fresh database (current schema, no data) for one test."""
     yield postgres_server.new_database()
+
+
+# --- a variant that checks passwords (issue 6) ------------------------------------------------------
+
+LOGIN_ROLE = "signer"
+"""The login role of the password-checking server (it owns its database)."""
+
+
+class PasswordPostgresServer(PostgresServer):
+    """A throwaway server that trusts no TCP connection: ``scram-sha-256`` for every host line of
+    pg_hba.conf (127.0.0.1 and ::1), ``trust`` only on its own Unix socket (the admin connection of
+    the tests, in a 0700 directory). ``role_dsn`` connects over TCP as ``LOGIN_ROLE`` *without* the
+    password; ``password`` is that role's password (stored as a SCRAM verifier).
+    """
+
+    password: str = ""
+    """The password of ``LOGIN_ROLE``."""
+    role_dsn: str = ""
+    """``host=127.0.0.1 port=P user=signer dbname=signer``: no password (it comes from elsewhere)."""
+
+    @classmethod
+    def throwaway_with_password(cls, password: str) -> PasswordPostgresServer:
+        """initdb (scram-sha-256 on TCP) + pg_ctl start + a role with ``password`` owning database
+        ``signer``; raises FileNotFoundError/RuntimeError if it cannot (as ``throwaway``)."""
+        bin_dir = find_bin_dir()
+        if bin_dir is None:
+            raise FileNotFoundError("initdb/pg_ctl (apt: postgresql)")
+        run_as: list[str] = []
+        owner: pwd.struct_passwd | None = None
+        root = Path(tempfile.mkdtemp(prefix="signer-pgpw-"))
+        if os.geteuid() == 0:
+            try:
+                owner = pwd.getpwnam("postgres")
+            except KeyError as exc:
+                raise FileNotFoundError("the 'postgres' user (initdb refuses to run as root)") from exc
+            os.chown(root, owner.pw_uid, owner.pw_gid)
+            run_as = ["runuser", "-u", "postgres", "--"]
+        port = _free_port()
+        server = cls(
+            f"host={root} port={port} user=postgres dbname=postgres connect_timeout=5",
+            bin_dir=bin_dir, root=root, port=port, run_as=run_as,
+        )  # fmt: skip
+        server.password = password
+        pwfile = root / "superuser.pw"  # initdb wants one for scram-sha-256; nobody logs in with it
+        pwfile.write_text(uuid.uuid4().hex + "\n", encoding="utf-8")
+        if owner is not None:
+            os.chown(pwfile, owner.pw_uid, owner.pw_gid)
+        pwfile.chmod(0o600)
+        try:
+            server._run("initdb", "-D", str(root / "data"), "-U", "postgres", "--pwfile", str(pwfile),
+                        "--auth-local=trust", "--auth-host=scram-sha-256",
+                        "-E", "UTF8", "--locale=C", "--no-sync")  # fmt: skip
+        finally:
+            pwfile.unlink()
+        server.start()
+        try:
+            with psycopg.connect(server.admin_dsn, autocommit=True) as conn:
+                conn.execute("SET password_encryption = 'scram-sha-256'")
+                conn.execute(
+                    sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                        sql.Identifier(LOGIN_ROLE), sql.Literal(password)
+                    )
+                )
+                conn.execute(
+                    sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                        sql.Identifier(LOGIN_ROLE), sql.Identifier(LOGIN_ROLE)
+                    )
+                )
+        except BaseException:
+            server.destroy()
+            raise
+        server.role_dsn = f"host=127.0.0.1 port={port} user={LOGIN_ROLE} dbname={LOGIN_ROLE} connect_timeout=5"
+        return server
+
+
+@pytest.fixture(scope="module")
+def postgres_password_server() -> Iterator[PasswordPostgresServer]:
+    """A password-checking throwaway server of its own (~1-2 s), for one test module; see
+    :class:`PasswordPostgresServer`. With SIGNER_TEST_POSTGRES_DSN set, a throwaway server is still
+    started (the foreign server's authentication is not ours to set up)."""
+    password = "pw-" + uuid.uuid4().hex
+    try:
+        server = PasswordPostgresServer.throwaway_with_password(password)
+    except (FileNotFoundError, RuntimeError, subprocess.TimeoutExpired, psycopg.Error) as exc:
+        missing_component(f"a password-checking PostgreSQL server for tests: {exc}")
+        raise  # unreachable: missing_component fails or skips
+    try:
+        yield server
+    finally:
+        server.destroy()
