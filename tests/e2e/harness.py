@@ -20,6 +20,11 @@ With a config file: ``SignerProcess.from_config(path)``; ``--grpc-listen``/``--m
 whose name is not 127.0.0.1, ``target_name=``) to ``channel()``. Extra environment variables (a PIN,
 ``SOFTHSM2_CONF``) go in ``env=``; they are added to the test process's environment.
 
+The same dev server on a SoftHSM2 token (keys.module = "pkcs11", same keys, names and PIN, through a
+config file): ``SignerProcess.pkcs11_dev(data_dir, dev_keys=N)``; either one by name:
+``SignerProcess.dev_on(module, data_dir, dev_keys=N)`` with ``module`` in ``KEY_MODULES``. The parts:
+``create_softhsm_token``, ``seal_dev_keys``, ``write_pkcs11_config``.
+
 Pytest fixtures: ``dev_signer`` (a started ``--dev`` server in ``tmp_path``, 4 BLS keys) and
 ``signer_process`` (a factory: ``signer_process(*args, env=..., ...)`` for any arguments; every
 process it started is stopped at teardown). Import them into a test module with
@@ -31,17 +36,21 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import grpc
 import pytest
+
+from tests.support import missing_component
 
 READY_MSG = "signer ready"
 DEFAULT_READY_TIMEOUT_S = 60.0
@@ -112,6 +121,48 @@ class SignerProcess:
     ) -> SignerProcess:
         """``serve --config CONFIG EXTRA_ARGS`` (not started)."""
         return cls(["--config", str(config), *extra_args], env=env)
+
+    @classmethod
+    def pkcs11_dev(
+        cls,
+        data_dir: Path,
+        *,
+        dev_keys: int = 4,
+        network: str | None = None,
+        extra_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> SignerProcess:
+        """The ``--dev`` server on a SoftHSM2 token, through a config file (not started).
+
+        The same keys, names, PIN and chains as ``dev``: ``dev/0`` ... ``dev/{dev_keys-1}`` (BLS,
+        sealed by the token) and the two CometBFT dev keys (inside the token), on a fresh token of
+        its own whose user PIN is ``DEV_PIN`` (so AccountManager/Unlock takes the same passphrase),
+        and the chains of ``signer.app.DEV_CHAINS``. Every client may do everything, as with
+        ``--dev`` on loopback. The token lives next to ``data_dir`` (``<data_dir>.softhsm``); a
+        missing SoftHSM fails under CI=true and skips elsewhere (``missing_component``).
+        """
+        token = create_softhsm_token(data_dir.with_name(data_dir.name + ".softhsm"))
+        seal_dev_keys(token, data_dir, dev_keys)
+        config = write_pkcs11_config(data_dir.with_name(data_dir.name + ".toml"), token, data_dir, network=network)
+        return cls.from_config(config, extra_args=extra_args, env={**token.env, **(env or {})})
+
+    @classmethod
+    def dev_on(
+        cls,
+        module: str,
+        data_dir: Path,
+        *,
+        dev_keys: int = 4,
+        network: str | None = None,
+        extra_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> SignerProcess:
+        """``dev`` (module "emulated") or ``pkcs11_dev`` (module "pkcs11"): one of ``KEY_MODULES``."""
+        if module == "emulated":
+            return cls.dev(data_dir, dev_keys=dev_keys, network=network, extra_args=extra_args, env=env)
+        if module == "pkcs11":
+            return cls.pkcs11_dev(data_dir, dev_keys=dev_keys, network=network, extra_args=extra_args, env=env)
+        raise ValueError(f"unknown key module {module!r}; expected one of {KEY_MODULES}")
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -393,6 +444,129 @@ def dev_signer(tmp_path: Path) -> Iterator[SignerProcess]:
         yield proc
     finally:
         proc.stop()
+
+
+# --- the dev keys on a SoftHSM2 token (keys.module = "pkcs11") ---------------------------------
+
+KEY_MODULES = ("emulated", "pkcs11")
+"""The key modules a dev server can run on (``SignerProcess.dev_on``)."""
+DEV_HSM_LABEL = "dev"
+
+
+@dataclass(frozen=True, slots=True)
+class SoftHsmToken:
+    """A SoftHSM2 token in a token directory of its own, seen only through ``conf_path``."""
+
+    library_path: Path
+    conf_path: Path
+    label: str
+    pin: str
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What a process needs in its environment to see this token (and no other)."""
+        return {"SOFTHSM2_CONF": str(self.conf_path)}
+
+
+def create_softhsm_token(root: Path, *, label: str = DEV_HSM_LABEL, pin: str | None = None) -> SoftHsmToken:
+    """A fresh, empty token (user PIN ``pin``, default ``DEV_PIN``) under ``root`` with its own
+    SOFTHSM2_CONF, made with softhsm2-util in a subprocess: the test process never loads SoftHSM
+    for it (SoftHSM reads its configuration once per process; see tests.softhsm)."""
+    from signer.keys.dev import DEV_PIN  # noqa: PLC0415
+    from tests.softhsm import SO_PIN, find_library  # noqa: PLC0415
+
+    util, library = shutil.which("softhsm2-util"), find_library()
+    if util is None or library is None:
+        missing_component("SoftHSM2 (apt: softhsm2): softhsm2-util and libsofthsm2.so")
+    assert util is not None and library is not None
+    (root / "tokens").mkdir(parents=True)
+    conf = root / "softhsm2.conf"
+    conf.write_text(
+        f"directories.tokendir = {root / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n", encoding="utf-8"
+    )
+    token = SoftHsmToken(library, conf, label, DEV_PIN if pin is None else pin)
+    subprocess.run(
+        [util, "--init-token", "--free", "--label", label, "--so-pin", SO_PIN, "--pin", token.pin],
+        env={**os.environ, **token.env}, check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return token
+
+
+_SEAL_DEV_KEYS = """
+import os, sys
+from pathlib import Path
+from signer.keys import dev
+from signer.keys.pkcs11 import Pkcs11KeyModule
+from signer.types import Scheme
+
+library, label, data_dir, count = sys.argv[1], sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
+items = [(dev.dev_account(i), Scheme.BLS, dev.dev_bls_secret(i)) for i in range(count)]
+items.append((dev.DEV_SECP256K1_ACCOUNT, Scheme.SECP256K1, dev.dev_secp256k1_secret()))
+items.append((dev.DEV_ED25519_ACCOUNT, Scheme.ED25519, dev.dev_ed25519_secret()))
+data_dir.mkdir(parents=True, exist_ok=True)
+module = Pkcs11KeyModule(Path(library), label, os.environ["DEV_TOKEN_PIN"], data_dir)
+module.unlock()
+try:
+    for info in module.import_secrets(items):
+        print(info.public_key_hex, info.name, info.scheme.value)
+finally:
+    module.close()
+"""
+
+
+def seal_dev_keys(token: SoftHsmToken, data_dir: Path, dev_keys: int) -> dict[str, bytes]:
+    """Import the dev secrets (``signer.keys.dev``: ``dev/0`` ... and the two CometBFT keys) into a
+    PKCS#11 module on ``token`` with ``Pkcs11KeyModule.import_secrets``, in a subprocess (``signer
+    keys dev`` makes emulated modules only). Returns account name -> public key, as imported."""
+    done = subprocess.run(
+        [sys.executable, "-c", _SEAL_DEV_KEYS, str(token.library_path), token.label, str(data_dir), str(dev_keys)],
+        env={**os.environ, **token.env, "DEV_TOKEN_PIN": token.pin},
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise SignerProcessError(f"sealing the dev keys into token {token.label!r} failed:\n{done.stderr}")
+    keys: dict[str, bytes] = {}
+    for line in done.stdout.splitlines():
+        public_key, name, _scheme = line.split()
+        keys[name] = bytes.fromhex(public_key.removeprefix("0x"))
+    return keys
+
+
+def write_pkcs11_config(path: Path, token: SoftHsmToken, data_dir: Path, *, network: str | None = None) -> Path:
+    """The TOML of a dev-like server on ``token``: keys.module = "pkcs11" (PIN from a file next to
+    ``path``), the ``DEV_CHAINS``, one client "local" (plaintext loopback) allowed everything."""
+    from signer.app import DEV_CHAINS  # noqa: PLC0415
+    from signer.config import ALL_OPERATIONS  # noqa: PLC0415
+
+    pin_file = path.with_name(path.name + ".pin")
+    pin_file.write_text(token.pin + "\n", encoding="utf-8")
+    chains = "".join(
+        f'\n[[cometbft.chains]]\nchain_id = "{chain_id}"\naccount = "{account}"\n'
+        for chain_id, account in DEV_CHAINS.items()
+    )
+    operations = ", ".join(f'"{op}"' for op in ALL_OPERATIONS)
+    path.write_text(
+        f"""
+[network]
+name = "{network or 'mainnet'}"
+
+[keys]
+module = "pkcs11"
+data_dir = "{data_dir}"
+
+[keys.pkcs11]
+library_path = "{token.library_path}"
+token_label = "{token.label}"
+pin = {{ file = "{pin_file}" }}
+{chains}
+[[clients]]
+name = "local"
+allow_accounts = ["*"]
+operations = [{operations}]
+""",
+        encoding="utf-8",
+    )
+    return path
 
 
 # --- an independent reference for Ethereum requests (hashlib only; never signer.eth2) -----------
