@@ -1,4 +1,8 @@
-"""End to end, Ethereum: a real ``signer serve --dev`` process spoken to over gRPC (eth2-signer-api).
+"""End to end, Ethereum: a real ``signer serve`` process with the dev keys spoken to over gRPC (eth2-signer-api).
+
+Every test runs on both key modules (``key_module``: "emulated" is ``signer serve --dev``; "pkcs11" is
+the same dev keys, names and PIN on a SoftHSM2 token of its own through a config file, see
+``SignerProcess.pkcs11_dev``). A missing SoftHSM fails under CI=true and skips elsewhere.
 
 Signing roots are computed here independently (hashlib SSZ in tests.e2e.harness, never
 signer.eth2) and signatures are verified with py_ecc (and, for the batch, blspy as well).
@@ -35,6 +39,7 @@ from tests.e2e.harness import (
     DOMAIN_BEACON_ATTESTER,
     DOMAIN_BEACON_PROPOSER,
     DOMAIN_RANDAO,
+    KEY_MODULES,
     MAINNET_GENESIS_FORK_VERSION,
     SEPOLIA_GENESIS_VALIDATORS_ROOT,
     SignerProcess,
@@ -126,9 +131,16 @@ def refusals(proc: SignerProcess, offence: str) -> float:
     raise AssertionError(f"no refusal series for {offence}")
 
 
+@pytest.fixture(scope="module", params=KEY_MODULES)
+def key_module(request: pytest.FixtureRequest) -> str:
+    """The key module every server of this file runs on: "emulated" (--dev) or "pkcs11" (SoftHSM2)."""
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SignerProcess]:
-    proc = SignerProcess.dev(tmp_path_factory.mktemp("eth2-shared"), dev_keys=SHARED_KEYS).start()
+def server(key_module: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SignerProcess]:
+    root = tmp_path_factory.mktemp(f"eth2-shared-{key_module}")
+    proc = SignerProcess.dev_on(key_module, root / "data", dev_keys=SHARED_KEYS).start()
     yield proc
     assert proc.terminate() == 0, proc.logs
 
@@ -143,6 +155,24 @@ def sign(stub: signer_pb2_grpc.SignerStub, a: Att) -> signer_pb2.SignResponse:
 
 
 # --- on the shared server ----------------------------------------------------------------------
+
+
+def keys_loaded(proc: SignerProcess) -> dict[tuple[str, str], float]:
+    """signer_keys_loaded: (module, scheme) -> count."""
+    with urllib.request.urlopen(proc.metrics_url, timeout=10) as resp:  # noqa: S310 - loopback http
+        text = resp.read().decode()
+    return {
+        (sample.labels["module"], sample.labels["scheme"]): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "signer_keys_loaded"
+    }
+
+
+def test_server_runs_on_its_key_module(server: SignerProcess, key_module: str) -> None:
+    """The parametrization is real: the server reports the module it was given, with the dev keys."""
+    loaded = {key: n for key, n in keys_loaded(server).items() if n}
+    assert loaded == {(key_module, "bls"): SHARED_KEYS, (key_module, "secp256k1"): 1, (key_module, "ed25519"): 1}
 
 
 def test_list_accounts(server: SignerProcess) -> None:
@@ -268,8 +298,8 @@ def test_lock_and_unlock_through_account_manager(server: SignerProcess, signer: 
 
 
 @pytest.mark.slow  # own server(s); 2-8 s depending on load
-def test_batch_of_100_attestations_for_100_keys(tmp_path: Path) -> None:
-    with SignerProcess.dev(tmp_path / "data", dev_keys=100) as proc:
+def test_batch_of_100_attestations_for_100_keys(key_module: str, tmp_path: Path) -> None:
+    with SignerProcess.dev_on(key_module, tmp_path / "data", dev_keys=100) as proc:
         stub = signer_pb2_grpc.SignerStub(proc.channel())
         atts = [att(i, 5, 6, block=i) for i in range(100)]
         started = time.perf_counter()
@@ -323,9 +353,9 @@ def _stream(stub: signer_pb2_grpc.SignerStub, index: int, got: list[Received], e
 
 
 @pytest.mark.slow  # own server(s); 2-8 s depending on load
-def test_sigkill_while_streaming_loses_no_record(tmp_path: Path) -> None:
+def test_sigkill_while_streaming_loses_no_record(key_module: str, tmp_path: Path) -> None:
     threads_n = 4
-    proc = SignerProcess.dev(tmp_path / "data", dev_keys=threads_n).start()
+    proc = SignerProcess.dev_on(key_module, tmp_path / "data", dev_keys=threads_n).start()
     try:
         channel = proc.channel()
         stub = signer_pb2_grpc.SignerStub(channel)
@@ -370,8 +400,8 @@ def test_sigkill_while_streaming_loses_no_record(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow  # own server(s); 2-8 s depending on load
-def test_sigterm_is_graceful(tmp_path: Path) -> None:
-    proc = SignerProcess.dev(tmp_path / "data", dev_keys=100).start()
+def test_sigterm_is_graceful(key_module: str, tmp_path: Path) -> None:
+    proc = SignerProcess.dev_on(key_module, tmp_path / "data", dev_keys=100).start()
     try:
         stub = signer_pb2_grpc.SignerStub(proc.channel())
         results: list[tuple[float, float, str]] = []  # (sent, done, outcome)
