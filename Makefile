@@ -11,7 +11,7 @@ deps:
 	@scripts/install-deps.sh
 
 serve: deps
-	signer serve --dev --data-dir $(DATA_DIR)
+	$(PYTHON) -m signer serve --dev --data-dir $(DATA_DIR)
 
 lint:
 	ruff check signer tests bench scripts
