@@ -13,10 +13,11 @@ deps:
 serve: deps
 	$(PYTHON) -m signer serve --dev --data-dir $(DATA_DIR)
 
+# Tools run as modules of $(PYTHON): no dependence on console-script shims being on PATH.
 lint:
-	ruff check signer tests bench scripts
-	mypy
-	lint-imports
+	$(PYTHON) -m ruff check signer tests bench scripts
+	$(PYTHON) -m mypy
+	$(PYTHON) -c 'import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())'
 
 test: deps lint
 	$(PYTHON) -m pytest

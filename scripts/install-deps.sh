@@ -39,6 +39,8 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || ! "$PYTHON" -c "impor
   echo "install-deps: pip install -e .[dev]"
   "$PYTHON" -m pip install --quiet --disable-pip-version-check -e '.[dev]'
   touch "$stamp"
+  # pyenv only exposes new console scripts (signer, ruff, ...) after a rehash.
+  if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
 fi
 
 if [ -x scripts/install-tools.sh ]; then
