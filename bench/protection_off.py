@@ -25,6 +25,9 @@ class RecordsNothing:
     def record_consensus_signature(self, *args: object) -> None:
         pass
 
+    def record_consensus_signatures(self, signatures: object) -> None:
+        pass
+
     def import_interchange(self, document: bytes | str | Mapping[str, Any]) -> ImportReport:
         raise NotImplementedError("benchmark stub")
 

@@ -91,7 +91,7 @@ from signer.protection.history import (
 )
 from signer.protection.interchange import ValidatorHistory, parse_interchange, serialize_interchange
 from signer.protection.rules import AttestationRecord, BlockRecord, ConsensusState, LowerBounds
-from signer.protection.store import ImportReport, ordered_batch
+from signer.protection.store import ConsensusSignature, ImportReport, ordered_batch
 from signer.types import AttestationCheck, BlockCheck, ConsensusCheck, ProtectionCheck, Safe, Verdict
 
 Conn = psycopg.Connection[tuple[Any, ...]]
@@ -691,6 +691,24 @@ class PostgresStore:
             conn.commit()
 
         self._run("record_consensus_signature", work, deadline_s=self.transaction_deadline_s)
+
+    def record_consensus_signatures(self, signatures: Sequence[ConsensusSignature]) -> None:
+        if not signatures:
+            return
+
+        def work(conn: Conn) -> None:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "UPDATE consensus_state SET signature = %s WHERE chain_id = %s AND public_key = %s "
+                    "AND height = %s AND round = %s AND step = %s AND sign_bytes = %s",
+                    [
+                        (s.signature, s.chain_id, s.public_key, s.height, s.round, int(s.step), s.sign_bytes)
+                        for s in signatures
+                    ],
+                )
+            conn.commit()
+
+        self._run("record_consensus_signatures", work, deadline_s=self.transaction_deadline_s)
 
     def import_cometbft_state(
         self,

@@ -35,7 +35,7 @@ from signer.protection.interchange import (
     serialize_interchange,
 )
 from signer.protection.rules import AttestationRecord, BlockRecord, ConsensusState, LowerBounds
-from signer.protection.store import ImportReport, ordered_batch
+from signer.protection.store import ConsensusSignature, ImportReport, ordered_batch
 from signer.types import AttestationCheck, BlockCheck, ConsensusCheck, ProtectionCheck, Safe, Verdict
 
 MIGRATIONS_DIR = MIGRATIONS_ROOT / "sqlite"
@@ -329,6 +329,19 @@ class SqliteStore:
                 "UPDATE consensus_state SET signature = ? WHERE chain_id = ? AND public_key = ? "
                 "AND height = ? AND round = ? AND step = ? AND sign_bytes = ?",
                 (signature, chain_id, public_key, height, round, int(step), sign_bytes),
+            )
+
+    def record_consensus_signatures(self, signatures: Sequence[ConsensusSignature]) -> None:
+        if not signatures:
+            return
+        with self._transaction("record_consensus_signatures") as conn:
+            conn.executemany(
+                "UPDATE consensus_state SET signature = ? WHERE chain_id = ? AND public_key = ? "
+                "AND height = ? AND round = ? AND step = ? AND sign_bytes = ?",
+                [
+                    (s.signature, s.chain_id, s.public_key, s.height, s.round, int(s.step), s.sign_bytes)
+                    for s in signatures
+                ],
             )
 
     def import_interchange(self, document: bytes | str | Mapping[str, Any]) -> ImportReport:

@@ -85,6 +85,19 @@ def ordered_batch(checks: Sequence[ProtectionCheck]) -> list[int]:
     return [keys[key] for key in sorted(keys)]
 
 
+@dataclass(frozen=True, slots=True)
+class ConsensusSignature:
+    """The signature of the CometBFT message recorded at chain_id/public_key/height/round/step."""
+
+    chain_id: str
+    public_key: bytes
+    height: int
+    round: int
+    step: int
+    sign_bytes: bytes
+    signature: bytes
+
+
 class ProtectionStore(Protocol):
     """A slashing-protection database bound to one genesis_validators_root.
 
@@ -113,6 +126,10 @@ class ProtectionStore(Protocol):
     ) -> None:
         """Remember the signature of the CometBFT message recorded at that height/round/step (if
         that is still the last one), so an identical repeat returns it."""
+        ...
+
+    def record_consensus_signatures(self, signatures: Sequence[ConsensusSignature]) -> None:
+        """``record_consensus_signature`` for several messages, in one transaction."""
         ...
 
     def import_interchange(self, document: bytes | str | Mapping[str, Any]) -> ImportReport:
