@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from signer import errors
 from signer.cometbft.canonical import timestamp_from_sign_bytes, vote_extension_sign_bytes
@@ -32,7 +33,7 @@ from signer.eth2.containers import AttestationData, BeaconBlockHeader
 from signer.eth2.networks import Network
 from signer.eth2.signing import DomainType, compute_signing_root
 from signer.keys.module import KeyModule
-from signer.protection.store import ProtectionStore
+from signer.protection.store import ConsensusSignature, ProtectionStore
 from signer.types import (
     AllowAll,
     AttestationCheck,
@@ -51,6 +52,7 @@ from signer.types import (
 
 ROOT_LEN = 32
 DOMAIN_LEN = 32
+_O = TypeVar("_O")
 
 
 # --- requests and outcomes ------------------------------------------------------------------
@@ -142,6 +144,18 @@ class ConsensusOutcome:
     @property
     def ok(self) -> bool:
         return self.signature is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Staged(Generic[_O]):
+    """A batch past protection: every record that makes its signatures safe is committed.
+
+    ``finish()`` signs the safe items and answers one outcome per request, in order. Splitting a
+    call in two lets the batcher commit the next batch while this one is signing (invariant 1 still
+    holds: nothing is signed before ``stage_*`` has returned). Call ``finish()`` exactly once.
+    """
+
+    finish: Callable[[], list[_O]]
 
 
 @dataclass(slots=True)
@@ -290,6 +304,15 @@ class SigningService:
         requests: Sequence[AttestationRequest],
         method: str = "SignBeaconAttestation",
     ) -> list[Outcome]:
+        return self.stage_attestations(client, requests, method).finish()
+
+    def stage_attestations(
+        self,
+        client: ClientIdentity,
+        requests: Sequence[AttestationRequest],
+        method: str = "SignBeaconAttestation",
+    ) -> Staged[Outcome]:
+        """Steps 1-5 of ``sign_attestations`` (committed on return); ``finish()`` signs."""
         items = [_Item() for _ in requests]
         for item, req in zip(items, requests, strict=True):
             try:
@@ -313,11 +336,17 @@ class SigningService:
                 item.check = AttestationCheck(item.key.public_key, data.source.epoch, data.target.epoch, root)
             except errors.SignerError as exc:
                 item.error = exc
-        return self._finish_eth2(method, items)
+        return self._stage_eth2(items)
 
     def sign_proposals(
         self, client: ClientIdentity, requests: Sequence[ProposalRequest], method: str = "SignBeaconProposal"
     ) -> list[Outcome]:
+        return self.stage_proposals(client, requests, method).finish()
+
+    def stage_proposals(
+        self, client: ClientIdentity, requests: Sequence[ProposalRequest], method: str = "SignBeaconProposal"
+    ) -> Staged[Outcome]:
+        """Steps 1-5 of ``sign_proposals`` (committed on return); ``finish()`` signs."""
         items = [_Item() for _ in requests]
         for item, req in zip(items, requests, strict=True):
             try:
@@ -336,7 +365,7 @@ class SigningService:
                 item.check = BlockCheck(item.key.public_key, header.slot, root)
             except errors.SignerError as exc:
                 item.error = exc
-        return self._finish_eth2(method, items)
+        return self._stage_eth2(items)
 
     def sign_generic(
         self, client: ClientIdentity, requests: Sequence[GenericRequest], method: str = "Sign"
@@ -362,21 +391,32 @@ class SigningService:
                 item.message = compute_signing_root(req.data, req.domain)
             except errors.SignerError as exc:
                 item.error = exc
-        return self._finish_eth2(method, items)
+        return self._stage_eth2(items).finish()
 
-    def _finish_eth2(self, method: str, items: list[_Item]) -> list[Outcome]:
+    def _stage_eth2(self, items: list[_Item]) -> Staged[Outcome]:
         self._refuse_duplicate_keys(items)
         self._protect(items)
-        self._sign(items)
-        return [
-            Outcome(signature=i.signature, error=i.error, key=i.key, subject=subject_of(i.check)) for i in items
-        ]
+
+        def finish() -> list[Outcome]:
+            self._sign(items)
+            return [
+                Outcome(signature=i.signature, error=i.error, key=i.key, subject=subject_of(i.check)) for i in items
+            ]
+
+        return Staged(finish)
 
     # --- CometBFT -------------------------------------------------------------------------
 
     def comet_public_key(self, client: ClientIdentity, chain_id: str) -> KeyInfo:
         key = self._chain_key(chain_id)
         return key
+
+    def comet_key_of(self, chain_id: str) -> KeyInfo | None:
+        """The key that signs for ``chain_id``, or None (the batcher keeps one item per key per batch)."""
+        try:
+            return self._chain_key(chain_id)
+        except errors.SignerError:
+            return None
 
     def _chain_key(self, chain_id: str) -> KeyInfo:
         account = self.comet_chains.get(chain_id)
@@ -398,6 +438,12 @@ class SigningService:
         in timestamp, answers the earlier signature (and, for the latter, the earlier timestamp).
         Vote extensions are signed only for non-nil precommits.
         """
+        return self.stage_consensus(client, requests, method).finish()
+
+    def stage_consensus(
+        self, client: ClientIdentity, requests: Sequence[ConsensusRequest], method: str = "SignVote"
+    ) -> Staged[ConsensusOutcome]:
+        """Steps 1-5 of ``sign_consensus`` (committed on return); ``finish()`` signs."""
         items = [_Item() for _ in requests]
         for item, req in zip(items, requests, strict=True):
             try:
@@ -425,11 +471,12 @@ class SigningService:
             item.message = verdict.prior.sign_bytes
             if verdict.prior.signature is not None:
                 item.signature = verdict.prior.signature
+        return Staged(lambda: self._finish_consensus(items))
+
+    def _finish_consensus(self, items: list[_Item]) -> list[ConsensusOutcome]:
         fresh = [i for i in items if i.error is None and i.signature is None]
         self._sign(fresh)
-        for item in fresh:
-            if item.signature is not None:
-                self._remember_signature(item)
+        self._remember_signatures([i for i in fresh if i.signature is not None])
         ext_items = [i for i in items if i.signature is not None and "extension_bytes" in i.extra]
         ext_sigs = self._sign_raw(
             ext_items, [self._digest(i, _as_bytes(i.extra["extension_bytes"])) for i in ext_items]
@@ -454,15 +501,10 @@ class SigningService:
             )
         return outcomes
 
-    def _remember_signature(self, item: _Item) -> None:
-        """Cache a CometBFT signature beside its committed record, for identical repeats."""
-        check = item.check
-        if not isinstance(check, ConsensusCheck) or item.signature is None:
-            return
-        # If this fails, the decision is still committed; only the cached signature is missing.
-        # A repeat re-signs the same bytes, deterministically (RFC 6979 / Ed25519): same signature.
-        with contextlib.suppress(errors.ProtectionStoreError):
-            self.store.record_consensus_signature(
+    def _remember_signatures(self, items: list[_Item]) -> None:
+        """Cache CometBFT signatures beside their committed records (one transaction), for repeats."""
+        records = [
+            ConsensusSignature(
                 check.chain_id,
                 check.public_key,
                 check.height,
@@ -471,6 +513,15 @@ class SigningService:
                 item.message,
                 item.signature,
             )
+            for item in items
+            if isinstance(check := item.check, ConsensusCheck) and item.signature is not None
+        ]
+        if not records:
+            return
+        # If this fails, the decision is still committed; only the cached signatures are missing.
+        # A repeat re-signs the same bytes, deterministically (RFC 6979 / Ed25519): same signature.
+        with contextlib.suppress(errors.ProtectionStoreError):
+            self.store.record_consensus_signatures(records)
 
     # --- the shared steps -----------------------------------------------------------------
 
