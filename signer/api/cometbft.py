@@ -101,7 +101,7 @@ class PrivValidatorServicer(service_pb2_grpc.PrivValidatorAPIServicer):
     ) -> ConsensusOutcome:
         if isinstance(build, errors.SignerError):
             return ConsensusOutcome(error=build)
-        return self.service.sign_consensus(self.calls.client(context), [build], method)[0]
+        return self.calls.consensus(self.calls.client(context), [build], method)[0]
 
     def SignVote(
         self, request: types_pb2.SignVoteRequest, context: grpc.ServicerContext

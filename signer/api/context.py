@@ -2,7 +2,8 @@
 
 The client identity comes from the TLS handshake (certificate CN / SANs) through ``identify``;
 outcomes go to the audit log and to the interceptor's request metrics through ``outcome_sink``.
-Single attestations and proposals may be routed through the coalescing batcher.
+Single attestations, proposals and CometBFT votes/proposals may be routed through the coalescing
+batcher.
 """
 
 from __future__ import annotations
@@ -14,7 +15,14 @@ import grpc
 
 from signer import errors
 from signer.api import status
-from signer.service import AttestationRequest, Outcome, ProposalRequest, SigningService
+from signer.service import (
+    AttestationRequest,
+    ConsensusOutcome,
+    ConsensusRequest,
+    Outcome,
+    ProposalRequest,
+    SigningService,
+)
 from signer.types import LOCAL_CLIENT, AuditEvent, AuditSink, ClientIdentity
 
 
@@ -26,6 +34,10 @@ class Coalescer(Protocol):
     ) -> list[Outcome]: ...
 
     def proposals(self, client: ClientIdentity, requests: Sequence[ProposalRequest], method: str) -> list[Outcome]: ...
+
+    def consensus(
+        self, client: ClientIdentity, requests: Sequence[ConsensusRequest], method: str
+    ) -> list[ConsensusOutcome]: ...
 
 
 def _no_identity(context: grpc.ServicerContext) -> ClientIdentity:
@@ -83,6 +95,13 @@ class CallContext:
         if self.coalescer is not None:
             return self.coalescer.proposals(client, requests, method)
         return self.service.sign_proposals(client, requests, method)
+
+    def consensus(
+        self, client: ClientIdentity, requests: list[ConsensusRequest], method: str
+    ) -> list[ConsensusOutcome]:
+        if self.coalescer is not None:
+            return self.coalescer.consensus(client, requests, method)
+        return self.service.sign_consensus(client, requests, method)
 
     def report(
         self, context: grpc.ServicerContext, method: str, outcomes: Sequence[Outcome], duration_s: float

@@ -16,14 +16,24 @@ import pytest
 
 from signer import errors
 from signer.batching import Batcher
+from signer.cometbft.consensus import consensus_check
+from signer.cometbft.messages import BlockID, PartSetHeader, SignedMsgType, Timestamp, Vote
 from signer.config import NetworkConfig
-from signer.crypto import bls
+from signer.crypto import bls, secp256k1
 from signer.eth2.containers import AttestationData, Checkpoint
 from signer.eth2.networks import Network, network_from_config
 from signer.eth2.signing import DomainType, compute_signing_root
 from signer.keys.emulated import EmulatedKeyModule
 from signer.protection.sqlite import SqliteStore
-from signer.service import AttestationRequest, KeyRef, Outcome, SigningService
+from signer.protection.store import ConsensusSignature
+from signer.service import (
+    AttestationRequest,
+    ConsensusOutcome,
+    ConsensusRequest,
+    KeyRef,
+    Outcome,
+    SigningService,
+)
 from signer.types import LOCAL_CLIENT, ClientIdentity, KeyInfo, ProtectionCheck, Scheme, Verdict
 
 KEYS = 12
@@ -184,16 +194,69 @@ def test_window_closes_the_batch_after_the_oldest_request(
             args=(LOCAL_CLIENT, [request(network, keys[1], 0, 1)], "SignBeaconAttestation"),
         )
         second.start()
-        while len(store.transactions) < 2:  # a slot is free: the batch starts when its window closes
+        wait_pending(batcher, 1)
+        store.gate.set()  # the protect stage is free: the batch starts when its window closes
+        while len(store.transactions) < 2:
             assert time.monotonic() - started < 10
             time.sleep(0.001)
         waited = time.monotonic() - started
-        store.gate.set()
         second.join(10)
         first.join(10)
         assert 0.055 <= waited < 1.0
         assert [len(t) for t in store.transactions] == [1, 1]
     finally:
+        batcher.close()
+
+
+class GatedKeys:
+    """The real key module; ``sign_many`` can wait at a gate (a batch held in its signing stage)."""
+
+    def __init__(self, module: EmulatedKeyModule) -> None:
+        self.module = module
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+
+    def sign_many(self, items: Sequence[tuple[bytes, bytes]]) -> list[bytes]:
+        self.entered.set()
+        self.gate.wait(10)
+        return self.module.sign_many(items)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.module, name)
+
+
+def test_next_batch_is_committed_while_one_signs_and_nothing_is_answered_before_its_commit(
+    network: Network, module: EmulatedKeyModule, store: ObservedStore, keys: list[KeyInfo]
+) -> None:
+    gated = GatedKeys(module)
+    service = SigningService(network, gated, store)  # type: ignore[arg-type]
+    batcher = Batcher(service, window_ms=1, max_batch=256, max_running=2)
+    try:
+        gated.gate.clear()
+        results: list[Outcome | BaseException] = []
+        first = threading.Thread(
+            target=lambda: results.extend(submit_all(batcher, [request(network, keys[0], 0, 1)]))
+        )
+        first.start()
+        assert gated.entered.wait(10)  # committed, now held while signing
+        assert [len(t) for t in store.transactions] == [1]
+        # The protect stage is free: the next request is checked and committed at once, while the
+        # first batch still signs; neither has an answer before its own signature exists.
+        store.entered.clear()
+        second = threading.Thread(
+            target=lambda: results.extend(submit_all(batcher, [request(network, keys[1], 0, 1)]))
+        )
+        second.start()
+        assert store.entered.wait(10)
+        assert not results
+        gated.gate.set()
+        first.join(10)
+        second.join(10)
+        assert [len(t) for t in store.transactions] == [1, 1]
+        assert all(isinstance(r, Outcome) and r.ok for r in results)
+    finally:
+        gated.gate.set()
         batcher.close()
 
 
@@ -338,3 +401,81 @@ def test_close_refuses_queued_requests(
     assert isinstance(queued, Outcome) and isinstance(queued.error, errors.RateLimited)
     with pytest.raises(errors.RateLimited, match="shutting down"):
         batcher.attestations(LOCAL_CLIENT, [request(network, keys[2], 0, 1)], "SignBeaconAttestation")
+
+
+def comet_vote(height: int, block: int = 1) -> Vote:
+    return Vote(
+        type=SignedMsgType.PREVOTE,
+        height=height,
+        round=0,
+        block_id=BlockID(hash=bytes([block]) * 32, part_set_header=PartSetHeader(total=1, hash=b"\x09" * 32)),
+        timestamp=Timestamp(seconds=1_700_000_000 + height),
+        validator_address=b"\1" * 20,
+        validator_index=0,
+    )
+
+
+def test_votes_of_several_chains_share_one_transaction_and_one_signature_record(
+    tmp_path: Path, network: Network, store: ObservedStore
+) -> None:
+    chains = [f"chain-{n}" for n in range(4)]
+    comet = EmulatedKeyModule(tmp_path / "comet", "pin", create=True, scrypt_n=1024)
+    try:
+        infos = {c: comet.generate(f"comet/{c}", Scheme.SECP256K1) for c in [*chains, "chain-hold"]}
+        shared = comet.generate("comet/shared", Scheme.ED25519)
+        service = SigningService(
+            network, comet, store, comet_chains={**{c: f"comet/{c}" for c in infos}, "shared-a": "comet/shared",
+                                                 "shared-b": "comet/shared"},
+        )  # fmt: skip
+        signature_records: list[int] = []
+        record = store.record_consensus_signatures
+
+        def counted(signatures: Sequence[ConsensusSignature]) -> None:
+            signature_records.append(len(signatures))
+            record(signatures)
+
+        store.record_consensus_signatures = counted  # type: ignore[method-assign]
+        batcher = Batcher(service, window_ms=20, max_batch=256, max_running=1)
+        try:
+            store.gate.clear()
+            store.entered.clear()
+            held = ConsensusRequest("chain-hold", comet_vote(7))
+            first = threading.Thread(target=batcher.consensus, args=(LOCAL_CLIENT, [held], "SignVote"))
+            first.start()
+            assert store.entered.wait(10)
+            reqs = [ConsensusRequest(c, comet_vote(7)) for c in chains]
+            reqs += [ConsensusRequest("shared-a", comet_vote(7)), ConsensusRequest("shared-b", comet_vote(7))]
+            results: list[ConsensusOutcome | None] = [None] * len(reqs)
+
+            def one(n: int) -> None:
+                results[n] = batcher.consensus(LOCAL_CLIENT, [reqs[n]], "SignVote")[0]
+
+            threads = [threading.Thread(target=one, args=(n,)) for n in range(len(reqs))]
+            for t in threads:
+                t.start()
+            wait_pending(batcher, len(reqs))
+            store.gate.set()
+            for t in threads:
+                t.join(30)
+            first.join(30)
+            # The held vote alone; the four chains plus the first vote of the shared key in one
+            # transaction, the second vote of the shared key in the next (one key per batch).
+            assert sorted(len(t) for t in store.transactions) == [1, 1, 5]
+            assert sorted(signature_records) == [1, 1, 5]
+            for req, outcome in zip(reqs, results, strict=True):
+                assert outcome is not None and outcome.ok, outcome
+                assert outcome.signature is not None
+                if req.chain_id in infos:
+                    digest = secp256k1.sha256(consensus_check(req.chain_id, infos[req.chain_id].public_key,
+                                                              req.message).sign_bytes)  # fmt: skip
+                    assert secp256k1.verify_digest(infos[req.chain_id].public_key, digest, outcome.signature)
+            # A repeat answers the recorded signature (read back from the store, not re-signed).
+            (again,) = batcher.consensus(LOCAL_CLIENT, [reqs[0]], "SignVote")
+            assert again.signature == results[0].signature  # type: ignore[union-attr]
+            (conflict,) = batcher.consensus(LOCAL_CLIENT, [ConsensusRequest(chains[0], comet_vote(7, 2))], "SignVote")
+            assert isinstance(conflict.error, errors.ConflictingConsensusMessage)
+            assert shared.public_key not in {i.public_key for i in infos.values()}
+        finally:
+            batcher.close()
+    finally:
+        comet.close()
