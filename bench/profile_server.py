@@ -48,9 +48,24 @@ def main() -> int:
         raw = run_dir / "stacks.txt"
         if not a.no_spy:
             spy = subprocess.Popen(
-                ["py-spy", "record", "--pid", str(proc.pid), *(["--gil"] if a.gil else []), "--format", "raw", "-o", str(raw),
-                 "--duration", str(a.seconds), "--rate", "500", "--nonblocking"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                [
+                    "py-spy",
+                    "record",
+                    "--pid",
+                    str(proc.pid),
+                    *(["--gil"] if a.gil else []),
+                    "--format",
+                    "raw",
+                    "-o",
+                    str(raw),
+                    "--duration",
+                    str(a.seconds),
+                    "--rate",
+                    "500",
+                    "--nonblocking",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
         out = subprocess.run([*cmd, json.dumps({**args, "epoch": 100})], check=True, capture_output=True, text=True)
         print(out.stdout.strip().splitlines()[-1])
