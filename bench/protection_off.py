@@ -22,9 +22,6 @@ class RecordsNothing:
     def check_and_record(self, checks: Sequence[ProtectionCheck]) -> list[Verdict]:
         return [_VALID] * len(checks)
 
-    def record_consensus_signature(self, *args: object) -> None:
-        pass
-
     def record_consensus_signatures(self, signatures: object) -> None:
         pass
 

@@ -479,9 +479,7 @@ class PostgresStore:
 
     # --- running a transaction ----------------------------------------------------------------
 
-    def _run(
-        self, what: str, work: Callable[[Conn], T], *, retry: bool = True, deadline_s: float | None = None
-    ) -> T:
+    def _run(self, what: str, work: Callable[[Conn], T], *, retry: bool = True, deadline_s: float | None = None) -> T:
         """Run ``work`` on a pooled connection; psycopg errors become ProtectionStoreError.
 
         ``work`` runs its own transaction and commits it. If the connection turns out to be broken
@@ -520,8 +518,7 @@ class PostgresStore:
                     self._pool.check()
                     continue
                 raise ProtectionStoreError(
-                    f"slashing-protection database {self.where} unavailable ({what}); "
-                    f"signing refused: {_brief(exc)}"
+                    f"slashing-protection database {self.where} unavailable ({what}); signing refused: {_brief(exc)}"
                 ) from exc
             except psycopg.Error as exc:
                 raise ProtectionStoreError(
@@ -588,9 +585,7 @@ class PostgresStore:
                 if vid is not None:
                     bounds[index] = LowerBounds(source_epoch=min_source, target_epoch=min_target)
                 if source is not None:
-                    attestation_history.setdefault(index, []).append(
-                        AttestationRecord(source, target, _root_out(root))
-                    )
+                    attestation_history.setdefault(index, []).append(AttestationRecord(source, target, _root_out(root)))
         if consensus_cur is not None:
             for n, *row in consensus_cur.fetchall():
                 states[consensus[n - 1][0]] = _consensus_state(row)
@@ -613,20 +608,14 @@ class PostgresStore:
                         block_rows.append(check)
                     if safe is Safe.VALID and (known is None or known.slot is None):
                         mark = first_records.get(check.public_key, LowerBounds())
-                        first_records[check.public_key] = LowerBounds(
-                            check.slot, mark.source_epoch, mark.target_epoch
-                        )
+                        first_records[check.public_key] = LowerBounds(check.slot, mark.source_epoch, mark.target_epoch)
                 elif isinstance(check, AttestationCheck):
-                    safe = rules.check_attestation(
-                        check, attestation_history.get(index, ()), known or LowerBounds()
-                    )
+                    safe = rules.check_attestation(check, attestation_history.get(index, ()), known or LowerBounds())
                     if safe is Safe.VALID:
                         attestation_rows.append(check)
                     if safe is Safe.VALID and (known is None or known.target_epoch is None):
                         mark = first_records.get(check.public_key, LowerBounds())
-                        first_records[check.public_key] = LowerBounds(
-                            mark.slot, check.source_epoch, check.target_epoch
-                        )
+                        first_records[check.public_key] = LowerBounds(mark.slot, check.source_epoch, check.target_epoch)
                 else:
                     decision = rules.check_consensus(check, states.get(index))
                     if decision.safe is Safe.VALID:
@@ -671,26 +660,6 @@ class PostgresStore:
         return [v for v in verdicts if v is not None]
 
     # --- CometBFT -------------------------------------------------------------------------------
-
-    def record_consensus_signature(  # noqa: PLR0917 - the protocol's positional signature
-        self,
-        chain_id: str,
-        public_key: bytes,
-        height: int,
-        round: int,
-        step: int,
-        sign_bytes: bytes,
-        signature: bytes,
-    ) -> None:
-        def work(conn: Conn) -> None:
-            conn.execute(
-                "UPDATE consensus_state SET signature = %s WHERE chain_id = %s AND public_key = %s "
-                "AND height = %s AND round = %s AND step = %s AND sign_bytes = %s",
-                (signature, chain_id, public_key, height, round, int(step), sign_bytes),
-            )
-            conn.commit()
-
-        self._run("record_consensus_signature", work, deadline_s=self.transaction_deadline_s)
 
     def record_consensus_signatures(self, signatures: Sequence[ConsensusSignature]) -> None:
         if not signatures:
@@ -936,4 +905,3 @@ def _brief(exc: BaseException) -> str:
     """The first line of a psycopg error (its later lines may quote SQL; never parameters)."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"
-

@@ -104,9 +104,7 @@ class SqliteStore:
             self._bind_network(conn)
         except sqlite3.Error as exc:
             self._close_quietly()
-            raise ProtectionStoreError(
-                f"cannot open slashing-protection database {self.path}: {exc}"
-            ) from exc
+            raise ProtectionStoreError(f"cannot open slashing-protection database {self.path}: {exc}") from exc
         except BaseException:
             self._close_quietly()
             raise
@@ -124,8 +122,7 @@ class SqliteStore:
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_version "
-                "(version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+                "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
             )
             current = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
             check_schema_version(current, len(available))
@@ -227,8 +224,7 @@ class SqliteStore:
         history: list[BlockRecord] = []
         if vid is not None:
             history = [
-                BlockRecord(row[0], _root_out(row[1]))
-                for row in conn.execute(BLOCK_SAME_SLOT_SQL, (vid, check.slot))
+                BlockRecord(row[0], _root_out(row[1])) for row in conn.execute(BLOCK_SAME_SLOT_SQL, (vid, check.slot))
             ]
         safe = rules.check_block(check, history, bounds)
         if safe is Safe.VALID:
@@ -289,9 +285,7 @@ class SqliteStore:
         )
 
     @staticmethod
-    def _put_consensus_state(
-        conn: sqlite3.Connection, chain_id: str, public_key: bytes, state: ConsensusState
-    ) -> None:
+    def _put_consensus_state(conn: sqlite3.Connection, chain_id: str, public_key: bytes, state: ConsensusState) -> None:
         conn.execute(
             "INSERT OR REPLACE INTO consensus_state (chain_id, public_key, height, round, step, sign_bytes, "
             "sign_bytes_without_timestamp, signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -313,23 +307,6 @@ class SqliteStore:
         if decision.safe is Safe.VALID:
             self._put_consensus_state(conn, check.chain_id, check.public_key, recorded_consensus_state(check))
         return Verdict(safe=decision.safe, prior=decision.prior)
-
-    def record_consensus_signature(  # noqa: PLR0917 - the protocol's positional signature
-        self,
-        chain_id: str,
-        public_key: bytes,
-        height: int,
-        round: int,
-        step: int,
-        sign_bytes: bytes,
-        signature: bytes,
-    ) -> None:
-        with self._transaction("record_consensus_signature") as conn:
-            conn.execute(
-                "UPDATE consensus_state SET signature = ? WHERE chain_id = ? AND public_key = ? "
-                "AND height = ? AND round = ? AND step = ? AND sign_bytes = ?",
-                (signature, chain_id, public_key, height, round, int(step), sign_bytes),
-            )
 
     def record_consensus_signatures(self, signatures: Sequence[ConsensusSignature]) -> None:
         if not signatures:
@@ -355,8 +332,7 @@ class SqliteStore:
                     vid = self._create_validator(conn, validator.public_key)
                 for block in validator.blocks:
                     cursor = conn.execute(
-                        "INSERT OR IGNORE INTO signed_blocks (validator_id, slot, signing_root) "
-                        "VALUES (?, ?, ?)",
+                        "INSERT OR IGNORE INTO signed_blocks (validator_id, slot, signing_root) VALUES (?, ?, ?)",
                         (vid, block.slot, _root_in(block.signing_root)),
                     )
                     blocks_new += cursor.rowcount
@@ -373,8 +349,7 @@ class SqliteStore:
                 new_bounds = bounds_after_import(bounds, validator)
                 if new_bounds != bounds:
                     conn.execute(
-                        "UPDATE validators SET min_slot = ?, min_source_epoch = ?, min_target_epoch = ? "
-                        "WHERE id = ?",
+                        "UPDATE validators SET min_slot = ?, min_source_epoch = ?, min_target_epoch = ? WHERE id = ?",
                         (new_bounds.slot, new_bounds.source_epoch, new_bounds.target_epoch, vid),
                     )
         return ImportReport(

@@ -48,11 +48,7 @@ MAX_INT64 = 2**63 - 1
 def _validate(check: ProtectionCheck) -> None:
     if not check.public_key:
         raise MalformedRequest("protection check without a public key")
-    if (
-        not isinstance(check, ConsensusCheck)
-        and check.signing_root is not None
-        and len(check.signing_root) != 32
-    ):
+    if not isinstance(check, ConsensusCheck) and check.signing_root is not None and len(check.signing_root) != 32:
         raise MalformedRequest(f"signing root must be 32 bytes, got {len(check.signing_root)}")
     if isinstance(check, BlockCheck):
         values: tuple[int, ...] = (check.slot,)
@@ -114,22 +110,9 @@ class ProtectionStore(Protocol):
         """
         ...
 
-    def record_consensus_signature(  # noqa: PLR0917 - positional, as the service calls it
-        self,
-        chain_id: str,
-        public_key: bytes,
-        height: int,
-        round: int,
-        step: int,
-        sign_bytes: bytes,
-        signature: bytes,
-    ) -> None:
-        """Remember the signature of the CometBFT message recorded at that height/round/step (if
-        that is still the last one), so an identical repeat returns it."""
-        ...
-
     def record_consensus_signatures(self, signatures: Sequence[ConsensusSignature]) -> None:
-        """``record_consensus_signature`` for several messages, in one transaction."""
+        """Remember the signatures of CometBFT messages recorded at their height/round/step (each only
+        if it is still the last one), in one transaction, so an identical repeat returns it."""
         ...
 
     def import_interchange(self, document: bytes | str | Mapping[str, Any]) -> ImportReport:

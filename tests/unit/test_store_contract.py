@@ -29,7 +29,7 @@ from signer.errors import (
 )
 from signer.protection.rules import AttestationRecord
 from signer.protection.sqlite import ATTESTATION_NEIGHBOURS_SQL, BLOCK_SAME_SLOT_SQL, SqliteStore, migrations
-from signer.protection.store import ProtectionStore
+from signer.protection.store import ConsensusSignature, ProtectionStore
 from signer.types import ZERO_ROOT, AttestationCheck, BlockCheck, ConsensusCheck, ConsensusStep, Safe
 from tests.stores import StoreFactory, backend, store, store_factory  # noqa: F401 - fixtures
 
@@ -206,9 +206,7 @@ def test_import_wrong_network_and_version_refused(store: ProtectionStore) -> Non
 
 
 def test_import_is_all_or_nothing(store: ProtectionStore) -> None:  # noqa: F811
-    bad = interchange(
-        [validator(PK_A, [1, 2]), {"pubkey": "0x" + PK_B.hex(), "signed_blocks": [{"slot": "x"}]}]
-    )
+    bad = interchange([validator(PK_A, [1, 2]), {"pubkey": "0x" + PK_B.hex(), "signed_blocks": [{"slot": "x"}]}])
     with pytest.raises(InterchangeError, match="invalid"):
         store.import_interchange(bad)
     assert store.export_interchange()["data"] == []
@@ -269,7 +267,7 @@ def test_consensus_sequence_repeat_and_signature(store: ProtectionStore) -> None
     repeat = one(store, vote(5, 0, ConsensusStep.PREVOTE, b"B1"))
     assert repeat.safe is Safe.SAME_DATA
     assert repeat.prior is not None and repeat.prior.signature is None
-    store.record_consensus_signature("chain-A", PK_A, 5, 0, 2, b"B1@1", b"SIG")
+    store.record_consensus_signatures([ConsensusSignature("chain-A", PK_A, 5, 0, 2, b"B1@1", b"SIG")])
     later = one(store, vote(5, 0, ConsensusStep.PREVOTE, b"B1", ts=b"@2"))
     assert later.safe is Safe.SAME_DATA
     assert later.prior is not None
@@ -287,7 +285,7 @@ def test_cometbft_state_export_shape_and_import(store_factory: StoreFactory, tmp
     db = store_factory()
     assert db.export_cometbft_state("chain-A", PK_A) == {"height": "0", "round": 0, "step": 0}
     one(db, vote(36, 0, ConsensusStep.PRECOMMIT, b"\x0a\x0b"))
-    db.record_consensus_signature("chain-A", PK_A, 36, 0, 3, b"\x0a\x0b@1", b"\x01\x02")
+    db.record_consensus_signatures([ConsensusSignature("chain-A", PK_A, 36, 0, 3, b"\x0a\x0b@1", b"\x01\x02")])
     state = db.export_cometbft_state("chain-A", PK_A)
     assert state == {
         "height": "36",
@@ -306,9 +304,7 @@ def test_cometbft_state_export_shape_and_import(store_factory: StoreFactory, tmp
     assert other.import_cometbft_state("chain-A", PK_A, {"height": "3", "round": 0, "step": 1}) is False
     assert other.export_cometbft_state("chain-A", PK_A)["height"] == "36"
     with pytest.raises(InterchangeError, match="conflicts"):
-        other.import_cometbft_state(
-            "chain-A", PK_A, {"height": "36", "round": 0, "step": 3, "signbytes": "FF"}
-        )
+        other.import_cometbft_state("chain-A", PK_A, {"height": "36", "round": 0, "step": 3, "signbytes": "FF"})
     with pytest.raises(InterchangeError, match="invalid"):
         other.import_cometbft_state("chain-A", PK_A, {"height": 36, "round": 0, "step": 3})
 
@@ -382,9 +378,7 @@ def test_sqlite_neighbour_queries_use_composite_indexes(tmp_path: Path) -> None:
         assert "SCAN signed_attestations" not in plan, plan
         assert plan.count("USING PRIMARY KEY (validator_id=? AND target_epoch=?)") == 1, plan
         assert plan.count("USING PRIMARY KEY (validator_id=? AND target_epoch>?)") == 1, plan
-        assert (
-            "USING COVERING INDEX signed_attestations_by_source (validator_id=? AND source_epoch>?)" in plan
-        )
+        assert "USING COVERING INDEX signed_attestations_by_source (validator_id=? AND source_epoch>?)" in plan
         block_plan = _plan(conn, BLOCK_SAME_SLOT_SQL, (1, 200))
         assert "SEARCH signed_blocks USING PRIMARY KEY (validator_id=? AND slot=?)" in block_plan
         assert "SCAN signed_blocks" not in block_plan, block_plan
