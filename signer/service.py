@@ -33,7 +33,7 @@ from signer.eth2.containers import AttestationData, BeaconBlockHeader
 from signer.eth2.networks import Network
 from signer.eth2.signing import DomainType, compute_signing_root
 from signer.keys.module import KeyModule
-from signer.protection.store import ConsensusSignature, ProtectionStore
+from signer.protection.store import ConsensusSignature, ProtectionStore, validate_check
 from signer.types import (
     AllowAll,
     AttestationCheck,
@@ -543,6 +543,12 @@ class SigningService:
     def _protect(self, items: list[_Item]) -> list[Verdict | None]:
         """One protection transaction for every item that has a check. Refuses all on failure."""
         verdicts: list[Verdict | None] = [None] * len(items)
+        for item in items:
+            if item.error is None and item.check is not None:
+                try:  # e.g. a uint64 slot/epoch above 2**63-1: refused alone, not the whole batch
+                    validate_check(item.check)
+                except errors.MalformedRequest as exc:
+                    item.error = exc
         pending = [(n, i) for n, i in enumerate(items) if i.error is None and i.check is not None]
         if not pending:
             return verdicts

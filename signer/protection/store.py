@@ -63,6 +63,12 @@ def _validate(check: ProtectionCheck) -> None:
             raise MalformedRequest(f"slot/epoch/height/round/step {value} is out of range 0..2**63-1")
 
 
+def validate_check(check: ProtectionCheck) -> None:
+    """Raise MalformedRequest for a check no store can hold (``ordered_batch`` refuses such a batch
+    whole); the service calls this per item first, so such an item is refused alone."""
+    _validate(check)
+
+
 def ordered_batch(checks: Sequence[ProtectionCheck]) -> list[int]:
     """Validate a batch and return the indexes of its items in sorted key order.
 

@@ -374,3 +374,36 @@ def test_per_key_rate_limit_refuses_only_the_key_over_its_rate(module: CountingM
     # A refused item records nothing: after the refill the same attestation signs.
     now[0] += 1.5
     assert service.sign_attestations(LOCAL_CLIENT, [att(0, 2, 3)])[0].ok
+
+
+# --- uint64 edges: a value the store cannot hold refuses its own item only ---------------------
+
+
+def test_epoch_or_slot_beyond_int64_refuses_only_its_item(service: SigningService, module: CountingModule) -> None:
+    """uint64 slots/epochs >= 2**63 are valid SSZ but the stores hold signed 64-bit integers. Such an
+    item is refused alone (MalformedRequest, never retried); the other items of the batch sign. It
+    used to refuse the whole batch with a retryable ProtectionStoreError (one bad request of a
+    client's coalesced batch took every other request of it down, and the client retried forever)."""
+    far = 2**63
+
+    def far_att(i: int, source: int, target: int) -> AttestationRequest:
+        data = AttestationData(slot=0, index=0, beacon_block_root=b"\x01" * 32, source=cp(source), target=cp(target))
+        return AttestationRequest(KeyRef(account=f"v/{i}"), MAINNET.domain(DomainType.BEACON_ATTESTER, target), data)
+
+    outcomes = service.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2), far_att(1, far, far), far_att(2, 3, far)])
+    assert errors_of(outcomes) == [None, errors.MalformedRequest, errors.MalformedRequest]
+    assert "2**63-1" in str(outcomes[1].error)
+    header = BeaconBlockHeader(slot=2**64 - 1, proposer_index=1, parent_root=b"\0" * 32, state_root=b"\0" * 32,
+                               body_root=b"\0" * 32)  # fmt: skip
+    proposer = MAINNET.domain(DomainType.BEACON_PROPOSER, MAINNET.epoch_at_slot(2**64 - 1))
+    ok_header = replace(header, slot=5)
+    proposals = service.sign_proposals(
+        LOCAL_CLIENT,
+        [
+            ProposalRequest(KeyRef(account="v/0"), PROPOSER, ok_header),
+            ProposalRequest(KeyRef(account="v/1"), proposer, header),
+        ],
+    )
+    assert errors_of(proposals) == [None, errors.MalformedRequest]
+    # Only the storable items were signed.
+    assert len(module.signed) == 2
