@@ -31,7 +31,8 @@ in-process. ``lock()`` and ``close()`` stop every worker and spare, so no proces
 after them; ``unlock()`` forks a new pool only while the process has no other thread, else
 signing stays in-process (logged).
 
-A worker that dies (or answers garbage) fails its chunk: the call raises KeyModuleError, so the
+A worker that dies (or answers garbage, or stays silent past ``chunk_timeout_s``: it is then
+killed) fails its chunk: the call raises KeyModuleError, so the
 service refuses the affected items; a spare takes its place and the next call signs normally.
 Dead idle workers are replaced before they are handed work. With no spare left, the pool shrinks,
 and with no worker left, signing continues in-process (logged): slower, never unavailable.
@@ -48,6 +49,7 @@ import os
 import queue
 import signal
 import threading
+import time
 from collections.abc import Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -61,6 +63,9 @@ log = logging.getLogger("signer.keys.pool")
 
 DEFAULT_CHUNK = 64
 """Largest chunk handed to one worker at a time (a batch of 100 over 2 workers: 2 chunks of 50)."""
+DEFAULT_CHUNK_TIMEOUT_S = 10.0
+"""A worker that has not answered a chunk after this long is killed and its chunk refused (a chunk
+of 64 BLS signatures takes ~30 ms; this only trips on a stopped or stuck process)."""
 _STOP_TIMEOUT_S = 2.0
 _LIVENESS_CHECK_S = 1.0
 _PR_SET_PDEATHSIG = 1
@@ -159,8 +164,9 @@ class _Worker:
 class _Pool:
     """The workers (and spares) forked from one state of the module, at start; retired as a whole."""
 
-    def __init__(self, module: KeyModule, workers: int, spares: int) -> None:
+    def __init__(self, module: KeyModule, workers: int, spares: int, chunk_timeout_s: float = 10.0) -> None:
         self.module = module
+        self.chunk_timeout_s = chunk_timeout_s
         self.keys: dict[bytes, Scheme] = {k.public_key: k.scheme for k in module.list_keys()}
         self.idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
         self.workers: list[_Worker] = []
@@ -254,7 +260,8 @@ class _Pool:
         results: list[list[bytes] | None] = [None] * len(chunks)
         pending = list(range(len(chunks)))
         pending.reverse()
-        inflight: dict[Connection, tuple[_Worker, int]] = {}
+        inflight: dict[Connection, tuple[_Worker, int, float]] = {}
+        """conn -> (worker, chunk index, deadline): a worker still silent at its deadline is killed."""
         failure: errors.SignerError | None = None
         while pending or inflight:
             while pending:
@@ -269,23 +276,30 @@ class _Pool:
                     self.put_back(self.replace(worker))
                     pending.append(index)
                     continue
-                inflight[worker.conn] = (worker, index)
+                inflight[worker.conn] = (worker, index, time.monotonic() + self.chunk_timeout_s)
             if not inflight:
                 # No worker left at all: the chunks that never left are signed here.
                 for index in pending:
                     results[index] = self.module.sign_many(chunks[index])
                 pending.clear()
                 continue
-            ready = wait(list(inflight), timeout=_LIVENESS_CHECK_S)
-            if not ready:  # belt and braces: a worker that died without closing its pipe
-                for dead_conn, (worker, _) in list(inflight.items()):
-                    if not worker.alive():
-                        del inflight[dead_conn]
-                        failure = failure or _crashed(worker)
-                        self.put_back(self.replace(worker))
+            earliest = min(deadline for _, _, deadline in inflight.values())
+            ready = wait(list(inflight), timeout=max(0.0, min(_LIVENESS_CHECK_S, earliest - time.monotonic())))
+            now = time.monotonic()
+            for quiet_conn, (worker, _, deadline) in list(inflight.items()):
+                if quiet_conn in ready:
+                    continue
+                if not ready and not worker.alive():  # belt and braces: died without closing its pipe
+                    del inflight[quiet_conn]
+                    failure = failure or _crashed(worker)
+                    self.put_back(self.replace(worker))
+                elif now >= deadline:  # alive but silent (stopped, stuck): a timeout refuses
+                    del inflight[quiet_conn]
+                    failure = failure or _hung(worker, self.chunk_timeout_s)
+                    self.put_back(self.replace(worker))
             for conn in ready:
                 assert isinstance(conn, Connection)
-                worker, index = inflight.pop(conn)
+                worker, index, _ = inflight.pop(conn)
                 try:
                     status, payload = conn.recv()
                 except (EOFError, OSError, ValueError, TypeError):
@@ -305,6 +319,13 @@ class _Pool:
         return [r if r is not None else [] for r in results]
 
 
+def _hung(worker: _Worker, timeout_s: float) -> errors.KeyModuleError:
+    log.warning("signing worker did not answer; killed, a spare replaces it", extra={"worker": worker.index})
+    return errors.KeyModuleError(
+        f"signing worker {worker.index} did not answer within {timeout_s:g} s; its items were not signed"
+    )
+
+
 def _crashed(worker: _Worker) -> errors.KeyModuleError:
     worker.process.join(0.05)
     code = worker.process.exitcode
@@ -321,10 +342,19 @@ class ParallelSigner:
     """
 
     def __init__(
-        self, module: KeyModule, workers: int = 0, *, chunk_size: int = DEFAULT_CHUNK, spares: int | None = None
+        self,
+        module: KeyModule,
+        workers: int = 0,
+        *,
+        chunk_size: int = DEFAULT_CHUNK,
+        spares: int | None = None,
+        chunk_timeout_s: float = DEFAULT_CHUNK_TIMEOUT_S,
     ) -> None:
-        if workers < 0 or chunk_size < 1 or (spares is not None and spares < 0):
-            raise errors.ConfigError("batching.sign_workers must be >= 0 and the chunk size >= 1")
+        if workers < 0 or chunk_size < 1 or (spares is not None and spares < 0) or chunk_timeout_s <= 0:
+            raise errors.ConfigError(
+                "batching.sign_workers must be >= 0, the chunk size >= 1 and the chunk timeout positive"
+            )
+        self.chunk_timeout_s = chunk_timeout_s
         self.module = module
         self.kind: str = module.kind
         self.workers = workers or default_workers()
@@ -353,7 +383,7 @@ class ParallelSigner:
                 log.warning("not forking signing workers from a multi-threaded process; signing in-process")
                 return
             bls.get_backend()  # import and set up the backend once, before forking
-            self._pool = _Pool(self.module, self.workers, self.spares)
+            self._pool = _Pool(self.module, self.workers, self.spares, self.chunk_timeout_s)
             self._removed = set()
             self._started = True
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -178,3 +179,40 @@ def test_without_a_pool_it_signs_in_process(module: EmulatedKeyModule) -> None:
     assert signer.sign_many([(key.public_key, b"\x06" * 32)]) == [module.sign(key.public_key, b"\x06" * 32)]
     signer.close()
     assert not module.unlocked
+
+
+def test_a_hung_worker_refuses_the_call_within_its_deadline(module: EmulatedKeyModule) -> None:
+    """A worker that stops answering but stays alive (SIGSTOP, stuck in I/O, swapped out) must not
+    hang the call forever (DESIGN invariant 2: a timeout refuses). Its chunk fails after the
+    deadline, the worker is killed and a spare takes its place."""
+    signer = ParallelSigner(module, 2, chunk_size=8, chunk_timeout_s=1.0)
+    signer.start()
+    try:
+        keys = bls_keys(module)
+        items = [(keys[i % len(keys)].public_key, r) for i, r in enumerate(roots(32, tag=11))]
+        stopped = signer.worker_pids()
+        for pid in stopped:
+            os.kill(pid, signal.SIGSTOP)
+        outcome: dict[str, object] = {}
+
+        def sign() -> None:
+            try:
+                outcome["sigs"] = signer.sign_many(items)
+            except errors.SignerError as exc:
+                outcome["error"] = exc
+
+        started = time.monotonic()
+        runner = threading.Thread(target=sign, daemon=True)
+        runner.start()
+        runner.join(15)
+        for pid in stopped:  # never leave a stopped process behind, whatever happened
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        assert not runner.is_alive(), "sign_many hung on a stopped worker"
+        assert isinstance(outcome.get("error"), errors.KeyModuleError), outcome.keys()
+        assert "did not answer" in str(outcome["error"])
+        assert time.monotonic() - started < 8
+        assert not any(pid in signer.worker_pids() for pid in stopped)
+        assert signer.sign_many(items) == module.sign_many(items)  # the spares sign
+    finally:
+        signer.close()
