@@ -310,6 +310,16 @@ class Attestation:
         return offset_bytes(fixed) + self.data.serialize() + self.signature + self.aggregation_bits
 
 
+def _aggregate_and_proof_root(aggregator_index: int, aggregate_root: bytes, selection_proof: bytes) -> bytes:
+    """AggregateAndProof (phase0 and electra share the shape; only the aggregate differs)."""
+    return merkleize([uint64_root(aggregator_index), aggregate_root, bytes_root(selection_proof)])
+
+
+def _aggregate_and_proof_bytes(aggregator_index: int, aggregate: bytes, selection_proof: bytes) -> bytes:
+    fixed = 8 + 4 + 96
+    return uint64_bytes(aggregator_index) + offset_bytes(fixed) + selection_proof + aggregate
+
+
 @dataclass(frozen=True, slots=True)
 class AggregateAndProof:
     aggregator_index: int
@@ -323,22 +333,10 @@ class AggregateAndProof:
         check_bytes("aggregate_and_proof.selection_proof", self.selection_proof, 96)
 
     def hash_tree_root(self) -> bytes:
-        return merkleize(
-            [
-                uint64_root(self.aggregator_index),
-                self.aggregate.hash_tree_root(),
-                bytes_root(self.selection_proof),
-            ]
-        )
+        return _aggregate_and_proof_root(self.aggregator_index, self.aggregate.hash_tree_root(), self.selection_proof)
 
     def serialize(self) -> bytes:
-        fixed = 8 + 4 + 96
-        return (
-            uint64_bytes(self.aggregator_index)
-            + offset_bytes(fixed)
-            + self.selection_proof
-            + self.aggregate.serialize()
-        )
+        return _aggregate_and_proof_bytes(self.aggregator_index, self.aggregate.serialize(), self.selection_proof)
 
 
 # --- electra (EIP-7549): committee index moves out of AttestationData ---------------------------
@@ -398,22 +396,10 @@ class AggregateAndProofElectra:
         check_bytes("aggregate_and_proof.selection_proof", self.selection_proof, 96)
 
     def hash_tree_root(self) -> bytes:
-        return merkleize(
-            [
-                uint64_root(self.aggregator_index),
-                self.aggregate.hash_tree_root(),
-                bytes_root(self.selection_proof),
-            ]
-        )
+        return _aggregate_and_proof_root(self.aggregator_index, self.aggregate.hash_tree_root(), self.selection_proof)
 
     def serialize(self) -> bytes:
-        fixed = 8 + 4 + 96
-        return (
-            uint64_bytes(self.aggregator_index)
-            + offset_bytes(fixed)
-            + self.selection_proof
-            + self.aggregate.serialize()
-        )
+        return _aggregate_and_proof_bytes(self.aggregator_index, self.aggregate.serialize(), self.selection_proof)
 
 
 # --- altair: sync committee -------------------------------------------------------------------
