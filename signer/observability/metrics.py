@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import platform
 from importlib import metadata
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -192,6 +193,11 @@ class PrometheusMonitor:
         self._build_info.labels(version=version or _version(), python=platform.python_version()).set(1)
         self._ready.set(0)
         self._clients: set[str] = set()
+        # Labelled children of the per-request series, cached: ``labels()`` takes a lock and builds
+        # a key every call. The label sets are closed, so these dicts stay small.
+        self._request_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._store_children: dict[str, Any] = {}
+        self._scheme_children: dict[str, tuple[Any, Any]] = {}
         # Closed label sets start at zero, so rate() and increase() see the first event.
         for offence in sorted(OFFENCES):
             self._refusals.labels(offence=offence)
@@ -201,15 +207,26 @@ class PrometheusMonitor:
     # --- the Monitor protocol -----------------------------------------------------------------
 
     def request_done(self, method: str, outcome: str, duration_s: float) -> None:
-        outcome_label = outcome if outcome in _OUTCOMES else Outcome.FAILED.value
-        self._requests.labels(method=method, outcome=outcome_label).inc()
-        self._request_duration.labels(method=method).observe(max(duration_s, 0.0))
+        children = self._request_children.get((method, outcome))
+        if children is None:
+            outcome_label = outcome if outcome in _OUTCOMES else Outcome.FAILED.value
+            children = (
+                self._requests.labels(method=method, outcome=outcome_label),
+                self._request_duration.labels(method=method),
+            )
+            self._request_children[(method, outcome)] = children
+        children[0].inc()
+        children[1].observe(max(duration_s, 0.0))
 
     def signed(self, scheme: Scheme, count: int, duration_s: float) -> None:
-        label = Scheme(scheme).value
+        children = self._scheme_children.get(scheme)
+        if children is None:
+            label = Scheme(scheme).value
+            children = (self._signatures.labels(scheme=label), self._signing_duration.labels(scheme=label))
+            self._scheme_children[label] = children  # StrEnum: Scheme.BLS and "bls" are one key
         if count > 0:
-            self._signatures.labels(scheme=label).inc(count)
-        self._signing_duration.labels(scheme=label).observe(max(duration_s, 0.0))
+            children[0].inc(count)
+        children[1].observe(max(duration_s, 0.0))
 
     def batch(self, size: int) -> None:
         self._batch_size.observe(size)
@@ -218,7 +235,10 @@ class PrometheusMonitor:
         self._refusals.labels(offence=offence if offence in OFFENCES else OTHER).inc()
 
     def store_latency(self, operation: str, duration_s: float) -> None:
-        self._store_duration.labels(operation=operation).observe(max(duration_s, 0.0))
+        child = self._store_children.get(operation)
+        if child is None:
+            child = self._store_children[operation] = self._store_duration.labels(operation=operation)
+        child.observe(max(duration_s, 0.0))
 
     def rate_limited(self, client: str) -> None:
         if client not in self._clients:
