@@ -488,30 +488,11 @@ class ParallelSigner:
             # The other schemes (and unknown keys) are signed here, while the workers sign BLS.
             pooled_set = set(pooled)
             rest = [n for n in range(len(items)) if n not in pooled_set]
-            done = threading.Event()
-            box: dict[str, Any] = {}
-
-            def run_pool() -> None:
-                try:
-                    box["sigs"] = pool.run(chunks)
-                except BaseException as exc:
-                    box["error"] = exc
-                finally:
-                    done.set()
-
             if rest:
-                runner = threading.Thread(target=run_pool, name="sign-pool", daemon=True)
-                runner.start()
-                try:
-                    for n, sig in zip(rest, self.module.sign_many([items[n] for n in rest]), strict=True):
-                        out[n] = sig
-                finally:
-                    done.wait()
-            else:
-                run_pool()
-            if "error" in box:
-                raise box["error"]
-            for idx, sigs in zip(index_chunks, box["sigs"], strict=True):
+                pooled_sigs = self._sign_beside(pool, chunks, [items[n] for n in rest], rest, out)
+            else:  # all BLS (the usual case): no thread, no hand-off
+                pooled_sigs = pool.run(chunks)
+            for idx, sigs in zip(index_chunks, pooled_sigs, strict=True):
                 for n, sig in zip(idx, sigs, strict=True):
                     out[n] = sig
             if any(s is None for s in out):
@@ -519,3 +500,35 @@ class ParallelSigner:
             return [s for s in out if s is not None]
         finally:
             pool.leave()
+
+    def _sign_beside(
+        self,
+        pool: _Pool,
+        chunks: list[list[tuple[bytes, bytes]]],
+        others: list[tuple[bytes, bytes]],
+        positions: list[int],
+        out: list[bytes | None],
+    ) -> list[list[bytes]]:
+        """The workers sign ``chunks`` (from a thread) while this thread signs ``others`` into ``out``."""
+        done = threading.Event()
+        box: dict[str, Any] = {}
+
+        def run_pool() -> None:
+            try:
+                box["sigs"] = pool.run(chunks)
+            except BaseException as exc:
+                box["error"] = exc
+            finally:
+                done.set()
+
+        runner = threading.Thread(target=run_pool, name="sign-pool", daemon=True)
+        runner.start()
+        try:
+            for n, sig in zip(positions, self.module.sign_many(others), strict=True):
+                out[n] = sig
+        finally:
+            done.wait()
+        if "error" in box:
+            raise box["error"]
+        sigs: list[list[bytes]] = box["sigs"]
+        return sigs
