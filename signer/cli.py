@@ -353,11 +353,25 @@ def _open_store(args: argparse.Namespace) -> ProtectionStore:
     return build_store(protection, args.data_dir, network.genesis_validators_root)
 
 
-def cmd_protection_import(args: argparse.Namespace) -> int:
+def _read_input(path: Path) -> bytes:
+    """The bytes of ``path``, or of stdin for ``-``."""
     try:
-        document = args.file.read_bytes() if str(args.file) != "-" else sys.stdin.buffer.read()
+        return path.read_bytes() if str(path) != "-" else sys.stdin.buffer.read()
     except OSError as exc:
-        raise ConfigError(f"cannot read {args.file}: {exc.strerror}") from exc
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def _write_json(document: object, output: Path | None) -> None:
+    """``document`` as indented JSON to ``output``, or to stdout for None or ``-``."""
+    text = json.dumps(document, indent=2) + "\n"
+    if output is None or str(output) == "-":
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+
+
+def cmd_protection_import(args: argparse.Namespace) -> int:
+    document = _read_input(args.file)
     store = _open_store(args)
     try:
         report = store.import_interchange(document)
@@ -376,11 +390,7 @@ def cmd_protection_export(args: argparse.Namespace) -> int:
         raise ConfigError(f"--public-key must be 0x-prefixed hex: {exc}") from exc
     finally:
         store.close()
-    text = json.dumps(document, indent=2) + "\n"
-    if args.output is None or str(args.output) == "-":
-        sys.stdout.write(text)
-    else:
-        args.output.write_text(text, encoding="utf-8")
+    _write_json(document, args.output)
     return EXIT_OK
 
 
@@ -433,10 +443,7 @@ def _cometbft_target(args: argparse.Namespace) -> tuple[str, bytes]:
 
 def cmd_protection_import_cometbft_state(args: argparse.Namespace) -> int:
     chain_id, public_key = _cometbft_target(args)
-    try:
-        document = args.file.read_bytes() if str(args.file) != "-" else sys.stdin.buffer.read()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {args.file}: {exc.strerror}") from exc
+    document = _read_input(args.file)
     state = parse_cometbft_state(document)
     without_timestamp = imported_sign_bytes_without_timestamp(public_key, state.sign_bytes, state.signature)
     store = _open_store(args)
@@ -459,11 +466,7 @@ def cmd_protection_export_cometbft_state(args: argparse.Namespace) -> int:
         document = store.export_cometbft_state(chain_id, public_key)
     finally:
         store.close()
-    text = json.dumps(document, indent=2) + "\n"
-    if args.output is None or str(args.output) == "-":
-        sys.stdout.write(text)
-    else:
-        args.output.write_text(text, encoding="utf-8")
+    _write_json(document, args.output)
     return EXIT_OK
 
 

@@ -592,15 +592,12 @@ class SigningService:
             if item.key.public_key not in live:
                 item.error = errors.UnknownKey(f"key {item.key.name!r} was removed while the request was in flight")
         todo = [i for i in todo if i.error is None]
-        messages = [self._message_for(i) for i in todo]
+        messages = [self._digest(i, i.message) for i in todo]
         sigs = self._sign_raw(todo, messages)
         for item in todo:
             sig = sigs.get(id(item))
             if sig is not None:
                 item.signature = sig
-
-    def _message_for(self, item: _Item) -> bytes:
-        return self._digest(item, item.message)
 
     @staticmethod
     def _digest(item: _Item, message: bytes) -> bytes:
