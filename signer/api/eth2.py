@@ -7,6 +7,7 @@ Dirk does; the gRPC status stays OK.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -35,7 +36,7 @@ from signer.service import (
     ProposalRequest,
     SigningService,
 )
-from signer.types import KeyInfo, Operation, Scheme
+from signer.types import ClientIdentity, KeyInfo, Operation, Scheme
 
 _Req = TypeVar("_Req")
 _Msg = TypeVar("_Msg")
@@ -208,10 +209,10 @@ class ListerServicer(lister_pb2_grpc.ListerServicer):
         self.service = service
         self.calls = calls
 
-    def _visible(self, client: object, key: KeyInfo) -> bool:
+    def _visible(self, client: ClientIdentity, key: KeyInfo) -> bool:
         for op in _SIGNING_OPERATIONS:
             try:
-                self.service.authorizer.authorize(client, op, key)  # type: ignore[arg-type]
+                self.service.authorizer.authorize(client, op, key)
             except errors.AccessDenied:
                 continue
             return True
@@ -240,8 +241,6 @@ class ListerServicer(lister_pb2_grpc.ListerServicer):
 
 def _uuid_of(key: KeyInfo) -> bytes:
     """A stable 16-byte id per key (Dirk gives accounts a UUID): derived from the public key."""
-    import hashlib  # noqa: PLC0415 - cold path
-
     return hashlib.sha256(b"account-uuid" + key.public_key).digest()[:16]
 
 
