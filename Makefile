@@ -16,6 +16,7 @@ serve: deps
 # Tools run as modules of $(PYTHON): no dependence on console-script shims being on PATH.
 lint:
 	$(PYTHON) -m ruff check signer tests bench scripts
+	$(PYTHON) -m ruff format --check signer tests bench scripts
 	$(PYTHON) -m mypy
 	$(PYTHON) -c 'import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())'
 

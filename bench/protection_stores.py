@@ -99,9 +99,7 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     try:
         with tempfile.TemporaryDirectory(prefix="bench-sqlite-") as tmp:
-            sqlite = measure(
-                lambda n: SqliteStore(Path(tmp) / f"p{n}.sqlite", ZERO_ROOT), args.items, args.repeats
-            )
+            sqlite = measure(lambda n: SqliteStore(Path(tmp) / f"p{n}.sqlite", ZERO_ROOT), args.items, args.repeats)
             postgres = measure(
                 lambda n: PostgresStore(server.new_database(f"bench{n}", empty=True), ZERO_ROOT, pool_size=1),
                 args.items,
@@ -110,15 +108,21 @@ def main() -> None:
     finally:
         server.destroy()
 
-    print(f"protection stores: {args.items} attestations per run, median of {args.repeats} runs, "
-          f"load average {load_before:.1f}")
-    print(f"{'batch':>5} | {'sqlite items/s':>14} {'batch ms (p95)':>16} | {'postgres items/s':>16} "
-          f"{'batch ms (p95)':>16} | pg/sqlite")
+    print(
+        f"protection stores: {args.items} attestations per run, median of {args.repeats} runs, "
+        f"load average {load_before:.1f}"
+    )
+    print(
+        f"{'batch':>5} | {'sqlite items/s':>14} {'batch ms (p95)':>16} | {'postgres items/s':>16} "
+        f"{'batch ms (p95)':>16} | pg/sqlite"
+    )
     for size in map(str, BATCH_SIZES):
         s, p = sqlite[size], postgres[size]
-        print(f"{size:>5} | {s['items_per_s']:>14,.0f} {s['batch_median_ms']:>8.2f} ({s['batch_p95_ms']:.2f})"
-              f" | {p['items_per_s']:>16,.0f} {p['batch_median_ms']:>8.2f} ({p['batch_p95_ms']:.2f})"
-              f" | {p['items_per_s'] / s['items_per_s']:.2f}x")
+        print(
+            f"{size:>5} | {s['items_per_s']:>14,.0f} {s['batch_median_ms']:>8.2f} ({s['batch_p95_ms']:.2f})"
+            f" | {p['items_per_s']:>16,.0f} {p['batch_median_ms']:>8.2f} ({p['batch_p95_ms']:.2f})"
+            f" | {p['items_per_s'] / s['items_per_s']:.2f}x"
+        )
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(
         json.dumps(

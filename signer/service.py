@@ -289,9 +289,7 @@ class SigningService:
     def _resolve(self, ref: KeyRef, scheme: Scheme) -> KeyInfo:
         key = self._lookup(ref)
         if key.scheme != scheme:
-            raise errors.UnsupportedScheme(
-                f"{ref.describe()} is a {key.scheme} key, this call needs {scheme}"
-            )
+            raise errors.UnsupportedScheme(f"{ref.describe()} is a {key.scheme} key, this call needs {scheme}")
         if key.public_key in self._locked:
             raise errors.KeyLocked(f"{ref.describe()} is locked")
         return key
@@ -328,8 +326,7 @@ class SigningService:
                 domain_type = self.network.check_domain(req.domain, data.target.epoch)
                 if domain_type != DomainType.BEACON_ATTESTER:
                     raise errors.ForbiddenDomain(
-                        "attestations are signed with the beacon attester domain, "
-                        f"not {domain_type.name.lower()}"
+                        f"attestations are signed with the beacon attester domain, not {domain_type.name.lower()}"
                     )
                 root = compute_signing_root(data.hash_tree_root(), req.domain)
                 item.message = root
@@ -357,8 +354,7 @@ class SigningService:
                 domain_type = self.network.check_domain(req.domain, self.network.epoch_at_slot(header.slot))
                 if domain_type != DomainType.BEACON_PROPOSER:
                     raise errors.ForbiddenDomain(
-                        "block proposals are signed with the beacon proposer domain, "
-                        f"not {domain_type.name.lower()}"
+                        f"block proposals are signed with the beacon proposer domain, not {domain_type.name.lower()}"
                     )
                 root = compute_signing_root(header.hash_tree_root(), req.domain)
                 item.message = root
@@ -533,8 +529,7 @@ class SigningService:
                 continue
             if item.key.public_key in seen:
                 item.error = errors.MalformedRequest(
-                    f"the batch names key {item.key.name!r} more than once; "
-                    "send one message per key per batch"
+                    f"the batch names key {item.key.name!r} more than once; send one message per key per batch"
                 )
                 item.check = None
                 continue

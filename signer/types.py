@@ -180,7 +180,6 @@ class NullMonitor:
         pass
 
 
-
 # --- the audit trail: one event per signing decision (observability/audit.py writes them) -----
 
 

@@ -50,9 +50,7 @@ def find_bin_dir() -> Path | None:
     initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
     if initdb and pg_ctl:
         return Path(os.path.realpath(initdb)).parent
-    candidates = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]), reverse=True
-    )
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]), reverse=True)
     return Path(candidates[0]).parent if candidates else None
 
 
@@ -65,8 +63,16 @@ def _free_port() -> int:
 class PostgresServer:
     """A PostgreSQL server for tests: ours (throwaway) or the one SIGNER_TEST_POSTGRES_DSN names."""
 
-    def __init__(self, admin_dsn: str, *, bin_dir: Path | None = None, root: Path | None = None,
-                 port: int | None = None, run_as: list[str] | None = None, fsync: bool = False) -> None:
+    def __init__(
+        self,
+        admin_dsn: str,
+        *,
+        bin_dir: Path | None = None,
+        root: Path | None = None,
+        port: int | None = None,
+        run_as: list[str] | None = None,
+        fsync: bool = False,
+    ) -> None:
         self.admin_dsn = admin_dsn
         """DSN of the maintenance database (``postgres``) with superuser rights."""
         self.bin_dir = bin_dir
@@ -107,7 +113,11 @@ class PostgresServer:
         port = _free_port()
         server = cls(
             f"host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=5",
-            bin_dir=bin_dir, root=root, port=port, run_as=run_as, fsync=fsync,
+            bin_dir=bin_dir,
+            root=root,
+            port=port,
+            run_as=run_as,
+            fsync=fsync,
         )
         server._initdb()
         server.start()
@@ -122,8 +132,19 @@ class PostgresServer:
 
     def _initdb(self) -> None:
         assert self.root is not None
-        self._run("initdb", "-D", str(self.root / "data"), "-A", "trust", "-U", "postgres",
-                  "-E", "UTF8", "--locale=C", "--no-sync")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.root / "data"),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        )
 
     def start(self) -> None:
         """Start (or restart after ``stop``) the throwaway server on its port, waiting until it is up."""
@@ -137,8 +158,19 @@ class PostgresServer:
         )
         if self.has_pg_stat_statements:
             options += " -c shared_preload_libraries=pg_stat_statements"
-        self._run("pg_ctl", "-D", str(self.root / "data"), "-l", str(self.root / "server.log"),
-                  "-w", "-t", "30", "-o", options, "start")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.root / "data"),
+            "-l",
+            str(self.root / "server.log"),
+            "-w",
+            "-t",
+            "30",
+            "-o",
+            options,
+            "start",
+        )
 
     def stop(self, mode: str = "immediate") -> None:
         """``pg_ctl stop -m immediate`` (a crash: open transactions are lost) or ``fast``/``smart``."""
@@ -185,9 +217,10 @@ class PostgresServer:
         gives a database without any table (to test migrations). ``name`` makes the call idempotent:
         the same name gives the same database (created the first time).
         """
-        with contextlib.nullcontext() if locked else self._lock, psycopg.connect(
-            self.admin_dsn, autocommit=True
-        ) as conn:
+        with (
+            contextlib.nullcontext() if locked else self._lock,
+            psycopg.connect(self.admin_dsn, autocommit=True) as conn,
+        ):
             dbname = self._prefix + (name or uuid.uuid4().hex[:12])
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
             if exists is None:

@@ -73,8 +73,7 @@ def _check_patterns(client: str, field: str, patterns: Iterable[str]) -> None:
             digits = pattern[2:]
             if len(digits) not in (64, 66, 96, 130) or any(c not in "0123456789abcdefABCDEF" for c in digits):
                 raise ConfigError(
-                    f"clients '{client}'.{field}: {pattern!r} is not a 0x public key "
-                    "(32, 33, 48 or 65 bytes of hex)"
+                    f"clients '{client}'.{field}: {pattern!r} is not a 0x public key (32, 33, 48 or 65 bytes of hex)"
                 )
 
 

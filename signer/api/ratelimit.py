@@ -183,8 +183,7 @@ class RateLimiter:
             permit.release()
             retry_after_s = _round_up_ms(wait_s)
             raise RateLimited(
-                f"client '{name}' is over its rate limit ({_rate_text(rate)}); "
-                f"retry in {retry_after_s:.3f} s",
+                f"client '{name}' is over its rate limit ({_rate_text(rate)}); retry in {retry_after_s:.3f} s",
                 retry_after_s=retry_after_s,
             )
         return permit

@@ -129,20 +129,15 @@ def load_material(tls: TlsConfig) -> _Material:
     try:
         x509.load_pem_x509_certificates(client_ca)
     except ValueError as exc:
-        raise ConfigError(
-            f"server.tls.client_ca_file: {tls.client_ca_file} holds no PEM certificate"
-        ) from exc
+        raise ConfigError(f"server.tls.client_ca_file: {tls.client_ca_file} holds no PEM certificate") from exc
     try:
         key = serialization.load_pem_private_key(private_key, password=None)
     except (ValueError, TypeError) as exc:
         # never echo the key or the parser's view of it
-        raise ConfigError(
-            f"server.tls.key_file: {tls.key_file} is not an unencrypted PEM private key"
-        ) from exc
+        raise ConfigError(f"server.tls.key_file: {tls.key_file} is not an unencrypted PEM private key") from exc
     if key.public_key() != certs[0].public_key():
         raise ConfigError(
-            f"server.tls.key_file: the key in {tls.key_file} does not belong to the certificate "
-            f"in {tls.cert_file}"
+            f"server.tls.key_file: the key in {tls.key_file} does not belong to the certificate in {tls.cert_file}"
         )
     mode = os.stat(tls.key_file).st_mode
     if mode & (stat.S_IRWXO):

@@ -158,9 +158,7 @@ def _vote_head(vote: Vote) -> bytes:
     )
 
 
-def _proposal_head(
-    msg_type: int, height: int, round: int, pol_round: int, block_id: BlockID | None
-) -> bytes:
+def _proposal_head(msg_type: int, height: int, round: int, pol_round: int, block_id: BlockID | None) -> bytes:
     return (
         varint_field(_K1_VARINT, msg_type)
         + sfixed64_field(_K2_I64, height)
@@ -171,9 +169,7 @@ def _proposal_head(
 
 
 def _proposal_head_of(proposal: Proposal) -> bytes:
-    return _proposal_head(
-        proposal.type, proposal.height, proposal.round, proposal.pol_round, proposal.block_id
-    )
+    return _proposal_head(proposal.type, proposal.height, proposal.round, proposal.pol_round, proposal.block_id)
 
 
 # --- sign bytes of validated messages -------------------------------------------------------
@@ -194,9 +190,7 @@ def vote_sign_bytes_without_timestamp(chain_id: str, vote: Vote) -> bytes:
 def proposal_sign_bytes(chain_id: str, proposal: Proposal) -> bytes:
     """What a validator signs for ``proposal`` on ``chain_id`` (ProposalSignBytes)."""
     tail = bytes_field(_K7_LEN, _chain_id(chain_id))
-    return delimited(
-        _proposal_head_of(proposal) + message_field(_K6_LEN, _timestamp_body(proposal.timestamp)) + tail
-    )
+    return delimited(_proposal_head_of(proposal) + message_field(_K6_LEN, _timestamp_body(proposal.timestamp)) + tail)
 
 
 def proposal_sign_bytes_without_timestamp(chain_id: str, proposal: Proposal) -> bytes:
@@ -216,9 +210,7 @@ def vote_extension_sign_bytes(chain_id: str, vote: Vote) -> bytes:
             "vote extensions are signed only for a precommit for a block, not for a "
             f"{'nil ' if vote.block_id.is_nil else ''}{vote.type.name.lower()}"
         )
-    return encode_canonical_vote_extension(
-        chain_id, extension=vote.extension, height=vote.height, round=vote.round
-    )
+    return encode_canonical_vote_extension(chain_id, extension=vote.extension, height=vote.height, round=vote.round)
 
 
 def sign_bytes_pair(chain_id: str, msg: Vote | Proposal) -> tuple[bytes, bytes]:

@@ -160,9 +160,7 @@ class Vote:
     extension: bytes = b""
 
     def __post_init__(self) -> None:
-        object.__setattr__(
-            self, "type", _msg_type(self.type, (SignedMsgType.PREVOTE, SignedMsgType.PRECOMMIT), "vote")
-        )
+        object.__setattr__(self, "type", _msg_type(self.type, (SignedMsgType.PREVOTE, SignedMsgType.PRECOMMIT), "vote"))
         _int("vote height", self.height, 1, MAX_INT64)
         _int("vote round", self.round, 0, MAX_INT32)
         if not isinstance(self.block_id, BlockID):
@@ -175,9 +173,7 @@ class Vote:
         _timestamp(self.timestamp)
         address = _bytes("vote validator_address", self.validator_address)
         if len(address) != ADDRESS_SIZE:
-            raise MalformedRequest(
-                f"vote validator_address must be {ADDRESS_SIZE} bytes, got {len(address)} bytes"
-            )
+            raise MalformedRequest(f"vote validator_address must be {ADDRESS_SIZE} bytes, got {len(address)} bytes")
         _int("vote validator_index", self.validator_index, 0, MAX_INT32)
         extension = _bytes("vote extension", self.extension)
         if extension and not self.extends_block:
@@ -214,15 +210,13 @@ class Proposal:
         _int("proposal pol_round", self.pol_round, -1, MAX_INT32)
         if self.pol_round >= self.round:
             raise MalformedRequest(
-                f"proposal pol_round must be below round (or -1), got pol_round {self.pol_round} "
-                f"at round {self.round}"
+                f"proposal pol_round must be below round (or -1), got pol_round {self.pol_round} at round {self.round}"
             )
         if not isinstance(self.block_id, BlockID):
             raise MalformedRequest(f"proposal block_id must be a BlockID, got {type(self.block_id).__name__}")
         if not self.block_id.is_complete:
             raise MalformedRequest(
-                f"proposal block_id must be complete ({HASH_SIZE}-byte hash, total > 0, "
-                f"{HASH_SIZE}-byte part set hash)"
+                f"proposal block_id must be complete ({HASH_SIZE}-byte hash, total > 0, {HASH_SIZE}-byte part set hash)"
             )
         _timestamp(self.timestamp)
 

@@ -94,13 +94,9 @@ class BlsBackend(Protocol):
     def aggregate(self, signatures: Sequence[bytes]) -> bytes:
         """Sum of the signatures; MalformedRequest for none or for one that does not decode."""
 
-    def fast_aggregate_verify(
-        self, public_keys: Sequence[bytes], message: bytes, signature: bytes
-    ) -> bool: ...
+    def fast_aggregate_verify(self, public_keys: Sequence[bytes], message: bytes, signature: bytes) -> bool: ...
 
-    def aggregate_verify(
-        self, public_keys: Sequence[bytes], messages: Sequence[bytes], signature: bytes
-    ) -> bool: ...
+    def aggregate_verify(self, public_keys: Sequence[bytes], messages: Sequence[bytes], signature: bytes) -> bool: ...
 
     def batch_verify(
         self, public_keys: Sequence[bytes], messages: Sequence[bytes], signatures: Sequence[bytes]
@@ -135,9 +131,7 @@ def _verify_each(
 ) -> bool:
     if len(public_keys) == 0 or not len(public_keys) == len(messages) == len(signatures):
         return False
-    return all(
-        backend.verify(pk, m, s) for pk, m, s in zip(public_keys, messages, signatures, strict=True)
-    )
+    return all(backend.verify(pk, m, s) for pk, m, s in zip(public_keys, messages, signatures, strict=True))
 
 
 # --- blst through pyblst ----------------------------------------------------------------------
@@ -241,9 +235,7 @@ class BlstBackend:
 
         return _fail_to_false(check)
 
-    def aggregate_verify(
-        self, public_keys: Sequence[bytes], messages: Sequence[bytes], signature: bytes
-    ) -> bool:
+    def aggregate_verify(self, public_keys: Sequence[bytes], messages: Sequence[bytes], signature: bytes) -> bool:
         def check() -> bool:
             if len(public_keys) == 0 or len(public_keys) != len(messages):
                 return False
@@ -268,9 +260,7 @@ class BlstBackend:
             total = self._identity_g2
             for weight, signature in zip(weights, signatures, strict=True):
                 total = total + self._g2(signature).scalar_mul(weight)
-            pairs = [
-                (p.scalar_mul(w), self._hash(m)) for p, w, m in zip(points, weights, messages, strict=True)
-            ]
+            pairs = [(p.scalar_mul(w), self._hash(m)) for p, w, m in zip(points, weights, messages, strict=True)]
             return self._pairing_check(pairs, total)
 
         return _fail_to_false(check)
@@ -333,9 +323,7 @@ class BlspyBackend:
 
     def verify(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
         return _fail_to_false(
-            lambda: bool(
-                self._scheme.verify(self._public_keys([public_key])[0], bytes(message), self._g2(signature))
-            )
+            lambda: bool(self._scheme.verify(self._public_keys([public_key])[0], bytes(message), self._g2(signature)))
         )
 
     def aggregate(self, signatures: Sequence[bytes]) -> bytes:
@@ -358,16 +346,12 @@ class BlspyBackend:
 
         return _fail_to_false(check)
 
-    def aggregate_verify(
-        self, public_keys: Sequence[bytes], messages: Sequence[bytes], signature: bytes
-    ) -> bool:
+    def aggregate_verify(self, public_keys: Sequence[bytes], messages: Sequence[bytes], signature: bytes) -> bool:
         def check() -> bool:
             if len(public_keys) == 0 or len(public_keys) != len(messages):
                 return False
             points = self._public_keys(public_keys)
-            return bool(
-                self._scheme.aggregate_verify(points, [bytes(m) for m in messages], self._g2(signature))
-            )
+            return bool(self._scheme.aggregate_verify(points, [bytes(m) for m in messages], self._g2(signature)))
 
         return _fail_to_false(check)
 
@@ -433,9 +417,7 @@ class PyEccBackend:
         return bytes(self._g2_to_signature(point))
 
     def verify(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
-        return _fail_to_false(
-            lambda: bool(self._scheme.Verify(bytes(public_key), bytes(message), bytes(signature)))
-        )
+        return _fail_to_false(lambda: bool(self._scheme.Verify(bytes(public_key), bytes(message), bytes(signature))))
 
     def aggregate(self, signatures: Sequence[bytes]) -> bytes:
         if len(signatures) == 0:
@@ -448,15 +430,11 @@ class PyEccBackend:
     def fast_aggregate_verify(self, public_keys: Sequence[bytes], message: bytes, signature: bytes) -> bool:
         return _fail_to_false(
             lambda: bool(
-                self._scheme.FastAggregateVerify(
-                    [bytes(pk) for pk in public_keys], bytes(message), bytes(signature)
-                )
+                self._scheme.FastAggregateVerify([bytes(pk) for pk in public_keys], bytes(message), bytes(signature))
             )
         )
 
-    def aggregate_verify(
-        self, public_keys: Sequence[bytes], messages: Sequence[bytes], signature: bytes
-    ) -> bool:
+    def aggregate_verify(self, public_keys: Sequence[bytes], messages: Sequence[bytes], signature: bytes) -> bool:
         return _fail_to_false(
             lambda: bool(
                 self._scheme.AggregateVerify(
@@ -556,9 +534,7 @@ def aggregate_verify(public_keys: Sequence[bytes], messages: Sequence[bytes], si
     return get_backend().aggregate_verify(public_keys, messages, signature)
 
 
-def batch_verify(
-    public_keys: Sequence[bytes], messages: Sequence[bytes], signatures: Sequence[bytes]
-) -> bool:
+def batch_verify(public_keys: Sequence[bytes], messages: Sequence[bytes], signatures: Sequence[bytes]) -> bool:
     """True iff every (public_key, message, signature) triple verifies (and there is at least one)."""
     return get_backend().batch_verify(public_keys, messages, signatures)
 

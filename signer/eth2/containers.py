@@ -181,9 +181,7 @@ class Fork:
         check_uint64("fork.epoch", self.epoch)
 
     def hash_tree_root(self) -> bytes:
-        return merkleize(
-            [bytes_root(self.previous_version), bytes_root(self.current_version), uint64_root(self.epoch)]
-        )
+        return merkleize([bytes_root(self.previous_version), bytes_root(self.current_version), uint64_root(self.epoch)])
 
     def serialize(self) -> bytes:
         return self.previous_version + self.current_version + uint64_bytes(self.epoch)
@@ -375,11 +373,7 @@ class AttestationElectra:
     def serialize(self) -> bytes:
         fixed = 4 + 128 + 96 + MAX_COMMITTEES_PER_SLOT // 8
         return (
-            offset_bytes(fixed)
-            + self.data.serialize()
-            + self.signature
-            + self.committee_bits
-            + self.aggregation_bits
+            offset_bytes(fixed) + self.data.serialize() + self.signature + self.committee_bits + self.aggregation_bits
         )
 
 

@@ -1,8 +1,8 @@
 """Domains and signing roots (consensus-specs phase0 ``compute_domain``/``compute_signing_root``).
 
-    fork_data_root = hash_tree_root(ForkData(current_version, genesis_validators_root))
-    domain         = domain_type (4 bytes) || fork_data_root[:28]
-    signing_root   = hash_tree_root(SigningData(object_root, domain)) = SHA-256(object_root || domain)
+fork_data_root = hash_tree_root(ForkData(current_version, genesis_validators_root))
+domain         = domain_type (4 bytes) || fork_data_root[:28]
+signing_root   = hash_tree_root(SigningData(object_root, domain)) = SHA-256(object_root || domain)
 """
 
 from __future__ import annotations
@@ -54,9 +54,7 @@ def compute_fork_data_root(current_version: bytes, genesis_validators_root: byte
     return _sha256(bytes(current_version) + ZERO_CHUNK[4:] + bytes(genesis_validators_root)).digest()
 
 
-def compute_domain(
-    domain_type: bytes, fork_version: bytes, genesis_validators_root: bytes = ZERO_CHUNK
-) -> bytes:
+def compute_domain(domain_type: bytes, fork_version: bytes, genesis_validators_root: bytes = ZERO_CHUNK) -> bytes:
     """The 32-byte domain. Deposits and builder registrations use the genesis fork version and a zero root."""
     if len(domain_type) != 4:
         raise MalformedRequest(f"domain type must be 4 bytes, got {len(domain_type)}")

@@ -80,9 +80,7 @@ def create_dev_module(
     if not module.unlocked:  # another process created it meanwhile: open theirs
         module.unlock()
         return module
-    items: list[tuple[str, Scheme, bytes]] = [
-        (dev_account(i), Scheme.BLS, dev_bls_secret(i)) for i in range(count)
-    ]
+    items: list[tuple[str, Scheme, bytes]] = [(dev_account(i), Scheme.BLS, dev_bls_secret(i)) for i in range(count)]
     items.append((DEV_SECP256K1_ACCOUNT, Scheme.SECP256K1, dev_secp256k1_secret()))
     items.append((DEV_ED25519_ACCOUNT, Scheme.ED25519, dev_ed25519_secret()))
     module.import_secrets(items)

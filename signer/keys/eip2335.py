@@ -139,9 +139,7 @@ def parse_keystore(data: Mapping[str, Any] | str | bytes, *, source: str = "keys
     try:
         model = _KeystoreModel.model_validate(obj)
     except ValidationError as exc:
-        where = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
-        )
+        where = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors())
         raise MalformedKeystore(f"{source}: not an EIP-2335 keystore: {where}") from exc
     kdf_module = model.crypto.kdf
     if isinstance(kdf_module, _ScryptModule):

@@ -188,9 +188,7 @@ class EmulatedKeyModule:
 
     kind = "emulated"
 
-    def __init__(
-        self, data_dir: Path, pin: str, *, create: bool = False, scrypt_n: int = DEFAULT_SCRYPT_N
-    ) -> None:
+    def __init__(self, data_dir: Path, pin: str, *, create: bool = False, scrypt_n: int = DEFAULT_SCRYPT_N) -> None:
         self.data_dir = Path(data_dir)
         self.path = self.data_dir / MODULE_FILE
         self._pin = pin
@@ -222,8 +220,13 @@ class EmulatedKeyModule:
         if not MIN_SCRYPT_N <= scrypt_n <= MAX_SCRYPT_N or scrypt_n & (scrypt_n - 1):
             raise KeyModuleError(f"scrypt n must be a power of two in [2**10, 2**20], got {scrypt_n}")
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        kdf = {"function": "scrypt", "n": scrypt_n, "r": SCRYPT_R, "p": SCRYPT_P,
-               "salt": _secrets.token_bytes(32).hex()}
+        kdf = {
+            "function": "scrypt",
+            "n": scrypt_n,
+            "r": SCRYPT_R,
+            "p": SCRYPT_P,
+            "salt": _secrets.token_bytes(32).hex(),
+        }
         keys = _derive(self._pin, kdf)
         doc: dict[str, Any] = {
             "format": FORMAT,
@@ -243,9 +246,7 @@ class EmulatedKeyModule:
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError as exc:
-            raise KeyModuleError(
-                f"no emulated key module in {self.data_dir} ({MODULE_FILE} is missing)"
-            ) from exc
+            raise KeyModuleError(f"no emulated key module in {self.data_dir} ({MODULE_FILE} is missing)") from exc
         except OSError as exc:
             raise KeyModuleError(f"cannot read {self.path}: {exc.strerror}") from exc
         try:
@@ -277,8 +278,9 @@ class EmulatedKeyModule:
             scheme = Scheme(entry["scheme"])
             public_key = bytes.fromhex(entry["public_key"])
             try:
-                secret = aead.decrypt(bytes.fromhex(entry["nonce"]), bytes.fromhex(entry["sealed"]),
-                                      _aad(scheme, public_key, name))
+                secret = aead.decrypt(
+                    bytes.fromhex(entry["nonce"]), bytes.fromhex(entry["sealed"]), _aad(scheme, public_key, name)
+                )
             except InvalidTag as exc:
                 raise ModuleTampered(
                     f"module file {self.path}: key #{index} ({name!r}) failed authentication "
@@ -409,8 +411,13 @@ class EmulatedKeyModule:
             public_keys[public_key] = name
             nonce = _secrets.token_bytes(12)
             sealed = aead.encrypt(nonce, bytes(secret), _aad(scheme, public_key, name))
-            entry = {"name": name, "scheme": scheme.value, "public_key": public_key.hex(),
-                     "nonce": nonce.hex(), "sealed": sealed.hex()}
+            entry = {
+                "name": name,
+                "scheme": scheme.value,
+                "public_key": public_key.hex(),
+                "nonce": nonce.hex(),
+                "sealed": sealed.hex(),
+            }
             prepared.append((entry, KeyInfo(public_key.hex(), name, scheme, public_key)))
         doc["keys"].extend(entry for entry, _ in prepared)
         return [info for _, info in prepared]

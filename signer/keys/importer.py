@@ -66,9 +66,7 @@ def find_keystores(paths: Sequence[Path]) -> list[Path]:
     for path in paths:
         if path.is_dir():
             found.extend(
-                p
-                for p in sorted(path.rglob("*.json"))
-                if p.is_file() and not p.name.startswith("deposit_data-")
+                p for p in sorted(path.rglob("*.json")) if p.is_file() and not p.name.startswith("deposit_data-")
             )
         else:
             found.append(path)

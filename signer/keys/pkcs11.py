@@ -244,9 +244,7 @@ def _acquire_login(library: _Library, token_label: str, pin: str) -> _Login:
         try:
             session = token.open(rw=True)
         except p11err.PKCS11Error as exc:
-            raise KeyModuleError(
-                f"PKCS#11 token {token_label!r}: cannot open a session ({_describe(exc)})"
-            ) from exc
+            raise KeyModuleError(f"PKCS#11 token {token_label!r}: cannot open a session ({_describe(exc)})") from exc
         rv = library.raw.login(session.handle, pin)
         if rv == _CKR_USER_ALREADY_LOGGED_IN:
             # Logged in by someone else in this process, outside this module: check the PIN anew.
@@ -553,9 +551,7 @@ class Pkcs11KeyModule:
                     scheme, public_key = Scheme.ED25519, point
                 else:
                     continue
-                entries.append(
-                    _Entry(KeyInfo(cka_id.hex(), str(pub[Attribute.LABEL]), scheme, public_key), cka_id)
-                )
+                entries.append(_Entry(KeyInfo(cka_id.hex(), str(pub[Attribute.LABEL]), scheme, public_key), cka_id))
         return entries
 
     # --- creating, importing, deleting ----------------------------------------------------
@@ -652,9 +648,7 @@ class Pkcs11KeyModule:
                 for name, scheme, secret, public_key in prepared:
                     if scheme is not Scheme.BLS:
                         created.append(self._create_token_key(login, name, scheme, secret, public_key))
-                bls_infos = self._seal_bls(
-                    login, [(n, s, pk) for n, sc, s, pk in prepared if sc is Scheme.BLS]
-                )
+                bls_infos = self._seal_bls(login, [(n, s, pk) for n, sc, s, pk in prepared if sc is Scheme.BLS])
             except BaseException:
                 self._destroy_token_objects(login, [e.cka_id for e in created if e.cka_id is not None])
                 raise
@@ -666,9 +660,7 @@ class Pkcs11KeyModule:
     def generate_many(self, names: Sequence[str], scheme: Scheme) -> list[KeyInfo]:
         return [self.generate(name, scheme) for name in names]
 
-    def _create_token_key(
-        self, login: _Login, name: str, scheme: Scheme, secret: bytes, public_key: bytes
-    ) -> _Entry:
+    def _create_token_key(self, login: _Login, name: str, scheme: Scheme, secret: bytes, public_key: bytes) -> _Entry:
         if scheme is Scheme.SECP256K1:
             key_type, params = KeyType.EC, SECP256K1_EC_PARAMS
             point = _der_octet_string(_decompress_secp256k1(public_key))
@@ -753,9 +745,7 @@ class Pkcs11KeyModule:
             for name, secret, public_key in items:
                 iv = secrets.token_bytes(12)
                 param = GCMParams(iv, public_key)
-                ciphertext = bytes(
-                    seal_key.encrypt(secret, mechanism=Mechanism.AES_GCM, mechanism_param=param)
-                )
+                ciphertext = bytes(seal_key.encrypt(secret, mechanism=Mechanism.AES_GCM, mechanism_param=param))
                 blobs.append(_SealedBlob(name, public_key, iv, ciphertext))
         self._write_sealed(self._read_sealed() + blobs)
         infos: list[KeyInfo] = []
@@ -924,9 +914,7 @@ class Pkcs11KeyModule:
         key = pooled.keys.get(entry.info.public_key)
         if key is None:
             found = list(
-                pooled.session.get_objects(
-                    {Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.ID: entry.cka_id}
-                )
+                pooled.session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.ID: entry.cka_id})
             )
             if len(found) != 1:
                 raise KeyModuleError(

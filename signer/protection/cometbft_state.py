@@ -45,9 +45,7 @@ def parse_cometbft_state(
     try:
         model = PrivValidatorState.model_validate(raw)
     except ValidationError as exc:
-        details = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()[:5]
-        )
+        details = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()[:5])
         raise InterchangeError(f"the priv_validator_state document is invalid: {details}") from exc
     height = int(model.height)
     if height > 2**63 - 1:

@@ -141,9 +141,7 @@ def check_block(check: BlockCheck, history: Iterable[BlockRecord], bounds: Lower
     return Safe.VALID
 
 
-def check_attestation(
-    check: AttestationCheck, history: Iterable[AttestationRecord], bounds: LowerBounds
-) -> Safe:
+def check_attestation(check: AttestationCheck, history: Iterable[AttestationRecord], bounds: LowerBounds) -> Safe:
     """Decide an attestation.
 
     ``history`` must hold every record with ``check.target_epoch``, at least one record surrounded by
@@ -161,8 +159,7 @@ def check_attestation(
         for record in same_target:
             if record.source_epoch != source:
                 raise DoubleVote(
-                    f"double vote: target {target} was signed before with source {record.source_epoch}, "
-                    f"not {source}",
+                    f"double vote: target {target} was signed before with source {record.source_epoch}, not {source}",
                     evidence=_attestation_evidence(record),
                 )
             if not _same_root(record.signing_root, check.signing_root):

@@ -47,6 +47,7 @@ def _hex(value: str) -> bytes:
 
 def _g2_compressed(x: str, y: str) -> bytes:
     """The compressed form of the affine G2 point (x, y) given as 're,im' hex pairs."""
+
     def fq2(pair: str) -> Any:
         re, im = (int(part, 16) for part in pair.split(","))
         return FQ2([re, im])
@@ -132,4 +133,3 @@ def test_vector(vectors: Path, backend: bls.BlsBackend, case: Path) -> None:
         assert answer is (expected is True), f"{backend.name}: {handler} gave {answer}"
     else:
         assert answer == expected, f"{backend.name}: {handler} gave {answer!r}"
-

@@ -88,43 +88,84 @@ class VoteCase:
 VOTE_CASES = [
     # [cometbft] case 0: &Vote{} with chain "": only the (Go zero) timestamp is written.
     VoteCase(
-        "cometbft-vote_test-0-empty-vote", "", 0, 0, 0, NIL_BLOCK_ID, GO_ZERO_TIME,
+        "cometbft-vote_test-0-empty-vote",
+        "",
+        0,
+        0,
+        0,
+        NIL_BLOCK_ID,
+        GO_ZERO_TIME,
         "0d2a0b088092b8c398feffffff01",
         refused_because="vote type must be",
     ),
     # [cometbft] case 1: precommit, height 1, round 1, nil block.
     VoteCase(
-        "cometbft-vote_test-1-precommit", "", 2, 1, 1, NIL_BLOCK_ID, GO_ZERO_TIME,
+        "cometbft-vote_test-1-precommit",
+        "",
+        2,
+        1,
+        1,
+        NIL_BLOCK_ID,
+        GO_ZERO_TIME,
         "2108021101000000000000001901000000000000002a0b088092b8c398feffffff01",
     ),
     # [cometbft] case 2: prevote, height 1, round 1, nil block.
     VoteCase(
-        "cometbft-vote_test-2-prevote", "", 1, 1, 1, NIL_BLOCK_ID, GO_ZERO_TIME,
+        "cometbft-vote_test-2-prevote",
+        "",
+        1,
+        1,
+        1,
+        NIL_BLOCK_ID,
+        GO_ZERO_TIME,
         "2108011101000000000000001901000000000000002a0b088092b8c398feffffff01",
     ),
     # [cometbft] case 3: type 0 (omitted), height 1, round 1.
     VoteCase(
-        "cometbft-vote_test-3-no-type", "", 0, 1, 1, NIL_BLOCK_ID, GO_ZERO_TIME,
+        "cometbft-vote_test-3-no-type",
+        "",
+        0,
+        1,
+        1,
+        NIL_BLOCK_ID,
+        GO_ZERO_TIME,
         "1f1101000000000000001901000000000000002a0b088092b8c398feffffff01",
         refused_because="vote type must be",
     ),
     # [cometbft] case 4: as 3, with chain_id "test_chain_id" (field 6).
     VoteCase(
-        "cometbft-vote_test-4-chain-id", "test_chain_id", 0, 1, 1, NIL_BLOCK_ID, GO_ZERO_TIME,
+        "cometbft-vote_test-4-chain-id",
+        "test_chain_id",
+        0,
+        1,
+        1,
+        NIL_BLOCK_ID,
+        GO_ZERO_TIME,
         "2e1101000000000000001901000000000000002a0b088092b8c398feffffff01320d746573745f636861696e5f6964",
         refused_because="vote type must be",
     ),
     # [cometbft] case 5: as 4 with an extension: the extension is not part of the vote sign bytes.
     VoteCase(
-        "cometbft-vote_test-5-extension-not-signed", "test_chain_id", 0, 1, 1, NIL_BLOCK_ID, GO_ZERO_TIME,
+        "cometbft-vote_test-5-extension-not-signed",
+        "test_chain_id",
+        0,
+        1,
+        1,
+        NIL_BLOCK_ID,
+        GO_ZERO_TIME,
         "2e1101000000000000001901000000000000002a0b088092b8c398feffffff01320d746573745f636861696e5f6964",
         extension=b"extension",
         refused_because="vote type must be",
     ),
     # [tm-rs-vote] test_vote_serialization: a prevote for a complete block ID.
     VoteCase(
-        "tendermint-rs-sign_vote-prevote-block", "test_chain_id", 1, 12345, 2,
-        BlockID(b"DEADBEEFDEADBEEFBAFBAFBAFBAFBAFA", RS_VOTE_PSH), TS_2017,
+        "tendermint-rs-sign_vote-prevote-block",
+        "test_chain_id",
+        1,
+        12345,
+        2,
+        BlockID(b"DEADBEEFDEADBEEFBAFBAFBAFBAFBAFA", RS_VOTE_PSH),
+        TS_2017,
         "7c0801113930000000000000190200000000000000224a0a204445414442454546444541444245454642414642414642"
         "414642414642414641122608c0843d122030303232343436363838414143434545313133333535373739394242444446"
         "462a0b08b1d381d20510809dca6f320d746573745f636861696e5f6964",
@@ -133,26 +174,49 @@ VOTE_CASES = [
     # Go does not treat it as nil, so block_id is written (without a hash); CometBFT refuses to
     # sign such a vote (neither nil nor complete), and so do we.
     VoteCase(
-        "tendermint-rs-sign_vote-empty-block-hash", "test_chain_id", 1, 12345, 2,
-        BlockID(b"", RS_VOTE_PSH), TS_2017,
+        "tendermint-rs-sign_vote-empty-block-hash",
+        "test_chain_id",
+        1,
+        12345,
+        2,
+        BlockID(b"", RS_VOTE_PSH),
+        TS_2017,
         "5a08011139300000000000001902000000000000002228122608c0843d122030303232343436363838414143434545"
         "313133333535373739394242444446462a0b08b1d381d20510809dca6f320d746573745f636861696e5f6964",
         refused_because="either nil .* or complete",
     ),
     # [tm-rs-vote] test_sign_bytes_compatibility: default vote (prevote, height 1, round 0, epoch).
     VoteCase(
-        "tendermint-rs-sign_vote-default-vote", "A", 1, 1, 0, NIL_BLOCK_ID, UNIX_EPOCH,
+        "tendermint-rs-sign_vote-default-vote",
+        "A",
+        1,
+        1,
+        0,
+        NIL_BLOCK_ID,
+        UNIX_EPOCH,
         "1008011101000000000000002a00320141",
     ),
     # [tm-rs-vote] test_sign_bytes_compatibility: precommit h1 r1, bare message (no prefix).
     VoteCase(
-        "tendermint-rs-sign_vote-precommit-bare", "A", 2, 1, 1, NIL_BLOCK_ID, UNIX_EPOCH,
+        "tendermint-rs-sign_vote-precommit-bare",
+        "A",
+        2,
+        1,
+        1,
+        NIL_BLOCK_ID,
+        UNIX_EPOCH,
         "08021101000000000000001901000000000000002a00320141",
         delimited=False,
     ),
     # [tm-rs-vote] test_sign_bytes_compatibility: prevote h1 r1, bare message (no prefix).
     VoteCase(
-        "tendermint-rs-sign_vote-prevote-bare", "A", 1, 1, 1, NIL_BLOCK_ID, UNIX_EPOCH,
+        "tendermint-rs-sign_vote-prevote-bare",
+        "A",
+        1,
+        1,
+        1,
+        NIL_BLOCK_ID,
+        UNIX_EPOCH,
         "08011101000000000000001901000000000000002a00320141",
         delimited=False,
     ),
@@ -176,10 +240,13 @@ class ProposalCase:
 PROPOSAL_CASES = [
     # [tm-rs-proposal] test_serialization: pol_round -1 is an int64 varint of 10 bytes.
     ProposalCase(
-        "tendermint-rs-proposal-serialization", "test_chain_id", 32, 12345, 23456, -1,
-        BlockID(
-            bytes.fromhex("DEADBEEFDEADBEEFBAFBAFBAFBAFBAFADEADBEEFDEADBEEFBAFBAFBAFBAFBAFA"), RS_PROPOSAL_PSH
-        ),
+        "tendermint-rs-proposal-serialization",
+        "test_chain_id",
+        32,
+        12345,
+        23456,
+        -1,
+        BlockID(bytes.fromhex("DEADBEEFDEADBEEFBAFBAFBAFBAFBAFADEADBEEFDEADBEEFBAFBAFBAFBAFBAFA"), RS_PROPOSAL_PSH),
         TS_2018,
         "8801082011393000000000000019a05b00000000000020ffffffffffffffffff01"
         "2a4a0a20deadbeefdeadbeefbafbafbafbafbafadeadbeefdeadbeefbafbafbafbafbafa"
@@ -189,7 +256,12 @@ PROPOSAL_CASES = [
     # [tm-rs-proposal] test_encoding_with_empty_block_id: written without a hash; refused by us
     # (a proposal's block ID must be complete, as in Proposal.ValidateBasic).
     ProposalCase(
-        "tendermint-rs-proposal-empty-block-hash", "test_chain_id", 32, 12345, 23456, -1,
+        "tendermint-rs-proposal-empty-block-hash",
+        "test_chain_id",
+        32,
+        12345,
+        23456,
+        -1,
         BlockID(b"", RS_PROPOSAL_PSH),
         TS_2018,
         "66082011393000000000000019a05b00000000000020ffffffffffffffffff01"
@@ -215,8 +287,14 @@ def test_vote_sign_bytes_match_upstream(case: VoteCase) -> None:
 
     def build() -> Vote:
         return Vote(
-            case.msg_type, case.height, case.round, case.block_id, case.timestamp,  # type: ignore[arg-type]
-            ADDRESS, 0, case.extension,
+            case.msg_type,
+            case.height,
+            case.round,
+            case.block_id,
+            case.timestamp,  # type: ignore[arg-type]
+            ADDRESS,
+            0,
+            case.extension,
         )
 
     if case.refused_because is not None:
@@ -249,8 +327,12 @@ def test_proposal_sign_bytes_match_upstream(case: ProposalCase) -> None:
 
     def build() -> Proposal:
         return Proposal(
-            case.msg_type, case.height, case.round, case.pol_round,  # type: ignore[arg-type]
-            case.block_id, case.timestamp,
+            case.msg_type,
+            case.height,
+            case.round,
+            case.pol_round,  # type: ignore[arg-type]
+            case.block_id,
+            case.timestamp,
         )
 
     if case.refused_because is not None:

@@ -54,8 +54,7 @@ def _run(case: dict[str, Any], store_factory: StoreFactory, minified: bool) -> l
         for att in step["attestations"]:
             checks.append(
                 (
-                    f"attestation {att['source_epoch']}->{att['target_epoch']} "
-                    f"root ..{att['signing_root'][-4:]}",
+                    f"attestation {att['source_epoch']}->{att['target_epoch']} root ..{att['signing_root'][-4:]}",
                     AttestationCheck(
                         _hex(att["pubkey"]),
                         int(att["source_epoch"]),

@@ -68,9 +68,7 @@ def test_decrypt_gives_secret(vectors: Path, case: tuple[dict[str, Any], str, st
 
 
 @pytest.mark.parametrize("case", KEYSTORE_CASES)
-def test_encrypt_with_vector_salt_and_iv_gives_crypto(
-    vectors: Path, case: tuple[dict[str, Any], str, str]
-) -> None:
+def test_encrypt_with_vector_salt_and_iv_gives_crypto(vectors: Path, case: tuple[dict[str, Any], str, str]) -> None:
     body, password, secret_hex = case
     keystore = eip2335.parse_keystore(body)
     produced = eip2335.encrypt_keystore(
@@ -126,9 +124,7 @@ def _derivation_cases() -> list[Any]:
     cases: list[Any] = []
     for c in _load("eip/eip2333_test_vectors.json")["cases"]:
         cases.append(
-            pytest.param(
-                (c["seed"], int(c["master_SK"]), c["child_index"], int(c["child_SK"])), id=f"eip-{c['name']}"
-            )
+            pytest.param((c["seed"], int(c["master_SK"]), c["child_index"], int(c["child_SK"])), id=f"eip-{c['name']}")
         )
     for i, c in enumerate(_load("staking-deposit-cli/test_key_derivation/tree_kdf.json")["kdf_tests"]):
         cases.append(

@@ -14,9 +14,7 @@ from signer.errors import MalformedRequest
 from tests.support import vectors_dir
 
 TINY = Path("secp256k1") / "tiny-secp256k1" / "ecdsa.json"
-WYCHEPROOF_BITCOIN = (
-    Path("secp256k1") / "wycheproof" / "testvectors_v1" / "ecdsa_secp256k1_sha256_bitcoin_test.json"
-)
+WYCHEPROOF_BITCOIN = Path("secp256k1") / "wycheproof" / "testvectors_v1" / "ecdsa_secp256k1_sha256_bitcoin_test.json"
 
 
 def _load(relative: Path) -> Any:

@@ -548,7 +548,7 @@ def write_pkcs11_config(path: Path, token: SoftHsmToken, data_dir: Path, *, netw
     path.write_text(
         f"""
 [network]
-name = "{network or 'mainnet'}"
+name = "{network or "mainnet"}"
 
 [keys]
 module = "pkcs11"

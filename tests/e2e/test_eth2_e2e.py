@@ -100,7 +100,12 @@ class Att:
 
 
 def att(
-    index: int, source_epoch: int, target_epoch: int, block: int | str = 0, *, domain: bytes = ATTESTER,
+    index: int,
+    source_epoch: int,
+    target_epoch: int,
+    block: int | str = 0,
+    *,
+    domain: bytes = ATTESTER,
     account: str | None = None,
 ) -> Att:
     """An attestation by ``dev/index`` (or ``account``) at the first slot of ``target_epoch``."""
@@ -334,8 +339,9 @@ class Received:
     signature: bytes
 
 
-def _stream(stub: signer_pb2_grpc.SignerStub, index: int, got: list[Received], errors: list[str],
-            stop: threading.Event) -> None:
+def _stream(
+    stub: signer_pb2_grpc.SignerStub, index: int, got: list[Received], errors: list[str], stop: threading.Event
+) -> None:
     """Send attestations with rising epochs for dev/index until the server goes away."""
     epoch = 1
     while not stop.is_set():
@@ -362,9 +368,7 @@ def test_sigkill_while_streaming_loses_no_record(key_module: str, tmp_path: Path
         got: list[list[Received]] = [[] for _ in range(threads_n)]
         errors: list[str] = []
         stop = threading.Event()
-        threads = [
-            threading.Thread(target=_stream, args=(stub, i, got[i], errors, stop)) for i in range(threads_n)
-        ]
+        threads = [threading.Thread(target=_stream, args=(stub, i, got[i], errors, stop)) for i in range(threads_n)]
         for t in threads:
             t.start()
         deadline = time.monotonic() + 20
@@ -415,8 +419,9 @@ def test_sigterm_is_graceful(key_module: str, tmp_path: Path) -> None:
                 reqs = [att(worker * 50 + i, epoch, epoch + 1, block=epoch).request() for i in range(50)]
                 sent = time.monotonic()
                 try:
-                    resp = stub.SignBeaconAttestations(signer_pb2.SignBeaconAttestationsRequest(requests=reqs),
-                                                       timeout=30)
+                    resp = stub.SignBeaconAttestations(
+                        signer_pb2.SignBeaconAttestationsRequest(requests=reqs), timeout=30
+                    )
                     outcome = "ok" if all(r.state == SUCCEEDED for r in resp.responses) else "not signed"
                 except grpc.RpcError as exc:
                     outcome = str(exc.code())

@@ -142,9 +142,11 @@ def build_jobs(rng: random.Random, rnd: int) -> list[list[Item]]:
         if job[0].attestation is not None and rng.random() < 0.25:
             size = rng.choice((2, 3))
             for candidate in list(stream[:BATCH_LOOKAHEAD]):
-                if len(job) < size and candidate.attestation is not None and candidate.index not in {
-                    i.index for i in job
-                }:
+                if (
+                    len(job) < size
+                    and candidate.attestation is not None
+                    and candidate.index not in {i.index for i in job}
+                ):
                     job.append(candidate)
                     stream.remove(candidate)
         jobs.append(job)
@@ -201,6 +203,7 @@ def slashable_pairs(document: dict[str, Any]) -> list[str]:
 
 def test_slashable_pair_check_finds_every_offence() -> None:
     """The export check below can fail: each offence, in either order, is found; a safe history is not."""
+
     def doc(blocks: list[int], votes: list[tuple[int, int]]) -> dict[str, Any]:
         return {"data": [{
             "pubkey": "0x" + "aa" * 48,

@@ -147,9 +147,7 @@ def interchange(public_key: bytes, *, gvr: bytes = GVR, source_epoch: int = 5, t
                 {
                     "pubkey": "0x" + public_key.hex(),
                     "signed_blocks": [{"slot": "100"}],
-                    "signed_attestations": [
-                        {"source_epoch": str(source_epoch), "target_epoch": str(target_epoch)}
-                    ],
+                    "signed_attestations": [{"source_epoch": str(source_epoch), "target_epoch": str(target_epoch)}],
                 }
             ],
         }
@@ -492,9 +490,12 @@ def test_interchange_import_refusals(signer_server: Signer, document: bytes, why
     response = signer_server.protection.ImportInterchange(admin_pb2.ImportInterchangeRequest(interchange_json=document))
     assert response.status == admin_pb2.RESPONSE_STATUS_REFUSED
     assert why in response.message
-    assert json.loads(
-        signer_server.protection.ExportInterchange(admin_pb2.ExportInterchangeRequest()).interchange_json
-    )["data"] == []
+    assert (
+        json.loads(signer_server.protection.ExportInterchange(admin_pb2.ExportInterchangeRequest()).interchange_json)[
+            "data"
+        ]
+        == []
+    )
 
 
 def test_cometbft_state_round_trip(signer_server: Signer) -> None:

@@ -60,8 +60,15 @@ def run_helm(*args: str) -> subprocess.CompletedProcess[str]:
 
 def template_args(case: str, *extra: str) -> list[str]:
     values = CASES[case]
-    return ["template", "signer", str(CHART), "--namespace", "validators",
-            *(["-f", str(values)] if values else []), *extra]
+    return [
+        "template",
+        "signer",
+        str(CHART),
+        "--namespace",
+        "validators",
+        *(["-f", str(values)] if values else []),
+        *extra,
+    ]
 
 
 @cache
@@ -151,10 +158,15 @@ def test_rendered_config_is_accepted_by_signer_config(case: str) -> None:
 
 def test_values_map_one_to_one_onto_config_keys() -> None:
     """Values under `config` become the same TOML keys, numbers keep their type."""
-    result = run_helm(*template_args(
-        "postgres-ha", "--set", "config.batching.max_batch=128",
-        "--set-json", "config.server.shutdown_grace_s=2.5",
-    ))
+    result = run_helm(
+        *template_args(
+            "postgres-ha",
+            "--set",
+            "config.batching.max_batch=128",
+            "--set-json",
+            "config.server.shutdown_grace_s=2.5",
+        )
+    )
     assert result.returncode == 0, result.stderr
     docs = [d for d in yaml.safe_load_all(result.stdout) if d]
     toml = rendered_toml(docs)
@@ -205,9 +217,7 @@ def _schema_pairs() -> Iterator[tuple[str, type[pydantic.BaseModel], dict[str, A
                 pending.append((f"{path}.{field}", sub, node["properties"][field]))
 
 
-@pytest.mark.parametrize(
-    ("path", "model", "node"), list(_schema_pairs()), ids=[p for p, _, _ in _schema_pairs()]
-)
+@pytest.mark.parametrize(("path", "model", "node"), list(_schema_pairs()), ids=[p for p, _, _ in _schema_pairs()])
 def test_values_schema_has_exactly_the_config_keys(
     path: str, model: type[pydantic.BaseModel], node: dict[str, Any]
 ) -> None:
@@ -259,16 +269,34 @@ def test_sqlite_with_several_replicas_fails_with_a_clear_message() -> None:
     [
         (["--set", "config.server.metrics_listen=127.0.0.1:9090"], "listens on loopback only"),
         (["--set", "tls.enabled=false"], "set config.server.allow_insecure_plaintext=true"),
-        (["--set", "config.keys.module=pkcs11", "--set", "config.keys.pkcs11.library_path=/x.so",
-          "--set", "config.keys.pkcs11.token_label=t"], "needs pkcs11.volume"),
+        (
+            [
+                "--set",
+                "config.keys.module=pkcs11",
+                "--set",
+                "config.keys.pkcs11.library_path=/x.so",
+                "--set",
+                "config.keys.pkcs11.token_label=t",
+            ],
+            "needs pkcs11.volume",
+        ),
         (["--set", "config.keys.data_dir=/elsewhere"], "additional property data_dir is not allowed"),
         (["--set", "config.protection.backend=postgres"], "dsn is required"),
-        (["--set", "config.clients[0].name=a", "--set", "config.clients[0].operations[0]=sign_everything"],
-         "operations.0 must be one of"),
+        (
+            ["--set", "config.clients[0].name=a", "--set", "config.clients[0].operations[0]=sign_everything"],
+            "operations.0 must be one of",
+        ),
         (["--set", "tls.existingSecret=", "--set", "tls.certificate=x"], "give all three"),
     ],
-    ids=["loopback-listen", "plaintext-without-consent", "pkcs11-without-library", "chart-owned-key",
-         "postgres-without-dsn", "unknown-operation", "partial-inline-tls"],
+    ids=[
+        "loopback-listen",
+        "plaintext-without-consent",
+        "pkcs11-without-library",
+        "chart-owned-key",
+        "postgres-without-dsn",
+        "unknown-operation",
+        "partial-inline-tls",
+    ],
 )
 def test_inconsistent_values_fail_rendering(extra: list[str], message: str) -> None:
     result = run_helm(*template_args("default", *extra))
@@ -321,10 +349,12 @@ def test_network_policy_admits_only_labelled_clients_and_prometheus() -> None:
     policy = one(rendered("postgres-ha"), "NetworkPolicy")
     grpc_rule, metrics_rule = policy["spec"]["ingress"]
     assert grpc_rule["ports"] == [{"port": "grpc", "protocol": "TCP"}]
-    assert grpc_rule["from"] == [{
-        "podSelector": {"matchLabels": {"validator-signer/client": "true"}},
-        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "validators"}},
-    }]
+    assert grpc_rule["from"] == [
+        {
+            "podSelector": {"matchLabels": {"validator-signer/client": "true"}},
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "validators"}},
+        }
+    ]
     assert metrics_rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]
     assert metrics_rule["from"][0]["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}
 

@@ -127,9 +127,7 @@ def test_secp256k1_signatures_are_always_low_s(module: KeyModule) -> None:
 
 def test_sign_many_mixed_schemes_in_order(module: KeyModule) -> None:
     infos = [module.generate(f"wallet/many-{scheme}", scheme) for scheme in SCHEMES]
-    items = [
-        (info.public_key, message_for(info.scheme, f"m{i}".encode())) for i in range(12) for info in infos
-    ]
+    items = [(info.public_key, message_for(info.scheme, f"m{i}".encode())) for i in range(12) for info in infos]
     signatures = module.sign_many(items)
     assert len(signatures) == len(items)
     by_key = {info.public_key: info for info in infos}

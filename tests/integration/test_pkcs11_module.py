@@ -214,9 +214,7 @@ def test_vanishing_token_gives_named_errors_not_a_crash(softhsm: SoftHsm, tmp_pa
     SoftHSM cannot enumerate slots any more afterwards, which would break the other tests)."""
     (tmp_path / "tokens").mkdir()
     conf = tmp_path / "softhsm2.conf"
-    conf.write_text(
-        f"directories.tokendir = {tmp_path / 'tokens'}\nobjectstore.backend = file\n", encoding="utf-8"
-    )
+    conf.write_text(f"directories.tokendir = {tmp_path / 'tokens'}\nobjectstore.backend = file\n", encoding="utf-8")
     env = {**os.environ, "SOFTHSM2_CONF": str(conf)}
     subprocess.run(
         ["softhsm2-util", "--init-token", "--free", "--label", "vanishing", "--so-pin", softhsm.so_pin,

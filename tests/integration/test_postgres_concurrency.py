@@ -137,9 +137,7 @@ def test_two_replicas_accept_exactly_one_message_per_conflict_set(
         records: list[ProtectionCheck] = [
             BlockCheck(key, int(b["slot"]), bytes.fromhex(b["signing_root"][2:])) for b in validator["signed_blocks"]
         ] + [
-            AttestationCheck(
-                key, int(a["source_epoch"]), int(a["target_epoch"]), bytes.fromhex(a["signing_root"][2:])
-            )
+            AttestationCheck(key, int(a["source_epoch"]), int(a["target_epoch"]), bytes.fromhex(a["signing_root"][2:]))
             for a in validator["signed_attestations"]
         ]
         assert len(records) == 1, records
@@ -166,9 +164,7 @@ def _interleaving_surround(
     if not locks:
         monkeypatch.setattr(postgres_module, "LOCK_SQL", "SELECT %s::bigint[] IS NULL")
     checks = [AttestationCheck(key, 10, 20, _root(1)), AttestationCheck(key, 9, 21, _root(2))]
-    threads = [
-        threading.Thread(target=replicas[n].check_and_record, args=([checks[n]],)) for n in range(2)
-    ]
+    threads = [threading.Thread(target=replicas[n].check_and_record, args=([checks[n]],)) for n in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:

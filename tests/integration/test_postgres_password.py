@@ -129,7 +129,7 @@ def _config(root: Path, data_dir: Path, dsn: str, password_file: Path) -> Path:
 [keys]
 module = "emulated"
 data_dir = "{data_dir}"
-pin = {{ file = "{root / 'module.pin'}" }}
+pin = {{ file = "{root / "module.pin"}" }}
 
 [protection]
 backend = "postgres"

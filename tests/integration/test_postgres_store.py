@@ -131,9 +131,7 @@ def test_statements_per_batch_do_not_grow_with_the_batch(postgres_server: Postgr
 
             # new validators (insert validators, blocks, attestations, watermarks) ...
             single = count([BlockCheck(keys[0], 5, R1), AttestationCheck(keys[0], 1, 2, R1)])
-            many = count(
-                [BlockCheck(k, 5, R1) for k in keys[1:]] + [AttestationCheck(k, 1, 2, R1) for k in keys[1:]]
-            )
+            many = count([BlockCheck(k, 5, R1) for k in keys[1:]] + [AttestationCheck(k, 1, 2, R1) for k in keys[1:]])
             assert many == single, (single, many)
             # ... and known validators (no watermark to set)
             known_single = count([AttestationCheck(keys[0], 2, 3, R1)])
@@ -216,8 +214,7 @@ def _interchange(keys: list[bytes], slots: list[int], pairs: list[tuple[int, int
                 "pubkey": "0x" + key.hex(),
                 "signed_blocks": [{"slot": str(s), "signing_root": "0x" + R1.hex()} for s in slots],
                 "signed_attestations": [
-                    {"source_epoch": str(s), "target_epoch": str(t), "signing_root": "0x" + R1.hex()}
-                    for s, t in pairs
+                    {"source_epoch": str(s), "target_epoch": str(t), "signing_root": "0x" + R1.hex()} for s, t in pairs
                 ],
             }
             for key in keys

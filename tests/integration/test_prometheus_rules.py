@@ -34,7 +34,7 @@ DASHBOARD = CHART / "files" / "dashboard.json"
 METRIC_RE = re.compile(r"\bsigner_[a-z0-9_]+\b")
 PANEL_TOPICS = {
     "requests": "signer_requests_total",
-    "outcomes": 'sum by (outcome) (rate(signer_requests_total',
+    "outcomes": "sum by (outcome) (rate(signer_requests_total",
     "latency percentiles": "histogram_quantile(0.99, sum by (le) (rate(signer_request_duration_seconds",
     "signing latency": "signer_signing_duration_seconds_bucket",
     "batch sizes": "signer_batch_size_bucket",
@@ -78,9 +78,7 @@ def exposed_sample_names() -> set[str]:
     monitor = PrometheusMonitor()
     record_one_of_each(monitor)
     return {
-        sample.name
-        for family in text_string_to_metric_families(monitor.render().decode())
-        for sample in family.samples
+        sample.name for family in text_string_to_metric_families(monitor.render().decode()) for sample in family.samples
     }
 
 

@@ -83,9 +83,7 @@ single = st.builds(
     lambda k, m, skip: Sign(((k, m, skip),)), st.integers(0, len(KEY_CASES) - 1), messages(), st.booleans()
 )
 pair = st.builds(lambda a, b: Sign(((0, a, False), (1, b, False))), messages(), messages())
-operations = st.lists(
-    st.one_of(single, single, single, pair, st.just(Restart())), min_size=1, max_size=25
-)
+operations = st.lists(st.one_of(single, single, single, pair, st.just(Restart())), min_size=1, max_size=25)
 
 # --- the reference model: FilePV's rules -----------------------------------------------------
 
@@ -142,9 +140,7 @@ def run(
         if isinstance(op, Restart):
             opened[-1].close()
             opened.append(make_store(backend_name, where, ZERO_ROOT))
-            service = SigningService(
-                MAINNET, module, opened[-1], comet_chains={k.chain_id: k.account for k in chains}
-            )
+            service = SigningService(MAINNET, module, opened[-1], comet_chains={k.chain_id: k.account for k in chains})
             continue
         requests = [ConsensusRequest(chains[i].chain_id, msg, skip) for i, msg, skip in op.requests]
         outcomes = service.sign_consensus(LOCAL_CLIENT, requests)

@@ -121,9 +121,7 @@ def machine_for(backend_name: str, base: Path) -> type[RuleBasedStateMachine]:
                         "interchange_format_version": "5",
                         "genesis_validators_root": "0x" + "00" * 32,
                     },
-                    "data": [
-                        {"pubkey": "0x" + key.hex(), "signed_blocks": blocks, "signed_attestations": atts}
-                    ],
+                    "data": [{"pubkey": "0x" + key.hex(), "signed_blocks": blocks, "signed_attestations": atts}],
                 }
             )
             stored_root = b"\x03" * 32 if with_roots else None
@@ -142,9 +140,7 @@ def machine_for(backend_name: str, base: Path) -> type[RuleBasedStateMachine]:
             block=st.sampled_from([b"A", b"B"]),
             timestamp=st.sampled_from([b"1", b"2"]),
         )
-        def consensus_vote(
-            self, height: int, round_: int, step: ConsensusStep, block: bytes, timestamp: bytes
-        ) -> None:
+        def consensus_vote(self, height: int, round_: int, step: ConsensusStep, block: bytes, timestamp: bytes) -> None:
             check = ConsensusCheck("chain", KEYS[0], height, round_, step, block + timestamp, block)
             (verdict,) = self.store.check_and_record([check])
             hrs = (height, round_, int(step))

@@ -91,7 +91,10 @@ ALLOWED = [
     ids=[f"{c}-{o.value}-{k.name if k else 'nokey'}" for c, o, k in ALLOWED],
 )
 def test_allowed(
-    authorizer: PermissionAuthorizer, monitor: RecordingMonitor, client: str, operation: Operation,
+    authorizer: PermissionAuthorizer,
+    monitor: RecordingMonitor,
+    client: str,
+    operation: Operation,
     key: KeyInfo | None,
 ) -> None:
     authorizer.authorize(ClientIdentity(client), operation, key)
@@ -99,25 +102,31 @@ def test_allowed(
 
 
 DENIED = [
-    ("vc-1", Operation.SIGN_ATTESTATION, W2_A,
-     "client 'vc-1' may not use account 'w2/a' (not in allow_accounts)"),
-    ("vc-1", Operation.SIGN_ATTESTATION, W1_B,
-     "client 'vc-1' may not use account 'w1/b' (deny_accounts has 'w1/b')"),
-    ("vc-1", Operation.SIGN_VOLUNTARY_EXIT, W1_A,
-     "client 'vc-1' may not sign_voluntary_exit (not in operations)"),
-    ("vc-2", Operation.SIGN_ATTESTATION, W2_A,
-     "client 'vc-2' may not use account 'w2/a' (deny_accounts has '0x" + "C1" * 48 + "')"),
-    ("vc-2", Operation.SIGN_VOLUNTARY_EXIT, W1_A,
-     "client 'vc-2' may not sign_voluntary_exit (in deny_operations)"),
-    ("comet-1", Operation.COMETBFT_VOTE, W1_A,
-     "client 'comet-1' may not use account 'w1/a' (not in allow_accounts)"),
-    ("ops", Operation.PROTECTION_IMPORT, W1_A,
-     "client 'ops' may not use account 'w1/a' (not in allow_accounts)"),
+    ("vc-1", Operation.SIGN_ATTESTATION, W2_A, "client 'vc-1' may not use account 'w2/a' (not in allow_accounts)"),
+    ("vc-1", Operation.SIGN_ATTESTATION, W1_B, "client 'vc-1' may not use account 'w1/b' (deny_accounts has 'w1/b')"),
+    ("vc-1", Operation.SIGN_VOLUNTARY_EXIT, W1_A, "client 'vc-1' may not sign_voluntary_exit (not in operations)"),
+    (
+        "vc-2",
+        Operation.SIGN_ATTESTATION,
+        W2_A,
+        "client 'vc-2' may not use account 'w2/a' (deny_accounts has '0x" + "C1" * 48 + "')",
+    ),
+    ("vc-2", Operation.SIGN_VOLUNTARY_EXIT, W1_A, "client 'vc-2' may not sign_voluntary_exit (in deny_operations)"),
+    ("comet-1", Operation.COMETBFT_VOTE, W1_A, "client 'comet-1' may not use account 'w1/a' (not in allow_accounts)"),
+    ("ops", Operation.PROTECTION_IMPORT, W1_A, "client 'ops' may not use account 'w1/a' (not in allow_accounts)"),
     ("ops", Operation.KEY_ADMIN, None, "client 'ops' may not key_admin (not in operations)"),
-    ("stranger", Operation.SIGN_ATTESTATION, W1_A,
-     "unknown client 'stranger': no [[clients]] entry matches its certificate ('stranger')"),
-    ("stranger", Operation.PROTECTION_EXPORT, None,
-     "unknown client 'stranger': no [[clients]] entry matches its certificate ('stranger')"),
+    (
+        "stranger",
+        Operation.SIGN_ATTESTATION,
+        W1_A,
+        "unknown client 'stranger': no [[clients]] entry matches its certificate ('stranger')",
+    ),
+    (
+        "stranger",
+        Operation.PROTECTION_EXPORT,
+        None,
+        "unknown client 'stranger': no [[clients]] entry matches its certificate ('stranger')",
+    ),
 ]
 
 
@@ -187,8 +196,19 @@ def test_empty_operations_allow_nothing() -> None:
         ("0x" + "a1" * 48, W1_B, False),
         ("0x02" + "d1" * 32, COMET, True),
     ],
-    ids=["star", "wallet-glob", "wallet-glob-miss", "exact", "exact-miss", "case-sensitive-name",
-         "question-mark", "pubkey", "pubkey-upper", "pubkey-miss", "secp256k1-pubkey"],
+    ids=[
+        "star",
+        "wallet-glob",
+        "wallet-glob-miss",
+        "exact",
+        "exact-miss",
+        "case-sensitive-name",
+        "question-mark",
+        "pubkey",
+        "pubkey-upper",
+        "pubkey-miss",
+        "secp256k1-pubkey",
+    ],
 )
 def test_account_matches(pattern: str, key: KeyInfo, expected: bool) -> None:
     assert account_matches(pattern, key) is expected
@@ -224,9 +244,7 @@ def test_built_from_parsed_config() -> None:
         authorizer.authorize(VC1, Operation.SIGN_PROPOSAL, W1_A)
 
 
-def test_dev_authorizer_allows_any_client_on_dev_keys_only(
-    monitor: RecordingMonitor, audit: RecordingAudit
-) -> None:
+def test_dev_authorizer_allows_any_client_on_dev_keys_only(monitor: RecordingMonitor, audit: RecordingAudit) -> None:
     assert (f"{DEV_WALLET}/*",) == DEV_ACCOUNTS
     dev_key = KeyInfo(handle="d", name=f"{DEV_WALLET}/0", scheme=Scheme.BLS, public_key=b"\x01" * 48)
     authorizer = DevAuthorizer(monitor=monitor, audit=audit)

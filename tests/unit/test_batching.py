@@ -235,18 +235,14 @@ def test_next_batch_is_committed_while_one_signs_and_nothing_is_answered_before_
     try:
         gated.gate.clear()
         results: list[Outcome | BaseException] = []
-        first = threading.Thread(
-            target=lambda: results.extend(submit_all(batcher, [request(network, keys[0], 0, 1)]))
-        )
+        first = threading.Thread(target=lambda: results.extend(submit_all(batcher, [request(network, keys[0], 0, 1)])))
         first.start()
         assert gated.entered.wait(10)  # committed, now held while signing
         assert [len(t) for t in store.transactions] == [1]
         # The protect stage is free: the next request is checked and committed at once, while the
         # first batch still signs; neither has an answer before its own signature exists.
         store.entered.clear()
-        second = threading.Thread(
-            target=lambda: results.extend(submit_all(batcher, [request(network, keys[1], 0, 1)]))
-        )
+        second = threading.Thread(target=lambda: results.extend(submit_all(batcher, [request(network, keys[1], 0, 1)])))
         second.start()
         assert store.entered.wait(10)
         assert not results

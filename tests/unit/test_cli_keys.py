@@ -16,9 +16,7 @@ from signer.keys import eip2335
 from tests.support import REPO_ROOT
 
 PIN = "module-pin-for-tests"
-VECTOR_PUBKEY = (
-    "0x9612d7a727c9d0a22e185a1c768478dfe919cada9266988cb32359c11f2b7b27f4ae4040902382ae2910c15e2b420d07"
-)
+VECTOR_PUBKEY = "0x9612d7a727c9d0a22e185a1c768478dfe919cada9266988cb32359c11f2b7b27f4ae4040902382ae2910c15e2b420d07"
 
 
 def _eip_cases(vectors: Path) -> list[dict[str, Any]]:
@@ -103,8 +101,18 @@ def test_import_reports_each_failure_and_goes_on(
     (ks / "b-other-password.json").write_text(json.dumps(other))
     (ks / "c-broken.json").write_text("{ not json")
     (tmp_path / "pw").write_text(case["password"])
-    rc = main(["keys", "import", "--quiet", "--data-dir", str(tmp_path / "data"), "--password-file",
-               str(tmp_path / "pw"), str(ks)])
+    rc = main(
+        [
+            "keys",
+            "import",
+            "--quiet",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--password-file",
+            str(tmp_path / "pw"),
+            str(ks),
+        ]
+    )
     out = capsys.readouterr()
     assert rc == 1
     lines = out.out.splitlines()
@@ -114,9 +122,7 @@ def test_import_reports_each_failure_and_goes_on(
     assert "1 imported, 1 wrong_password, 1 malformed" in out.err
 
 
-def test_generate_every_scheme_and_list(
-    tmp_path: Path, pin_env: None, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_generate_every_scheme_and_list(tmp_path: Path, pin_env: None, capsys: pytest.CaptureFixture[str]) -> None:
     data = ["--data-dir", str(tmp_path / "data")]
     comet = ["--count", "1", "--wallet", "comet"]
     assert main(["keys", "generate", *data, "--count", "3"]) == 0
@@ -138,9 +144,7 @@ def test_generate_every_scheme_and_list(
     assert lengths == {"bls": 2 + 96, "secp256k1": 2 + 66, "ed25519": 2 + 64}
 
 
-def test_generate_takes_the_next_free_names(
-    tmp_path: Path, pin_env: None, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_generate_takes_the_next_free_names(tmp_path: Path, pin_env: None, capsys: pytest.CaptureFixture[str]) -> None:
     # comet/0 exists as secp256k1: generating ed25519 in the same wallet takes the next free name.
     data = ["--data-dir", str(tmp_path / "data"), "--count", "1", "--wallet", "comet"]
     assert main(["keys", "generate", *data, "--scheme", "secp256k1"]) == 0
@@ -192,7 +196,10 @@ def test_dev_command_is_deterministic(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["keys", "dev", "--data-dir", str(tmp_path / "b"), "--count", "2"]) == 0
     assert capsys.readouterr().out == first
     assert [line.split()[1] for line in first.splitlines()] == [
-        "dev/0", "dev/1", "dev/cometbft-ed25519", "dev/cometbft-secp256k1",
+        "dev/0",
+        "dev/1",
+        "dev/cometbft-ed25519",
+        "dev/cometbft-secp256k1",
     ]
 
 
@@ -200,7 +207,12 @@ def test_python_dash_m_signer_runs_the_cli(tmp_path: Path) -> None:
     env = {**os.environ, PIN_ENV: PIN}
     proc = subprocess.run(
         [sys.executable, "-m", "signer", "keys", "list", "--data-dir", str(tmp_path / "none")],
-        capture_output=True, text=True, env=env, cwd=REPO_ROOT, check=False, timeout=60,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO_ROOT,
+        check=False,
+        timeout=60,
     )
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: no emulated key module") and "Traceback" not in proc.stderr

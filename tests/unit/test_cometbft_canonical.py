@@ -234,9 +234,7 @@ MALFORMED = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("sign_bytes", "reason"), [(b, r) for _, b, r in MALFORMED], ids=[i for i, _, _ in MALFORMED]
-)
+@pytest.mark.parametrize(("sign_bytes", "reason"), [(b, r) for _, b, r in MALFORMED], ids=[i for i, _, _ in MALFORMED])
 def test_malformed_sign_bytes_are_refused(sign_bytes: bytes, reason: str) -> None:
     with pytest.raises(MalformedRequest, match=reason):
         timestamp_from_sign_bytes(sign_bytes)
@@ -250,7 +248,7 @@ def test_malformed_sign_bytes_are_refused(sign_bytes: bytes, reason: str) -> Non
 def test_vote_extension_sign_bytes_by_hand() -> None:
     # CanonicalVoteExtension{extension=1 "ext", height=2 sfixed64 1, round=3 omitted, chain_id=4 "A"}
     v = vote(height=1, round=0, extension=b"ext")
-    want = bytes.fromhex("11" "0a03657874" "110100000000000000" "220141")
+    want = bytes.fromhex("110a03657874110100000000000000220141")
     assert vote_extension_sign_bytes("A", v) == want
 
 

@@ -185,7 +185,11 @@ def sign_bytes(chain_id: str, msg: Vote | Proposal) -> bytes:
     ts = PbTimestamp(seconds=msg.timestamp.seconds, nanos=msg.timestamp.nanos)
     if isinstance(msg, Vote):
         canonical = canonical_pb2.CanonicalVote(
-            type=int(msg.type), height=msg.height, round=msg.round, timestamp=ts, chain_id=chain_id  # type: ignore[arg-type]
+            type=int(msg.type),
+            height=msg.height,
+            round=msg.round,
+            timestamp=ts,
+            chain_id=chain_id,  # type: ignore[arg-type]
         )
     else:
         canonical = canonical_pb2.CanonicalProposal(  # type: ignore[assignment]
@@ -263,9 +267,7 @@ CASES = [
     ),
     # TestSignProposal: the same facts for proposals.
     case("TestSignProposal/identical-repeat", Step(proposal(H, R)), Step(proposal(H, R), repeats=0)),
-    case(
-        "TestSignProposal/round-regression", Step(proposal(H, R)), Step(proposal(H, R - 1), errors.RoundRegression)
-    ),
+    case("TestSignProposal/round-regression", Step(proposal(H, R)), Step(proposal(H, R - 1), errors.RoundRegression)),
     case(
         "TestSignProposal/height-regression",
         Step(proposal(H, R)),
@@ -281,9 +283,7 @@ CASES = [
         Step(proposal(H, R, "A")),
         Step(proposal(H, R, "B"), errors.ConflictingConsensusMessage),
     ),
-    case(
-        "TestSignProposal/different-timestamp", Step(proposal(H, R)), Step(proposal(H, R, ts_ns=1000), repeats=0)
-    ),
+    case("TestSignProposal/different-timestamp", Step(proposal(H, R)), Step(proposal(H, R, ts_ns=1000), repeats=0)),
     # TestDifferByTimestamp: 1 ms later answers the earlier signature AND the earlier timestamp.
     case("TestDifferByTimestamp/proposal", Step(proposal(H, R)), Step(proposal(H, R, ts_ns=1_000_000), repeats=0)),
     case("TestDifferByTimestamp/vote", Step(prevote(H, R)), Step(prevote(H, R, ts_ns=1_000_000), repeats=0)),
@@ -436,7 +436,9 @@ def test_filepv_case(row: Case, key: KeyCase, module: CountingModule, store: Pro
 
 
 def test_identical_repeat_returns_the_stored_signature_without_signing(
-    key: KeyCase, module: CountingModule, store: ProtectionStore  # noqa: F811
+    key: KeyCase,
+    module: CountingModule,
+    store: ProtectionStore,  # noqa: F811
 ) -> None:
     """TestSignVote 'try to sign the same vote again': the stored signature, the module not asked."""
     service = make_service(module, store)
@@ -465,7 +467,9 @@ def test_extension_on_a_nil_precommit_refused() -> None:
 
 
 def test_restart_keeps_refusals_and_stored_signature(
-    key: KeyCase, module: CountingModule, store_factory: StoreFactory  # noqa: F811
+    key: KeyCase,
+    module: CountingModule,
+    store_factory: StoreFactory,  # noqa: F811
 ) -> None:
     first_store = store_factory()
     steps = [Step(prevote(H, R)), Step(precommit(H, R, extension=b"e"))]
@@ -533,7 +537,9 @@ def test_after_import(row: Case, key: KeyCase, module: CountingModule, store: Pr
 
 
 def test_after_import_a_repeat_returns_the_nodes_signature(
-    key: KeyCase, module: CountingModule, store: ProtectionStore  # noqa: F811
+    key: KeyCase,
+    module: CountingModule,
+    store: ProtectionStore,  # noqa: F811
 ) -> None:
     document = node_state(key)
     without_timestamp = clear_timestamp(bytes.fromhex(str(document["signbytes"])))
@@ -550,7 +556,9 @@ def test_after_import_a_repeat_returns_the_nodes_signature(
 
 
 def test_import_of_an_older_state_changes_nothing(
-    key: KeyCase, module: CountingModule, store: ProtectionStore  # noqa: F811
+    key: KeyCase,
+    module: CountingModule,
+    store: ProtectionStore,  # noqa: F811
 ) -> None:
     service = make_service(module, store)
     run_steps(service, key, [Step(precommit(200, 0))])
@@ -607,7 +615,9 @@ def test_export_round_trip(key: KeyCase, module: CountingModule, store_factory: 
 
 
 def test_unmarshal_validator_state_round_trip(
-    key: KeyCase, module: CountingModule, store: ProtectionStore  # noqa: F811
+    key: KeyCase,
+    module: CountingModule,
+    store: ProtectionStore,  # noqa: F811
 ) -> None:
     """TestUnmarshalValidatorState: {"height": "1", "round": 1, "step": 1} in, the same JSON out."""
     serialized = '{\n  "height": "1",\n  "round": 1,\n  "step": 1\n}'

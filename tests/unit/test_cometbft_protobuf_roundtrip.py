@@ -217,9 +217,7 @@ def test_vote_sign_bytes_round_trip_through_protobuf(source: str, vote: Vote, ch
 @pytest.mark.parametrize("source", sorted(SOURCES))
 @PROPERTY
 @given(proposal=proposals(), chain_id=chain_ids)
-def test_proposal_sign_bytes_round_trip_through_protobuf(
-    source: str, proposal: Proposal, chain_id: str
-) -> None:
+def test_proposal_sign_bytes_round_trip_through_protobuf(source: str, proposal: Proposal, chain_id: str) -> None:
     classes = SOURCES[source]
     body = undelimit(proposal_sign_bytes(chain_id, proposal))
     parsed = classes.proposal.FromString(body)
@@ -259,9 +257,7 @@ def test_vote_extension_sign_bytes_round_trip_through_protobuf(
     source: str, extension: bytes, height: int, round_: int, chain_id: str
 ) -> None:
     classes = SOURCES[source]
-    body = undelimit(
-        encode_canonical_vote_extension(chain_id, extension=extension, height=height, round=round_)
-    )
+    body = undelimit(encode_canonical_vote_extension(chain_id, extension=extension, height=height, round=round_))
     parsed = classes.vote_extension.FromString(body)
     assert (parsed.extension, parsed.height, parsed.round, parsed.chain_id) == (
         extension,

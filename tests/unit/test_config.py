@@ -24,8 +24,8 @@ def _good(tmp_path: Path) -> Path:
         f"""
 [keys]
 module = "emulated"
-data_dir = "{tmp_path / 'data'}"
-pin = {{ file = "{tmp_path / 'pin'}" }}
+data_dir = "{tmp_path / "data"}"
+pin = {{ file = "{tmp_path / "pin"}" }}
 
 [protection]
 backend = "sqlite"

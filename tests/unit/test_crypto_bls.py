@@ -38,9 +38,7 @@ def _seeded_cases(count: int) -> list[tuple[int, bytes]]:
 
 
 @pytest.mark.parametrize("name", NATIVE)
-@pytest.mark.parametrize(
-    ("secret", "message"), _seeded_cases(5), ids=[f"case{i}" for i in range(5)]
-)
+@pytest.mark.parametrize(("secret", "message"), _seeded_cases(5), ids=[f"case{i}" for i in range(5)])
 def test_native_backend_matches_py_ecc(name: str, secret: int, message: bytes) -> None:
     native, reference = _backend(name), bls.get_backend("py_ecc")
     public_key = native.secret_to_public(secret)
@@ -75,9 +73,7 @@ def test_keys_cancelling_out_do_not_fast_aggregate_verify(name: str) -> None:
     backend = _backend(name)
     public_key = backend.secret_to_public(12345)
     assert backend.key_validate(_negate(public_key))
-    assert not backend.fast_aggregate_verify(
-        [public_key, _negate(public_key)], b"\x11" * 32, bls.G2_IDENTITY
-    )
+    assert not backend.fast_aggregate_verify([public_key, _negate(public_key)], b"\x11" * 32, bls.G2_IDENTITY)
 
 
 @pytest.mark.parametrize("name", bls.backend_names())

@@ -59,11 +59,15 @@ def test_parallel_import_reports_every_keystore(tmp_path: Path) -> None:
     secrets = [dev.dev_bls_secret(i) for i in range(1, 6)]
     paths = [_keystore(ks / f"k{i}.json", s, "pw", pubkey=bls.secret_to_public(s)) for i, s in enumerate(secrets)]
     paths.append(_keystore(ks / "same-key-again.json", secrets[0], "pw"))  # no pubkey field: decrypted
-    paths.append(_keystore(ks / "already.json", dev.dev_bls_secret(0), "pw", pubkey=bls.secret_to_public(
-        dev.dev_bls_secret(0))))
+    paths.append(
+        _keystore(ks / "already.json", dev.dev_bls_secret(0), "pw", pubkey=bls.secret_to_public(dev.dev_bls_secret(0)))
+    )
     paths.append(_keystore(ks / "wrong-pw.json", dev.dev_bls_secret(9), "other"))
-    paths.append(_keystore(ks / "lying-pubkey.json", dev.dev_bls_secret(10), "pw",
-                           pubkey=bls.secret_to_public(dev.dev_bls_secret(11))))
+    paths.append(
+        _keystore(
+            ks / "lying-pubkey.json", dev.dev_bls_secret(10), "pw", pubkey=bls.secret_to_public(dev.dev_bls_secret(11))
+        )
+    )
     paths.append(_keystore(ks / "zero-secret.json", b"\x00" * 32, "pw"))
     (ks / "not-json.json").write_text("nope")
     paths.append(ks / "not-json.json")

@@ -49,9 +49,7 @@ def value(monitor: PrometheusMonitor, name: str, **labels: str) -> float:
 
 
 def test_implements_every_method_of_the_monitor_protocol() -> None:
-    wanted = {
-        name for name, member in vars(Monitor).items() if callable(member) and not name.startswith("_")
-    }
+    wanted = {name for name, member in vars(Monitor).items() if callable(member) and not name.startswith("_")}
     assert {"request_done", "signed", "ready"} <= wanted
     for name in wanted:
         ours = inspect.signature(getattr(PrometheusMonitor, name))
@@ -198,5 +196,15 @@ def test_no_label_names_a_key() -> None:
     monitor = PrometheusMonitor()
     record_one_of_each(monitor)
     label_names = {name for s in samples(monitor) for name in s.labels}
-    assert label_names <= {"method", "outcome", "scheme", "offence", "operation", "client", "module",
-                           "version", "python", "le"}
+    assert label_names <= {
+        "method",
+        "outcome",
+        "scheme",
+        "offence",
+        "operation",
+        "client",
+        "module",
+        "version",
+        "python",
+        "le",
+    }

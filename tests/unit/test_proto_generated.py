@@ -19,9 +19,7 @@ COMMITTED = REPO_ROOT / "signer" / "api" / "_proto"
 PROTO_ROOT = REPO_ROOT / "proto"
 
 # Absolute imports protoc would emit for our own proto directories; none may survive.
-_OWN_ABSOLUTE_IMPORT = re.compile(
-    r"^(from (v1|tendermint|signer)[\w.]* import \w+_pb2|import \w+_pb2)\b", re.M
-)
+_OWN_ABSOLUTE_IMPORT = re.compile(r"^(from (v1|tendermint|signer)[\w.]* import \w+_pb2|import \w+_pb2)\b", re.M)
 
 
 def _tree(root: Path) -> dict[str, Path]:
@@ -82,9 +80,7 @@ def test_generated_code_imports_its_siblings_relatively() -> None:
 
 
 def test_check_mode_passes_on_the_committed_tree() -> None:
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--check"], capture_output=True, text=True, check=False
-    )
+    result = subprocess.run([sys.executable, str(SCRIPT), "--check"], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
 
 

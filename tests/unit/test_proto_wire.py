@@ -336,9 +336,7 @@ def _servicer_for(full_name: str, recorder: _Recorder) -> object:
         response_class = message_factory.GetMessageClass(method.output_type)
         path = f"/{full_name}/{method.name}"
 
-        def handler(
-            self: object, request: Any, context: Any, _path: str = path, _cls: Any = response_class
-        ) -> Any:
+        def handler(self: object, request: Any, context: Any, _path: str = path, _cls: Any = response_class) -> Any:
             recorder.calls.append(_path)
             return _cls()
 
@@ -397,17 +395,14 @@ GRPC_MODULES = sorted(module.__name__ for _, module in SERVICES.values())
 
 @pytest.mark.parametrize("module", sorted(set(GRPC_MODULES)))
 def test_grpc_module_imports_in_a_fresh_interpreter(module: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", f"import {module}"], capture_output=True, text=True, check=False
-    )
+    result = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
 
 
 def _all_pb2_modules() -> list[str]:
     base = Path(importlib.import_module(PROTO_PACKAGE).__path__[0])
     return sorted(
-        f"{PROTO_PACKAGE}." + ".".join(path.relative_to(base).with_suffix("").parts)
-        for path in base.rglob("*_pb2.py")
+        f"{PROTO_PACKAGE}." + ".".join(path.relative_to(base).with_suffix("").parts) for path in base.rglob("*_pb2.py")
     )
 
 

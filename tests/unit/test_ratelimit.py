@@ -216,8 +216,19 @@ def test_parse_rate_limit(text: str, per_second: float, burst: int) -> None:
 @pytest.mark.parametrize(
     "text",
     ["", "0", "-1", "abc", "nan", "inf", "10:", "10:0", "10:1.5", "10:x", ":5"],
-    ids=["empty", "zero", "negative", "word", "nan", "inf", "empty-burst", "zero-burst",
-         "fractional-burst", "word-burst", "no-rate"],
+    ids=[
+        "empty",
+        "zero",
+        "negative",
+        "word",
+        "nan",
+        "inf",
+        "empty-burst",
+        "zero-burst",
+        "fractional-burst",
+        "word-burst",
+        "no-rate",
+    ],
 )
 def test_parse_rate_limit_refuses(text: str) -> None:
     with pytest.raises(ConfigError, match="--rate-limit"):

@@ -62,9 +62,7 @@ def test_block_identical_known_root_is_same_data_even_at_lower_bound() -> None:
 
 
 def test_block_known_zero_root_recorded_by_signer_repeats() -> None:
-    assert (
-        check_block(block(5, ZERO_ROOT), [BlockRecord(5, ZERO_ROOT)], LowerBounds(slot=5)) is Safe.SAME_DATA
-    )
+    assert check_block(block(5, ZERO_ROOT), [BlockRecord(5, ZERO_ROOT)], LowerBounds(slot=5)) is Safe.SAME_DATA
 
 
 @pytest.mark.parametrize(
@@ -99,9 +97,7 @@ def test_block_at_or_below_lower_bound(slot: int) -> None:
 
 
 def test_block_above_lower_bound_with_other_records_is_valid() -> None:
-    assert (
-        check_block(block(11), [BlockRecord(10, R1), BlockRecord(12, R2)], LowerBounds(slot=10)) is Safe.VALID
-    )
+    assert check_block(block(11), [BlockRecord(10, R1), BlockRecord(12, R2)], LowerBounds(slot=10)) is Safe.VALID
 
 
 # --- attestations ---------------------------------------------------------------------------
@@ -151,9 +147,7 @@ def test_double_vote_same_epochs_root_not_known_equal(stored: bytes | None, requ
 def test_surrounding_vote_message_and_evidence() -> None:
     with pytest.raises(SurroundingVote) as info:
         check_attestation(att(3, 10), [AttestationRecord(5, 6, R1)], LowerBounds())
-    assert info.value.message == (
-        "surrounding vote: source 3 < 5 and target 10 > 6 of the attestation signed before"
-    )
+    assert info.value.message == ("surrounding vote: source 3 < 5 and target 10 > 6 of the attestation signed before")
     assert info.value.evidence["source_epoch"] == 5
 
 
@@ -189,9 +183,7 @@ def test_every_refusal_is_not_safe_to_sign_and_not_retryable() -> None:
 # --- CometBFT -------------------------------------------------------------------------------
 
 
-def consensus(
-    height: int, round_: int, step: ConsensusStep, data: bytes, ts: bytes = b"t1"
-) -> ConsensusCheck:
+def consensus(height: int, round_: int, step: ConsensusStep, data: bytes, ts: bytes = b"t1") -> ConsensusCheck:
     return ConsensusCheck("chain-1", PK, height, round_, step, data + ts, data)
 
 
@@ -218,9 +210,7 @@ def test_consensus_first_message_is_valid() -> None:
     ],
     ids=["height", "round", "step"],
 )
-def test_consensus_regressions(
-    height: int, round_: int, step: ConsensusStep, error: type[NotSafeToSign]
-) -> None:
+def test_consensus_regressions(height: int, round_: int, step: ConsensusStep, error: type[NotSafeToSign]) -> None:
     with pytest.raises(error) as info:
         check_consensus(consensus(height, round_, step, b"other"), STATE)
     assert info.value.evidence["height"] == 10

@@ -129,9 +129,7 @@ def test_store_failure_refuses_every_item_and_signs_nothing(
     assert all(o.ok for o in service.sign_attestations(LOCAL_CLIENT, [att(i, 1, 2) for i in range(KEYS)]))
 
 
-def test_record_is_committed_before_the_signature_is_returned(
-    service: SigningService, tmp_path: Path
-) -> None:
+def test_record_is_committed_before_the_signature_is_returned(service: SigningService, tmp_path: Path) -> None:
     [outcome] = service.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2)])
     assert outcome.ok
     other = SqliteStore(tmp_path / "protection.sqlite", MAINNET.genesis_validators_root)  # a second connection
@@ -362,9 +360,7 @@ def test_per_key_rate_limit_refuses_only_the_key_over_its_rate(module: CountingM
     from signer.config import LimitsConfig, RateConfig  # noqa: PLC0415
 
     now = [100.0]
-    limiter = RateLimiter(
-        LimitsConfig(per_key_rate=RateConfig(per_second=1.0, burst=1)), (), clock=lambda: now[0]
-    )
+    limiter = RateLimiter(LimitsConfig(per_key_rate=RateConfig(per_second=1.0, burst=1)), (), clock=lambda: now[0])
     service = SigningService(MAINNET, module, store, comet_chains=CHAINS, key_rate=limiter.check_key)
     first = service.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2), att(1, 1, 2)])
     assert all(o.ok for o in first)

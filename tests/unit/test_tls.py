@@ -342,8 +342,10 @@ def test_replaced_client_ca_is_trusted_after_reload(pki: Pki, mtls: Running) -> 
     mtls.credentials.reload()
     with channel_for(pki, mtls.port, pki.stranger, roots=server_ca) as channel:
         assert [a.name for a in list_accounts(channel).Accounts] == ["stranger"]
-    with channel_for(pki, mtls.port, pki.clients["vc-1"], roots=server_ca) as channel, \
-            pytest.raises(grpc.RpcError) as info:
+    with (
+        channel_for(pki, mtls.port, pki.clients["vc-1"], roots=server_ca) as channel,
+        pytest.raises(grpc.RpcError) as info,
+    ):
         list_accounts(channel)
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
 
@@ -390,11 +392,32 @@ def test_bad_tls_files_are_config_errors(pki: Pki, change: str, message: str) ->
 
 @pytest.mark.parametrize(
     ("host", "loopback"),
-    [("127.0.0.1", True), ("127.1.2.3", True), ("::1", True), ("[::1]", True), ("localhost", True),
-     ("0.0.0.0", False), ("::", False), ("[::]", False), ("", False), ("10.0.0.5", False),
-     ("signer.example", False)],
-    ids=["v4", "v4-net", "v6", "v6-brackets", "localhost", "any-v4", "any-v6", "any-v6-brackets",
-         "empty", "private", "name"],
+    [
+        ("127.0.0.1", True),
+        ("127.1.2.3", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("[::]", False),
+        ("", False),
+        ("10.0.0.5", False),
+        ("signer.example", False),
+    ],
+    ids=[
+        "v4",
+        "v4-net",
+        "v6",
+        "v6-brackets",
+        "localhost",
+        "any-v4",
+        "any-v6",
+        "any-v6-brackets",
+        "empty",
+        "private",
+        "name",
+    ],
 )
 def test_is_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
@@ -502,9 +525,7 @@ def test_in_flight_permit_is_held_for_the_whole_call(pki: Pki) -> None:
         channel_for(pki, running.port, pki.clients["vc-2"]) as vc2,
     ):
         stub = lister_pb2_grpc.ListerStub(vc1)
-        blocked = stub.ListAccounts.future(
-            lister_pb2.ListAccountsRequest(paths=["block"]), timeout=CALL_TIMEOUT_S
-        )
+        blocked = stub.ListAccounts.future(lister_pb2.ListAccountsRequest(paths=["block"]), timeout=CALL_TIMEOUT_S)
         assert running.servicer.entered.wait(CALL_TIMEOUT_S)
         assert limiter.in_flight == 1
         with pytest.raises(grpc.RpcError) as info:
