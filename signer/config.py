@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from signer.errors import ConfigError
 
@@ -154,16 +154,34 @@ class RateConfig(_Frozen):
     burst: int = Field(ge=1)
 
 
+_SAN_KINDS = ("dns", "uri")
+
+
 class ClientConfig(_Frozen):
-    """Permissions of one client identity (certificate CN or a SAN)."""
+    """Permissions of one client identity: the certificate CN ``name``, or, for a certificate without
+    a CN, one of the SANs this entry opts in to (``sans``)."""
 
     name: str
+    sans: tuple[str, ...] = ()
+    """Typed SANs (``dns:NAME``, ``uri:NAME``) that name this client on a certificate WITHOUT a CN.
+    A certificate with a CN is named by its CN alone."""
     allow_accounts: tuple[str, ...] = ()
     """Account names, ``wallet/*`` patterns, or 0x public keys; ``*`` for all."""
     deny_accounts: tuple[str, ...] = ()
     operations: tuple[Operation, ...] = ()
     deny_operations: tuple[Operation, ...] = ()
     rate: RateConfig | None = None
+
+    @field_validator("sans")
+    @classmethod
+    def _typed_sans(cls, sans: tuple[str, ...]) -> tuple[str, ...]:
+        typed: list[str] = []
+        for san in sans:
+            kind, sep, value = san.partition(":")
+            if not sep or kind not in _SAN_KINDS or not value.strip() or value != value.strip():
+                raise ValueError(f"{san!r} is not a typed SAN: write dns:NAME or uri:NAME")
+            typed.append(f"dns:{value.lower()}" if kind == "dns" else san)
+        return tuple(typed)
 
 
 class LimitsConfig(_Frozen):

@@ -231,10 +231,17 @@ class NullAudit:
 
 @dataclass(frozen=True, slots=True)
 class ClientIdentity:
-    """The caller: certificate CN (and SANs) under mTLS, or a fixed name for local dev clients."""
+    """The caller: under mTLS the certificate CN and its DNS and URI SANs, or a fixed name for local
+    dev clients.
+
+    ``alt_names`` are typed, ``dns:NAME`` (lower case) and ``uri:NAME``. A certificate without a CN
+    is named by its first typed SAN and has ``has_cn`` False: only such a certificate may be matched
+    to a ``[[clients]]`` entry through a SAN that entry opts in to (``signer.api.auth.match_client``).
+    """
 
     name: str
     alt_names: tuple[str, ...] = ()
+    has_cn: bool = True
 
 
 LOCAL_CLIENT = ClientIdentity(name="local")

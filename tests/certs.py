@@ -2,7 +2,8 @@
 
 ``make_pki(tmp_path)`` writes PEM files under ``tmp_path`` and returns a ``Pki`` naming them. Keys are
 EC P-256 (fast to generate). The server certificate has SANs ``localhost`` and ``127.0.0.1``; each
-client certificate has its CN (and, if asked, extra DNS SANs). ``other_ca`` is a second CA the
+client certificate has its CN (and, if asked, extra DNS SANs; ``issue_client`` also makes URI SANs
+and certificates without a CN). ``other_ca`` is a second CA the
 server does not trust, with a client ``stranger`` (and a client whose CN copies a known client).
 """
 
@@ -64,9 +65,26 @@ class Pki:
         values.update(overrides)
         return TlsConfig.model_validate(values)
 
-    def issue_client(self, name: str, sans: Iterable[str] = (), *, stem: str | None = None) -> CertPair:
-        """A further client certificate from the trusted CA."""
-        return _issue(self.directory, stem or f"client-{name}", self.ca, name, dns=tuple(sans), server=False)
+    def issue_client(
+        self,
+        name: str,
+        sans: Iterable[str] = (),
+        *,
+        uris: Iterable[str] = (),
+        stem: str | None = None,
+        with_cn: bool = True,
+    ) -> CertPair:
+        """A further client certificate from the trusted CA: CN ``name`` (none with ``with_cn=False``),
+        DNS SANs ``sans`` and URI SANs ``uris``."""
+        return _issue(
+            self.directory,
+            stem or f"client-{name}",
+            self.ca,
+            name if with_cn else None,
+            dns=tuple(sans),
+            uris=tuple(uris),
+            server=False,
+        )
 
     def issue_server(self, stem: str, cn: str = "signer-2") -> CertPair:
         """A further server certificate (SANs localhost, 127.0.0.1) from the trusted CA."""
@@ -125,10 +143,11 @@ def _issue(
     directory: Path,
     stem: str,
     ca: CertPair,
-    cn: str,
+    cn: str | None,
     *,
     dns: tuple[str, ...] = (),
     ips: tuple[str, ...] = (),
+    uris: tuple[str, ...] = (),
     server: bool,
 ) -> CertPair:
     ca_cert = ca.certificate()
@@ -138,7 +157,7 @@ def _issue(
     now = datetime.datetime.now(datetime.UTC)
     builder = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)] if cn is not None else []))
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -156,6 +175,7 @@ def _issue(
     )
     sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
     sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
+    sans += [x509.UniformResourceIdentifier(u) for u in uris]
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     cert = builder.sign(ca_key, hashes.SHA256())

@@ -1,10 +1,13 @@
 """Permissions: which client may do which operation with which key.
 
-A client is matched to its ``[[clients]]`` entry by certificate CN, else by any SAN (the CN wins when
-both name entries). Unknown clients are denied. For a key, an entry of ``allow_accounts`` or
-``deny_accounts`` matches when it is ``*``, a ``0x`` public key (hex, any case), or an fnmatch
-pattern on the account name (``wallet/*``, or an exact ``wallet/account``). An operation must be in
-``operations`` and not in ``deny_operations``. Explicit deny wins; everything not allowed is denied.
+A client is matched to its ``[[clients]]`` entry by certificate CN. Only a certificate without a CN
+is matched by a SAN, and only to the entry that opts in to that SAN (``sans = ["dns:NAME",
+"uri:NAME"]``); an unknown CN never falls back to its SANs. Unknown clients are denied.
+
+For a key, an entry of ``allow_accounts`` or ``deny_accounts`` matches when it is ``*``, a ``0x``
+public key (hex, any case), or an fnmatch pattern on the account name (``wallet/*``, or an exact
+``wallet/account``). An operation must be in ``operations`` and not in ``deny_operations``.
+Explicit deny wins; everything not allowed is denied.
 
 Every refusal raises AccessDenied saying why, is counted (``Monitor.access_denied``) and is written
 to the audit log.
@@ -36,13 +39,33 @@ DEV_ACCOUNTS: tuple[str, ...] = ("dev/*",)
 
 
 def match_client(clients: Sequence[ClientConfig], client: ClientIdentity) -> ClientConfig | None:
-    """The ``[[clients]]`` entry for this identity: by CN first, then by each SAN in order."""
-    by_name = {c.name: c for c in clients}
-    for name in (client.name, *client.alt_names):
-        found = by_name.get(name)
-        if found is not None:
-            return found
-    return None
+    """The ``[[clients]]`` entry for this identity, or None.
+
+    A certificate with a CN is named by its CN alone: an unknown CN is an unknown client, whatever
+    its SANs say (internal CAs often let any workload ask for any DNS SAN). Only a certificate
+    without a CN is matched through its SANs, and only to an entry that lists one of them in
+    ``sans``; SANs that point at two entries match none.
+    """
+    if client.has_cn:
+        for entry in clients:
+            if entry.name == client.name:
+                return entry
+        return None
+    found = [entry for entry in clients if any(san in client.alt_names for san in entry.sans)]
+    return found[0] if len(found) == 1 else None
+
+
+def _unknown_reason(clients: Sequence[ClientConfig], client: ClientIdentity) -> str:
+    if client.has_cn:
+        return (
+            f"unknown client '{client.name}': no [[clients]] entry is named after its certificate CN "
+            "(SANs name a client only on a certificate without a CN)"
+        )
+    sans = ", ".join(client.alt_names)
+    found = [entry.name for entry in clients if any(san in client.alt_names for san in entry.sans)]
+    if len(found) > 1:
+        return f"ambiguous client '{client.name}': its certificate SANs ({sans}) are in the sans of {found}"
+    return f"unknown client '{client.name}': no [[clients]] entry lists any of its certificate SANs ({sans}) in sans"
 
 
 def _is_public_key(pattern: str) -> bool:
@@ -88,10 +111,17 @@ class PermissionAuthorizer:
         monitor: Monitor | None = None,
     ) -> None:
         seen: set[str] = set()
+        san_owner: dict[str, str] = {}
         for entry in clients:
             if entry.name in seen:
                 raise ConfigError(f"clients: '{entry.name}' is listed twice")
             seen.add(entry.name)
+            for san in entry.sans:
+                if san in san_owner:
+                    raise ConfigError(
+                        f"clients '{entry.name}'.sans: {san!r} is already in the sans of '{san_owner[san]}'"
+                    )
+                san_owner[san] = entry.name
             _check_patterns(entry.name, "allow_accounts", entry.allow_accounts)
             _check_patterns(entry.name, "deny_accounts", entry.deny_accounts)
         self.clients: tuple[ClientConfig, ...] = tuple(clients)
@@ -102,8 +132,7 @@ class PermissionAuthorizer:
         """None if allowed, else the reason (the AccessDenied message). Records nothing."""
         entry = match_client(self.clients, client)
         if entry is None:
-            names = ", ".join(repr(n) for n in (client.name, *client.alt_names))
-            return f"unknown client '{client.name}': no [[clients]] entry matches its certificate ({names})"
+            return _unknown_reason(self.clients, client)
         who = f"client '{entry.name}'"
         op = Operation(operation).value
         if op in entry.deny_operations:

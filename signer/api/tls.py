@@ -8,7 +8,7 @@
   refused and the previous set keeps serving. Connections already open keep their session.
 * ``reload_on_sighup(credentials)``: SIGHUP calls ``reload()``.
 * ``require_tls(listen_host, tls, allow_insecure_plaintext)``: TLS is mandatory off loopback.
-* ``client_identity(context)``: the certificate CN (and SANs) of the peer; plaintext -> LOCAL_CLIENT.
+* ``client_identity(context)``: the certificate CN and typed SANs of the peer; plaintext -> LOCAL_CLIENT.
 
 TLS version: grpcio negotiates TLS 1.3 with every current client, but its Python API (1.85) has no
 way to raise the server's floor above TLS 1.2 (gRPC core's default range is 1.2-1.3).
@@ -256,21 +256,21 @@ def _decode(values: object) -> list[str]:
 
 
 def client_identity(context: grpc.ServicerContext) -> ClientIdentity:
-    """The peer of a call: certificate CN and SANs under TLS; LOCAL_CLIENT on a plaintext port.
+    """The peer of a call: certificate CN and typed SANs under TLS; LOCAL_CLIENT on a plaintext port.
 
     gRPC has already verified the chain against ``client_ca_file`` (require_client_auth), so a
-    TLS peer always has a certificate; one without a CN is named by its first SAN.
+    TLS peer always has a certificate. Its DNS and URI SANs become ``dns:NAME`` (lower case) and
+    ``uri:NAME``; a certificate without a CN is named by the first of them (``has_cn`` False).
     """
     auth = context.auth_context() or {}
     security = _decode(auth.get("transport_security_type"))
     if "ssl" not in security and "tls" not in security:
         return LOCAL_CLIENT
     common_names = _decode(auth.get("x509_common_name"))
-    alt_names = _decode(auth.get("x509_subject_alternative_name"))
+    alt_names = [f"dns:{name.lower()}" for name in _decode(auth.get("peer_dns"))]
+    alt_names += [f"uri:{uri}" for uri in _decode(auth.get("peer_uri"))]
     if common_names:
-        name = common_names[0]
-    elif alt_names:
-        name = alt_names[0]
-    else:
-        raise AccessDenied("the client certificate has neither a CN nor a SAN to name the client")
-    return ClientIdentity(name=name, alt_names=tuple(n for n in alt_names if n != name))
+        return ClientIdentity(name=common_names[0], alt_names=tuple(alt_names))
+    if alt_names:
+        return ClientIdentity(name=alt_names[0], alt_names=tuple(alt_names), has_cn=False)
+    raise AccessDenied("the client certificate has no CN and no DNS or URI SAN to name the client")

@@ -12,7 +12,9 @@ Clients of the shared server:
   exits explicitly denied;
 * ``vc-slow``: like vc-att plus generic signing, at 0.5 requests/s with a burst of 3;
 * ``ops``: voluntary exits only, every key;
-* ``vc-nobody``: a certificate of the trusted CA whose name no ``[[clients]]`` entry has.
+* ``vc-nobody``: a certificate of the trusted CA whose name no ``[[clients]]`` entry has;
+* ``vc-spiffe``: generic signing on ``dev/*`` for a certificate without a CN whose URI SAN the
+  entry opts in to (``sans``).
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ CLIENTS = ("vc-att", "vc-full", "vc-slow", "ops", "vc-nobody")
 DEV_KEYS = 4
 SLOW_BURST = 3
 CALL_TIMEOUT_S = 30.0
+SPIFFE_ID = "spiffe://example.org/vc-spiffe"
+SPIFFE_SAN = f"uri:{SPIFFE_ID}"
 
 
 def signer_cli(*args: str | Path, env: dict[str, str] | None = None) -> str:
@@ -130,6 +134,12 @@ rate = {{ per_second = 0.5, burst = {SLOW_BURST} }}
 name = "ops"
 allow_accounts = ["*"]
 operations = ["sign_voluntary_exit"]
+
+[[clients]]
+name = "vc-spiffe"
+sans = ["{SPIFFE_SAN}"]
+allow_accounts = ["dev/*"]
+operations = ["sign_generic"]
 
 [audit]
 path = "{audit}"
@@ -517,3 +527,44 @@ def test_sighup_reloads_the_server_certificate_without_restart(secure: SecureSig
     assert secure.proc.pid == pid and secure.proc.running
     stub = secure.signer("vc-full")  # a new connection, handshaken with the new certificate
     assert stub.Sign(generic("dev/1", root("after"), RANDAO), timeout=CALL_TIMEOUT_S).state == SUCCEEDED
+
+
+# --- which [[clients]] entry a certificate stands for ----------------------------------------------
+# (At the end of the file: these certificates' names are not in CLIENTS, which the audit test checks.)
+
+
+def _channel_of(secure: SecureSigner, client: CertPair) -> grpc.Channel:
+    return secure.proc.channel(credentials(secure.pki.ca, client))
+
+
+def test_unknown_cn_with_a_known_client_as_san_gets_no_rights(secure: SecureSigner) -> None:
+    """A certificate of the trusted CA with an unknown CN and SANs that name known clients (internal
+    CAs often let any workload request any DNS SAN) is an unknown client: it gets nothing."""
+    intruder = secure.pki.issue_client("intruder", sans=("vc-full", "ops"))
+    channel = _channel_of(secure, intruder)
+    stub = signer_pb2_grpc.SignerStub(channel)
+    assert stub.Sign(generic("dev/1", root("intruder"), RANDAO), timeout=CALL_TIMEOUT_S).state == DENIED
+    exit_request = generic("dev/1", root("intruder exit"), VOLUNTARY_EXIT)
+    assert stub.Sign(exit_request, timeout=CALL_TIMEOUT_S).state == DENIED
+    listed = lister_pb2_grpc.ListerStub(channel).ListAccounts(lister_pb2.ListAccountsRequest(), timeout=CALL_TIMEOUT_S)
+    assert list(listed.Accounts) == []
+    _wait_for(lambda: any(r.get("client") == "intruder" for r in secure.audit_records()))
+    refusals = [r for r in secure.audit_records() if r.get("client") == "intruder"]
+    assert refusals and all(r["outcome"] == "denied" for r in refusals), refusals
+    assert any("unknown client 'intruder'" in str(r.get("reason")) for r in refusals), refusals
+
+
+def test_a_san_names_a_client_only_without_a_cn_and_only_where_the_entry_opts_in(secure: SecureSigner) -> None:
+    request = generic("dev/1", root("spiffe"), RANDAO)
+    workload = secure.pki.issue_client("spiffe", uris=(SPIFFE_ID,), with_cn=False)
+    ok = signer_pb2_grpc.SignerStub(_channel_of(secure, workload)).Sign(request, timeout=CALL_TIMEOUT_S)
+    assert ok.state == SUCCEEDED
+    assert blspy_verifies(secure.keys["dev/1"], ref_signing_root(root("spiffe"), RANDAO), bytes(ok.signature))
+    # The same SAN on a certificate with an (unknown) CN names nobody.
+    with_cn = secure.pki.issue_client("workload-7", uris=(SPIFFE_ID,))
+    refused = signer_pb2_grpc.SignerStub(_channel_of(secure, with_cn)).Sign(request, timeout=CALL_TIMEOUT_S)
+    assert refused.state == DENIED
+    # An entry's name is not a SAN: no CN and a DNS SAN "vc-full" is an unknown client.
+    posing = secure.pki.issue_client("posing", sans=("vc-full",), with_cn=False)
+    refused = signer_pb2_grpc.SignerStub(_channel_of(secure, posing)).Sign(request, timeout=CALL_TIMEOUT_S)
+    assert refused.state == DENIED

@@ -119,13 +119,15 @@ DENIED = [
         "stranger",
         Operation.SIGN_ATTESTATION,
         W1_A,
-        "unknown client 'stranger': no [[clients]] entry matches its certificate ('stranger')",
+        "unknown client 'stranger': no [[clients]] entry is named after its certificate CN "
+        "(SANs name a client only on a certificate without a CN)",
     ),
     (
         "stranger",
         Operation.PROTECTION_EXPORT,
         None,
-        "unknown client 'stranger': no [[clients]] entry matches its certificate ('stranger')",
+        "unknown client 'stranger': no [[clients]] entry is named after its certificate CN "
+        "(SANs name a client only on a certificate without a CN)",
     ),
 ]
 
@@ -155,18 +157,58 @@ def test_denied_says_why_is_counted_and_audited(
     assert event.account == (key.name if key else None)
 
 
-def test_matched_by_san_when_the_cn_is_unknown(authorizer: PermissionAuthorizer) -> None:
-    client = ClientIdentity("host-1.example", alt_names=("spiffe://x/y", "vc-1"))
-    authorizer.authorize(client, Operation.SIGN_ATTESTATION, W1_A)
-    with pytest.raises(AccessDenied, match="client 'vc-1' may not use account 'w2/a'"):
-        authorizer.authorize(client, Operation.SIGN_ATTESTATION, W2_A)
+def test_unknown_cn_never_falls_back_to_a_san(authorizer: PermissionAuthorizer) -> None:
+    """An unknown CN with SANs that name known clients is an unknown client (issue 13.10)."""
+    intruder = ClientIdentity("host-1.example", alt_names=("dns:vc-1", "uri:vc-2", "dns:ops"))
+    assert match_client(CLIENTS, intruder) is None
+    with pytest.raises(AccessDenied, match=r"unknown client 'host-1.example': no \[\[clients\]\] entry is named"):
+        authorizer.authorize(intruder, Operation.SIGN_ATTESTATION, W1_A)
 
 
-def test_cn_wins_over_a_san() -> None:
-    both = ClientIdentity("vc-1", alt_names=("vc-2",))
+def test_cn_alone_names_the_client() -> None:
+    both = ClientIdentity("vc-1", alt_names=("dns:vc-2",))
     assert match_client(CLIENTS, both) is CLIENTS[0]
-    assert match_client(CLIENTS, ClientIdentity("x", alt_names=("vc-2", "vc-1"))) is CLIENTS[1]
-    assert match_client(CLIENTS, ClientIdentity("x", alt_names=("y",))) is None
+    opted = (ClientConfig(name="spiffe-vc", sans=("uri:spiffe://example.org/vc",)), *CLIENTS)
+    # A CN that is known wins; an unknown CN is not rescued by a SAN its entry opts in to.
+    assert match_client(opted, ClientIdentity("vc-2", alt_names=("uri:spiffe://example.org/vc",))) is opted[2]
+    assert match_client(opted, ClientIdentity("x", alt_names=("uri:spiffe://example.org/vc",))) is None
+
+
+def test_a_certificate_without_a_cn_is_matched_only_by_a_san_an_entry_opts_in_to() -> None:
+    clients = (
+        ClientConfig(name="spiffe-vc", sans=("uri:spiffe://example.org/vc", "dns:VC.example")),
+        ClientConfig(name="vc-1", operations=("sign_attestation",), allow_accounts=("*",)),
+    )
+    no_cn = ClientIdentity("dns:vc.example", alt_names=("dns:vc.example",), has_cn=False)
+    assert clients[0].sans == ("uri:spiffe://example.org/vc", "dns:vc.example")  # DNS names compare in lower case
+    assert match_client(clients, no_cn) is clients[0]
+    uri = ClientIdentity("uri:spiffe://example.org/vc", alt_names=("uri:spiffe://example.org/vc",), has_cn=False)
+    assert match_client(clients, uri) is clients[0]
+    # The entry's name is not a SAN: a certificate without a CN whose SAN is "vc-1" is unknown.
+    plain = ClientIdentity("dns:vc-1", alt_names=("dns:vc-1",), has_cn=False)
+    assert match_client(clients, plain) is None
+    with pytest.raises(AccessDenied, match=r"no \[\[clients\]\] entry lists any of its certificate SANs"):
+        PermissionAuthorizer(clients).authorize(plain, Operation.SIGN_ATTESTATION, W1_A)
+
+
+def test_sans_pointing_at_two_entries_match_none() -> None:
+    clients = (ClientConfig(name="a", sans=("dns:a.example",)), ClientConfig(name="b", sans=("dns:b.example",)))
+    both = ClientIdentity("dns:a.example", alt_names=("dns:a.example", "dns:b.example"), has_cn=False)
+    assert match_client(clients, both) is None
+    with pytest.raises(AccessDenied, match="ambiguous client"):
+        PermissionAuthorizer(clients).authorize(both, Operation.SIGN_ATTESTATION, None)
+
+
+@pytest.mark.parametrize("san", ["vc.example", "ip:10.0.0.1", "dns:", "uri: x", "DNS:vc.example"])
+def test_a_san_must_be_typed(san: str) -> None:
+    with pytest.raises(ConfigError, match="is not a typed SAN"):
+        parse_config({"keys": {"pin": {"env": "X"}}, "clients": [{"name": "a", "sans": [san]}]})
+
+
+def test_a_san_may_name_one_entry_only() -> None:
+    clients = (ClientConfig(name="a", sans=("dns:x.example",)), ClientConfig(name="b", sans=("dns:X.example",)))
+    with pytest.raises(ConfigError, match=r"'dns:x\.example' is already in the sans of 'a'"):
+        PermissionAuthorizer(clients)
 
 
 def test_no_clients_configured_denies_everyone() -> None:

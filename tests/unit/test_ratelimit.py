@@ -83,10 +83,10 @@ def test_two_clients_are_independent() -> None:
         take(rl, VC2)
 
 
-def test_client_rate_overrides_the_default_and_matches_by_san() -> None:
-    clients = (ClientConfig(name="vc-fast", rate=RateConfig(per_second=100, burst=20)),)
+def test_client_rate_overrides_the_default_and_matches_by_an_opted_in_san() -> None:
+    clients = (ClientConfig(name="vc-fast", sans=("dns:host-7.example",), rate=RateConfig(per_second=100, burst=20)),)
     rl, _ = limiter(clients=clients)
-    fast = ClientIdentity("host-7.example", alt_names=("vc-fast",))
+    fast = ClientIdentity("dns:host-7.example", alt_names=("dns:host-7.example",), has_cn=False)
     for _ in range(20):
         take(rl, fast)
     with pytest.raises(RateLimited) as info:

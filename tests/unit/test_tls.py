@@ -207,7 +207,15 @@ def test_known_client_is_identified_by_its_certificate_cn(pki: Pki, mtls: Runnin
 def test_sans_are_part_of_the_identity(pki: Pki, mtls: Running) -> None:
     with channel_for(pki, mtls.port, pki.clients["vc-2"]) as channel:
         response = list_accounts(channel)
-    assert [a.name for a in response.Accounts] == ["vc-2", "vc-2.example", "ops"]
+    assert [a.name for a in response.Accounts] == ["vc-2", "dns:vc-2.example", "dns:ops"]
+
+
+def test_a_certificate_without_a_cn_is_named_by_its_typed_sans(pki: Pki, mtls: Running) -> None:
+    no_cn = pki.issue_client("x", ("Host.Example",), uris=("spiffe://example.org/vc",), with_cn=False)
+    with channel_for(pki, mtls.port, no_cn) as channel:
+        response = list_accounts(channel)
+    names = ["dns:host.example", "uri:spiffe://example.org/vc"]
+    assert [a.name for a in response.Accounts] == [names[0], *names]
 
 
 def test_no_client_certificate_fails_the_handshake(pki: Pki, mtls: Running) -> None:
@@ -267,14 +275,16 @@ def test_client_identity_from_auth_context() -> None:
     tls = {"transport_security_type": [b"ssl"]}
     assert client_identity(Context({})) == LOCAL_CLIENT  # type: ignore[arg-type]
     assert client_identity(Context({"transport_security_type": [b"insecure"]})) == LOCAL_CLIENT  # type: ignore[arg-type]
-    named = Context({**tls, "x509_common_name": [b"vc-1"], "x509_subject_alternative_name": [b"a", b"vc-1"]})
-    assert client_identity(named) == ClientIdentity("vc-1", ("a",))  # type: ignore[arg-type]
-    san_only = Context({**tls, "x509_subject_alternative_name": [b"host.example"]})
-    assert client_identity(san_only) == ClientIdentity("host.example")  # type: ignore[arg-type]
+    named = Context({**tls, "x509_common_name": [b"vc-1"], "peer_dns": [b"A.example", b"vc-1"], "peer_uri": [b"u:x"]})
+    assert client_identity(named) == ClientIdentity("vc-1", ("dns:a.example", "dns:vc-1", "uri:u:x"))  # type: ignore[arg-type]
+    san_only = Context({**tls, "x509_common_name": [b""], "peer_dns": [b"host.example"]})
+    assert client_identity(san_only) == ClientIdentity(  # type: ignore[arg-type]
+        "dns:host.example", ("dns:host.example",), has_cn=False
+    )
     from signer.errors import AccessDenied  # noqa: PLC0415
 
-    with pytest.raises(AccessDenied, match="neither a CN nor a SAN"):
-        client_identity(Context(tls))  # type: ignore[arg-type]
+    with pytest.raises(AccessDenied, match="no CN and no DNS or URI SAN"):
+        client_identity(Context({**tls, "x509_subject_alternative_name": [b"10.0.0.1"]}))  # type: ignore[arg-type]
 
 
 # --- reload without restart ---------------------------------------------------------------------
