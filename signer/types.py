@@ -267,9 +267,16 @@ class Authorizer(Protocol):
 
     def authorize(self, client: ClientIdentity, operation: Operation, key: KeyInfo | None) -> None: ...
 
+    def permits(self, client: ClientIdentity, operation: Operation, key: KeyInfo | None) -> bool:
+        """The same decision as ``authorize``, without recording or raising (what may a client see)."""
+        ...
+
 
 class AllowAll:
     """Every client may do everything: the dev default on loopback, and the seam for auth."""
 
     def authorize(self, client: ClientIdentity, operation: Operation, key: KeyInfo | None) -> None:
         pass
+
+    def permits(self, client: ClientIdentity, operation: Operation, key: KeyInfo | None) -> bool:
+        return True

@@ -148,6 +148,9 @@ class PermissionAuthorizer:
             return f"{who} may not use account '{key.name}' (not in allow_accounts)"
         return None
 
+    def permits(self, client: ClientIdentity, operation: Operation, key: KeyInfo | None) -> bool:
+        return self.decide(client, operation, key) is None
+
     def authorize(self, client: ClientIdentity, operation: Operation, key: KeyInfo | None) -> None:
         reason = self.decide(client, operation, key)
         if reason is None:
@@ -196,8 +199,11 @@ class DevAuthorizer:
         self._audit: AuditSink = audit or NullAudit()
         self._monitor: Monitor = monitor or NullMonitor()
 
+    def permits(self, client: ClientIdentity, operation: Operation, key: KeyInfo | None) -> bool:
+        return key is None or _first_match(self.accounts, key) is not None
+
     def authorize(self, client: ClientIdentity, operation: Operation, key: KeyInfo | None) -> None:
-        if key is None or _first_match(self.accounts, key) is not None:
+        if key is None or self.permits(client, operation, key):
             return
         reason = f"--dev: client '{client.name}' may use only the dev keys, not account '{key.name}'"
         _refuse(self._monitor, self._audit, client=client, operation=operation, key=key, reason=reason)

@@ -8,12 +8,12 @@ Dirk does; the gRPC status stays OK.
 from __future__ import annotations
 
 import hashlib
-import re
 import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import grpc
+import re2  # type: ignore[import-untyped]
 
 from signer import errors
 from signer.api import status
@@ -184,24 +184,51 @@ class SignerServicer(signer_pb2_grpc.SignerServicer):
 
 _SIGNING_OPERATIONS = (Operation.SIGN_ATTESTATION, Operation.SIGN_PROPOSAL, Operation.SIGN_GENERIC)
 
+MAX_LIST_PATHS = 64
+"""ListAccounts paths per request (Vouch sends one per wallet)."""
+MAX_PATH_CHARS = 256
+"""Characters per ListAccounts path (an account name is at most 129)."""
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # RE2 would write the caller's pattern to stderr
+_RE2_OPTIONS.max_mem = 1 << 20  # bounds the compiled program (and so compile time) of any pattern
+
 
 def path_matcher(path: str) -> Callable[[str], bool]:
-    """Dirk's account paths: ``wallet`` (every account in it) or ``wallet/regex`` (full match)."""
+    """Dirk's account paths (its lister service): ``wallet`` (every account in it) or
+    ``wallet/REGEX``, where REGEX is anchored with ``^`` and ``$`` unless it already is, and matched
+    against the account part of each name in that wallet.
+
+    The client writes the expression, so it runs on RE2 (google-re2), as Dirk's Go regexp does:
+    linear in the name, no backtracking, and the same syntax. Raises MalformedRequest naming what
+    is wrong.
+    """
+    if len(path) > MAX_PATH_CHARS:
+        raise errors.MalformedRequest(f"account path of {len(path)} characters is over the limit of {MAX_PATH_CHARS}")
     wallet, _, pattern = path.partition("/")
     if not wallet:
         raise errors.MalformedRequest(f"account path {path!r} names no wallet")
     if not pattern:
         return lambda name: name.partition("/")[0] == wallet
+    anchored = ("" if pattern.startswith("^") else "^") + pattern + ("" if pattern.endswith("$") else "$")
     try:
-        regex = re.compile(pattern.removeprefix("^").removesuffix("$"))
-    except re.error as exc:
-        raise errors.MalformedRequest(f"account path {path!r} is not a valid pattern: {exc}") from exc
+        regex = re2.compile(anchored, _RE2_OPTIONS)
+    except re2.error as exc:
+        detail = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise errors.MalformedRequest(f"account path {path!r} is not a valid pattern: {detail}") from exc
 
     def match(name: str) -> bool:
         w, _, account = name.partition("/")
-        return w == wallet and regex.fullmatch(account) is not None
+        return w == wallet and regex.search(account) is not None
 
     return match
+
+
+def path_matchers(paths: Sequence[str]) -> list[Callable[[str], bool]]:
+    """One matcher per path (none: every account), at most ``MAX_LIST_PATHS``."""
+    if len(paths) > MAX_LIST_PATHS:
+        raise errors.MalformedRequest(f"{len(paths)} account paths are over the limit of {MAX_LIST_PATHS}")
+    return [path_matcher(p) for p in paths]
 
 
 class ListerServicer(lister_pb2_grpc.ListerServicer):
@@ -210,13 +237,15 @@ class ListerServicer(lister_pb2_grpc.ListerServicer):
         self.calls = calls
 
     def _visible(self, client: ClientIdentity, key: KeyInfo) -> bool:
-        for op in _SIGNING_OPERATIONS:
-            try:
-                self.service.authorizer.authorize(client, op, key)
-            except errors.AccessDenied:
-                continue
-            return True
-        return False
+        permits = self.service.authorizer.permits
+        return any(permits(client, op, key) for op in _SIGNING_OPERATIONS)
+
+    def _may_list(self, client: ClientIdentity) -> None:
+        """A client that may sign with no key at all sees nothing, and its paths are not even read."""
+        permits = self.service.authorizer.permits
+        if not any(permits(client, op, None) for op in _SIGNING_OPERATIONS):
+            ops = ", ".join(op.value for op in _SIGNING_OPERATIONS)
+            raise errors.AccessDenied(f"client '{client.name}' may not list accounts: it may do none of {ops}")
 
     def ListAccounts(
         self, request: lister_pb2.ListAccountsRequest, context: grpc.ServicerContext
@@ -224,7 +253,8 @@ class ListerServicer(lister_pb2_grpc.ListerServicer):
         started = time.perf_counter()
         client = self.calls.client(context)
         try:
-            matchers = [path_matcher(p) for p in request.paths]
+            self._may_list(client)  # authorize before any work on the caller's paths
+            matchers = path_matchers(request.paths)
         except errors.SignerError as exc:
             self.calls.report(context, "ListAccounts", [Outcome(error=exc)], time.perf_counter() - started)
             return lister_pb2.ListAccountsResponse(state=status.DENIED)
@@ -232,8 +262,8 @@ class ListerServicer(lister_pb2_grpc.ListerServicer):
             lister_pb2.Account(name=k.name, public_key=k.public_key, uuid=_uuid_of(k))
             for k in self.service.list_keys()
             if k.scheme == Scheme.BLS
-            and (not matchers or any(m(k.name) for m in matchers))
             and self._visible(client, k)
+            and (not matchers or any(m(k.name) for m in matchers))
         ]
         self.calls.report(context, "ListAccounts", [], time.perf_counter() - started)
         return lister_pb2.ListAccountsResponse(state=status.SUCCEEDED, Accounts=accounts)

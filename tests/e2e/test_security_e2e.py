@@ -326,6 +326,20 @@ def test_unknown_client_of_the_trusted_ca_is_denied_everything(secure: SecureSig
         lister_pb2.ListAccountsRequest(), timeout=CALL_TIMEOUT_S
     )
     assert list(listed.Accounts) == []
+    assert listed.state == DENIED
+    # Authorized before its paths are read: even a path that is no pattern gets "may not list".
+    listed = lister_pb2_grpc.ListerStub(secure.channel("vc-nobody")).ListAccounts(
+        lister_pb2.ListAccountsRequest(paths=["dev/(a)\\1"]), timeout=CALL_TIMEOUT_S
+    )
+    assert listed.state == DENIED
+
+    def refusals() -> list[dict[str, object]]:
+        return [r for r in secure.audit_records() if "may not list accounts" in str(r.get("reason"))]
+
+    _wait_for(lambda: len(refusals()) == 2)
+    assert [(r["client"], r["method"], r["outcome"]) for r in refusals()] == [
+        ("vc-nobody", "ListAccounts", "denied")
+    ] * 2
 
 
 # --- rate limits --------------------------------------------------------------------------------
