@@ -184,22 +184,29 @@ class SignerApp:
     # --- readiness --------------------------------------------------------------------------
 
     def readiness(self) -> tuple[bool, str]:
+        """(ready, reason). The reason is served on the unauthenticated /readyz: it says what failed,
+        never where (no database host, port or name); the details go to the log (``_check``)."""
+        ready, reason, _detail = self._check()
+        return ready, reason
+
+    def _check(self) -> tuple[bool, str, str]:
+        """(ready, public reason, detail for the log)."""
         if not self.keys.unlocked:
-            return False, "key module is locked"
+            return False, "key module is locked", ""
         try:
             self.store.ping()
         except SignerError as exc:
-            return False, f"protection store unreachable: {exc.message}"
-        return True, "ready"
+            return False, "protection store unreachable", exc.message
+        return True, "ready", ""
 
     def _watch_readiness(self) -> None:
         while not self._stop.is_set():
-            ready, reason = self.readiness()
+            ready, reason, detail = self._check()
             if ready != self._last_ready:
                 self.grpc.set_serving(ready)
                 self.monitor.ready(ready)
                 if self._last_ready is not None:
-                    log.warning("readiness changed", extra={"ready": ready, "reason": reason})
+                    log.warning("readiness changed", extra={"ready": ready, "reason": reason, "detail": detail})
                 self._last_ready = ready
             self._stop.wait(1.0)
 

@@ -404,7 +404,10 @@ class SigningService:
     # --- CometBFT -------------------------------------------------------------------------
 
     def comet_public_key(self, client: ClientIdentity, chain_id: str) -> KeyInfo:
+        """GetPubKey: only for a client that may sign votes or proposals with the chain's key."""
         key = self._chain_key(chain_id)
+        if not self.authorizer.permits(client, Operation.COMETBFT_PROPOSAL, key):
+            self.authorizer.authorize(client, Operation.COMETBFT_VOTE, key)  # AccessDenied says why
         return key
 
     def comet_key_of(self, chain_id: str) -> KeyInfo | None:

@@ -179,7 +179,10 @@ def test_postgres_outage_refuses_reports_not_ready_and_recovers_without_restart(
 
         wait_until("/readyz 503 while PostgreSQL is down", readyz_503, proc)
         seen_503 = time.monotonic()
-        assert "protection store" in not_ready[-1][1], not_ready[-1]
+        # What failed, never where: the metrics port is unauthenticated (issue 13.16).
+        assert not_ready[-1] == (503, "protection store unreachable\n"), not_ready[-1]
+        detail = proc.wait_for_log(lambda r: r.get("msg") == "readiness changed" and r.get("ready") is False)
+        assert detail["reason"] == "protection store unreachable" and detail["detail"], detail
         wait_until("gRPC health NOT_SERVING", lambda: health_states(health) == {NOT_SERVING}, proc)
         seen_not_serving = time.monotonic()
         wait_until("every load client refused (FAILED) while PostgreSQL is down",

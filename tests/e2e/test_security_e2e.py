@@ -13,6 +13,7 @@ Clients of the shared server:
 * ``vc-slow``: like vc-att plus generic signing, at 0.5 requests/s with a burst of 3;
 * ``ops``: voluntary exits only, every key;
 * ``vc-nobody``: a certificate of the trusted CA whose name no ``[[clients]]`` entry has;
+* ``comet-1``: CometBFT votes and proposals with the key of chain ``sec-chain``;
 * ``vc-spiffe``: generic signing on ``dev/*`` for a certificate without a CN whose URI SAN the
   entry opts in to (``sans``).
 """
@@ -38,6 +39,8 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from signer.api._proto.tendermint.privval import types_pb2 as privval_types_pb2
+from signer.api._proto.tendermint.privval.service_pb2_grpc import PrivValidatorAPIStub
 from signer.api._proto.v1 import lister_pb2, lister_pb2_grpc, responsestate_pb2, signer_pb2, signer_pb2_grpc
 from signer.keys.dev import DEV_PIN, dev_bls_secret
 from tests.certs import CertPair, Pki, make_pki
@@ -56,7 +59,7 @@ DENIED = responsestate_pb2.DENIED
 DOMAIN_VOLUNTARY_EXIT = bytes.fromhex("04000000")
 RANDAO = ref_domain(DOMAIN_RANDAO)
 VOLUNTARY_EXIT = ref_domain(DOMAIN_VOLUNTARY_EXIT)
-CLIENTS = ("vc-att", "vc-full", "vc-slow", "ops", "vc-nobody")
+CLIENTS = ("vc-att", "vc-full", "vc-slow", "ops", "vc-nobody", "comet-1")
 DEV_KEYS = 4
 SLOW_BURST = 3
 CALL_TIMEOUT_S = 30.0
@@ -134,6 +137,15 @@ rate = {{ per_second = 0.5, burst = {SLOW_BURST} }}
 name = "ops"
 allow_accounts = ["*"]
 operations = ["sign_voluntary_exit"]
+
+[[clients]]
+name = "comet-1"
+allow_accounts = ["dev/cometbft-secp256k1"]
+operations = ["cometbft_vote", "cometbft_proposal"]
+
+[[cometbft.chains]]
+chain_id = "sec-chain"
+account = "dev/cometbft-secp256k1"
 
 [[clients]]
 name = "vc-spiffe"
@@ -340,6 +352,18 @@ def test_unknown_client_of_the_trusted_ca_is_denied_everything(secure: SecureSig
     assert [(r["client"], r["method"], r["outcome"]) for r in refusals()] == [
         ("vc-nobody", "ListAccounts", "denied")
     ] * 2
+
+
+def test_cometbft_get_pub_key_needs_a_permission_for_the_chain_key(secure: SecureSigner) -> None:
+    request = privval_types_pb2.PubKeyRequest(chain_id="sec-chain")
+    answer = PrivValidatorAPIStub(secure.channel("comet-1")).GetPubKey(request, timeout=CALL_TIMEOUT_S)
+    assert not answer.HasField("error"), answer.error
+    assert bytes(answer.pub_key.secp256k1) == secure.keys["dev/cometbft-secp256k1"]
+    for client in ("vc-full", "ops", "vc-nobody"):  # may sign Ethereum messages, or nothing: no chain key
+        refused = PrivValidatorAPIStub(secure.channel(client)).GetPubKey(request, timeout=CALL_TIMEOUT_S)
+        assert refused.HasField("error"), client
+        assert refused.error.code == grpc.StatusCode.PERMISSION_DENIED.value[0], refused.error
+        assert not refused.pub_key.secp256k1 and not refused.pub_key.ed25519
 
 
 # --- rate limits --------------------------------------------------------------------------------
