@@ -74,6 +74,9 @@ def build_key_module(keys: KeysConfig, *, create: bool = False) -> KeyModule:
 
 log = logging.getLogger("signer")
 
+STALLED_S = 2.0
+"""Every gRPC worker busy this long with no call finishing: the server cannot take calls (not ready)."""
+
 DEV_CHAINS: dict[str, str] = {"dev-chain": DEV_SECP256K1_ACCOUNT, "dev-chain-ed25519": DEV_ED25519_ACCOUNT}
 """``signer serve --dev`` serves these CometBFT chains with the dev keys."""
 
@@ -141,7 +144,7 @@ class SignerApp:
             self.authorizer = dev if self.credentials else AllowAll()
         else:
             self.authorizer = PermissionAuthorizer(config.clients, monitor=self.monitor)
-        self.limiter = RateLimiter(config.limits, config.clients)
+        self.limiter = RateLimiter(config.limits, config.clients, max_streams=config.max_streams)
         self.service = SigningService(
             self.network,
             self.keys,
@@ -166,12 +169,15 @@ class SignerApp:
             max_batch_items=config.limits.max_batch_items,
             coalescer=self.batcher,
         )
+        self.interceptor = SignerInterceptor(self.limiter, self.monitor, audit=self.audit)
         self.grpc = GrpcServer(
             self.service,
             self.calls,
             workers=config.server.grpc_workers,
             max_message_bytes=config.server.max_message_bytes,
-            interceptors=[SignerInterceptor(self.limiter, self.monitor, audit=self.audit)],
+            max_concurrent_rpcs=config.server.concurrent_rpcs,
+            reflection=config.server.reflection,
+            interceptors=[self.interceptor],
             extra_servicers=admin_servicers(
                 self.service, self.calls, readiness=self.readiness, store_backend=config.protection.backend
             ),
@@ -197,6 +203,10 @@ class SignerApp:
             self.store.ping()
         except SignerError as exc:
             return False, "protection store unreachable", exc.message
+        stalled_s = self.interceptor.stalled_s(self.grpc.workers)
+        if stalled_s > STALLED_S:
+            detail = f"all {self.grpc.workers} gRPC worker threads busy, none freed for {stalled_s:.1f} s"
+            return False, "gRPC server cannot take calls", detail
         return True, "ready", ""
 
     def _watch_readiness(self) -> None:

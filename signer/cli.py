@@ -278,6 +278,7 @@ def serve_config_from_args(args: argparse.Namespace) -> Config:
         config = parse_config(
             {
                 "keys": {"module": "emulated", "data_dir": str(args.data_dir), "pin": {"file": str(pin_file)}},
+                "server": {"reflection": True},
                 "cometbft": {"chains": [{"chain_id": c, "account": a} for c, a in DEV_CHAINS.items()]},
             }
         )

@@ -63,6 +63,15 @@ class ServerConfig(_Frozen):
     one batch (bench/RESULTS.md: 8 workers gave 692-797/s single requests, 64 gave 944-1,157/s)."""
     shutdown_grace_s: float = Field(default=10.0, ge=0)
     max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    max_concurrent_rpcs: int | None = Field(default=None, ge=1)
+    """Calls the gRPC server holds at once, running or waiting for a worker thread; beyond it a call
+    is refused at once with RESOURCE_EXHAUSTED instead of queueing. Default: 4 x grpc_workers."""
+    reflection: bool = False
+    """gRPC server reflection (lists every service). Off in production; ``serve --dev`` turns it on."""
+
+    @property
+    def concurrent_rpcs(self) -> int:
+        return self.max_concurrent_rpcs if self.max_concurrent_rpcs is not None else 4 * self.grpc_workers
 
 
 class ForkEntry(_Frozen):
@@ -189,6 +198,12 @@ class LimitsConfig(_Frozen):
     per_key_rate: RateConfig | None = None
     max_in_flight: int = Field(default=1024, ge=1)
     max_batch_items: int = Field(default=1000, ge=1)
+    max_streams: int | None = Field(default=None, ge=1)
+    """Streaming calls open at once, all clients (gRPC health Watch, reflection, admin streams). Each
+    holds a worker thread while open, so this must stay below server.grpc_workers. Default: a quarter
+    of server.grpc_workers (at least 1)."""
+    max_streams_per_client: int = Field(default=4, ge=1)
+    """Streaming calls one client may have open at once."""
 
 
 class BatchingConfig(_Frozen):
@@ -220,6 +235,22 @@ class Config(_Frozen):
     batching: BatchingConfig = BatchingConfig()
     audit: AuditConfig = AuditConfig()
     logging: LoggingConfig = LoggingConfig()
+
+    @model_validator(mode="after")
+    def _streams_below_workers(self) -> Config:
+        if self.limits.max_streams is not None and self.limits.max_streams >= self.server.grpc_workers:
+            raise ValueError(
+                f"limits.max_streams ({self.limits.max_streams}) must be below server.grpc_workers "
+                f"({self.server.grpc_workers}): open streams hold worker threads, signing needs the rest"
+            )
+        return self
+
+    @property
+    def max_streams(self) -> int:
+        """limits.max_streams, or its default: a quarter of the gRPC workers (at least 1)."""
+        if self.limits.max_streams is not None:
+            return self.limits.max_streams
+        return max(1, self.server.grpc_workers // 4)
 
 
 def _describe(exc: ValidationError) -> str:

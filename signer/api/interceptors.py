@@ -1,28 +1,38 @@
-"""The gRPC server interceptor: identity, rate limit, in-flight permit, duration and outcome per call.
+"""The gRPC server interceptor: identity, rate limit, in-flight permit, stream caps, duration and
+outcome per call, and how busy the worker threads are.
 
-For every call except the health and reflection services, ``SignerInterceptor``:
+For every call, ``SignerInterceptor``:
 
-1. determines the client identity (``tls.client_identity``: certificate CN/SANs, or LOCAL_CLIENT on
-   a plaintext port) and a request id (the caller's ``x-request-id`` if it is short and plain,
+1. determines the client identity (``tls.client_identity``: certificate CN and SANs, or LOCAL_CLIENT
+   on a plaintext port) and a request id (the caller's ``x-request-id`` if it is short and plain,
    otherwise a new one);
-2. asks the RateLimiter for a permit (items = the longest repeated field of the request, so a batch
-   of 100 costs 100 tokens); on refusal it aborts with RESOURCE_EXHAUSTED and the trailing metadata
-   ``retry-after-ms``, reports ``monitor.rate_limited(client)`` and writes an audit line;
-3. holds the permit (an in-flight slot) until the call ends, streaming responses included;
-4. reports ``monitor.request_done(method, outcome, duration_s)``, method being the short gRPC
+2. for a streaming call (either side streams: it holds a worker thread for as long as it is open),
+   asks the RateLimiter for a stream slot (``limits.max_streams`` overall, ``max_streams_per_client``);
+3. asks the RateLimiter for a permit (items = the longest repeated field of the request, so a batch
+   of 100 costs 100 tokens; gRPC health and reflection take the in-flight slot but no tokens, so a
+   client over its rate still sees the health status); on refusal it aborts with RESOURCE_EXHAUSTED
+   and the trailing metadata ``retry-after-ms``, reports ``monitor.rate_limited(client)`` and writes
+   an audit line;
+4. holds the permits until the call ends, streaming responses included;
+5. reports ``monitor.request_done(method, outcome, duration_s)``, method being the short gRPC
    method name. The outcome is what the servicer set with ``set_outcome(context, outcome)``, else
    it follows from the status code. A SignerError escaping a servicer is turned into its status
    (signer.api.status); any other exception into INTERNAL without details.
+
+It also counts the calls running on worker threads: ``stalled_s(workers)`` says for how long every
+worker has been busy with no call finishing (readiness turns false when the server cannot take calls).
 
 Servicers read the identity and request id with ``call_client(context)`` / ``call_request_id(context)``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,15 +41,15 @@ from typing import Any
 import grpc
 
 from signer.api import status
-from signer.api.ratelimit import Permit, RateLimiter
+from signer.api.ratelimit import Permit, RateLimiter, StreamPermit
 from signer.api.tls import client_identity
 from signer.errors import AccessDenied, RateLimited, SignerError
 from signer.types import AuditEvent, AuditSink, ClientIdentity, Monitor, NullAudit, NullMonitor
 
 log = logging.getLogger(__name__)
 
-EXEMPT_PREFIXES: tuple[str, ...] = ("/grpc.health.v1.Health/", "/grpc.reflection.")
-"""Services the interceptor lets through untouched (no identity, no limit, no metrics)."""
+UNRATED_PREFIXES: tuple[str, ...] = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+"""Services whose calls take no rate-limit tokens (still identified, in-flight and stream capped)."""
 
 RETRY_AFTER_KEY = "retry-after-ms"
 REQUEST_ID_KEY = "x-request-id"
@@ -159,7 +169,7 @@ def _context_code(context: grpc.ServicerContext) -> grpc.StatusCode | None:
 
 
 class SignerInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
-    """Identity, rate limits, in-flight cap, duration and outcome for every non-exempt call."""
+    """Identity, rate limits, in-flight and stream caps, duration and outcome for every call."""
 
     def __init__(
         self,
@@ -169,14 +179,46 @@ class SignerInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         audit: AuditSink | None = None,
         clock: Callable[[], float] = time.perf_counter,
         items_of: Callable[[object], int] = count_items,
-        exempt_prefixes: tuple[str, ...] = EXEMPT_PREFIXES,
+        unrated_prefixes: tuple[str, ...] = UNRATED_PREFIXES,
     ) -> None:
         self.limiter = limiter
         self.monitor: Monitor = monitor or NullMonitor()
         self.audit: AuditSink = audit or NullAudit()
         self._clock = clock
         self._items_of = items_of
-        self._exempt = exempt_prefixes
+        self._unrated = unrated_prefixes
+        self._busy_lock = threading.Lock()
+        self._running = 0
+        self._progress = time.monotonic()
+        """When a call last finished on a worker (or every worker became busy)."""
+
+    # --- how busy the worker threads are ------------------------------------------------------
+
+    @property
+    def running(self) -> int:
+        """Calls running on worker threads now (streams included)."""
+        return self._running
+
+    def stalled_s(self, workers: int) -> float:
+        """How long every one of ``workers`` threads has been busy with no call finishing; 0 if a
+        worker is free. A server stalled for long cannot take calls (not ready)."""
+        with self._busy_lock:
+            if self._running < workers:
+                return 0.0
+            return time.monotonic() - self._progress
+
+    @contextlib.contextmanager
+    def _on_worker(self) -> Iterator[None]:
+        with self._busy_lock:
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._busy_lock:
+                self._running -= 1
+                self._progress = time.monotonic()
+
+    # --- grpc.ServerInterceptor ---------------------------------------------------------------
 
     def intercept_service(
         self,
@@ -184,10 +226,11 @@ class SignerInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:  # type: ignore[type-arg]
         handler = continuation(handler_call_details)
-        full_method = handler_call_details.method
-        if handler is None or full_method.startswith(self._exempt):
+        if handler is None:
             return handler
+        full_method = handler_call_details.method
         method = method_name(full_method)
+        rated = not full_method.startswith(self._unrated)
 
         def request_id_of() -> str:
             return _request_id(handler_call_details.invocation_metadata)
@@ -200,7 +243,10 @@ class SignerInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
             inner_uu = _behaviour(handler.unary_unary)
 
             def unary_unary(request: Any, context: grpc.ServicerContext) -> Any:
-                with self._admitted(method, request_id_of(), context, self._items_of(request)) as call:
+                with (
+                    self._on_worker(),
+                    self._admitted(method, request_id_of(), context, self._items_of(request), rated=rated) as call,
+                ):
                     return call.run(lambda: inner_uu(request, context))
 
             return grpc.unary_unary_rpc_method_handler(unary_unary, **kwargs)
@@ -208,7 +254,12 @@ class SignerInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
             inner_us = _behaviour(handler.unary_stream)
 
             def unary_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-                with self._admitted(method, request_id_of(), context, self._items_of(request)) as call:
+                with (
+                    self._on_worker(),
+                    self._admitted(
+                        method, request_id_of(), context, self._items_of(request), rated=rated, streaming=True
+                    ) as call,
+                ):
                     yield from call.run_stream(lambda: inner_us(request, context))
 
             return grpc.unary_stream_rpc_method_handler(unary_stream, **kwargs)
@@ -216,19 +267,34 @@ class SignerInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
             inner_su = _behaviour(handler.stream_unary)
 
             def stream_unary(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
-                with self._admitted(method, request_id_of(), context, 1) as call:
+                with (
+                    self._on_worker(),
+                    self._admitted(method, request_id_of(), context, 1, rated=rated, streaming=True) as call,
+                ):
                     return call.run(lambda: inner_su(requests, context))
 
             return grpc.stream_unary_rpc_method_handler(stream_unary, **kwargs)
         inner_ss = _behaviour(handler.stream_stream)
 
         def stream_stream(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
-            with self._admitted(method, request_id_of(), context, 1) as call:
+            with (
+                self._on_worker(),
+                self._admitted(method, request_id_of(), context, 1, rated=rated, streaming=True) as call,
+            ):
                 yield from call.run_stream(lambda: inner_ss(requests, context))
 
         return grpc.stream_stream_rpc_method_handler(stream_stream, **kwargs)
 
-    def _admitted(self, method: str, request_id: str, context: grpc.ServicerContext, items: int) -> _Call:
+    def _admitted(
+        self,
+        method: str,
+        request_id: str,
+        context: grpc.ServicerContext,
+        items: int,
+        *,
+        rated: bool,
+        streaming: bool = False,
+    ) -> _Call:
         """Identify and admit the call (aborting when refused); the result times and reports it."""
         started = self._clock()
         try:
@@ -239,15 +305,23 @@ class SignerInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         state = CallState(client=client, request_id=request_id)
         setattr(context, _STATE_ATTR, state)
         permit: Permit | None = None
+        stream: StreamPermit | None = None
         if self.limiter is not None:
             try:
-                permit = self.limiter.acquire(client, items)
+                if streaming:
+                    stream = self.limiter.acquire_stream(client)
+                try:
+                    permit = self.limiter.acquire(client, items, rate=rated)
+                except BaseException:
+                    if stream is not None:
+                        stream.release()
+                    raise
             except RateLimited as exc:
                 self._refuse_rate_limited(method, state, context, exc, started)
             except SignerError as exc:
                 self.monitor.request_done(method, status.outcome_label(exc), self._clock() - started)
                 context.abort(status.grpc_code(exc), exc.message)
-        return _Call(self, method=method, state=state, context=context, permit=permit, started=started)
+        return _Call(self, method=method, state=state, context=context, permit=permit, stream=stream, started=started)
 
     def _refuse_rate_limited(
         self,
@@ -278,7 +352,7 @@ class SignerInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
 class _Call:
     """One admitted call: runs the servicer, maps escaping errors, reports at exit."""
 
-    __slots__ = ("_interceptor", "_permit", "context", "method", "started", "state")
+    __slots__ = ("_interceptor", "_permit", "_stream", "context", "method", "started", "state")
 
     def __init__(
         self,
@@ -288,6 +362,7 @@ class _Call:
         state: CallState,
         context: grpc.ServicerContext,
         permit: Permit | None,
+        stream: StreamPermit | None,
         started: float,
     ) -> None:
         self._interceptor = interceptor
@@ -295,6 +370,7 @@ class _Call:
         self.state = state
         self.context = context
         self._permit = permit
+        self._stream = stream
         self.started = started
 
     def __enter__(self) -> _Call:
@@ -303,6 +379,8 @@ class _Call:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         if self._permit is not None:
             self._permit.release()
+        if self._stream is not None:
+            self._stream.release()
         outcome = self.state.outcome
         if outcome is None:
             code = _context_code(self.context)

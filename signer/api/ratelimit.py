@@ -1,4 +1,5 @@
-"""Rate limits: token buckets per client (and optionally per key), a global in-flight cap, a batch cap.
+"""Rate limits: token buckets per client (and optionally per key), a global in-flight cap, a batch cap,
+and caps on open streaming calls (overall and per client).
 
 Never waits and never sleeps: a request over a limit is refused at once with RateLimited, whose
 ``retry_after_s`` says when the bucket will hold enough tokens. Each bucket has its own lock, held
@@ -31,6 +32,9 @@ _MIN_RETRY_S = 0.001
 
 IN_FLIGHT_RETRY_S = 0.05
 """The retry hint when the in-flight cap is reached (a slot frees when any call ends)."""
+
+STREAM_RETRY_S = 1.0
+"""The retry hint when a stream cap is reached (streams are long-lived)."""
 
 MAX_BUCKETS = 10_000
 """Bound on remembered buckets; beyond it, full buckets (indistinguishable from new) are dropped."""
@@ -122,6 +126,22 @@ class Permit:
         self.release()
 
 
+class StreamPermit:
+    """An open streaming call: holds one stream slot (overall and of its client) until released."""
+
+    __slots__ = ("_limiter", "_released", "name")
+
+    def __init__(self, limiter: RateLimiter, name: str) -> None:
+        self._limiter = limiter
+        self._released = False
+        self.name = name
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._limiter._release_stream(self.name)
+
+
 def _rate_text(rate: RateConfig) -> str:
     return f"{rate.per_second:g}/s, burst {rate.burst}"
 
@@ -139,6 +159,8 @@ class RateLimiter:
         limits: LimitsConfig,
         clients: Sequence[ClientConfig] = (),
         clock: Clock = time.monotonic,
+        *,
+        max_streams: int | None = None,
     ) -> None:
         self.limits = limits
         self.clients = tuple(clients)
@@ -147,6 +169,10 @@ class RateLimiter:
         self._key_buckets = _Buckets(clock)
         self._slots_lock = threading.Lock()
         self._in_flight = 0
+        self.max_streams = max_streams if max_streams is not None else limits.max_streams
+        """Open streams, all clients (None: no overall cap; app.py passes the resolved default)."""
+        self._streams = 0
+        self._client_streams: dict[str, int] = {}
 
     @property
     def in_flight(self) -> int:
@@ -159,9 +185,10 @@ class RateLimiter:
             return entry.name, entry.rate or self.limits.default_rate
         return client.name, self.limits.default_rate
 
-    def acquire(self, client: ClientIdentity, items: int = 1) -> Permit:
+    def acquire(self, client: ClientIdentity, items: int = 1, *, rate: bool = True) -> Permit:
         """Admit a request of ``items`` items or raise (RateLimited; MalformedRequest for a batch
-        over ``limits.max_batch_items``, which no retry can fix)."""
+        over ``limits.max_batch_items``, which no retry can fix). ``rate=False`` takes only the
+        in-flight slot, no tokens (gRPC health and reflection)."""
         if items > self.limits.max_batch_items:
             raise MalformedRequest(
                 f"batch of {items} items is over limits.max_batch_items = {self.limits.max_batch_items}"
@@ -175,18 +202,50 @@ class RateLimiter:
                 )
             self._in_flight += 1
         permit = Permit(self, client, cost)
-        name, rate = self.rate_for(client)
-        if rate is None:
+        if not rate:
             return permit
-        wait_s = self._client_buckets.get(name, rate).take(cost, self._clock())
+        name, bucket_rate = self.rate_for(client)
+        if bucket_rate is None:
+            return permit
+        wait_s = self._client_buckets.get(name, bucket_rate).take(cost, self._clock())
         if wait_s > 0:
             permit.release()
             retry_after_s = _round_up_ms(wait_s)
             raise RateLimited(
-                f"client '{name}' is over its rate limit ({_rate_text(rate)}); retry in {retry_after_s:.3f} s",
+                f"client '{name}' is over its rate limit ({_rate_text(bucket_rate)}); retry in {retry_after_s:.3f} s",
                 retry_after_s=retry_after_s,
             )
         return permit
+
+    def acquire_stream(self, client: ClientIdentity) -> StreamPermit:
+        """Admit a streaming call (it holds a worker thread while open) or raise RateLimited: at most
+        ``max_streams`` open overall and ``limits.max_streams_per_client`` per client."""
+        name, _ = self.rate_for(client)
+        per_client = self.limits.max_streams_per_client
+        with self._slots_lock:
+            if self.max_streams is not None and self._streams >= self.max_streams:
+                raise RateLimited(
+                    f"the signer is at its cap of {self.max_streams} open streams (limits.max_streams)",
+                    retry_after_s=STREAM_RETRY_S,
+                )
+            open_now = self._client_streams.get(name, 0)
+            if open_now >= per_client:
+                raise RateLimited(
+                    f"client '{name}' is at its cap of {per_client} open streams (limits.max_streams_per_client)",
+                    retry_after_s=STREAM_RETRY_S,
+                )
+            self._streams += 1
+            self._client_streams[name] = open_now + 1
+        return StreamPermit(self, name)
+
+    def _release_stream(self, name: str) -> None:
+        with self._slots_lock:
+            self._streams -= 1
+            left = self._client_streams.get(name, 1) - 1
+            if left > 0:
+                self._client_streams[name] = left
+            else:
+                self._client_streams.pop(name, None)
 
     def check_key(self, public_key: bytes) -> None:
         """Take one token from the key's bucket (``limits.per_key_rate``; no limit when unset)."""

@@ -1,4 +1,10 @@
-"""The gRPC server: every servicer, gRPC health checking and reflection, on one port."""
+"""The gRPC server: every servicer and gRPC health checking (and, when asked, reflection) on one port.
+
+``maximum_concurrent_rpcs`` bounds the calls the server holds, running or waiting for a worker
+thread: beyond it gRPC refuses a call at once with RESOURCE_EXHAUSTED instead of queueing it
+without limit. Reflection lists every service, so it is off unless the config turns it on
+(``serve --dev`` does).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection as grpc_reflection
 
 from signer.api._proto.tendermint.privval import service_pb2 as privval_service_pb2
 from signer.api._proto.tendermint.privval import service_pb2_grpc as privval_grpc
@@ -43,9 +49,12 @@ class GrpcServer:
         *,
         workers: int = 8,
         max_message_bytes: int = 4 * 1024 * 1024,
+        max_concurrent_rpcs: int | None = None,
+        reflection: bool = False,
         interceptors: Sequence[grpc.ServerInterceptor[Any, Any]] = (),
         extra_servicers: Sequence[tuple[object, object, str]] = (),
     ) -> None:
+        self.workers = workers
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
             interceptors=list(interceptors),
@@ -54,7 +63,7 @@ class GrpcServer:
                 ("grpc.max_send_message_length", max_message_bytes),
                 ("grpc.so_reuseport", 0),
             ],
-            maximum_concurrent_rpcs=None,
+            maximum_concurrent_rpcs=max_concurrent_rpcs if max_concurrent_rpcs is not None else 4 * workers,
         )
         signer_pb2_grpc.add_SignerServicer_to_server(SignerServicer(service, calls), self.server)
         lister_pb2_grpc.add_ListerServicer_to_server(ListerServicer(service, calls), self.server)
@@ -69,10 +78,16 @@ class GrpcServer:
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.service_names = tuple(names)
-        reflection.enable_server_reflection(
-            (*self.service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-            self.server,
-        )
+        self.reflection = reflection
+        if reflection:
+            grpc_reflection.enable_server_reflection(
+                (
+                    *self.service_names,
+                    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                    grpc_reflection.SERVICE_NAME,
+                ),
+                self.server,
+            )
         self.set_serving(False)
         self.port = 0
 

@@ -5,16 +5,24 @@ succeeds, in bounded time, while someone tries to stop the signer:
 
 * a ListAccounts path whose regular expression backtracks catastrophically (``(a+)+`` against a
   long account name) is matched in linear time (RE2), after the caller is authorized;
+* idle streaming calls (gRPC health Watch, server reflection) as many as there are worker threads
+  are identified and capped, so they cannot take every worker: a signing call is answered, and
+  ``/readyz`` never says ready while calls go unanswered;
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from signer.api._proto.v1 import (
     accountmanager_pb2,
@@ -25,7 +33,7 @@ from signer.api._proto.v1 import (
     signer_pb2,
     signer_pb2_grpc,
 )
-from signer.keys.dev import DEV_PIN
+from signer.keys.dev import DEV_PIN, create_dev_module
 from tests.e2e.harness import DOMAIN_RANDAO, SignerProcess, ref_domain
 from tests.e2e.test_eth2_e2e import root
 
@@ -89,3 +97,106 @@ def test_a_backtracking_list_path_answers_in_bounded_time_while_signing_goes_on(
             listed = lister.ListAccounts(lister_pb2.ListAccountsRequest(paths=[path]), timeout=30)
             assert listed.state == SUCCEEDED
             assert sorted(a.name for a in listed.Accounts) == names, path
+
+
+# --- item 4: streaming calls ----------------------------------------------------------------------
+
+DEV_GRPC_WORKERS = 64
+"""server.grpc_workers of ``serve --dev`` (the config default)."""
+
+
+def _readyz(proc: SignerProcess) -> int:
+    try:
+        with urllib.request.urlopen(proc.http_url + "/readyz", timeout=10) as resp:  # noqa: S310 - loopback
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def test_idle_streams_as_many_as_workers_do_not_stop_signing(tmp_path: Path) -> None:
+    with SignerProcess.dev(tmp_path / "signer") as proc:
+        channel = proc.channel()
+        assert _sign(channel, "before the streams").state == SUCCEEDED
+        release = threading.Event()
+        opened: list[str] = []
+        refused: list[grpc.StatusCode] = []
+        streams: list[object] = []
+
+        def idle_requests() -> Iterator[reflection_pb2.ServerReflectionRequest]:
+            release.wait(120)  # the stream stays open, saying nothing
+            return
+            yield  # pragma: no cover
+
+        health = health_pb2_grpc.HealthStub(channel)
+        reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+        for _ in range(DEV_GRPC_WORKERS):
+            watch = health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=120)
+            streams.append(watch)
+            try:
+                next(watch)  # the server answers the current status and then holds the stream
+                opened.append("watch")
+            except grpc.RpcError as exc:
+                refused.append(exc.code())
+        for _ in range(DEV_GRPC_WORKERS):
+            streams.append(reflection.ServerReflectionInfo(idle_requests(), timeout=120))
+        time.sleep(1.0)  # let the reflection streams reach the server
+
+        # Every idle stream holds a worker on the server: signing is still answered, promptly.
+        started = time.monotonic()
+        try:
+            answer: object = _sign(channel, "while streams are open").state
+        except grpc.RpcError as exc:
+            answer = exc.code()
+        elapsed = time.monotonic() - started
+        ready = _readyz(proc)
+        release.set()
+        for stream in streams:
+            stream.cancel()  # type: ignore[attr-defined]
+        assert answer in (SUCCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED), (answer, elapsed, ready)
+        assert elapsed < SIGN_TIMEOUT_S
+        if answer != SUCCEEDED:
+            assert ready == 503  # refused: then the signer does not claim to be ready
+        # The streams beyond the cap were refused with RESOURCE_EXHAUSTED, not queued.
+        assert refused and set(refused) == {grpc.StatusCode.RESOURCE_EXHAUSTED}, (len(opened), refused[:3])
+        assert _sign(channel, "after the streams").state == SUCCEEDED
+
+
+def _production_config(tmp_path: Path) -> Path:
+    """A ``serve --config`` signer (production form) on the dev keys, every client allowed."""
+    data_dir = tmp_path / "data"
+    create_dev_module(data_dir, 2, scrypt_n=2**10).close()
+    pin_file = tmp_path / "pin"
+    pin_file.write_text(DEV_PIN + "\n", encoding="utf-8")
+    config = tmp_path / "signer.toml"
+    config.write_text(
+        f"""
+[keys]
+module = "emulated"
+data_dir = "{data_dir}"
+pin = {{ file = "{pin_file}" }}
+
+[[clients]]
+name = "local"
+allow_accounts = ["*"]
+operations = ["sign_generic", "sign_attestation"]
+""",
+        encoding="utf-8",
+    )
+    return config
+
+
+def _list_services(channel: grpc.Channel) -> list[str]:
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    [answer] = list(
+        stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=30)
+    )
+    return [s.name for s in answer.list_services_response.service]
+
+
+def test_reflection_is_off_in_production_and_on_with_dev(tmp_path: Path) -> None:
+    with SignerProcess.from_config(_production_config(tmp_path / "prod")) as proc:
+        with pytest.raises(grpc.RpcError) as info:
+            _list_services(proc.channel())
+        assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    with SignerProcess.dev(tmp_path / "dev") as proc:
+        assert "v1.Signer" in _list_services(proc.channel())

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from signer.cli import check_config, main
-from signer.config import load_config
+from signer.config import load_config, parse_config
 from signer.errors import ConfigError
 
 
@@ -99,3 +99,21 @@ def test_emulated_without_pin_is_refused(tmp_path: Path) -> None:
     path = _write(tmp_path, '[keys]\nmodule = "emulated"\n')
     with pytest.raises(ConfigError, match=r"keys: Value error, keys\.module = 'emulated' needs keys\.pin"):
         load_config(path)
+
+
+# --- streams and concurrent calls (issue 13.4) ----------------------------------------------------
+
+
+def test_stream_caps_and_concurrent_rpcs_default_relative_to_the_workers() -> None:
+    config = parse_config({"keys": {"pin": {"env": "X"}}, "server": {"grpc_workers": 64}})
+    assert config.max_streams == 16
+    assert config.limits.max_streams_per_client == 4
+    assert config.server.concurrent_rpcs == 256
+    assert config.server.reflection is False
+    small = parse_config({"keys": {"pin": {"env": "X"}}, "server": {"grpc_workers": 2, "max_concurrent_rpcs": 5}})
+    assert (small.max_streams, small.server.concurrent_rpcs) == (1, 5)
+
+
+def test_streams_may_not_take_every_worker() -> None:
+    with pytest.raises(ConfigError, match=r"limits\.max_streams \(8\) must be below server\.grpc_workers \(8\)"):
+        parse_config({"keys": {"pin": {"env": "X"}}, "server": {"grpc_workers": 8}, "limits": {"max_streams": 8}})

@@ -13,7 +13,8 @@ import signal
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -114,6 +115,7 @@ class Running:
     monitor: RecordingMonitor
     audit: RecordingAudit
     credentials: ReloadingServerCredentials | None
+    interceptor: SignerInterceptor
 
 
 @contextmanager
@@ -134,7 +136,7 @@ def serve(
         port = server.add_secure_port("127.0.0.1:0", credentials.credentials)
     server.start()
     try:
-        yield Running(port, servicer, monitor, audit, credentials)
+        yield Running(port, servicer, monitor, audit, credentials, interceptor)
     finally:
         servicer.release.set()
         server.stop(0).wait(5)
@@ -500,7 +502,8 @@ def test_rate_limited_call_is_refused_with_retry_after(pki: Pki) -> None:
             assert "client 'vc-1' is over its rate limit" in (info.value.details() or "")
             trailing = dict(info.value.trailing_metadata() or ())
             assert trailing[RETRY_AFTER_KEY] == "500"
-            # health checks are exempt: no identity, no limit, no metrics
+            # health checks take no tokens: a client over its rate still sees the status (they are
+            # identified and counted like every call, issue 13.4)
             health_stub = health_pb2_grpc.HealthStub(vc1)
             reply = health_stub.Check(health_pb2.HealthCheckRequest(), timeout=CALL_TIMEOUT_S)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
@@ -518,6 +521,7 @@ def test_rate_limited_call_is_refused_with_retry_after(pki: Pki) -> None:
         ("ListAccounts", "succeeded"),
         ("ListAccounts", "succeeded"),
         ("ListAccounts", "rate_limited"),
+        ("Check", "succeeded"),
         ("ListAccounts", "succeeded"),
         ("ListAccounts", "succeeded"),
         ("ListAccounts", "rate_limited"),
@@ -572,3 +576,87 @@ def test_small_helpers() -> None:
     assert outcome_for_code(grpc.StatusCode.OK) == "succeeded"
     assert outcome_for_code(grpc.StatusCode.UNAVAILABLE) == "unavailable"
     assert outcome_for_code(grpc.StatusCode.DATA_LOSS) == "failed"
+
+
+# --- streaming calls and busy workers (issue 13.4) ------------------------------------------------
+
+
+def _watch(channel: grpc.Channel) -> tuple[object, grpc.StatusCode | None]:
+    """Open a health Watch; (the stream, None) once the server answered, or (stream, refusal code)."""
+    stream = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(), timeout=CALL_TIMEOUT_S)
+    try:
+        next(stream)
+    except grpc.RpcError as exc:
+        return stream, exc.code()
+    return stream, None
+
+
+def test_streams_are_identified_and_capped_per_client_and_overall(pki: Pki) -> None:
+    limiter = RateLimiter(LimitsConfig(max_streams_per_client=1), (), max_streams=2)
+    with (
+        serve(ReloadingServerCredentials(pki.tls_config()), limiter) as running,
+        channel_for(pki, running.port, pki.clients["vc-1"]) as vc1,
+        channel_for(pki, running.port, pki.clients["vc-2"]) as vc2,
+    ):
+        first, refused = _watch(vc1)
+        assert refused is None
+        second, refused = _watch(vc1)  # the client's one stream is open
+        assert refused == grpc.StatusCode.RESOURCE_EXHAUSTED
+        info = second  # the refusal carries the retry hint and names the cap
+        assert "client 'vc-1' is at its cap of 1 open streams" in (info.details() or "")  # type: ignore[attr-defined]
+        assert dict(info.trailing_metadata() or ())[RETRY_AFTER_KEY] == "1000"  # type: ignore[attr-defined]
+        other, refused = _watch(vc2)
+        assert refused is None
+        first.cancel()  # type: ignore[attr-defined]
+        _wait(lambda: running.interceptor.running == 1)
+        again, refused = _watch(vc1)  # a closed stream gives its slot back
+        assert refused is None
+        with channel_for(pki, running.port, pki.clients["vc-2"]) as vc2b:
+            _, refused = _watch(vc2b)  # vc-2 has its one stream open
+        assert refused == grpc.StatusCode.RESOURCE_EXHAUSTED
+        other.cancel()  # type: ignore[attr-defined]
+        again.cancel()  # type: ignore[attr-defined]
+    assert running.monitor.limited == ["vc-1", "vc-2"]
+    assert ("Watch", "rate_limited") in running.monitor.done
+
+
+def test_overall_stream_cap_holds_across_clients(pki: Pki) -> None:
+    limiter = RateLimiter(LimitsConfig(max_streams_per_client=4), (), max_streams=1)
+    with (
+        serve(ReloadingServerCredentials(pki.tls_config()), limiter) as running,
+        channel_for(pki, running.port, pki.clients["vc-1"]) as vc1,
+        channel_for(pki, running.port, pki.clients["vc-2"]) as vc2,
+    ):
+        stream, refused = _watch(vc1)
+        assert refused is None
+        refusal, refused = _watch(vc2)
+        assert refused == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "at its cap of 1 open streams (limits.max_streams)" in (refusal.details() or "")  # type: ignore[attr-defined]
+        stream.cancel()  # type: ignore[attr-defined]
+
+
+def _wait(predicate: Callable[[], bool], timeout_s: float = CALL_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def test_stalled_says_how_long_every_worker_has_been_busy() -> None:
+    workers = 4  # serve() runs 4 worker threads
+    with serve(None) as running, grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+        stub = lister_pb2_grpc.ListerStub(channel)
+        assert running.interceptor.stalled_s(workers) == 0.0
+        blocked = [
+            stub.ListAccounts.future(lister_pb2.ListAccountsRequest(paths=["block"]), timeout=CALL_TIMEOUT_S)
+            for _ in range(workers)
+        ]
+        _wait(lambda: running.interceptor.running == workers)
+        time.sleep(0.2)
+        assert running.interceptor.stalled_s(workers) >= 0.2
+        assert running.interceptor.stalled_s(workers + 1) == 0.0  # a free worker: not stalled
+        running.servicer.release.set()
+        for call in blocked:
+            call.result(timeout=CALL_TIMEOUT_S)
+        _wait(lambda: running.interceptor.running == 0)
+        assert running.interceptor.stalled_s(workers) == 0.0
