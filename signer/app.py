@@ -29,6 +29,7 @@ from signer.keys.module import KeyModule
 from signer.keys.pool import ParallelSigner
 from signer.observability.audit import AuditLog
 from signer.observability.health import MetricsServer, parse_listen
+from signer.observability.logging import attach_drop_counter
 from signer.observability.metrics import PrometheusMonitor
 from signer.protection.sqlite import SqliteStore
 from signer.protection.store import ProtectionStore
@@ -132,6 +133,8 @@ class SignerApp:
         self.store = build_store(config.protection, config.keys.data_dir, self.network.genesis_validators_root)
         chains = {c.chain_id: c.account for c in config.cometbft.chains}
         self.audit = AuditLog(config.audit)
+        self.audit.count_drops(self.monitor.lines_dropped)
+        attach_drop_counter(self.monitor.lines_dropped)
         server = config.server
         # Refuses plaintext off loopback unless explicitly allowed (and then logs it loudly).
         use_tls = require_tls(listen_host(server.grpc_listen), server.tls, server.allow_insecure_plaintext)

@@ -1,13 +1,38 @@
-"""Process logging: one JSON object per line (or plain text), to stderr. Never a secret."""
+"""Process logging: one JSON object per line (or plain text), to stderr. Never a secret.
+
+Writing never blocks a signature: a record is formatted on the caller's thread and handed to a
+``LineWriter``, a bounded queue emptied by a writer thread of its own. When the output stalls (a
+stderr pipe nobody reads, a full disk), the queue fills and further lines are dropped, counted (the
+metric ``signer_log_lines_dropped_total``, once ``attach_drop_counter`` has wired it) and noted once
+in the log itself. The audit log (``observability.audit``) writes through a LineWriter of its own, so
+an audit file keeps working when stderr or stdout stall.
+
+A LineWriter bound to the real stdout or stderr writes to a duplicate of its file descriptor with
+``os.write``: a writer thread blocked on a full pipe then holds no lock of Python's ``sys.stderr``,
+and the interpreter can still exit. ``close()`` waits a bounded time for what is queued.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import queue
 import sys
+import threading
 import time
+from collections.abc import Callable
+from typing import IO, Final
 
 _RESERVED = set(vars(logging.makeLogRecord({})))
+
+DEFAULT_CAPACITY: Final = 10_000
+"""Lines a LineWriter holds before it drops (about 5 MB of audit lines)."""
+CLOSE_TIMEOUT_S: Final = 2.0
+"""How long ``close()`` waits for queued lines to be written."""
+_BATCH_LINES: Final = 256
+_STOP: Final = object()
 
 
 class JsonFormatter(logging.Formatter):
@@ -26,12 +51,220 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def configure(level: str = "info", json_format: bool = True) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+class LineWriter:
+    """Writes text lines to one output from a thread of its own; ``write`` never waits.
+
+    ``target`` is a file descriptor (the writer owns it and closes it) or a text stream without one
+    (pytest's capture). ``on_drop(n)`` is told of every dropped line; ``on_first_drop`` is called
+    once, on the caller's thread, when the first line is dropped. ``on_error`` is told of a failed
+    write (disk full), which loses that line and nothing else.
+    """
+
+    def __init__(
+        self,
+        target: int | IO[str],
+        *,
+        name: str,
+        capacity: int = DEFAULT_CAPACITY,
+        on_drop: Callable[[int], None] | None = None,
+        on_first_drop: Callable[[], None] | None = None,
+        on_error: Callable[[OSError], None] | None = None,
+    ) -> None:
+        self._fd = target if isinstance(target, int) else None
+        self._stream = None if isinstance(target, int) else target
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=capacity)
+        self.on_drop = on_drop
+        self._on_first_drop = on_first_drop
+        self._on_error = on_error
+        self.dropped = 0
+        self.write_errors = 0
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=f"{name}-writer", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def for_stream(cls, stream: IO[str], **kwargs: object) -> LineWriter:
+        """A writer to ``stream``: through a duplicate of its file descriptor when it has one."""
+        try:
+            fd = stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            return cls(stream, **kwargs)  # type: ignore[arg-type]
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            stream.flush()  # what Python buffered so far goes first
+        return cls(os.dup(fd), **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def write(self, line: str, *, count_drop: bool = True) -> bool:
+        """Queue ``line`` (with its newline); False if it was dropped (queue full, or closed).
+        ``count_drop=False``: a refused line is not counted as dropped (a retried note)."""
+        if self._closed:
+            return False
+        try:
+            self._queue.put_nowait(line)
+        except queue.Full:
+            if count_drop:
+                self._drop()
+            return False
+        return True
+
+    def _drop(self) -> None:
+        self.dropped += 1
+        first = self.dropped == 1
+        if self.on_drop is not None:
+            with contextlib.suppress(Exception):
+                self.on_drop(1)
+        if first and self._on_first_drop is not None:
+            with contextlib.suppress(Exception):
+                self._on_first_drop()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            lines: list[str] = []
+            stop = item is _STOP
+            if not stop:
+                lines.append(str(item))
+            taken = 1
+            while not stop and len(lines) < _BATCH_LINES:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                taken += 1
+                if item is _STOP:
+                    stop = True
+                else:
+                    lines.append(str(item))
+            if lines:
+                self._emit("".join(lines))
+            for _ in range(taken):
+                self._queue.task_done()
+            if stop:
+                return
+
+    def _emit(self, text: str) -> None:
+        try:
+            if self._fd is not None:
+                data = text.encode("utf-8", "replace")
+                while data:
+                    written = os.write(self._fd, data)
+                    data = data[written:]
+            elif self._stream is not None:
+                self._stream.write(text)
+                self._stream.flush()
+        except (OSError, ValueError) as exc:
+            self.write_errors += 1
+            if self._on_error is not None and isinstance(exc, OSError):
+                with contextlib.suppress(Exception):
+                    self._on_error(exc)
+
+    def flush(self, timeout_s: float = CLOSE_TIMEOUT_S) -> bool:
+        """Wait (at most ``timeout_s``) until every queued line is written; True if they were."""
+        deadline = time.monotonic() + timeout_s
+        with self._queue.all_tasks_done:
+            while self._queue.unfinished_tasks:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._queue.all_tasks_done.wait(remaining)
+        return True
+
+    def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> bool:
+        """Stop taking lines, write what is queued (bounded wait), end the thread. True if all was
+        written; a writer stuck on its output is left behind (a daemon thread) instead of hanging."""
+        if self._closed:
+            return not self._thread.is_alive()
+        self._closed = True
+        drained = self.flush(timeout_s)
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(_STOP)
+        self._thread.join(timeout=0.5 if drained else 0.0)
+        if not self._thread.is_alive() and self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+        return drained
+
+
+class QueuedStreamHandler(logging.Handler):
+    """A logging handler that formats on the caller's thread and writes through a LineWriter."""
+
+    def __init__(self, writer: LineWriter) -> None:
+        super().__init__()
+        self.writer = writer
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + "\n"
+        except Exception:  # a broken record must not print a traceback onto a stalled stderr
+            self.writer.write_errors += 1
+            return
+        self.writer.write(line)
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+        super().close()
+
+
+_DROP_NOTE = "log output is not keeping up: lines are being dropped (counted in signer_log_lines_dropped_total)"
+
+
+def configure(level: str = "info", json_format: bool = True, stream: IO[str] | None = None) -> QueuedStreamHandler:
+    """Log to ``stream`` (default stderr) through a LineWriter, replacing the root logger's handlers;
+    returns the handler."""
+    holder: list[QueuedStreamHandler] = []
+
+    def note_first_drop() -> None:
+        # The queue is full now; the note is written as soon as there is room again.
+        threading.Thread(target=_note_when_room, args=(holder, _DROP_NOTE), name="log-drop-note", daemon=True).start()
+
+    writer = LineWriter.for_stream(
+        stream if stream is not None else sys.stderr, name="log", on_first_drop=note_first_drop
+    )
+    handler = QueuedStreamHandler(writer)
+    holder.append(handler)
     if json_format:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    for old in root.handlers[:]:
+        root.removeHandler(old)
+        if isinstance(old, QueuedStreamHandler):
+            old.close()
+    root.addHandler(handler)
     root.setLevel(level.upper())
+    return handler
+
+
+def _note_when_room(holder: list[QueuedStreamHandler], message: str, timeout_s: float = 3600.0) -> None:
+    """Log ``message`` once the log writer has room for it (bounded wait, polling)."""
+    deadline = time.monotonic() + timeout_s
+    while holder and time.monotonic() < deadline:
+        handler = holder[0]
+        if handler.writer.closed:
+            return
+        record = logging.LogRecord("signer.observability.logging", logging.WARNING, __file__, 0, message, None, None)
+        try:
+            line = handler.format(record) + "\n"
+        except Exception:
+            return
+        if handler.writer.write(line, count_drop=False):
+            return
+        time.sleep(0.5)
+
+
+def attach_drop_counter(count: Callable[[str, int], None]) -> None:
+    """Report dropped log lines to ``count("log", n)`` from now on, and those dropped so far."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, QueuedStreamHandler):
+            writer = handler.writer
+            if writer.dropped:
+                count("log", writer.dropped)
+            writer.on_drop = lambda n: count("log", n)

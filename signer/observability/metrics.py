@@ -54,6 +54,9 @@ BATCH_SIZE_BUCKETS: tuple[float, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 100
 OTHER = "other"
 """The label value for anything outside a closed set."""
 
+LOG_STREAMS: tuple[str, ...] = ("log", "audit")
+"""The ``stream`` label of signer_log_lines_dropped_total."""
+
 MAX_CLIENT_LABELS = 256
 """Client names come from config, but a bound keeps a misconfiguration from exploding the series."""
 
@@ -99,6 +102,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "signer_module_errors_total",
     "signer_build_info",
     "signer_ready",
+    "signer_log_lines_dropped_total",
 )
 """The metric families this module defines (as a Prometheus query names them)."""
 
@@ -190,6 +194,14 @@ class PrometheusMonitor:
             "1 when the signer is ready to sign (keys unlocked, store reachable), else 0.",
             registry=reg,
         )
+        self._lines_dropped = Counter(
+            "signer_log_lines_dropped_total",
+            "Log and audit lines dropped because their output did not keep up (a stalled stdout or stderr).",
+            ("stream",),
+            registry=reg,
+        )
+        for stream in LOG_STREAMS:
+            self._lines_dropped.labels(stream=stream)
         self._build_info.labels(version=version or _version(), python=platform.python_version()).set(1)
         self._ready.set(0)
         self._clients: set[str] = set()
@@ -256,6 +268,10 @@ class PrometheusMonitor:
 
     def ready(self, is_ready: bool) -> None:
         self._ready.set(1 if is_ready else 0)
+
+    def lines_dropped(self, stream: str, count: int = 1) -> None:
+        """``count`` lines of ``stream`` ("log" or "audit") were dropped: their output stalled."""
+        self._lines_dropped.labels(stream=stream if stream in LOG_STREAMS else OTHER).inc(count)
 
     def access_denied(self, client: str, operation: str) -> None:
         """No series of its own: the request is counted as outcome="denied" by request_done, and

@@ -8,10 +8,17 @@ succeeds, in bounded time, while someone tries to stop the signer:
 * idle streaming calls (gRPC health Watch, server reflection) as many as there are worker threads
   are identified and capped, so they cannot take every worker: a signing call is answered, and
   ``/readyz`` never says ready while calls go unanswered;
+* a stdout and stderr that nobody reads (the audit log and the log on full pipes) stop no
+  signature: lines are dropped and counted, an audit file keeps every line, shutdown does not hang.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -200,3 +207,131 @@ def test_reflection_is_off_in_production_and_on_with_dev(tmp_path: Path) -> None
         assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
     with SignerProcess.dev(tmp_path / "dev") as proc:
         assert "v1.Signer" in _list_services(proc.channel())
+
+
+# --- item 13: a stdout and stderr nobody reads --------------------------------------------------
+
+
+def _serve_on_unread_pipes(args: list[str]) -> tuple[subprocess.Popen[bytes], int, int]:
+    """``signer serve ARGS`` with stdout and stderr on pipes this test stops reading after the
+    "signer ready" line. Returns the process and its gRPC and metrics ports."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "signer", "serve", *args,
+         "--grpc-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        if line.startswith(b"{") and json.loads(line).get("msg") == "signer ready":
+            record = json.loads(line)
+            return proc, int(record["grpc_port"]), int(record["metrics_port"])
+    proc.kill()
+    raise AssertionError(f"signer not ready (exit {proc.poll()})")
+
+
+def _metric(metrics_port: int, name: str, labels: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith(f"{name}{{{labels}}} "):
+                return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name}{{{labels}}} not exposed")
+
+
+def _sign_many(grpc_port: int, count: int, tag: str, keys: int = 1) -> list[float]:
+    """``count`` calls one after the other, each signing one RANDAO-domain root with each of
+    ``keys`` dev keys (Sign, or Multisign for more than one); returns each call's duration. Every
+    item must succeed."""
+    durations: list[float] = []
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        stub = signer_pb2_grpc.SignerStub(channel)
+        for n in range(count):
+            started = time.monotonic()
+            if keys == 1:
+                states = [_sign(channel, f"{tag}-{n}").state]
+            else:
+                requests = [
+                    signer_pb2.SignRequest(account=f"dev/{k}", data=root(f"{tag}-{n}"), domain=RANDAO)
+                    for k in range(keys)
+                ]
+                answer = stub.Multisign(signer_pb2.MultisignRequest(requests=requests), timeout=SIGN_TIMEOUT_S)
+                states = [r.state for r in answer.responses]
+            durations.append(time.monotonic() - started)
+            assert states == [SUCCEEDED] * keys, n
+    return durations
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> int:
+    """SIGTERM and the exit code; a shutdown that hangs on the unread pipes fails the test."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_unread_stdout_and_stderr_stop_no_signature_and_drops_are_counted(tmp_path: Path) -> None:
+    data_dir = tmp_path / "signer"
+    keys = 10
+    proc, grpc_port, metrics_port = _serve_on_unread_pipes(
+        ["--dev", "--data-dir", str(data_dir), "--dev-keys", str(keys)]
+    )
+    try:
+        # One audit line (~350 bytes) per item on stdout: the 64 KiB pipe is full after ~190 lines,
+        # the writer's queue (10,000 lines) after ~1,000 calls of 10 items; the rest is dropped.
+        durations = _sign_many(grpc_port, 1200, "unread", keys=keys)
+        assert max(durations) < SIGN_TIMEOUT_S
+        assert _metric(metrics_port, "signer_log_lines_dropped_total", 'stream="audit"') > 0
+        assert _readyz_port(metrics_port) == 200
+    finally:
+        code = _stop(proc)
+    assert code == 0  # shutdown flushed what it could and did not hang on the full pipes
+
+    # The same data directory through a config file with an audit FILE: stdout and stderr stall
+    # again, the audit file keeps every line.
+    audit = tmp_path / "audit.jsonl"
+    config = tmp_path / "signer.toml"
+    config.write_text(
+        f"""
+[keys]
+module = "emulated"
+data_dir = "{data_dir}"
+pin = {{ file = "{data_dir / "dev.pin"}" }}
+
+[[clients]]
+name = "local"
+allow_accounts = ["dev/*"]
+operations = ["sign_generic"]
+
+[audit]
+path = "{audit}"
+""",
+        encoding="utf-8",
+    )
+    proc, grpc_port, metrics_port = _serve_on_unread_pipes(["--config", str(config)])
+    try:
+        _sign_many(grpc_port, 1100, "audit-file")
+        lines = audit.read_text(encoding="utf-8").splitlines() if audit.exists() else []
+        deadline = time.monotonic() + 10
+        while len(lines) < 1100 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            lines = audit.read_text(encoding="utf-8").splitlines()
+        records = [json.loads(line) for line in lines]
+        assert sum(1 for r in records if r["method"] == "Sign" and r["outcome"] == "succeeded") == 1100
+        assert _metric(metrics_port, "signer_log_lines_dropped_total", 'stream="audit"') == 0
+    finally:
+        assert _stop(proc) == 0
+
+
+def _readyz_port(metrics_port: int) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/readyz", timeout=10) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -91,6 +93,7 @@ def test_stdout(capsys: pytest.CaptureFixture[str]) -> None:
     log = AuditLog(AuditConfig(path="-"), clock=lambda: TS)
     log.record(AuditEvent(client="vc-1", method="Sign", outcome="succeeded"))
     log.record(AuditEvent(client="vc-2", method="Sign", outcome="rate_limited"))
+    assert log.flush()  # written by the audit writer thread, not the caller
     lines = capsys.readouterr().out.splitlines()
     assert [json.loads(line)["client"] for line in lines] == ["vc-1", "vc-2"]
     assert json.loads(lines[0])["ts"] == "2023-11-14T22:13:20.250Z"
@@ -101,7 +104,8 @@ def test_file_is_appended_with_private_mode(tmp_path: Path) -> None:
     path.write_text('{"earlier":"line"}\n')
     with AuditLog(AuditConfig(path=str(path))) as log:
         log.record(attestation_event())
-        # line-buffered: visible before close
+        # visible as soon as the writer thread has it, before close
+        assert log.flush()
         assert len(path.read_text().splitlines()) == 2
     with AuditLog(AuditConfig(path=str(path))) as log:
         log.record(attestation_event(client="vc-2"))
@@ -150,3 +154,48 @@ def test_many_threads_write_whole_lines(tmp_path: Path) -> None:
 def test_an_event_has_no_field_for_secret_material() -> None:
     fields = set(AuditEvent.__dataclass_fields__)
     assert not {f for f in fields if any(w in f for w in ("secret", "pin", "password", "passphrase", "signature"))}
+
+
+# --- a stalled output never blocks a decision (issue 13.13) ---------------------------------------
+
+
+def test_a_stalled_output_drops_and_counts_lines_and_never_blocks_the_caller(tmp_path: Path) -> None:
+    """A pipe nobody reads: recording stays instant, lines beyond the queue are dropped and counted,
+    the first drop is logged once, and close() returns in bounded time."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, True)
+    drops: list[tuple[str, int]] = []
+    log = AuditLog(AuditConfig(path=f"/dev/fd/{write_end}"), capacity=50)
+    log.count_drops(lambda stream, n: drops.append((stream, n)))
+    try:
+        started = time.perf_counter()
+        for n in range(2000):  # ~300 bytes each: the 64 KiB pipe and the 50-line queue overflow
+            log.record(attestation_event(slot=n, reason="x" * 200))
+        assert time.perf_counter() - started < 2.0
+        assert log.dropped > 0
+        assert sum(n for _, n in drops) == log.dropped and {s for s, _ in drops} == {"audit"}
+        started = time.perf_counter()
+        assert log.flush(timeout_s=0.2) is False
+        log.close()
+        assert time.perf_counter() - started < 5.0
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+def test_an_audit_file_keeps_working_while_stdout_stalls(tmp_path: Path) -> None:
+    read_end, write_end = os.pipe()
+    stalled = AuditLog(AuditConfig(path=f"/dev/fd/{write_end}"), capacity=10)
+    path = tmp_path / "audit.log"
+    try:
+        with AuditLog(AuditConfig(path=str(path))) as audit_file:
+            for n in range(500):
+                stalled.record(attestation_event(slot=n, reason="y" * 300))
+                audit_file.record(attestation_event(slot=n))
+            assert audit_file.flush()
+        assert [json.loads(line)["slot"] for line in path.read_text().splitlines()] == list(range(500))
+        assert stalled.dropped > 0
+    finally:
+        stalled.close()
+        os.close(read_end)
+        os.close(write_end)

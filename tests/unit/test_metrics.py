@@ -81,6 +81,7 @@ def test_exposes_exactly_the_documented_families() -> None:
         "signer_module_errors": "counter",
         "signer_build_info": "gauge",
         "signer_ready": "gauge",
+        "signer_log_lines_dropped": "counter",
     }
     assert families == expected
     assert {n.removesuffix("_total") for n in METRIC_NAMES} == set(expected)
@@ -207,4 +208,17 @@ def test_no_label_names_a_key() -> None:
         "version",
         "python",
         "le",
+        "stream",
     }
+
+
+def test_dropped_log_lines_are_counted_per_stream() -> None:
+    monitor = PrometheusMonitor()
+    assert value(monitor, "signer_log_lines_dropped_total", stream="audit") == 0  # exposed from the start
+    assert value(monitor, "signer_log_lines_dropped_total", stream="log") == 0
+    monitor.lines_dropped("audit", 3)
+    monitor.lines_dropped("log")
+    monitor.lines_dropped("anything-else")
+    assert value(monitor, "signer_log_lines_dropped_total", stream="audit") == 3
+    assert value(monitor, "signer_log_lines_dropped_total", stream="log") == 1
+    assert value(monitor, "signer_log_lines_dropped_total", stream="other") == 1
