@@ -33,6 +33,7 @@ from signer.eth2.containers import AttestationData, BeaconBlockHeader
 from signer.eth2.networks import Network
 from signer.eth2.signing import DomainType, compute_signing_root
 from signer.keys.module import KeyModule
+from signer.passphrase import PassphraseGuard
 from signer.protection.store import ConsensusSignature, ProtectionStore, validate_check
 from signer.types import (
     AllowAll,
@@ -182,6 +183,7 @@ class SigningService:
         comet_chains: dict[str, str] | None = None,
         clock: Callable[[], float] = time.perf_counter,
         key_rate: Callable[[bytes], None] | None = None,
+        passphrases: PassphraseGuard | None = None,
     ) -> None:
         self.network = network
         self.keys = keys
@@ -193,6 +195,8 @@ class SigningService:
         self._clock = clock
         self._key_rate = key_rate
         """Optional per-key rate limit: raises RateLimited for a key over its rate."""
+        self.passphrases = passphrases or PassphraseGuard(monitor=self.monitor)
+        """Failure counts and lockouts of AccountManager passphrase (module PIN) checks."""
         self._index_lock = threading.Lock()
         self._by_name: dict[str, KeyInfo] = {}
         self._by_public_key: dict[bytes, KeyInfo] = {}
@@ -246,19 +250,28 @@ class SigningService:
     def unlock_account(self, client: ClientIdentity, ref: KeyRef, passphrase: str) -> KeyInfo:
         key = self._lookup(ref)
         self.authorizer.authorize(client, Operation.ACCOUNT_MANAGEMENT, key)
-        if not self.keys.verify_pin(passphrase):
-            raise errors.AccessDenied(f"wrong passphrase for {ref.describe()}")
+        self._check_passphrase(client, passphrase, f"wrong passphrase for {ref.describe()}")
         self._locked.discard(key.public_key)
         return key
 
     def generate_account(self, client: ClientIdentity, name: str, passphrase: str) -> KeyInfo:
         """AccountManager/Generate: a new BLS key named ``name``, made inside the module."""
         self.authorizer.authorize(client, Operation.ACCOUNT_MANAGEMENT, None)
-        if not self.keys.verify_pin(passphrase):
-            raise errors.AccessDenied("wrong passphrase: generating a key needs the module PIN")
+        self._check_passphrase(client, passphrase, "wrong passphrase: generating a key needs the module PIN")
         key = self.keys.generate(name, Scheme.BLS)
         self.reload_keys()
         return key
+
+    def _check_passphrase(self, client: ClientIdentity, passphrase: str, wrong: str) -> None:
+        """The module PIN, checked under the PassphraseGuard: refused at once while the client (or
+        everyone) is locked out, one check at a time, and every wrong one counted."""
+        self.passphrases.check(client.name)
+        with self.passphrases.gate():
+            right = self.keys.verify_pin(passphrase)
+        if not right:
+            self.passphrases.failed(client.name)
+            raise errors.AccessDenied(wrong)
+        self.passphrases.succeeded(client.name)
 
     def _admit(self, client: ClientIdentity, operation: Operation, key: KeyInfo) -> None:
         """Step 2: may this client do this with this key (permissions, then the per-key rate)."""

@@ -145,6 +145,10 @@ class Monitor(Protocol):
 
     def access_denied(self, client: str, operation: str) -> None: ...
 
+    def security_event(self, event: str) -> None:
+        """A security event (``signer.passphrase.SECURITY_EVENTS``: a wrong passphrase, a lockout)."""
+        ...
+
 
 class NullMonitor:
     """A Monitor that records nothing."""
@@ -177,6 +181,9 @@ class NullMonitor:
         pass
 
     def access_denied(self, client: str, operation: str) -> None:
+        pass
+
+    def security_event(self, event: str) -> None:
         pass
 
 

@@ -274,6 +274,13 @@ def _uuid_of(key: KeyInfo) -> bytes:
     return hashlib.sha256(b"account-uuid" + key.public_key).digest()[:16]
 
 
+def _abort_if_rate_limited(context: grpc.ServicerContext, error: errors.SignerError | None) -> None:
+    """A passphrase check refused for a lockout (or a busy check) ends the call as the rate limiter
+    does: RESOURCE_EXHAUSTED with retry-after-ms, which the client can act on."""
+    if isinstance(error, errors.RateLimited):
+        status.abort(context, error)
+
+
 class AccountManagerServicer(accountmanager_pb2_grpc.AccountManagerServicer):
     def __init__(self, service: SigningService, calls: CallContext) -> None:
         self.service = service
@@ -295,6 +302,7 @@ class AccountManagerServicer(accountmanager_pb2_grpc.AccountManagerServicer):
         self.calls.report(
             context, "Unlock", [Outcome(error=error, signature=None if error else b"")], time.perf_counter() - started
         )
+        _abort_if_rate_limited(context, error)
         return accountmanager_pb2.UnlockAccountResponse(state=status.response_state(error))
 
     def Lock(
@@ -329,6 +337,7 @@ class AccountManagerServicer(accountmanager_pb2_grpc.AccountManagerServicer):
         self.calls.report(
             context, "Generate", [Outcome(error=error, signature=None if error else b"")], time.perf_counter() - started
         )
+        _abort_if_rate_limited(context, error)
         if error is not None:
             return accountmanager_pb2.GenerateResponse(
                 state=status.response_state(error), message=status.describe(error)

@@ -12,7 +12,9 @@ One module file (``<data_dir>/emulated-module.json``) holds:
 
 Keys: ``ikm = scrypt(NFKD(PIN), salt, n, r, p)`` runs ONCE per unlock; the sealing key, the file
 MAC key and the PIN verifier are HMAC-SHA256(ikm, label) for three distinct labels. A wrong PIN is
-told apart from a tampered file by the verifier (constant-time comparison).
+told apart from a tampered file by the verifier (constant-time comparison). After unlock, a
+passphrase check (``verify_pin``: AccountManager Unlock, Generate) compares a keyed HMAC of the
+guess with one of the PIN made at unlock, in constant time: no scrypt per guess.
 
 No plaintext secret ever reaches disk: the file is written to a temporary file in the same
 directory (mode 0600), fsynced, renamed over the old one, and the directory is fsynced. Writers
@@ -136,6 +138,20 @@ def _derive(pin: str, kdf: dict[str, Any]) -> _Keys:
     return _Keys(seal=label(_SEAL_LABEL), mac=label(_MAC_LABEL), verifier=label(_VERIFIER_LABEL))
 
 
+_KDF_LOCK = threading.Lock()
+"""One scrypt at a time for passphrase checks (each takes ~128 MiB; 64 at once took 8 GiB)."""
+
+
+def _pin_tag(key: bytes, pin: str) -> bytes:
+    """The PIN verifier kept in memory after unlock: a keyed HMAC under a random per-module key.
+
+    Never the PIN nor a plain hash of it. Whoever can read this process's memory could test guesses
+    against it offline, but that reader already has every unsealed secret and the module's own PIN
+    string (kept to unlock again after ``lock()``), so the tag exposes nothing new.
+    """
+    return hmac.new(key, _normalize_pin(pin), hashlib.sha256).digest()
+
+
 def _aad(scheme: Scheme, public_key: bytes, name: str) -> bytes:
     return _AAD_PREFIX + scheme.value.encode() + b"\x00" + public_key + b"\x00" + name.encode()
 
@@ -199,6 +215,9 @@ class EmulatedKeyModule:
         self._infos: dict[bytes, KeyInfo] = {}
         self._authenticated = False
         self._last_mac: str | None = None
+        self._tag_key = _secrets.token_bytes(32)
+        self._pin_tag: bytes | None = None
+        """HMAC-SHA256(_tag_key, NFKD(PIN)), set at unlock: checks a passphrase without a KDF."""
         if self.path.exists():
             return
         if not create:
@@ -241,6 +260,7 @@ class EmulatedKeyModule:
             self._write(doc, keys)
         self._keys = keys
         self._authenticated = True
+        self._pin_tag = _pin_tag(self._tag_key, self._pin)
 
     def _read_doc(self) -> dict[str, Any]:
         try:
@@ -307,6 +327,7 @@ class EmulatedKeyModule:
             keys = self._check_pin(doc, self._pin)
             self._load(doc, keys)
             self._keys = keys
+            self._pin_tag = _pin_tag(self._tag_key, self._pin)
 
     def lock(self) -> None:
         with self._mutex:
@@ -317,10 +338,16 @@ class EmulatedKeyModule:
         self.lock()
 
     def verify_pin(self, pin: str) -> bool:
-        try:
-            self._check_pin(self._read_doc(), pin)
-        except WrongPin:
-            return False
+        """Against the verifier cached at unlock: one HMAC and a constant-time comparison, no KDF.
+        Before the first unlock it runs the KDF (scrypt, one at a time in this process)."""
+        tag = self._pin_tag
+        if tag is not None:
+            return hmac.compare_digest(_pin_tag(self._tag_key, pin), tag)
+        with _KDF_LOCK:
+            try:
+                self._check_pin(self._read_doc(), pin)
+            except WrongPin:
+                return False
         return True
 
     # -- listing -------------------------------------------------------------------------------

@@ -31,6 +31,8 @@ import logging
 import os
 import queue
 import secrets
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -260,6 +262,55 @@ def _acquire_login(library: _Library, token_label: str, pin: str) -> _Login:
         return login
 
 
+_LOGIN_CHILD = """
+import sys
+import pkcs11
+from pkcs11 import exceptions as e
+try:
+    token = pkcs11.lib(sys.argv[1]).get_token(token_label=sys.argv[2])
+    session = token.open(user_pin=sys.stdin.readline().rstrip("\\n"))
+except (e.PinIncorrect, e.PinInvalid, e.PinLenRange):
+    print("wrong")
+except e.PinLocked:
+    print("locked")
+except e.PKCS11Error as exc:
+    print("error " + type(exc).__name__)
+else:
+    session.close()
+    print("ok")
+"""
+LOGIN_CHILD_TIMEOUT_S: Final = 30.0
+
+
+def _token_login(library_path: str, token_label: str, pin: str) -> bool:
+    """C_Login with ``pin`` on the token from a child process (a login check the token counts).
+
+    True if the token accepts it, False for a wrong PIN; WrongPin when the token has locked the user
+    PIN; KeyModuleError when the check could not run. The PIN goes through a pipe, never argv.
+    """
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _LOGIN_CHILD, library_path, token_label],
+            input=pin + "\n",
+            capture_output=True,
+            text=True,
+            timeout=LOGIN_CHILD_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise KeyModuleError(f"PKCS#11 token {token_label!r}: the PIN check could not run ({_describe(exc)})") from exc
+    answer = done.stdout.strip()
+    if answer == "ok":
+        return True
+    if answer == "wrong":
+        return False
+    if answer == "locked":
+        raise WrongPin(f"the user PIN of PKCS#11 token {token_label!r} is locked")
+    raise KeyModuleError(
+        f"PKCS#11 token {token_label!r}: the PIN check failed ({answer or f'exit code {done.returncode}'})"
+    )
+
+
 def _release_login(login: _Login) -> None:
     with _GLOBAL_LOCK:
         login.refs -= 1
@@ -412,12 +463,22 @@ class Pkcs11KeyModule:
         return self._login is not None
 
     def verify_pin(self, pin: str) -> bool:
-        """True iff ``pin`` is the token's user PIN. Never logs or reports the PIN."""
+        """True iff ``pin`` is the token's user PIN. Never logs or reports the PIN.
+
+        While this process is logged in, the right PIN is recognised from the keyed tag kept at
+        login (constant time). A guess that does not match goes to the token's own C_Login, where
+        the token counts wrong PINs (and may lock the user PIN, per its policy): PKCS#11 login state
+        belongs to the process, so C_Login here would answer CKR_USER_ALREADY_LOGGED_IN without
+        looking at the PIN, and a short-lived child process logs in instead (``_token_login``).
+        """
         library = _open_library(self.library_path, self.token_label)
         with _GLOBAL_LOCK:
             login = _LOGINS.get((library.path, self.token_label))
-            if login is not None:
-                return hmac.compare_digest(login.pin_tag, _pin_tag(pin))
+        if login is not None:
+            if hmac.compare_digest(login.pin_tag, _pin_tag(pin)):
+                return True
+            return _token_login(library.path, self.token_label, pin)
+        with _GLOBAL_LOCK:
             token = _find_token(library, self.token_label)
             with self._edge("PIN check"):
                 session = token.open()

@@ -26,6 +26,7 @@ from prometheus_client import (
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from signer.errors import NotSafeToSign
+from signer.passphrase import SECURITY_EVENTS
 from signer.types import Scheme
 
 # No *_created series: they double the series count and nothing here queries them.
@@ -103,6 +104,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "signer_build_info",
     "signer_ready",
     "signer_log_lines_dropped_total",
+    "signer_security_events_total",
 )
 """The metric families this module defines (as a Prometheus query names them)."""
 
@@ -202,6 +204,14 @@ class PrometheusMonitor:
         )
         for stream in LOG_STREAMS:
             self._lines_dropped.labels(stream=stream)
+        self._security_events = Counter(
+            "signer_security_events_total",
+            "Security events: wrong passphrases (module PIN) and refused, locked-out passphrase checks.",
+            ("event",),
+            registry=reg,
+        )
+        for event in SECURITY_EVENTS:
+            self._security_events.labels(event=event)
         self._build_info.labels(version=version or _version(), python=platform.python_version()).set(1)
         self._ready.set(0)
         self._clients: set[str] = set()
@@ -272,6 +282,9 @@ class PrometheusMonitor:
     def lines_dropped(self, stream: str, count: int = 1) -> None:
         """``count`` lines of ``stream`` ("log" or "audit") were dropped: their output stalled."""
         self._lines_dropped.labels(stream=stream if stream in LOG_STREAMS else OTHER).inc(count)
+
+    def security_event(self, event: str) -> None:
+        self._security_events.labels(event=event if event in SECURITY_EVENTS else OTHER).inc()
 
     def access_denied(self, client: str, operation: str) -> None:
         """No series of its own: the request is counted as outcome="denied" by request_done, and

@@ -284,3 +284,26 @@ def test_forked_worker_inherits_unsealed_secrets(tmp_path: Path) -> None:
     os.close(read_fd)
     os.waitpid(pid, 0)
     assert bls.verify(BLS_PUBKEY, b"\x05" * 32, child_signature)
+
+
+def test_verify_pin_after_unlock_runs_no_kdf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 13.5: a passphrase check compares against the verifier kept at unlock, no scrypt."""
+    import hashlib  # noqa: PLC0415
+
+    module = new_module(tmp_path)
+    runs: list[int] = []
+    real = hashlib.scrypt
+
+    def counting_scrypt(*args: object, **kwargs: object) -> bytes:
+        runs.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(hashlib, "scrypt", counting_scrypt)
+    assert module.verify_pin(PIN)
+    assert not module.verify_pin(PIN + "x")
+    assert not module.verify_pin("")
+    assert runs == []
+    # A fresh, never-unlocked module object has no verifier yet: one KDF per check.
+    other = EmulatedKeyModule(tmp_path / "data", PIN)
+    assert other.verify_pin(PIN) and not other.verify_pin("nope")
+    assert len(runs) == 2

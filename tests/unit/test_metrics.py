@@ -82,6 +82,7 @@ def test_exposes_exactly_the_documented_families() -> None:
         "signer_build_info": "gauge",
         "signer_ready": "gauge",
         "signer_log_lines_dropped": "counter",
+        "signer_security_events": "counter",
     }
     assert families == expected
     assert {n.removesuffix("_total") for n in METRIC_NAMES} == set(expected)
@@ -209,6 +210,7 @@ def test_no_label_names_a_key() -> None:
         "python",
         "le",
         "stream",
+        "event",
     }
 
 
@@ -222,3 +224,14 @@ def test_dropped_log_lines_are_counted_per_stream() -> None:
     assert value(monitor, "signer_log_lines_dropped_total", stream="audit") == 3
     assert value(monitor, "signer_log_lines_dropped_total", stream="log") == 1
     assert value(monitor, "signer_log_lines_dropped_total", stream="other") == 1
+
+
+def test_security_events_are_counted_per_event() -> None:
+    monitor = PrometheusMonitor()
+    assert value(monitor, "signer_security_events_total", event="wrong_passphrase") == 0
+    monitor.security_event("wrong_passphrase")
+    monitor.security_event("passphrase_lockout")
+    monitor.security_event("unheard-of")
+    assert value(monitor, "signer_security_events_total", event="wrong_passphrase") == 1
+    assert value(monitor, "signer_security_events_total", event="passphrase_lockout") == 1
+    assert value(monitor, "signer_security_events_total", event="other") == 1
