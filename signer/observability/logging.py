@@ -32,7 +32,7 @@ DEFAULT_CAPACITY: Final = 10_000
 CLOSE_TIMEOUT_S: Final = 2.0
 """How long ``close()`` waits for queued lines to be written."""
 _BATCH_LINES: Final = 256
-_STOP: Final = object()
+_IDLE_CHECK_S: Final = 0.2
 
 
 class JsonFormatter(logging.Formatter):
@@ -121,29 +121,26 @@ class LineWriter:
                 self._on_first_drop()
 
     def _run(self) -> None:
+        """Write batches of queued lines until closed and drained (checked at least every 0.2 s)."""
         while True:
-            item = self._queue.get()
-            lines: list[str] = []
-            stop = item is _STOP
-            if not stop:
-                lines.append(str(item))
-            taken = 1
-            while not stop and len(lines) < _BATCH_LINES:
+            try:
+                first = self._queue.get(timeout=_IDLE_CHECK_S)
+            except queue.Empty:
+                if self._closed:
+                    if self._fd is not None:  # the writer thread alone closes its descriptor
+                        with contextlib.suppress(OSError):
+                            os.close(self._fd)
+                    return
+                continue
+            lines = [str(first)]
+            while len(lines) < _BATCH_LINES:
                 try:
-                    item = self._queue.get_nowait()
+                    lines.append(str(self._queue.get_nowait()))
                 except queue.Empty:
                     break
-                taken += 1
-                if item is _STOP:
-                    stop = True
-                else:
-                    lines.append(str(item))
-            if lines:
-                self._emit("".join(lines))
-            for _ in range(taken):
+            self._emit("".join(lines))
+            for _ in lines:
                 self._queue.task_done()
-            if stop:
-                return
 
     def _emit(self, text: str) -> None:
         try:
@@ -172,20 +169,20 @@ class LineWriter:
                 self._queue.all_tasks_done.wait(remaining)
         return True
 
+    @property
+    def running(self) -> bool:
+        """The writer thread is alive (it ends once closed and drained)."""
+        return self._thread.is_alive()
+
     def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> bool:
         """Stop taking lines, write what is queued (bounded wait), end the thread. True if all was
-        written; a writer stuck on its output is left behind (a daemon thread) instead of hanging."""
+        written; a writer stuck on its output is left behind (a daemon thread that ends when the
+        output moves or fails) instead of hanging the caller."""
         if self._closed:
             return not self._thread.is_alive()
         self._closed = True
         drained = self.flush(timeout_s)
-        with contextlib.suppress(queue.Full):
-            self._queue.put_nowait(_STOP)
-        self._thread.join(timeout=0.5 if drained else 0.0)
-        if not self._thread.is_alive() and self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-            self._fd = None
+        self._thread.join(timeout=2 * _IDLE_CHECK_S + 0.1 if drained else 0.0)
         return drained
 
 

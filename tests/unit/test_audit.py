@@ -94,6 +94,7 @@ def test_stdout(capsys: pytest.CaptureFixture[str]) -> None:
     log.record(AuditEvent(client="vc-1", method="Sign", outcome="succeeded"))
     log.record(AuditEvent(client="vc-2", method="Sign", outcome="rate_limited"))
     assert log.flush()  # written by the audit writer thread, not the caller
+    log.close()
     lines = capsys.readouterr().out.splitlines()
     assert [json.loads(line)["client"] for line in lines] == ["vc-1", "vc-2"]
     assert json.loads(lines[0])["ts"] == "2023-11-14T22:13:20.250Z"
@@ -179,8 +180,9 @@ def test_a_stalled_output_drops_and_counts_lines_and_never_blocks_the_caller(tmp
         log.close()
         assert time.perf_counter() - started < 5.0
     finally:
-        os.close(read_end)
+        os.close(read_end)  # the stuck writer now fails (EPIPE), drains and ends
         os.close(write_end)
+    _wait_until_stopped(log)
 
 
 def test_an_audit_file_keeps_working_while_stdout_stalls(tmp_path: Path) -> None:
@@ -199,3 +201,12 @@ def test_an_audit_file_keeps_working_while_stdout_stalls(tmp_path: Path) -> None
         stalled.close()
         os.close(read_end)
         os.close(write_end)
+    _wait_until_stopped(stalled)
+
+
+def _wait_until_stopped(log: AuditLog) -> None:
+    """No writer thread outlives its test (the signing pool will not fork beside other threads)."""
+    deadline = time.monotonic() + 10
+    while log._writer.running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not log._writer.running

@@ -12,7 +12,7 @@ from typing import TextIO
 
 import pytest
 
-from signer.observability.logging import LineWriter, attach_drop_counter, configure
+from signer.observability.logging import LineWriter, QueuedStreamHandler, attach_drop_counter, configure
 
 
 @pytest.fixture
@@ -29,6 +29,10 @@ def stalled_stderr() -> Iterator[tuple[int, TextIO]]:
         for handler in root.handlers[:]:
             root.removeHandler(handler)
             handler.close()
+            if isinstance(handler, QueuedStreamHandler):
+                deadline = time.monotonic() + 10
+                while handler.writer.running and time.monotonic() < deadline:
+                    time.sleep(0.05)
         root.handlers[:], root.level = saved[0], saved[1]
         stream.close()
         os.close(read_end)
@@ -77,5 +81,9 @@ def test_close_does_not_hang_on_an_output_that_never_moves() -> None:
         assert time.perf_counter() - started < 3.0
         assert writer.write("after close\n") is False
     finally:
-        os.close(read_end)
+        os.close(read_end)  # the stuck writer now fails (EPIPE), drains and ends
         os.close(write_end)
+    deadline = time.monotonic() + 10
+    while writer.running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not writer.running
