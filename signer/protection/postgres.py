@@ -81,7 +81,6 @@ from signer.protection import rules
 from signer.protection.cometbft_state import parse_cometbft_state, serialize_cometbft_state
 from signer.protection.history import (
     GENESIS_VALIDATORS_ROOT_KEY,
-    bounds_after_import,
     check_interchange_network,
     check_schema_version,
     load_migrations,
@@ -744,7 +743,10 @@ class PostgresStore:
                 blocks_cur = conn.execute(INSERT_BLOCKS_SQL, block_columns)
                 attestations_cur = conn.execute(INSERT_ATTESTATIONS_SQL, attestation_columns)
             stored = {bytes(pk): LowerBounds(s, src, tgt) for pk, s, src, tgt in current.fetchall()}
-            new_bounds = {v.public_key: bounds_after_import(stored[v.public_key], v) for v in validators}
+            new_bounds = {
+                v.public_key: rules.bounds_after_import(stored[v.public_key], v.blocks, v.attestations)
+                for v in validators
+            }
             changed = {pk: b for pk, b in new_bounds.items() if b != stored[pk]}
             with conn.pipeline():
                 if changed:

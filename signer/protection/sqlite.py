@@ -21,7 +21,6 @@ from signer.protection.cometbft_state import parse_cometbft_state, serialize_com
 from signer.protection.history import (
     GENESIS_VALIDATORS_ROOT_KEY,
     MIGRATIONS_ROOT,
-    bounds_after_import,
     check_interchange_network,
     check_schema_version,
     load_migrations,
@@ -345,8 +344,8 @@ class SqliteStore:
                     )
                     attestations_new += cursor.rowcount
                     attestations_seen += 1 - cursor.rowcount
-                # Lower bounds: set where the validator had none; never lowered by an import.
-                new_bounds = bounds_after_import(bounds, validator)
+                # Lower bounds: raised to the import's minimum (rules decides); never lowered.
+                new_bounds = rules.bounds_after_import(bounds, validator.blocks, validator.attestations)
                 if new_bounds != bounds:
                     conn.execute(
                         "UPDATE validators SET min_slot = ?, min_source_epoch = ?, min_target_epoch = ? WHERE id = ?",

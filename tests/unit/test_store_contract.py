@@ -233,6 +233,49 @@ def test_import_merges_and_never_lowers_the_lower_bound(store: ProtectionStore) 
     assert [b["slot"] for b in blocks] == ["2", "100", "101"]
 
 
+def test_import_raises_lower_bounds_above_local_history(store: ProtectionStore) -> None:  # noqa: F811
+    """Issue 13.1: a minimal import above local history raises every bound to the import's minimum.
+
+    The file stands for a history we do not see (the validator may have signed (55,56) elsewhere,
+    which (50,60) surrounds), so everything at or below the imported minimum is refused.
+    """
+    assert one(store, AttestationCheck(PK_A, 10, 11, R1)).ok
+    assert one(store, BlockCheck(PK_A, 160, R1)).ok
+    store.import_interchange(interchange([validator(PK_A, [3200], [(100, 101)])]))
+    refusal = one(store, AttestationCheck(PK_A, 50, 60, R2)).refusal
+    assert refusal is not None and refusal.offence == "source_below_lower_bound", refusal
+    assert isinstance(one(store, BlockCheck(PK_A, 2000, R2)).refusal, SlotNotAboveLowerBound)
+    refusal = one(store, AttestationCheck(PK_A, 100, 101, R2)).refusal
+    assert refusal is not None and refusal.offence == "double_vote"
+    refusal = one(store, AttestationCheck(PK_A, 100, 100, R2)).refusal
+    assert refusal is not None and refusal.offence == "target_not_above_lower_bound"
+    assert isinstance(one(store, BlockCheck(PK_A, 3200, R2)).refusal, DoubleBlockProposal)
+    # identical, known local data still repeats (client retries stay safe) ...
+    assert one(store, AttestationCheck(PK_A, 10, 11, R1)).safe is Safe.SAME_DATA
+    assert one(store, BlockCheck(PK_A, 160, R1)).safe is Safe.SAME_DATA
+    # ... and what lies above the imported history is signed
+    assert one(store, AttestationCheck(PK_A, 100, 102, R1)).ok
+    assert one(store, BlockCheck(PK_A, 3201, R1)).ok
+    # a later import below the bounds never lowers them
+    store.import_interchange(interchange([validator(PK_A, [5], [(1, 2)])]))
+    assert isinstance(one(store, BlockCheck(PK_A, 3000, R2)).refusal, SlotNotAboveLowerBound)
+    refusal = one(store, AttestationCheck(PK_A, 99, 150, R2)).refusal
+    assert refusal is not None and refusal.offence == "source_below_lower_bound"
+
+
+def test_import_raises_each_bound_to_the_minimum_of_its_own_records(store: ProtectionStore) -> None:  # noqa: F811
+    """Source and target bounds rise independently, each to the import's minimum of that field."""
+    assert one(store, AttestationCheck(PK_A, 1, 2, R1)).ok
+    store.import_interchange(interchange([validator(PK_A, [], [(30, 40), (20, 50)])]))
+    refusal = one(store, AttestationCheck(PK_A, 19, 60, R2)).refusal
+    assert refusal is not None and refusal.offence == "source_below_lower_bound"
+    refusal = one(store, AttestationCheck(PK_A, 25, 40, R2)).refusal
+    assert refusal is not None and refusal.offence == "double_vote"
+    refusal = one(store, AttestationCheck(PK_A, 20, 39, R2)).refusal
+    assert refusal is not None and refusal.offence == "target_not_above_lower_bound"
+    assert one(store, AttestationCheck(PK_A, 30, 55, R2)).ok
+
+
 def test_export_round_trip_keeps_roots_and_decisions(store_factory: StoreFactory, tmp_path: Path) -> None:  # noqa: F811
     source = store_factory(GVR)
     source.check_and_record([BlockCheck(PK_A, 3, R1), AttestationCheck(PK_A, 1, 2, R2)])
