@@ -128,6 +128,14 @@ class TargetNotAboveLowerBound(NotSafeToSign):
     offence = "target_not_above_lower_bound"
 
 
+class ProtectionNotInitialized(NotSafeToSign):
+    """The protection store is new or empty while the key module holds keys: a lost history, not a
+    fresh start. Nothing signs until history is imported or the operator declares, once, that the
+    keys have never signed (DESIGN.md, "Slashing protection")."""
+
+    offence = "protection_not_initialized"
+
+
 class HeightRegression(NotSafeToSign):
     offence = "height_regression"
 

@@ -90,7 +90,13 @@ from signer.protection.history import (
 )
 from signer.protection.interchange import ValidatorHistory, parse_interchange, serialize_interchange
 from signer.protection.rules import AttestationRecord, BlockRecord, ConsensusState, LowerBounds
-from signer.protection.store import ConsensusSignature, ImportReport, ordered_batch
+from signer.protection.store import (
+    ConsensusSignature,
+    ImportReport,
+    Initialization,
+    InitializedBy,
+    ordered_batch,
+)
 from signer.types import AttestationCheck, BlockCheck, ConsensusCheck, ProtectionCheck, Safe, Verdict
 
 Conn = psycopg.Connection[tuple[Any, ...]]
@@ -191,6 +197,13 @@ UPDATE validators v
  WHERE v.public_key = r.public_key
 """
 """Sets only the watermarks that are still NULL (the first record of a kind sets them)."""
+
+SELECT_INITIALIZATION_SQL = (
+    "SELECT to_char(initialized_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), how, who "
+    "FROM initialization WHERE id = 1"
+)
+INITIALIZE_SQL = "INSERT INTO initialization (id, how, who) VALUES (1, %s, %s) ON CONFLICT (id) DO NOTHING"
+"""The first initialization wins (several replicas may initialize at once)."""
 
 SELECT_CONSENSUS_SQL = (
     "SELECT height, round, step, sign_bytes, sign_bytes_without_timestamp, signature "
@@ -684,6 +697,8 @@ class PostgresStore:
         public_key: bytes,
         document: bytes | str | Mapping[str, Any],
         sign_bytes_without_timestamp: bytes | None = None,
+        *,
+        who: str = "",
     ) -> bool:
         if not chain_id:
             raise InterchangeError("a CometBFT state import needs a chain_id")
@@ -691,6 +706,7 @@ class PostgresStore:
 
         def work(conn: Conn) -> bool:
             conn.execute(LOCK_SQL, ([consensus_lock_key(chain_id, public_key)],))
+            conn.execute(INITIALIZE_SQL, (InitializedBy.IMPORT.value, who or "a CometBFT state import"))
             row = conn.execute(SELECT_CONSENSUS_SQL, (chain_id, public_key)).fetchone()
             moved, state = merge_consensus_state(None if row is None else _consensus_state(row), imported)
             if state is not None:
@@ -710,11 +726,33 @@ class PostgresStore:
 
     # --- EIP-3076 -------------------------------------------------------------------------------
 
-    def import_interchange(self, document: bytes | str | Mapping[str, Any]) -> ImportReport:
+    def initialization(self) -> Initialization | None:
+        def work(conn: Conn) -> Initialization | None:
+            row = conn.execute(SELECT_INITIALIZATION_SQL).fetchone()
+            conn.commit()
+            return None if row is None else Initialization(*row)
+
+        return self._run("initialization", work, deadline_s=self.timeout_s)
+
+    def initialize(self, how: InitializedBy, who: str) -> Initialization:
+        def work(conn: Conn) -> Initialization:
+            with conn.pipeline():
+                conn.execute(INITIALIZE_SQL, (how.value, who))
+                cursor = conn.execute(SELECT_INITIALIZATION_SQL)
+                conn.commit()
+            row = cursor.fetchone()
+            assert row is not None
+            return Initialization(*row)
+
+        return self._run("initialize", work)
+
+    def import_interchange(self, document: bytes | str | Mapping[str, Any], *, who: str = "") -> ImportReport:
         interchange = parse_interchange(document)
         check_interchange_network(interchange, self.genesis_validators_root)
         validators = sorted(interchange.validators, key=lambda v: v.public_key)
+        initialized = (InitializedBy.IMPORT.value, who or "an EIP-3076 import")
         if not validators:
+            self._run("import_interchange", lambda conn: _execute_and_commit(conn, INITIALIZE_SQL, initialized))
             return ImportReport(0, 0, 0, 0, 0)
         public_keys = [v.public_key for v in validators]
         keys = sorted({eth2_lock_key(pk) for pk in public_keys})
@@ -734,6 +772,7 @@ class PostgresStore:
         def work(conn: Conn) -> tuple[int, int]:
             with conn.pipeline():
                 conn.execute(LOCK_SQL, (keys,))
+                conn.execute(INITIALIZE_SQL, initialized)
                 conn.execute(INSERT_VALIDATORS_SQL, (public_keys,))
                 current = conn.execute(
                     "SELECT public_key, min_slot, min_source_epoch, min_target_epoch FROM validators "
@@ -875,6 +914,11 @@ class PostgresStore:
         self._closed.set()
         self._watchdog.stop()
         self._pool.close(timeout=self.timeout_s)
+
+
+def _execute_and_commit(conn: Conn, query: str, params: tuple[Any, ...]) -> None:
+    conn.execute(query, params)
+    conn.commit()
 
 
 def _bounds_columns(bounds: Mapping[bytes, LowerBounds]) -> tuple[list[Any], ...]:

@@ -27,9 +27,16 @@ from signer.errors import (
     SurroundedVote,
     SurroundingVote,
 )
+from signer.protection import sqlite as sqlite_store
 from signer.protection.rules import AttestationRecord
-from signer.protection.sqlite import ATTESTATION_NEIGHBOURS_SQL, BLOCK_SAME_SLOT_SQL, SqliteStore, migrations
-from signer.protection.store import ConsensusSignature, ProtectionStore
+from signer.protection.sqlite import (
+    ATTESTATION_NEIGHBOURS_SQL,
+    BLOCK_SAME_SLOT_SQL,
+    SqliteStore,
+    _statements,
+    migrations,
+)
+from signer.protection.store import ConsensusSignature, InitializedBy, ProtectionStore
 from signer.types import ZERO_ROOT, AttestationCheck, BlockCheck, ConsensusCheck, ConsensusStep, Safe
 from tests.stores import StoreFactory, backend, store, store_factory  # noqa: F401 - fixtures
 
@@ -298,6 +305,46 @@ def test_export_round_trip_keeps_roots_and_decisions(store_factory: StoreFactory
     assert target.export_interchange()["data"][0] == exported["data"][0]
 
 
+# --- initialization (issue 13.2) -------------------------------------------------------------
+
+
+def test_new_store_is_not_initialized_until_declared_and_the_first_record_holds(
+    store_factory: StoreFactory,  # noqa: F811
+) -> None:
+    db = store_factory()
+    assert db.initialization() is None
+    record = db.initialize(InitializedBy.KEYS_NEVER_SIGNED, "ops@host-1")
+    assert (record.how, record.who) == ("keys_never_signed", "ops@host-1")
+    assert record.initialized_at.endswith("Z") and record.initialized_at[:2] == "20"
+    # declaring again, or importing, does not replace the first record
+    assert db.initialize(InitializedBy.DEV, "someone else") == record
+    db.import_interchange(interchange([validator(PK_A, [1])]), who="admin client 'ops'")
+    assert db.initialization() == record
+    db.close()
+    assert store_factory().initialization() == record  # durable
+
+
+@pytest.mark.parametrize("document", [[], [validator(PK_A, [5], [(1, 2)])]], ids=["empty", "one-validator"])
+def test_every_interchange_import_initializes(store: ProtectionStore, document: list[Any]) -> None:  # noqa: F811
+    store.import_interchange(interchange(document), who="admin client 'ops'")
+    record = store.initialization()
+    assert record is not None and (record.how, record.who) == ("import", "admin client 'ops'")
+
+
+def test_a_cometbft_state_import_initializes(store: ProtectionStore) -> None:  # noqa: F811
+    store.import_cometbft_state("chain-A", PK_A, {"height": "3", "round": 0, "step": 1}, who="ops@host")
+    record = store.initialization()
+    assert record is not None and (record.how, record.who) == ("import", "ops@host")
+
+
+def test_a_refused_import_does_not_initialize(store: ProtectionStore) -> None:  # noqa: F811
+    with pytest.raises(InterchangeError):
+        store.import_interchange(interchange([validator(PK_A, [1])], gvr=GVR))
+    with pytest.raises(InterchangeError):
+        store.import_cometbft_state("chain-A", PK_A, {"height": 3, "round": 0, "step": 1})
+    assert store.initialization() is None
+
+
 # --- CometBFT -------------------------------------------------------------------------------
 
 
@@ -374,6 +421,118 @@ def test_sqlite_schema_too_new_is_refused(tmp_path: Path) -> None:
         conn.execute("INSERT INTO schema_version VALUES (999, 'future')")
     with pytest.raises(SchemaTooNew, match="999"):
         SqliteStore(tmp_path / "p.sqlite", ZERO_ROOT)
+
+
+def _version_1_database(path: Path, with_history: bool) -> None:
+    """A database as the signer before schema version 2 left it."""
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
+        for statement in _statements(migrations()[0][1]):
+            conn.execute(statement)
+        conn.execute("INSERT INTO schema_version VALUES (1, '2025-01-01T00:00:00Z')")
+        conn.execute("INSERT INTO metadata VALUES ('genesis_validators_root', ?)", (ZERO_ROOT,))
+        if with_history:
+            conn.execute("INSERT INTO validators (id, public_key, min_slot) VALUES (1, ?, 7)", (PK_A,))
+            conn.execute("INSERT INTO signed_blocks VALUES (1, 7, ?)", (R1,))
+
+
+@pytest.mark.parametrize("with_history", [True, False], ids=["with-history", "empty"])
+def test_sqlite_upgrade_initializes_a_database_that_held_history(tmp_path: Path, with_history: bool) -> None:
+    _version_1_database(tmp_path / "p.sqlite", with_history)
+    db = SqliteStore(tmp_path / "p.sqlite", ZERO_ROOT)
+    try:
+        record = db.initialization()
+        if with_history:
+            assert record is not None and record.how == "upgrade", record
+            assert isinstance(one(db, BlockCheck(PK_A, 7, R2)).refusal, DoubleBlockProposal)
+        else:
+            assert record is None  # an empty database is no history: not initialized
+    finally:
+        db.close()
+
+
+def test_sqlite_zero_byte_file_is_a_new_store_not_initialized(tmp_path: Path) -> None:
+    (tmp_path / "p.sqlite").write_bytes(b"")
+    db = SqliteStore(tmp_path / "p.sqlite", ZERO_ROOT)
+    try:
+        assert db.initialization() is None
+    finally:
+        db.close()
+
+
+def test_sqlite_database_copied_without_its_wal_is_not_initialized(tmp_path: Path) -> None:
+    """Only the database file copied, while the write-ahead log still held every commit (as after a
+    crash, before any checkpoint): the copy opens as a new store, not initialized."""
+    db = SqliteStore(tmp_path / "p.sqlite", ZERO_ROOT)
+    try:
+        db.initialize(InitializedBy.KEYS_NEVER_SIGNED, "ops")
+        assert one(db, BlockCheck(PK_A, 7, R1)).ok
+        (tmp_path / "copy").mkdir()
+        (tmp_path / "copy" / "p.sqlite").write_bytes((tmp_path / "p.sqlite").read_bytes())
+    finally:
+        db._conn = None  # like a crash: no checkpoint at close
+    copy = SqliteStore(tmp_path / "copy" / "p.sqlite", ZERO_ROOT)
+    try:
+        assert copy.initialization() is None
+    finally:
+        copy.close()
+
+
+def test_sqlite_wal_without_its_database_is_refused(tmp_path: Path) -> None:
+    db = SqliteStore(tmp_path / "p.sqlite", ZERO_ROOT)
+    conn = db._conn
+    db._conn = None  # keep the WAL: no checkpoint at close
+    try:
+        db_wal = tmp_path / "p.sqlite-wal"
+        assert db_wal.stat().st_size > 0
+        (tmp_path / "moved").mkdir()
+        (tmp_path / "p.sqlite").rename(tmp_path / "moved" / "p.sqlite")
+        with pytest.raises(ProtectionStoreError, match="write-ahead log"):
+            SqliteStore(tmp_path / "p.sqlite", ZERO_ROOT)
+        (tmp_path / "p.sqlite").write_bytes(b"")  # a 0-byte database beside the log: the same
+        with pytest.raises(ProtectionStoreError, match="moved or lost"):
+            SqliteStore(tmp_path / "p.sqlite", ZERO_ROOT)
+    finally:
+        assert conn is not None
+        conn.close()
+
+
+def test_sqlite_export_reads_a_snapshot_that_never_blocks_signing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13.12: while an export's read transaction is open (mid-iteration), signing commits,
+    from another connection (another process: ``signer protection export`` on a live data dir) and
+    through the same store (the admin export); the export is one consistent snapshot."""
+    db = SqliteStore(tmp_path / "p.sqlite", ZERO_ROOT, timeout_s=0.2)
+    other = SqliteStore(tmp_path / "p.sqlite", ZERO_ROOT, timeout_s=0.2)
+    try:
+        db.check_and_record([BlockCheck(PK_A, 1, R1), AttestationCheck(PK_A, 1, 2, R1)])
+        db.check_and_record([BlockCheck(PK_B, 1, R1)])
+        committed: list[Any] = []
+        build = sqlite_store.ValidatorHistory
+
+        def sign_mid_export(*args: Any) -> Any:
+            if not committed:  # the export has read one validator; its transaction is open
+                committed.append(other.check_and_record([BlockCheck(PK_A, 2, R1)])[0])
+                same = threading.Thread(
+                    target=lambda: committed.append(db.check_and_record([BlockCheck(PK_B, 2, R1)])[0])
+                )
+                same.start()
+                same.join(timeout=5)
+                assert not same.is_alive(), "signing through the exporting store waited for the export"
+            return build(*args)
+
+        monkeypatch.setattr(sqlite_store, "ValidatorHistory", sign_mid_export)
+        exported = db.export_interchange()
+        assert [v.safe for v in committed] == [Safe.VALID, Safe.VALID]
+        slots = {d["pubkey"]: [b["slot"] for b in d["signed_blocks"]] for d in exported["data"]}
+        assert slots == {"0x" + PK_A.hex(): ["1"], "0x" + PK_B.hex(): ["1"]}  # as of the snapshot
+        again = {d["pubkey"]: [b["slot"] for b in d["signed_blocks"]] for d in db.export_interchange()["data"]}
+        assert again == {"0x" + PK_A.hex(): ["1", "2"], "0x" + PK_B.hex(): ["1", "2"]}
+    finally:
+        other.close()
+        db.close()
 
 
 def test_sqlite_failure_mid_batch_records_nothing(tmp_path: Path) -> None:
