@@ -23,6 +23,7 @@ from signer.batching import Batcher
 from signer.config import Config, KeysConfig, ProtectionConfig
 from signer.errors import ConfigError, SignerError
 from signer.eth2.networks import network_from_config
+from signer.instance import InstanceLock
 from signer.keys.dev import DEV_ED25519_ACCOUNT, DEV_SECP256K1_ACCOUNT
 from signer.keys.emulated import EmulatedKeyModule
 from signer.keys.module import KeyModule
@@ -31,8 +32,8 @@ from signer.observability.audit import AuditLog
 from signer.observability.health import MetricsServer, parse_listen
 from signer.observability.metrics import PrometheusMonitor
 from signer.protection.sqlite import SqliteStore
-from signer.protection.store import ProtectionStore
-from signer.service import SigningService
+from signer.protection.store import InitializedBy, ProtectionStore
+from signer.service import NOT_INITIALIZED, SigningService
 from signer.types import AllowAll, Authorizer, Scheme
 
 
@@ -93,9 +94,24 @@ def build_store(protection: ProtectionConfig, data_dir: Path, genesis_validators
             pool_size=protection.pool_size,
             prune_keep_epochs=protection.prune_keep_epochs,
         )
-    path = protection.sqlite_path or (data_dir / "protection.sqlite")
+    path = sqlite_path(protection, data_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     return SqliteStore(path, genesis_validators_root, timeout_s=protection.timeout_s)
+
+
+def sqlite_path(protection: ProtectionConfig, data_dir: Path) -> Path:
+    """Where the SQLite protection store lives: ``protection.sqlite_path``, else in the data dir."""
+    return protection.sqlite_path or (data_dir / "protection.sqlite")
+
+
+def instance_lock_dirs(config: Config) -> list[Path]:
+    """The directories one signer holds a lock in (``signer.instance``). With SQLite: the data
+    directory and the store's directory (one history, one signer). With PostgreSQL: none, since
+    replicas share the history by design, and may share one data directory (a ReadWriteMany volume
+    with the emulated module file)."""
+    if config.protection.backend != "sqlite":
+        return []
+    return [config.keys.data_dir, sqlite_path(config.protection, config.keys.data_dir).parent]
 
 
 def listen_host(listen: str) -> str:
@@ -109,6 +125,11 @@ class ServeOptions:
 
     dev: bool = False
     key_module: KeyModule | None = None
+    instance_lock: InstanceLock | None = None
+    """Taken by ``serve`` before it creates the dev module; else taken here, first thing."""
+    keys_created_by: str | None = None
+    """``serve --dev`` created the key module now: a store that is new as well is initialized as
+    created together with the keys (InitializedBy.DEV), and this is recorded as who."""
 
 
 class SignerApp:
@@ -117,6 +138,8 @@ class SignerApp:
     def __init__(self, config: Config, options: ServeOptions | None = None) -> None:
         self.config = config
         self.options = options or ServeOptions()
+        # One signer per data directory (signer.instance); held until stop() or the process ends.
+        self.instance_lock = self.options.instance_lock or InstanceLock.acquire(instance_lock_dirs(config))
         self.network = network_from_config(config.network)
         self.monitor = PrometheusMonitor()
         self.module = self.options.key_module or build_key_module(config.keys)
@@ -127,6 +150,8 @@ class SignerApp:
             count = sum(1 for k in self.keys.list_keys() if k.scheme == scheme)
             self.monitor.keys_loaded(self.keys.kind, scheme, count)
         self.store = build_store(config.protection, config.keys.data_dir, self.network.genesis_validators_root)
+        if self.options.keys_created_by is not None and self.store.initialization() is None:
+            self.store.initialize(InitializedBy.DEV, self.options.keys_created_by)
         chains = {c.chain_id: c.account for c in config.cometbft.chains}
         self.audit = AuditLog(config.audit)
         server = config.server
@@ -188,8 +213,12 @@ class SignerApp:
             return False, "key module is locked"
         try:
             self.store.ping()
+            initialized = self.service.protection_initialized()
         except SignerError as exc:
             return False, f"protection store unreachable: {exc.message}"
+        self.monitor.protection_initialized(initialized)
+        if not initialized and self.service.list_keys():
+            return False, NOT_INITIALIZED
         return True, "ready"
 
     def _watch_readiness(self) -> None:
@@ -209,7 +238,12 @@ class SignerApp:
         server = self.config.server
         self.grpc.bind(server.grpc_listen, self.credentials.credentials if self.credentials else None)
         self.metrics.start()
-        ready, _ = self.readiness()
+        ready, reason = self.readiness()
+        if reason == NOT_INITIALIZED:
+            log.error(
+                "slashing protection not initialized: signing refused",
+                extra={"reason": reason, "protection": self.config.protection.backend},
+            )
         self.grpc.set_serving(ready)
         self.monitor.ready(ready)
         self._last_ready = ready
@@ -235,6 +269,7 @@ class SignerApp:
         self.audit.close()
         self.store.close()
         self.keys.close()
+        self.instance_lock.release()
         log.info("signer stopped")
 
     def run_until_signal(self) -> None:

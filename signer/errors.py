@@ -185,6 +185,11 @@ class ModuleTampered(KeyModuleError):
     retryable = False
 
 
+class DataDirLocked(SignerError):
+    """Another signer process holds the data directory's lock file: two signers on one data
+    directory (and SQLite store) must never run at once."""
+
+
 class ConfigError(SignerError):
     """The configuration is invalid; the message names the key path."""
 

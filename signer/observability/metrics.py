@@ -99,6 +99,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "signer_module_errors_total",
     "signer_build_info",
     "signer_ready",
+    "signer_protection_initialized",
 )
 """The metric families this module defines (as a Prometheus query names them)."""
 
@@ -190,8 +191,15 @@ class PrometheusMonitor:
             "1 when the signer is ready to sign (keys unlocked, store reachable), else 0.",
             registry=reg,
         )
+        self._protection_initialized = Gauge(
+            "signer_protection_initialized",
+            "1 when the slashing-protection store is initialized (history imported, keys declared never "
+            "signed, or history found at upgrade); 0: a new or emptied store, signing refused.",
+            registry=reg,
+        )
         self._build_info.labels(version=version or _version(), python=platform.python_version()).set(1)
         self._ready.set(0)
+        self._protection_initialized.set(0)
         self._clients: set[str] = set()
         # Labelled children of the per-request series, cached: ``labels()`` takes a lock and builds
         # a key every call. The label sets are closed, so these dicts stay small.
@@ -256,6 +264,10 @@ class PrometheusMonitor:
 
     def ready(self, is_ready: bool) -> None:
         self._ready.set(1 if is_ready else 0)
+
+    def protection_initialized(self, initialized: bool) -> None:
+        """Not part of the core's Monitor: set by the app's readiness check."""
+        self._protection_initialized.set(1 if initialized else 0)
 
     def access_denied(self, client: str, operation: str) -> None:
         """No series of its own: the request is counted as outcome="denied" by request_done, and

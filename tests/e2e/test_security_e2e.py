@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -42,6 +43,7 @@ from tests.certs import CertPair, Pki, make_pki
 from tests.e2e.harness import (
     DOMAIN_RANDAO,
     SignerProcess,
+    init_protection,
     ref_domain,
     ref_signing_root,
 )
@@ -173,6 +175,7 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureSigner]:
     audit = base / "audit.jsonl"
     config = base / "signer.toml"
     config.write_text(security_config(pki, data_dir, pin_file, audit), encoding="utf-8")
+    init_protection(config)  # keys made for this test: never signed
     proc = SignerProcess.from_config(config).start()
     try:
         yield SecureSigner(proc, pki, keys, audit, pin_file, base)
@@ -444,7 +447,9 @@ def test_audit_log_has_a_json_line_per_decision_and_no_secret(secure: SecureSign
 
 
 def _plaintext_config(secure: SecureSigner, name: str, allow: bool) -> Path:
-    data_dir = secure.root_dir / "data"
+    # A data dir of its own: the module fixture's server holds "data" (one signer per data dir).
+    data_dir = secure.root_dir / f"{name}-data"
+    shutil.copytree(secure.root_dir / "data", data_dir, ignore=shutil.ignore_patterns("signer.lock", "protection.*"))
     config = secure.root_dir / f"{name}.toml"
     config.write_text(
         f"""
@@ -478,6 +483,7 @@ def test_plaintext_off_loopback_refuses_to_start(secure: SecureSigner) -> None:
 def test_plaintext_off_loopback_starts_when_explicitly_allowed(secure: SecureSigner) -> None:
     """The counterpart: the refusal above is the policy, not a broken config."""
     config = _plaintext_config(secure, "plaintext-allowed", allow=True)
+    init_protection(config)
     proc = SignerProcess.from_config(config, extra_args=["--grpc-listen", "0.0.0.0:0"]).start()
     try:
         warning = proc.wait_for_log(lambda r: "INSECURE" in str(r.get("msg", "")))

@@ -38,7 +38,8 @@ from signer.keys import eip2335
 from signer.keys.emulated import EmulatedKeyModule
 from signer.protection.sqlite import SqliteStore
 from signer.service import SigningService
-from signer.types import Authorizer, Scheme
+from signer.types import AttestationCheck, Authorizer, Scheme
+from tests.stores import keys_never_signed
 from tests.support import vectors_dir
 
 PIN = "admin-test-pin"
@@ -79,6 +80,7 @@ class Signer:
 def _start(tmp_path: Path, authorizer: Authorizer | None = None) -> Signer:
     module = EmulatedKeyModule(tmp_path / "keys", PIN, create=True, scrypt_n=2**10)
     store = SqliteStore(tmp_path / "protection.sqlite", GVR)
+    keys_never_signed(store)  # module and store are made together here
     service = SigningService(MAINNET, module, store, authorizer=authorizer)
     calls = CallContext(service)
     server = GrpcServer(

@@ -51,6 +51,7 @@ TABLE: dict[type[errors.SignerError], tuple[grpc.StatusCode, int, int, str]] = {
     errors.RoundRegression: (C.FAILED_PRECONDITION, status.DENIED, REFUSED, "denied"),
     errors.StepRegression: (C.FAILED_PRECONDITION, status.DENIED, REFUSED, "denied"),
     errors.ConflictingConsensusMessage: (C.FAILED_PRECONDITION, status.DENIED, REFUSED, "denied"),
+    errors.ProtectionNotInitialized: (C.FAILED_PRECONDITION, status.DENIED, REFUSED, "denied"),
     errors.ProtectionStoreError: (C.UNAVAILABLE, status.FAILED, ADMIN_FAILED, "unavailable"),
     errors.SchemaTooNew: (C.UNAVAILABLE, status.FAILED, ADMIN_FAILED, "unavailable"),
     errors.InterchangeError: (C.INVALID_ARGUMENT, status.FAILED, REFUSED, "failed"),
@@ -59,6 +60,7 @@ TABLE: dict[type[errors.SignerError], tuple[grpc.StatusCode, int, int, str]] = {
     errors.ModuleTampered: (C.INTERNAL, status.FAILED, ADMIN_FAILED, "unavailable"),
     errors.ConfigError: (C.INVALID_ARGUMENT, status.FAILED, REFUSED, "failed"),
     errors.InternalError: (C.INTERNAL, status.FAILED, ADMIN_FAILED, "failed"),
+    errors.DataDirLocked: (C.INTERNAL, status.FAILED, ADMIN_FAILED, "failed"),  # at start only: never on the wire
 }
 
 

@@ -38,6 +38,7 @@ from signer.service import (
     SigningService,
 )
 from signer.types import LOCAL_CLIENT, AttestationCheck, ProtectionCheck, Scheme, Verdict
+from tests.stores import keys_never_signed
 
 PIN = "unit-test-pin"
 KEYS = 4
@@ -88,6 +89,7 @@ def module(tmp_path: Path) -> CountingModule:
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[FailingStore]:
     s = FailingStore(tmp_path / "protection.sqlite", MAINNET.genesis_validators_root)
+    keys_never_signed(s)
     yield s
     s.close()
 
@@ -110,6 +112,78 @@ def att(i: int, source: int, target: int, block: int = 0, domain: bytes = ATTEST
 
 def errors_of(outcomes: Sequence[object]) -> list[type[errors.SignerError] | None]:
     return [type(o.error) if o.error is not None else None for o in outcomes]  # type: ignore[attr-defined]
+
+
+# --- a lost protection history (issue 13.2) -------------------------------------------------------
+
+
+def test_store_not_initialized_refuses_every_item_saying_what_to_do_and_signs_nothing(
+    module: CountingModule, tmp_path: Path
+) -> None:
+    fresh = SqliteStore(tmp_path / "fresh.sqlite", MAINNET.genesis_validators_root)  # new: a lost history
+    try:
+        svc = SigningService(MAINNET, module, fresh, comet_chains=CHAINS)
+        assert not svc.protection_initialized()
+        header = BeaconBlockHeader(slot=64, proposer_index=1, parent_root=b"\1" * 32, state_root=b"\2" * 32,
+                                   body_root=b"\3" * 32)  # fmt: skip
+        outcomes = [
+            *svc.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2), att(1, 1, 2)]),
+            *svc.sign_proposals(LOCAL_CLIENT, [ProposalRequest(KeyRef(account="v/1"), PROPOSER, header)]),
+            *svc.sign_consensus(LOCAL_CLIENT, [ConsensusRequest("chain-secp", vote(5))]),
+        ]
+        assert errors_of(outcomes) == [errors.ProtectionNotInitialized] * 4
+        refusal = outcomes[0].error
+        assert refusal is not None and "signer protection init --keys-never-signed" in refusal.message
+        assert "signer protection import" in refusal.message
+        assert module.signed == []
+        assert fresh.export_interchange()["data"] == []  # nothing was recorded either
+        # An import initializes (and its records are the history the checks see).
+        public_key = bls.secret_to_public(SECRETS[0])
+        fresh.import_interchange(
+            {
+                "metadata": {
+                    "interchange_format_version": "5",
+                    "genesis_validators_root": "0x" + MAINNET.genesis_validators_root.hex(),
+                },
+                "data": [
+                    {
+                        "pubkey": "0x" + public_key.hex(),
+                        "signed_blocks": [],
+                        "signed_attestations": [{"source_epoch": "1", "target_epoch": "2"}],
+                    },
+                ],
+            }
+        )
+        assert svc.protection_initialized()
+        assert errors_of(svc.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2)])) == [errors.DoubleVote]
+        assert svc.sign_attestations(LOCAL_CLIENT, [att(0, 2, 3), att(1, 1, 2)])[0].ok
+    finally:
+        fresh.close()
+
+
+def test_store_that_cannot_say_whether_it_is_initialized_refuses(module: CountingModule, tmp_path: Path) -> None:
+    class Unanswering(SqliteStore):
+        def initialization(self) -> None:
+            raise errors.ProtectionStoreError("database is gone")
+
+    broken = Unanswering(tmp_path / "gone.sqlite", MAINNET.genesis_validators_root)
+    try:
+        svc = SigningService(MAINNET, module, broken)
+        assert errors_of(svc.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2)])) == [errors.ProtectionStoreError]
+        assert module.signed == []
+    finally:
+        broken.close()
+
+
+def test_keys_added_to_an_initialized_store_sign(service: SigningService, module: CountingModule) -> None:
+    """Initialization is per store, not per key: a key added later (keystore import, generate) signs
+    at once; its history comes with the import (ImportKeystores' slashing_protection) if it has one."""
+    assert service.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2)])[0].ok
+    new = module.generate("late/0", Scheme.BLS)
+    service.reload_keys()
+    request = AttestationRequest(KeyRef(account="late/0"), ATTESTER, att(0, 1, 2).data)
+    [outcome] = service.sign_attestations(LOCAL_CLIENT, [request])
+    assert outcome.ok and outcome.key is not None and outcome.key.public_key == new.public_key
 
 
 # --- invariant 1: no signature without a committed record ---------------------------------------
