@@ -11,8 +11,11 @@ Rules, the same for every method:
   DeleteKeys needs ``key_admin`` for EACH key named (a key that is not loaded is checked as an
   unnamed key with that public key); ImportInterchange and ImportCometbftState need
   ``protection_import``, ExportInterchange and ExportCometbftState ``protection_export``, checked per
-  key when the request names keys, else with ``key=None``. A refusal ends the call with gRPC
-  PERMISSION_DENIED (``status.abort``) and changes nothing.
+  key when the request names keys, else with ``key=None``. An imported EIP-3076 document (also
+  ImportKeystores' ``slashing_protection``) is authorized for EVERY public key it names, so a client
+  scoped to some keys cannot write (or block) another key's history; an export that names no keys
+  holds only the keys the caller may export. A refusal ends the call with gRPC PERMISSION_DENIED
+  (``status.abort``) and changes nothing.
 * Bad input is answered in the response, never as a gRPC error: the gRPC status is OK and
   ``status`` is RESPONSE_STATUS_REFUSED with a ``message`` that says why (malformed JSON, a document
   for another genesis_validators_root, wrong password count, bad wallet name, no such key...);
@@ -58,6 +61,7 @@ from signer.keys import eip2335
 from signer.keys.importer import DEFAULT_WALLET, ImportResult, ImportStatus, import_keystores
 from signer.keys.module import check_account_name
 from signer.protection.cometbft_state import parse_cometbft_state
+from signer.protection.interchange import parse_interchange
 from signer.service import Outcome, SigningService
 from signer.types import ClientIdentity, KeyInfo, Operation, Scheme
 
@@ -122,6 +126,11 @@ def _check_wallet(wallet: str) -> str:
     return wallet
 
 
+def _stand_in(public_key: bytes) -> KeyInfo:
+    """A nameless KeyInfo for a public key that is not loaded: authorized by its public key alone."""
+    return KeyInfo(handle="", name="", scheme=_check_public_key(public_key), public_key=public_key)
+
+
 def _scheme_counts(keys: Sequence[KeyInfo]) -> list[admin_pb2.SchemeCount]:
     return [
         admin_pb2.SchemeCount(scheme=proto, count=sum(1 for k in keys if k.scheme == scheme))
@@ -168,12 +177,44 @@ class _AdminBase:
         """Raises AccessDenied; ``_call`` turns it into gRPC PERMISSION_DENIED."""
         self.service.authorizer.authorize(client, operation, key)
 
+    def _authorize_interchange(self, client: ClientIdentity, document: bytes) -> None:
+        """PROTECTION_IMPORT for every public key the EIP-3076 document names (AccessDenied naming
+        the first refused key: nothing is imported). A document that does not parse is refused as
+        InterchangeError, before anything is written."""
+        for validator in parse_interchange(document).validators:
+            key = self._key_for(validator.public_key)
+            try:
+                self._authorize(client, Operation.PROTECTION_IMPORT, key)
+            except errors.AccessDenied as exc:
+                raise errors.AccessDenied(
+                    f"the interchange names 0x{key.public_key.hex()}, which this client may not import for: "
+                    f"{exc.message}; nothing was imported"
+                ) from None
+
+    def _may(self, client: ClientIdentity, operation: Operation, key: KeyInfo) -> bool:
+        try:
+            self._authorize(client, operation, key)
+        except errors.AccessDenied:
+            return False
+        return True
+
     def _key_for(self, public_key: bytes) -> KeyInfo:
         """The loaded key, or a nameless stand-in for one that is not loaded (for authorization)."""
         for key in self.service.list_keys():
             if key.public_key == public_key:
                 return key
-        return KeyInfo(handle="", name="", scheme=_check_public_key(public_key), public_key=public_key)
+        return _stand_in(public_key)
+
+    def _exportable(self, client: ClientIdentity, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The entries of an export whose keys ``client`` may export (a filter, not a refusal)."""
+        loaded = {k.public_key: k for k in self.service.list_keys()}
+        kept = []
+        for entry in entries:
+            public_key = _hex_key(entry)
+            key = loaded.get(public_key) or _stand_in(public_key)
+            if self._may(client, Operation.PROTECTION_EXPORT, key):
+                kept.append(entry)
+        return kept
 
     def _call(
         self,
@@ -287,9 +328,11 @@ class KeyAdminServicer(_AdminBase, admin_pb2_grpc.KeyAdminServicer):
                     f"passwords for {len(keystores)} keystores"
                 )
             wallet = _check_wallet(request.wallet or DEFAULT_WALLET)
+            if protection:
+                self._authorize_interchange(client, protection)
             with self.lock:
                 if protection:
-                    report = self.service.store.import_interchange(protection)
+                    report = self.service.store.import_interchange(protection, who=_admin_who(client))
                     log.info(
                         "slashing protection imported with keystores",
                         extra={"blocks": report.blocks_imported, "attestations": report.attestations_imported},
@@ -548,6 +591,11 @@ class KeyAdminServicer(_AdminBase, admin_pb2_grpc.KeyAdminServicer):
         return self._call(context, "ReloadKeys", build, admin_pb2.ReloadKeysResponse)
 
 
+def _admin_who(client: ClientIdentity) -> str:
+    """Who an admin import is recorded as, should it initialize the protection store."""
+    return f"admin API client '{client.name}'"
+
+
 def _hex_key(entry: dict[str, Any]) -> bytes:
     value = entry.get("pubkey", "")
     try:
@@ -571,7 +619,8 @@ class ProtectionAdminServicer(_AdminBase, admin_pb2_grpc.ProtectionAdminServicer
             document = bytes(request.interchange_json)
             if not document:
                 raise errors.MalformedRequest("interchange_json is empty")
-            report = self.service.store.import_interchange(document)
+            self._authorize_interchange(client, document)
+            report = self.service.store.import_interchange(document, who=_admin_who(client))
             log.info(
                 "interchange imported",
                 extra={
@@ -605,6 +654,8 @@ class ProtectionAdminServicer(_AdminBase, admin_pb2_grpc.ProtectionAdminServicer
             else:
                 self._authorize(client, Operation.PROTECTION_EXPORT)
             document = self.service.store.export_interchange(public_keys or None)
+            if not public_keys:  # all the caller may export, and nothing else
+                document["data"] = self._exportable(client, document["data"])
             return (
                 admin_pb2.ExportInterchangeResponse(
                     status=admin_pb2.RESPONSE_STATUS_OK, interchange_json=json.dumps(document, indent=1).encode()
@@ -634,7 +685,9 @@ class ProtectionAdminServicer(_AdminBase, admin_pb2_grpc.ProtectionAdminServicer
                 raise errors.MalformedRequest("state_json is empty")
             state = parse_cometbft_state(document)
             without_timestamp = imported_sign_bytes_without_timestamp(public_key, state.sign_bytes, state.signature)
-            moved = self.service.store.import_cometbft_state(request.chain_id, public_key, document, without_timestamp)
+            moved = self.service.store.import_cometbft_state(
+                request.chain_id, public_key, document, without_timestamp, who=_admin_who(client)
+            )
             log.info(
                 "CometBFT state imported",
                 extra={"chain_id": request.chain_id, "public_key": "0x" + public_key.hex(), "moved_forward": moved},

@@ -651,6 +651,97 @@ def test_delete_is_authorized_per_key(tmp_path: Path) -> None:
         s.store.close()
 
 
+# --- import and export are scoped to the caller's keys (issue 13.8) -----------------------------
+
+
+def _scoped_signer(tmp_path: Path) -> tuple[Signer, bytes, bytes]:
+    """A server whose client "local" may import/export (and sign) for mine/* only; (server, mine, theirs)."""
+    scoped = ClientConfig(
+        name="local",
+        allow_accounts=("mine/*",),
+        operations=("key_admin", "protection_import", "protection_export", "sign_attestation"),
+    )
+    s = _start(tmp_path, _permission_authorizer(scoped))
+    mine = s.module.generate("mine/0", Scheme.BLS).public_key
+    theirs = s.module.generate("theirs/0", Scheme.BLS).public_key
+    s.service.reload_keys()
+    return s, mine, theirs
+
+
+def _two_keys(mine: bytes, theirs: bytes) -> bytes:
+    """An interchange for both keys; the other key's record at epoch 2**63-1 would block it forever."""
+    document = json.loads(interchange(mine))
+    far = str(2**63 - 1)
+    document["data"].append(
+        {
+            "pubkey": "0x" + theirs.hex(),
+            "signed_blocks": [{"slot": far}],
+            "signed_attestations": [{"source_epoch": far, "target_epoch": far}],
+        }
+    )
+    return json.dumps(document).encode()
+
+
+def test_import_naming_a_key_the_client_may_not_use_is_refused_whole(tmp_path: Path) -> None:
+    s, mine, theirs = _scoped_signer(tmp_path)
+    try:
+        with pytest.raises(grpc.RpcError) as caught:
+            s.protection.ImportInterchange(admin_pb2.ImportInterchangeRequest(interchange_json=_two_keys(mine, theirs)))
+        assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "0x" + theirs.hex() in (caught.value.details() or "")
+        assert s.store.export_interchange()["data"] == []  # nothing imported, not even for mine
+        # the other key is not blocked
+        (verdict,) = s.store.check_and_record([AttestationCheck(theirs, 1, 2, b"\x01" * 32)])
+        assert verdict.ok
+        # a document naming only the caller's keys is imported
+        answer = s.protection.ImportInterchange(admin_pb2.ImportInterchangeRequest(interchange_json=interchange(mine)))
+        assert answer.status == OK and answer.validators == 1
+    finally:
+        s.channel.close()
+        s.server.stop(0)
+        s.store.close()
+
+
+def test_keystore_import_with_history_for_a_key_the_client_may_not_use_is_refused(tmp_path: Path) -> None:
+    s, mine, theirs = _scoped_signer(tmp_path)
+    try:
+        body, _ = cheap_keystore("pw")
+        with pytest.raises(grpc.RpcError) as caught:
+            s.keys.ImportKeystores(
+                admin_pb2.ImportKeystoresRequest(
+                    keystores=[body], passwords=["pw"], wallet="mine", slashing_protection=_two_keys(mine, theirs)
+                )
+            )
+        assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "0x" + theirs.hex() in (caught.value.details() or "")
+        assert s.store.export_interchange()["data"] == []
+        assert {k.name for k in s.module.list_keys()} == {"mine/0", "theirs/0"}  # no keystore imported
+    finally:
+        s.channel.close()
+        s.server.stop(0)
+        s.store.close()
+
+
+def test_export_naming_no_keys_holds_only_the_callers_keys(tmp_path: Path) -> None:
+    s, mine, theirs = _scoped_signer(tmp_path)
+    try:
+        outsider = b"\xab" * 48  # history of a key that is not loaded (imported earlier by an operator)
+        s.store.import_interchange(_two_keys(mine, theirs))
+        s.store.import_interchange(interchange(outsider))
+        answer = s.protection.ExportInterchange(admin_pb2.ExportInterchangeRequest())
+        assert answer.status == OK, answer.message
+        exported = json.loads(answer.interchange_json)
+        assert [d["pubkey"] for d in exported["data"]] == ["0x" + mine.hex()]
+        # naming another key is refused, as before
+        with pytest.raises(grpc.RpcError) as caught:
+            s.protection.ExportInterchange(admin_pb2.ExportInterchangeRequest(public_keys=[theirs]))
+        assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    finally:
+        s.channel.close()
+        s.server.stop(0)
+        s.store.close()
+
+
 # --- delete while the key is signing ----------------------------------------------------------
 
 
