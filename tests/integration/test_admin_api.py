@@ -39,7 +39,7 @@ from signer.keys.emulated import EmulatedKeyModule
 from signer.protection.sqlite import SqliteStore
 from signer.service import SigningService
 from signer.types import Authorizer, Scheme
-from tests.support import vectors_dir
+from tests.support import vector_path
 
 PIN = "admin-test-pin"
 OK = admin_pb2.RESPONSE_STATUS_OK
@@ -166,9 +166,7 @@ def import_one(s: Signer) -> bytes:
 
 
 def _vector_keystores() -> list[Any]:
-    base = vectors_dir() / "keystore"
-    if not base.is_dir():
-        return [pytest.param(None, id="vectors-missing")]
+    base = vector_path("keystore")
     cases: list[Any] = []
     eip = json.loads((base / "eip/eip2335_test_vectors.json").read_text(encoding="utf-8"))
     for case in eip["cases"]:
