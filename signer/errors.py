@@ -1,4 +1,4 @@
-"""The error tree of the signer (see DESIGN.md, "Errors").
+"""The error tree of the signer (docs/ARCHITECTURE.md, "Errors").
 
 No grpc import here: the mapping to gRPC codes and to the Dirk API's ResponseState lives in
 ``signer.api.status`` alone. Every refusal is an instance of one of these classes and carries a

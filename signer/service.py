@@ -1,4 +1,4 @@
-"""SigningService: THE only path to a signature. The invariants of DESIGN.md live here and only here.
+"""SigningService: THE only path to a signature. The invariants (docs/ARCHITECTURE.md) live here and only here.
 
 Every call is batch-shaped and answers one ``Outcome`` per item, in order:
 

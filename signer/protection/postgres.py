@@ -53,7 +53,7 @@ Each advisory lock takes a slot in PostgreSQL's shared lock table (``max_locks_p
 Pruning (``prune``): per validator, records more than ``keep_epochs`` epochs (x 32 slots) below its
 newest record are deleted, in one transaction under the same locks, after the low watermarks are
 raised to the newest deleted source/target epoch and slot. Every check that a deleted record could
-have refused is then refused by the watermark (DESIGN.md lower-bound rule), so nothing a check needs
+have refused is then refused by the watermark (docs/ARCHITECTURE.md lower-bound rule), so nothing a check needs
 is lost; identical repeats of pruned data are refused too (conservative).
 """
 

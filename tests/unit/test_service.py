@@ -1,4 +1,4 @@
-"""SigningService: each invariant of DESIGN.md, with the real emulated key module and the real SQLite store.
+"""SigningService: each invariant of docs/ARCHITECTURE.md, with the real emulated key module and the real SQLite store.
 
 Failures are injected by subclassing the real components (a store whose check_and_record raises, a
 module whose sign_many raises), never by mocks.
