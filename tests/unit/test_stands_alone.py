@@ -156,3 +156,20 @@ def test_markdown_links_resolve_inside_the_repository() -> None:
             elif anchor and resolved.suffix == ".md" and anchor not in markdown_anchors(resolved):
                 problems.append(f"{path.relative_to(REPO_ROOT)}: {target} names no heading there")
     assert not problems, "\n".join(problems)
+
+
+def test_tests_named_in_the_docs_exist() -> None:
+    """docs/ARCHITECTURE.md says where each invariant is tested: those tests must exist."""
+    problems = []
+    named = 0
+    for page in sorted((REPO_ROOT / "docs").glob("*.md")):
+        text = page.read_text(encoding="utf-8")
+        for path in set(re.findall(r"\btests/[\w/]+\.py\b", text)):
+            if not (REPO_ROOT / path).is_file():
+                problems.append(f"{page.name}: {path} does not exist")
+        for path, name in re.findall(r"\b(tests/[\w/]+\.py)::(\w+)", text):
+            named += 1
+            if (REPO_ROOT / path).is_file() and f"def {name}(" not in (REPO_ROOT / path).read_text(encoding="utf-8"):
+                problems.append(f"{page.name}: {path}::{name} does not exist")
+    assert named >= 10, "the invariants table names its tests"
+    assert not problems, "\n".join(problems)
