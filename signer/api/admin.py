@@ -59,7 +59,7 @@ from signer.keys.importer import DEFAULT_WALLET, ImportResult, ImportStatus, imp
 from signer.keys.module import check_account_name
 from signer.protection.cometbft_state import parse_cometbft_state
 from signer.service import Outcome, SigningService
-from signer.types import ClientIdentity, KeyInfo, Operation, Scheme
+from signer.types import ClientIdentity, KeyInfo, Operation, Scheme, check_chain_id
 
 log = logging.getLogger("signer.admin")
 
@@ -336,6 +336,7 @@ class KeyAdminServicer(_AdminBase, admin_pb2_grpc.KeyAdminServicer):
                 wallet=wallet,
                 workers=self.import_workers,
                 progress=False,
+                max_work=float(self.calls.max_batch_items),  # as much as that many standard keystores
             )
             # The importer names keystores by path: keep the temporary paths out of messages.
             return [
@@ -615,8 +616,7 @@ class ProtectionAdminServicer(_AdminBase, admin_pb2_grpc.ProtectionAdminServicer
         return self._call(context, "ExportInterchange", build, admin_pb2.ExportInterchangeResponse)
 
     def _chain_and_key(self, chain_id: str, public_key: bytes) -> KeyInfo:
-        if not chain_id:
-            raise errors.MalformedRequest("chain_id is empty")
+        check_chain_id(chain_id)
         key = self._key_for(public_key)
         if key.scheme is Scheme.BLS:
             raise errors.UnsupportedScheme("CometBFT state belongs to a secp256k1 or Ed25519 key, not a BLS key")
