@@ -76,11 +76,11 @@ class Signer:
         return signer_pb2_grpc.SignerStub(self.channel)
 
 
-def _start(tmp_path: Path, authorizer: Authorizer | None = None) -> Signer:
+def _start(tmp_path: Path, authorizer: Authorizer | None = None, *, max_batch_items: int = 1000) -> Signer:
     module = EmulatedKeyModule(tmp_path / "keys", PIN, create=True, scrypt_n=2**10)
     store = SqliteStore(tmp_path / "protection.sqlite", GVR)
     service = SigningService(MAINNET, module, store, authorizer=authorizer)
-    calls = CallContext(service)
+    calls = CallContext(service, max_batch_items=max_batch_items)
     server = GrpcServer(
         service, calls, workers=4, extra_servicers=admin_servicers(service, calls, store_backend="sqlite")
     )
@@ -521,6 +521,105 @@ def test_cometbft_state_round_trip(signer_server: Signer) -> None:
         admin_pb2.ImportCometbftStateRequest(chain_id="", public_key=public_key, state_json=state)
     )
     assert bad.status == admin_pb2.RESPONSE_STATUS_REFUSED and "chain_id" in bad.message
+
+
+@pytest.mark.parametrize("chain_id", ["c" * 300, "é" * 26, "chain\none"], ids=["300-chars", "52-bytes", "newline"])
+def test_cometbft_state_calls_apply_the_chain_id_rule(signer_server: Signer, chain_id: str) -> None:
+    generated = signer_server.keys.GenerateKeys(
+        admin_pb2.GenerateKeysRequest(count=1, wallet="comet", scheme=admin_pb2.KEY_SCHEME_ED25519)
+    )
+    public_key = bytes(generated.results[0].public_key)
+    state = json.dumps({"height": "36", "round": 0, "step": 3}).encode()
+    imported = signer_server.protection.ImportCometbftState(
+        admin_pb2.ImportCometbftStateRequest(chain_id=chain_id, public_key=public_key, state_json=state)
+    )
+    assert imported.status == admin_pb2.RESPONSE_STATUS_REFUSED
+    assert imported.message.startswith("chain_id "), imported.message
+    exported = signer_server.protection.ExportCometbftState(
+        admin_pb2.ExportCometbftStateRequest(chain_id=chain_id, public_key=public_key)
+    )
+    assert exported.status == admin_pb2.RESPONSE_STATUS_REFUSED and not exported.state_json
+
+
+# --- untrusted documents: nesting bombs and costly keystores are named refusals ------------------
+
+BOMB = b"[" * 200_000 + b"]" * 200_000
+BOMB_REFUSAL = "nests arrays and objects 200000 deep, over the limit of 32"
+
+
+def test_nesting_bombs_are_refused_by_name_not_failed(signer_server: Signer) -> None:
+    generated = signer_server.keys.GenerateKeys(
+        admin_pb2.GenerateKeysRequest(count=1, wallet="comet", scheme=admin_pb2.KEY_SCHEME_ED25519)
+    )
+    public_key = bytes(generated.results[0].public_key)
+    interchange_bomb = signer_server.protection.ImportInterchange(
+        admin_pb2.ImportInterchangeRequest(interchange_json=BOMB)
+    )
+    assert interchange_bomb.status == admin_pb2.RESPONSE_STATUS_REFUSED
+    assert interchange_bomb.message == f"the interchange document {BOMB_REFUSAL}"
+    state_bomb = signer_server.protection.ImportCometbftState(
+        admin_pb2.ImportCometbftStateRequest(chain_id="test-chain", public_key=public_key, state_json=BOMB)
+    )
+    assert state_bomb.status == admin_pb2.RESPONSE_STATUS_REFUSED
+    assert state_bomb.message == f"the priv_validator_state document {BOMB_REFUSAL}"
+    keystore_bomb = signer_server.keys.ImportKeystores(
+        admin_pb2.ImportKeystoresRequest(keystores=[BOMB], passwords=["pw"])
+    )
+    assert keystore_bomb.status == admin_pb2.RESPONSE_STATUS_REFUSED
+    assert [(r.status, r.message) for r in keystore_bomb.results] == [
+        (admin_pb2.ITEM_STATUS_ERROR, f"malformed keystore: the keystore {BOMB_REFUSAL}")
+    ]
+    with_protection = signer_server.keys.ImportKeystores(
+        admin_pb2.ImportKeystoresRequest(
+            keystores=[cheap_keystore("pw")[0]], passwords=["pw"], slashing_protection=BOMB
+        )
+    )
+    assert with_protection.status == admin_pb2.RESPONSE_STATUS_REFUSED
+    assert with_protection.message == f"the interchange document {BOMB_REFUSAL}"
+    assert [bytes(k.public_key) for k in signer_server.keys.ListKeys(admin_pb2.ListKeysRequest()).keys] == [public_key]
+
+
+@pytest.mark.timeout(60)  # run, the hostile KDF takes ~90 s and ~1.9 GiB
+def test_a_keystore_over_the_kdf_limits_is_refused_before_its_kdf_runs(signer_server: Signer) -> None:
+    body, _ = cheap_keystore("pw")
+    hostile = json.loads(body)
+    hostile["crypto"]["kdf"] = {
+        "function": "scrypt",
+        "params": {"dklen": 32, "n": 2**20, "r": 15, "p": 16, "salt": "07" * 32},
+        "message": "",
+    }
+    response = signer_server.keys.ImportKeystores(
+        admin_pb2.ImportKeystoresRequest(keystores=[json.dumps(hostile).encode(), body], passwords=["pw"])
+    )
+    assert response.status == admin_pb2.RESPONSE_STATUS_PARTIAL
+    assert response.results[0].status == admin_pb2.ITEM_STATUS_ERROR
+    assert response.results[0].message == (
+        "malformed keystore: crypto.kdf.params: scrypt n=1048576, r=15, p=16 needs 2,013,300,480 bytes of memory "
+        "(128*r*(n+p+2)), over the limit of 1,073,741,824 (1 GiB)"
+    )
+    assert response.results[1].status == admin_pb2.ITEM_STATUS_IMPORTED
+
+
+def test_an_import_over_the_kdf_work_per_call_is_refused_before_any_kdf_runs(tmp_path: Path) -> None:
+    s = _start(tmp_path, max_batch_items=4)  # the per-call budget: 4 standard keystores of KDF work
+    try:
+        secret = bls.random_secret()
+        kdf = eip2335.KdfParams("pbkdf2", secrets.token_bytes(32), 32, c=2**20)  # 4 standard keystores each
+        body = json.dumps(eip2335.encrypt_keystore(secret, "pw", kdf=kdf)).encode()
+        started = time.monotonic()
+        response = s.keys.ImportKeystores(admin_pb2.ImportKeystoresRequest(keystores=[body, body], passwords=["pw"]))
+        assert response.status == admin_pb2.RESPONSE_STATUS_REFUSED
+        assert response.message == (
+            "the 2 keystores to decrypt need 8.0 standard keystores' worth of KDF work, over the limit of 4 per "
+            "call; import them in smaller calls"
+        )
+        assert not response.results
+        assert time.monotonic() - started < 1.0  # two pbkdf2 runs of c=2**20 would take longer
+        assert not s.keys.ListKeys(admin_pb2.ListKeysRequest()).keys
+    finally:
+        s.channel.close()
+        s.server.stop(0)
+        s.store.close()
 
 
 # --- Status, registration ---------------------------------------------------------------------
