@@ -148,7 +148,11 @@ def _refuse(
 
 class DevAuthorizer:
     """``--dev``: any client the CA vouched for may do anything with the dev keys (``dev/*``), and
-    nothing with any other key. Operations without a key are allowed."""
+    nothing with any other key. Operations without a key are allowed.
+
+    That includes ``sign_deposit`` and ``sign_voluntary_exit``: the dev keys' secrets come from a
+    published seed (signer.keys.dev), so anyone can sign a deposit for them without the signer;
+    refusing would protect nothing and would break local devnets that deposit their validators."""
 
     def __init__(
         self,
