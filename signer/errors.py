@@ -72,6 +72,60 @@ class WrongPassword(KeystoreError):
     """The keystore checksum does not match: wrong password (or a corrupted keystore)."""
 
 
+# --- distributed (threshold) accounts -------------------------------------------------------
+
+
+class ThresholdError(RequestError):
+    """Threshold-BLS input refused: participant ids, threshold, points or shares (INVALID_ARGUMENT)."""
+
+
+class InvalidParticipantId(ThresholdError):
+    """A participant id is 0 (where the secret itself lives) or not a uint64."""
+
+
+class DuplicateParticipantId(ThresholdError):
+    """The same participant id appears twice."""
+
+
+class InvalidThreshold(ThresholdError):
+    """The signing threshold is not more than half of the participants (two conflicting messages
+    could then both reach it), above their number, or does not fit the verification vector."""
+
+
+class InvalidPoint(ThresholdError):
+    """Not a canonical compressed point of the prime-order subgroup, or the identity where a key
+    or a signature is expected."""
+
+
+class InvalidShare(ThresholdError):
+    """A secret share is out of range, or does not match its verification vector."""
+
+
+class NotEnoughShares(ThresholdError):
+    """Fewer partial signatures or public key shares than the signing threshold."""
+
+
+class DkgSessionConflict(RequestError):
+    """A distributed key generation for that account is already in progress."""
+
+
+class DkgSessionNotFound(RequestError):
+    """No live distributed key generation for that account (never prepared, aborted, committed or
+    expired), or the caller is not the one that started it."""
+
+
+class DkgAborted(SignerError):
+    """A distributed key generation was aborted; nothing of the session was kept.
+
+    ``culprit`` is the participant id at fault when it is known (e.g. the sender of a contribution
+    that does not match its verification vector), else None.
+    """
+
+    def __init__(self, message: str, culprit: int | None = None) -> None:
+        super().__init__(message)
+        self.culprit = culprit
+
+
 # --- access and limits ----------------------------------------------------------------------
 
 

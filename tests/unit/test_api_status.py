@@ -59,6 +59,18 @@ TABLE: dict[type[errors.SignerError], tuple[grpc.StatusCode, int, int, str]] = {
     errors.ModuleTampered: (C.INTERNAL, status.FAILED, ADMIN_FAILED, "unavailable"),
     errors.ConfigError: (C.INVALID_ARGUMENT, status.FAILED, REFUSED, "failed"),
     errors.InternalError: (C.INTERNAL, status.FAILED, ADMIN_FAILED, "failed"),
+    # Distributed accounts (issue 17). Threshold and session refusals are the caller's: DENIED. The
+    # DKG service is not wired yet; DkgAborted falls through to INTERNAL/FAILED until it gets its own
+    # row in signer/api/status.py (ABORTED would fit) when it is.
+    errors.InvalidParticipantId: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
+    errors.DuplicateParticipantId: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
+    errors.InvalidThreshold: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
+    errors.InvalidPoint: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
+    errors.InvalidShare: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
+    errors.NotEnoughShares: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
+    errors.DkgSessionConflict: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
+    errors.DkgSessionNotFound: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
+    errors.DkgAborted: (C.INTERNAL, status.FAILED, ADMIN_FAILED, "failed"),
 }
 
 
@@ -70,7 +82,7 @@ def _concrete_classes(base: type[errors.SignerError]) -> set[type[errors.SignerE
 
 
 def test_every_error_class_is_in_the_table() -> None:
-    abstract = {errors.RequestError, errors.KeystoreError, errors.NotSafeToSign}
+    abstract = {errors.RequestError, errors.KeystoreError, errors.NotSafeToSign, errors.ThresholdError}
     assert _concrete_classes(errors.SignerError) - abstract == set(TABLE)
 
 
