@@ -31,6 +31,10 @@ class MalformedRequest(RequestError):
     """A field is missing, of the wrong length, or out of range."""
 
 
+class MalformedDocument(MalformedRequest):
+    """An untrusted JSON document is too large, nested too deep, or not valid JSON (signer.jsondoc)."""
+
+
 class UnknownKey(RequestError):
     """No key with that public key or account name is loaded (NOT_FOUND)."""
 
@@ -57,6 +61,11 @@ class KeystoreError(RequestError):
 
 class MalformedKeystore(KeystoreError):
     """The keystore JSON does not have the EIP-2335 shape, or uses an unsupported KDF/cipher."""
+
+
+class KdfLimitExceeded(MalformedKeystore):
+    """The keystore's KDF would need more memory or work than the signer allows (refused before it
+    runs); the message names the parameters and the limit."""
 
 
 class WrongPassword(KeystoreError):

@@ -30,12 +30,14 @@ def _make(cls: type[errors.SignerError]) -> errors.SignerError:
 # class -> (gRPC code, Dirk ResponseState, admin ResponseStatus, outcome label)
 TABLE: dict[type[errors.SignerError], tuple[grpc.StatusCode, int, int, str]] = {
     errors.MalformedRequest: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "invalid"),
+    errors.MalformedDocument: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "invalid"),
     errors.UnknownKey: (C.NOT_FOUND, status.DENIED, REFUSED, "denied"),
     errors.UnsupportedScheme: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
     errors.KeyLocked: (C.FAILED_PRECONDITION, status.DENIED, REFUSED, "denied"),
     errors.WrongNetwork: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
     errors.ForbiddenDomain: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
     errors.MalformedKeystore: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
+    errors.KdfLimitExceeded: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
     errors.WrongPassword: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
     errors.AccessDenied: (C.PERMISSION_DENIED, status.DENIED, REFUSED, "denied"),
     errors.RateLimited: (C.RESOURCE_EXHAUSTED, status.FAILED, ADMIN_FAILED, "rate_limited"),
