@@ -31,8 +31,8 @@ from signer.app import (
     build_store,
     instance_lock_dirs,
     listen_host,
+    validate_config,
 )
-from signer.cometbft.consensus import check_chain_id
 from signer.cometbft.state import imported_sign_bytes_without_timestamp
 from signer.config import (
     Config,
@@ -49,14 +49,16 @@ from signer.crypto import ed25519, secp256k1
 from signer.errors import ConfigError, MalformedRequest, SignerError
 from signer.eth2.networks import network_from_config
 from signer.instance import InstanceLock
+from signer.jsondoc import read_at_most
 from signer.keys.dev import DEV_PIN, create_dev_module
 from signer.keys.emulated import MODULE_FILE
 from signer.keys.importer import DEFAULT_WALLET, ImportStatus, find_keystores, import_keystores
 from signer.keys.module import KeyModule, check_account_name
 from signer.observability.logging import configure as configure_logging
-from signer.protection.cometbft_state import parse_cometbft_state
+from signer.protection.cometbft_state import MAX_STATE_BYTES, parse_cometbft_state
+from signer.protection.interchange import MAX_INTERCHANGE_BYTES
 from signer.protection.store import InitializedBy, ProtectionStore
-from signer.types import Scheme
+from signer.types import Scheme, check_chain_id
 
 PIN_ENV = "SIGNER_MODULE_PIN"
 PROTECTION_PASSWORD_ENV = "SIGNER_PROTECTION_PASSWORD"  # noqa: S105 - the name of a variable
@@ -265,8 +267,11 @@ def _add_keys(subparsers: Any) -> None:
 
 
 def check_config(path: Path) -> None:
-    """Load the config and read every secret it references; raise ConfigError on the first problem."""
+    """Load the config, run every check ``serve`` makes of it (``validate_config``: the same function,
+    so the same refusals and messages) and read every secret it references; raise ConfigError on the
+    first problem."""
     config = load_config(path)
+    validate_config(config)
     refs: list[tuple[str, SecretRef | None]] = [
         ("keys.pin", config.keys.pin),
         ("keys.pkcs11.pin", config.keys.pkcs11.pin if config.keys.pkcs11 else None),
@@ -361,6 +366,7 @@ def serve_config_from_args(args: argparse.Namespace) -> Config:
 def cmd_serve(args: argparse.Namespace) -> int:
     config = serve_config_from_args(args)
     configure_logging(config.logging.level, config.logging.json_format)
+    validate_config(config)  # refuse a bad config before anything is opened or created
     # One signer per data directory: refuse (naming the holder) before touching anything in it.
     lock = InstanceLock.acquire(instance_lock_dirs(config))
     try:
@@ -428,10 +434,14 @@ def _add_store_options(parser: argparse.ArgumentParser) -> None:
     _add_protection_password_option(parser)
 
 
-def _read_input(path: Path) -> bytes:
-    """The bytes of ``path``, or of stdin for ``-``."""
+def _read_input(path: Path, max_bytes: int) -> bytes:
+    """The bytes of ``path``, or of stdin for ``-``: at most ``max_bytes + 1`` of them (the parser
+    refuses a larger document, signer.jsondoc)."""
     try:
-        return path.read_bytes() if str(path) != "-" else sys.stdin.buffer.read()
+        if str(path) == "-":
+            return read_at_most(sys.stdin.buffer, max_bytes)
+        with path.open("rb") as fh:
+            return read_at_most(fh, max_bytes)
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
 
@@ -446,7 +456,7 @@ def _write_json(document: object, output: Path | None) -> None:
 
 
 def cmd_protection_import(args: argparse.Namespace) -> int:
-    document = _read_input(args.file)
+    document = _read_input(args.file, MAX_INTERCHANGE_BYTES)
     store = _open_store(args)
     try:
         report = store.import_interchange(document, who=_who("signer protection import"))
@@ -545,7 +555,7 @@ def _cometbft_target(args: argparse.Namespace) -> tuple[str, bytes]:
 
 def cmd_protection_import_cometbft_state(args: argparse.Namespace) -> int:
     chain_id, public_key = _cometbft_target(args)
-    document = _read_input(args.file)
+    document = _read_input(args.file, MAX_STATE_BYTES)
     state = parse_cometbft_state(document)
     without_timestamp = imported_sign_bytes_without_timestamp(public_key, state.sign_bytes, state.signature)
     store = _open_store(args)

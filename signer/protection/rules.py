@@ -6,7 +6,7 @@ conflicting record as ``evidence``. The rules do not care how much history they 
 passes the few records that can conflict (same slot, same target, the neighbours that could surround
 or be surrounded); a test may pass the whole history and must get the same answer.
 
-Identity of data (DESIGN.md, invariant 4): a record's signing root is *known* when the signer
+Identity of data (docs/ARCHITECTURE.md, invariant 4): a record's signing root is *known* when the signer
 recorded it itself (even all zeros) or when an import carried a non-zero root; an unknown root
 (``None``) never equals anything, so a check with an unknown root never repeats anything.
 """
@@ -136,10 +136,10 @@ def bounds_after_import(
     """The lower bounds after an import of these records for one validator.
 
     EVERY import raises each bound (slot; source epoch; target epoch) to at least the minimum of the
-    import's records of that field, even when local history lies below (DESIGN.md, "Slashing
-    protection"): a file, above all a minimal one without roots, may stand for a longer history than
-    it lists, and the gap between older local records and the import is unknown ground. Bounds never
-    go down; a kind the import has no records of keeps its bound.
+    import's records of that field, even when local history lies below (docs/ARCHITECTURE.md,
+    "Slashing rules"): a file, above all a minimal one without roots, may stand for a longer history
+    than it lists, and the gap between older local records and the import is unknown ground. Bounds
+    never go down; a kind the import has no records of keeps its bound.
     """
     blocks, attestations = list(blocks), list(attestations)
     return LowerBounds(

@@ -21,9 +21,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from signer.errors import InterchangeError, NotSafeToSign, ProtectionStoreError
+from signer.errors import NotSafeToSign, ProtectionStoreError
 from signer.protection import rules
-from signer.protection.cometbft_state import parse_cometbft_state, serialize_cometbft_state
+from signer.protection.cometbft_state import check_state_chain_id, parse_cometbft_state, serialize_cometbft_state
 from signer.protection.history import (
     GENESIS_VALIDATORS_ROOT_KEY,
     MIGRATIONS_ROOT,
@@ -491,8 +491,7 @@ class SqliteStore:
         *,
         who: str = "",
     ) -> bool:
-        if not chain_id:
-            raise InterchangeError("a CometBFT state import needs a chain_id")
+        check_state_chain_id(chain_id)
         imported = parse_cometbft_state(document, sign_bytes_without_timestamp)
         with self._transaction("import_cometbft_state") as conn:
             conn.execute(INITIALIZE_SQL, (_now(), InitializedBy.IMPORT.value, who or "a CometBFT state import"))

@@ -5,9 +5,9 @@ per step import the interchange (it must fail iff ``should_succeed`` is false), 
 then each attestation, in order; every accepted signing is recorded.
 - ``complete``: the interchange as given; every check must match ``should_succeed_complete``, except
   in ``EITHER_WHERE_DIFFERENT``: there, where ``should_succeed`` and ``should_succeed_complete``
-  differ, either outcome is accepted. DESIGN.md ("Slashing protection"): every import raises the
-  lower bounds to its minimum even above local history, so the gap between an earlier import and
-  a later one is refused (the vector's conservative ``should_succeed``, false).
+  differ, either outcome is accepted. docs/ARCHITECTURE.md ("Slashing rules"): every import raises
+  the lower bounds to its minimum even above local history, so the gap between an earlier import
+  and a later one is refused (the vector's conservative ``should_succeed``, false).
 - ``minified``: each interchange minified first; every check with ``should_succeed`` true must be
   signed, every check with ``should_succeed_complete`` false refused.
 """
@@ -24,9 +24,9 @@ from signer.errors import InterchangeError
 from signer.protection.interchange import minify
 from signer.types import AttestationCheck, BlockCheck
 from tests.stores import StoreFactory, backend, store_factory  # noqa: F401 - fixtures
-from tests.support import vectors_dir
+from tests.support import vector_path
 
-GENERATED = vectors_dir() / "interchange" / "tests" / "generated"
+GENERATED = vector_path("interchange", "tests", "generated")
 FILES = sorted(GENERATED.glob("*.json"))
 EITHER_WHERE_DIFFERENT = frozenset({"multiple_interchanges_single_validator_single_message_gap"})
 """Files whose checks with ``should_succeed != should_succeed_complete`` accept either outcome in the

@@ -1,6 +1,6 @@
 -- Schema version 2 (SQLite): how the store came to hold a history the signer may trust.
 -- A store that is new or empty while the key module holds keys is a lost history, not a fresh start
--- (DESIGN.md, "Slashing protection"): the signer refuses to sign until this table has its row,
+-- (docs/ARCHITECTURE.md, "Slashing rules"): the signer refuses to sign until this table has its row,
 -- written by the first import, by the operator's declaration that the keys have never signed
 -- (signer protection init --keys-never-signed), or by `signer serve --dev` when it creates its keys
 -- and store together. One row at most (id = 1): the first initialization wins.
