@@ -130,6 +130,8 @@ class Network:
         """The name of the fork in force at ``epoch`` (``phase0`` before the first fork), or None when
         that fork is not named (an unnamed custom schedule or an extension of a built-in one)."""
         self.fork_version_at(epoch)  # validates epoch
+        if not self.fork_names:
+            return None
         active = sum(1 for fork_epoch, _ in self.forks if fork_epoch <= epoch)
         if active == 0:
             return FORK_NAMES[0]

@@ -35,6 +35,7 @@ TABLE: dict[type[errors.SignerError], tuple[grpc.StatusCode, int, int, str]] = {
     errors.KeyLocked: (C.FAILED_PRECONDITION, status.DENIED, REFUSED, "denied"),
     errors.WrongNetwork: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
     errors.ForbiddenDomain: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
+    errors.SigningRootMismatch: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
     errors.MalformedKeystore: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
     errors.WrongPassword: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
     errors.AccessDenied: (C.PERMISSION_DENIED, status.DENIED, REFUSED, "denied"),
