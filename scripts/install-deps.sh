@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the signer and its test suite need on a fresh Debian machine (idempotent).
 # System packages: softhsm2 + opensc (PKCS#11 tests), prometheus (promtool), PostgreSQL server
-# binaries (throwaway test servers). Python packages: the project with its dev extra. Tools: helm.
+# binaries (throwaway test servers), g++ (Lodestar's native modules). Python packages: the project
+# with its dev extra. Tools: helm; Lodestar 1.5.1 for the devnet e2e test (scripts/install-lodestar.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,4 +46,14 @@ fi
 
 if [ -x scripts/install-tools.sh ]; then
   scripts/install-tools.sh
+fi
+# Lodestar (the devnet e2e test's consensus client) builds two native modules with node-gyp.
+if [ -x scripts/install-lodestar.sh ]; then
+  missing_build=()
+  command -v g++ >/dev/null 2>&1 || missing_build+=(g++)
+  if [ "${#missing_build[@]}" -gt 0 ]; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing_build[@]}"
+  fi
+  scripts/install-lodestar.sh
 fi
