@@ -18,11 +18,11 @@ from signer.api.context import CallContext
 from signer.api.interceptors import SignerInterceptor, call_client, call_request_id, set_outcome
 from signer.api.ratelimit import RateLimiter
 from signer.api.server import GrpcServer
-from signer.api.tls import ReloadingServerCredentials, reload_on_sighup, require_tls
+from signer.api.tls import ReloadingServerCredentials, load_material, reload_on_sighup, require_tls
 from signer.batching import Batcher
 from signer.config import Config, KeysConfig, ProtectionConfig
 from signer.errors import ConfigError, SignerError
-from signer.eth2.networks import network_from_config
+from signer.eth2.networks import Network, network_from_config
 from signer.keys.dev import DEV_ED25519_ACCOUNT, DEV_SECP256K1_ACCOUNT
 from signer.keys.emulated import EmulatedKeyModule
 from signer.keys.module import KeyModule
@@ -55,8 +55,7 @@ def build_key_module(keys: KeysConfig, *, create: bool = False) -> KeyModule:
             from signer.keys.pkcs11 import Pkcs11KeyModule  # noqa: PLC0415 - python-pkcs11 only if used
         except ImportError as exc:
             raise ConfigError(f"keys.module = 'pkcs11' is not available: {exc}") from exc
-        if not keys.pkcs11.library_path.is_file():
-            raise ConfigError(f"keys.pkcs11.library_path: no such file {keys.pkcs11.library_path}")
+        _check_pkcs11_library(keys)
         module = Pkcs11KeyModule(
             library_path=keys.pkcs11.library_path,
             token_label=keys.pkcs11.token_label,
@@ -68,6 +67,41 @@ def build_key_module(keys: KeysConfig, *, create: bool = False) -> KeyModule:
     if not module.unlocked:
         module.unlock()
     return module
+
+
+def _check_pkcs11_library(keys: KeysConfig) -> None:
+    if keys.pkcs11 is not None and not keys.pkcs11.library_path.is_file():
+        raise ConfigError(f"keys.pkcs11.library_path: no such file {keys.pkcs11.library_path}")
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedConfig:
+    """What ``validate_config`` worked out on the way: the network, and whether gRPC serves TLS."""
+
+    network: Network
+    use_tls: bool
+
+
+def validate_config(config: Config) -> CheckedConfig:
+    """Every check ``serve`` makes of its configuration before it opens anything (key module,
+    store, port): the listeners, the network, the plaintext-off-loopback rule, the TLS files and the
+    PKCS#11 library. ``signer check-config`` runs the same function, so it refuses exactly what
+    ``serve`` refuses, with the same message. (The model's own rules, e.g. duplicate client names,
+    already ran when the config was parsed.) Raises ConfigError."""
+    server = config.server
+    for where, listen in (("server.grpc_listen", server.grpc_listen), ("server.metrics_listen", server.metrics_listen)):
+        try:
+            parse_listen(listen)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc.message}") from exc
+    network = network_from_config(config.network)
+    # Refuses plaintext off loopback unless explicitly allowed (and then logs it loudly).
+    use_tls = require_tls(listen_host(server.grpc_listen), server.tls, server.allow_insecure_plaintext)
+    if server.tls is not None:
+        load_material(server.tls)
+    if config.keys.module == "pkcs11":
+        _check_pkcs11_library(config.keys)
+    return CheckedConfig(network, use_tls)
 
 
 # --- the running signer ---------------------------------------------------------------------
@@ -119,9 +153,10 @@ class SignerApp:
     """Builds every part from the config, starts them, reports readiness, stops them in order."""
 
     def __init__(self, config: Config, options: ServeOptions | None = None) -> None:
+        checked = validate_config(config)
         self.config = config
         self.options = options or ServeOptions()
-        self.network = network_from_config(config.network)
+        self.network = checked.network
         self.monitor = PrometheusMonitor()
         self.module = self.options.key_module or build_key_module(config.keys)
         # BLS over every core; forked now, before any thread of ours runs (signer.keys.pool).
@@ -136,9 +171,7 @@ class SignerApp:
         chains = {c.chain_id: c.account for c in config.cometbft.chains}
         self.audit = AuditLog(config.audit)
         server = config.server
-        # Refuses plaintext off loopback unless explicitly allowed (and then logs it loudly).
-        use_tls = require_tls(listen_host(server.grpc_listen), server.tls, server.allow_insecure_plaintext)
-        self.credentials = ReloadingServerCredentials(server.tls) if use_tls and server.tls else None
+        self.credentials = ReloadingServerCredentials(server.tls) if checked.use_tls and server.tls else None
         self.authorizer: Authorizer
         if self.options.dev:
             # --dev: anyone on loopback; with mTLS, any certificate of the CA, for the dev keys only.

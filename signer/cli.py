@@ -21,8 +21,15 @@ from typing import Any
 
 from signer.api.ratelimit import parse_rate_limit
 from signer.api.tls import is_loopback
-from signer.app import DEV_CHAINS, ServeOptions, SignerApp, build_key_module, build_store, listen_host
-from signer.cometbft.consensus import check_chain_id
+from signer.app import (
+    DEV_CHAINS,
+    ServeOptions,
+    SignerApp,
+    build_key_module,
+    build_store,
+    listen_host,
+    validate_config,
+)
 from signer.cometbft.state import imported_sign_bytes_without_timestamp
 from signer.config import (
     Config,
@@ -38,13 +45,15 @@ from signer.config import (
 from signer.crypto import ed25519, secp256k1
 from signer.errors import ConfigError, MalformedRequest, SignerError
 from signer.eth2.networks import network_from_config
+from signer.jsondoc import read_at_most
 from signer.keys.dev import DEV_PIN, create_dev_module
 from signer.keys.importer import DEFAULT_WALLET, ImportStatus, find_keystores, import_keystores
 from signer.keys.module import KeyModule, check_account_name
 from signer.observability.logging import configure as configure_logging
-from signer.protection.cometbft_state import parse_cometbft_state
+from signer.protection.cometbft_state import MAX_STATE_BYTES, parse_cometbft_state
+from signer.protection.interchange import MAX_INTERCHANGE_BYTES
 from signer.protection.store import ProtectionStore
-from signer.types import Scheme
+from signer.types import Scheme, check_chain_id
 
 PIN_ENV = "SIGNER_MODULE_PIN"
 EXIT_OK = 0
@@ -223,8 +232,11 @@ def _add_keys(subparsers: Any) -> None:
 
 
 def check_config(path: Path) -> None:
-    """Load the config and read every secret it references; raise ConfigError on the first problem."""
+    """Load the config, run every check ``serve`` makes of it (``validate_config``: the same function,
+    so the same refusals and messages) and read every secret it references; raise ConfigError on the
+    first problem."""
     config = load_config(path)
+    validate_config(config)
     refs: list[tuple[str, SecretRef | None]] = [
         ("keys.pin", config.keys.pin),
         ("keys.pkcs11.pin", config.keys.pkcs11.pin if config.keys.pkcs11 else None),
@@ -355,10 +367,14 @@ def _open_store(args: argparse.Namespace) -> ProtectionStore:
     return build_store(protection, args.data_dir, network.genesis_validators_root)
 
 
-def _read_input(path: Path) -> bytes:
-    """The bytes of ``path``, or of stdin for ``-``."""
+def _read_input(path: Path, max_bytes: int) -> bytes:
+    """The bytes of ``path``, or of stdin for ``-``: at most ``max_bytes + 1`` of them (the parser
+    refuses a larger document, signer.jsondoc)."""
     try:
-        return path.read_bytes() if str(path) != "-" else sys.stdin.buffer.read()
+        if str(path) == "-":
+            return read_at_most(sys.stdin.buffer, max_bytes)
+        with path.open("rb") as fh:
+            return read_at_most(fh, max_bytes)
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
 
@@ -373,7 +389,7 @@ def _write_json(document: object, output: Path | None) -> None:
 
 
 def cmd_protection_import(args: argparse.Namespace) -> int:
-    document = _read_input(args.file)
+    document = _read_input(args.file, MAX_INTERCHANGE_BYTES)
     store = _open_store(args)
     try:
         report = store.import_interchange(document)
@@ -445,7 +461,7 @@ def _cometbft_target(args: argparse.Namespace) -> tuple[str, bytes]:
 
 def cmd_protection_import_cometbft_state(args: argparse.Namespace) -> int:
     chain_id, public_key = _cometbft_target(args)
-    document = _read_input(args.file)
+    document = _read_input(args.file, MAX_STATE_BYTES)
     state = parse_cometbft_state(document)
     without_timestamp = imported_sign_bytes_without_timestamp(public_key, state.sign_bytes, state.signature)
     store = _open_store(args)

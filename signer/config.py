@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from signer.errors import ConfigError
+from signer.errors import ConfigError, MalformedRequest
+from signer.types import check_chain_id
 
 
 class _Frozen(BaseModel):
@@ -136,13 +138,30 @@ class ProtectionConfig(_Frozen):
 
 
 class CometChain(_Frozen):
-    chain_id: str = Field(min_length=1, max_length=50)
+    chain_id: str
+    """CometBFT's rule (signer.types.check_chain_id): non-empty, at most 50 bytes, printable."""
     account: str
     """The key (account name ``wallet/account``) that signs for this chain."""
+
+    @field_validator("chain_id")
+    @classmethod
+    def _chain_id_rule(cls, chain_id: str) -> str:
+        try:
+            check_chain_id(chain_id)
+        except MalformedRequest as exc:
+            raise ValueError(exc.message) from None
+        return chain_id
 
 
 class CometbftConfig(_Frozen):
     chains: tuple[CometChain, ...] = ()
+
+    @model_validator(mode="after")
+    def _one_entry_per_chain(self) -> CometbftConfig:
+        twice = _listed_twice(c.chain_id for c in self.chains)
+        if twice:
+            raise ValueError(f"chain_id {twice!r} is listed twice (one key signs for a chain)")
+        return self
 
 
 Operation = Literal[
@@ -150,6 +169,7 @@ Operation = Literal[
     "sign_proposal",
     "sign_generic",
     "sign_voluntary_exit",
+    "sign_deposit",
     "cometbft_vote",
     "cometbft_proposal",
     "account_management",
@@ -165,6 +185,34 @@ class RateConfig(_Frozen):
     burst: int = Field(ge=1)
 
 
+def _listed_twice(names: Iterable[str]) -> str | None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
+
+
+def account_pattern_problem(pattern: str) -> str | None:
+    """Why ``pattern`` is not a valid ``allow_accounts``/``deny_accounts`` entry, or None.
+
+    An entry is ``*``, a ``0x`` public key (32, 33, 48 or 65 bytes of hex), or an fnmatch pattern on
+    the account name. A ``0x`` entry that is not a public key would silently match nothing."""
+    if not pattern.strip():
+        return "empty pattern"
+    if pattern[:2].lower() == "0x":
+        digits = pattern[2:]
+        if len(digits) not in (64, 66, 96, 130) or any(c not in "0123456789abcdefABCDEF" for c in digits):
+            return f"{pattern!r} is not a 0x public key (32, 33, 48 or 65 bytes of hex)"
+    return None
+
+
+def duplicate_client(clients: Iterable[ClientConfig]) -> str | None:
+    """The first client name listed twice, or None (a name must pick exactly one entry)."""
+    return _listed_twice(c.name for c in clients)
+
+
 class ClientConfig(_Frozen):
     """Permissions of one client identity (certificate CN or a SAN)."""
 
@@ -175,6 +223,15 @@ class ClientConfig(_Frozen):
     operations: tuple[Operation, ...] = ()
     deny_operations: tuple[Operation, ...] = ()
     rate: RateConfig | None = None
+
+    @field_validator("allow_accounts", "deny_accounts")
+    @classmethod
+    def _patterns(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in patterns:
+            problem = account_pattern_problem(pattern)
+            if problem is not None:
+                raise ValueError(problem)
+        return patterns
 
 
 class LimitsConfig(_Frozen):
@@ -214,6 +271,13 @@ class Config(_Frozen):
     audit: AuditConfig = AuditConfig()
     logging: LoggingConfig = LoggingConfig()
 
+    @model_validator(mode="after")
+    def _one_entry_per_client(self) -> Config:
+        twice = duplicate_client(self.clients)
+        if twice is not None:
+            raise ValueError(f"clients: '{twice}' is listed twice")
+        return self
+
 
 def _describe(exc: ValidationError) -> str:
     lines = []
@@ -238,4 +302,6 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    except RecursionError:  # tomllib recurses per nesting level; no config nests more than 4 deep
+        raise ConfigError(f"config file {path} nests arrays or tables too deep to be a signer config") from None
     return parse_config(data)

@@ -1,4 +1,4 @@
-"""The error tree of the signer (see DESIGN.md, "Errors").
+"""The error tree of the signer (docs/ARCHITECTURE.md, "Errors").
 
 No grpc import here: the mapping to gRPC codes and to the Dirk API's ResponseState lives in
 ``signer.api.status`` alone. Every refusal is an instance of one of these classes and carries a
@@ -29,6 +29,10 @@ class RequestError(SignerError):
 
 class MalformedRequest(RequestError):
     """A field is missing, of the wrong length, or out of range."""
+
+
+class MalformedDocument(MalformedRequest):
+    """An untrusted JSON document is too large, nested too deep, or not valid JSON (signer.jsondoc)."""
 
 
 class UnknownKey(RequestError):
@@ -63,8 +67,67 @@ class MalformedKeystore(KeystoreError):
     """The keystore JSON does not have the EIP-2335 shape, or uses an unsupported KDF/cipher."""
 
 
+class KdfLimitExceeded(MalformedKeystore):
+    """The keystore's KDF would need more memory or work than the signer allows (refused before it
+    runs); the message names the parameters and the limit."""
+
+
 class WrongPassword(KeystoreError):
     """The keystore checksum does not match: wrong password (or a corrupted keystore)."""
+
+
+# --- distributed (threshold) accounts -------------------------------------------------------
+
+
+class ThresholdError(RequestError):
+    """Threshold-BLS input refused: participant ids, threshold, points or shares (INVALID_ARGUMENT)."""
+
+
+class InvalidParticipantId(ThresholdError):
+    """A participant id is 0 (where the secret itself lives) or not a uint64."""
+
+
+class DuplicateParticipantId(ThresholdError):
+    """The same participant id appears twice."""
+
+
+class InvalidThreshold(ThresholdError):
+    """The signing threshold is not more than half of the participants (two conflicting messages
+    could then both reach it), above their number, or does not fit the verification vector."""
+
+
+class InvalidPoint(ThresholdError):
+    """Not a canonical compressed point of the prime-order subgroup, or the identity where a key
+    or a signature is expected."""
+
+
+class InvalidShare(ThresholdError):
+    """A secret share is out of range, or does not match its verification vector."""
+
+
+class NotEnoughShares(ThresholdError):
+    """Fewer partial signatures or public key shares than the signing threshold."""
+
+
+class DkgSessionConflict(RequestError):
+    """A distributed key generation for that account is already in progress."""
+
+
+class DkgSessionNotFound(RequestError):
+    """No live distributed key generation for that account (never prepared, aborted, committed or
+    expired), or the caller is not the one that started it."""
+
+
+class DkgAborted(SignerError):
+    """A distributed key generation was aborted; nothing of the session was kept.
+
+    ``culprit`` is the participant id at fault when it is known (e.g. the sender of a contribution
+    that does not match its verification vector), else None.
+    """
+
+    def __init__(self, message: str, culprit: int | None = None) -> None:
+        super().__init__(message)
+        self.culprit = culprit
 
 
 # --- access and limits ----------------------------------------------------------------------

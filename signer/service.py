@@ -1,4 +1,4 @@
-"""SigningService: THE only path to a signature. The invariants of DESIGN.md live here and only here.
+"""SigningService: THE only path to a signature. The invariants (docs/ARCHITECTURE.md) live here and only here.
 
 Every call is batch-shaped and answers one ``Outcome`` per item, in order:
 
@@ -52,6 +52,12 @@ from signer.types import (
 
 ROOT_LEN = 32
 DOMAIN_LEN = 32
+_GATED_DOMAINS: Mapping[DomainType, Operation] = {
+    DomainType.VOLUNTARY_EXIT: Operation.SIGN_VOLUNTARY_EXIT,
+    DomainType.DEPOSIT: Operation.SIGN_DEPOSIT,
+}
+"""Domains that Sign/Multisign sign only under their own permission, not under sign_generic: an
+exit ends a validator, a deposit picks the withdrawal credentials of a (new) validator."""
 _O = TypeVar("_O")
 
 
@@ -378,11 +384,7 @@ class SigningService:
                         f"the {domain_type.name.lower()} domain is only signed through the typed, "
                         "slashing-protected calls (SignBeaconProposal / SignBeaconAttestation)"
                     )
-                operation = (
-                    Operation.SIGN_VOLUNTARY_EXIT
-                    if domain_type == DomainType.VOLUNTARY_EXIT
-                    else Operation.SIGN_GENERIC
-                )
+                operation = _GATED_DOMAINS.get(domain_type, Operation.SIGN_GENERIC)
                 self._admit(client, operation, item.key)
                 item.message = compute_signing_root(req.data, req.domain)
             except errors.SignerError as exc:

@@ -25,13 +25,20 @@ Rules, the same for every method:
   come from the error tree, which never carries them, and unexpected exceptions are reported by
   type name only.
 
+* Documents that can outgrow one gRPC message (DeleteKeys' history, ExportInterchange) are
+  answered as a server stream of chunks (``DOCUMENT_CHUNK_BYTES``; see the proto's conventions):
+  the first message is the whole answer with the document cut to its first chunk and ``*_size``
+  set, the rest carry one chunk each. ``read_document`` joins them on the client side.
+
 Key changes are serialized by one lock. ImportKeystores imports the ``slashing_protection``
 document first (all or nothing: a refused document refuses the whole call and imports no key), then
 decrypts the keystores (in parallel, ``signer.keys.importer``) and seals them into the module, then
 refreshes the service's key index: the keys sign from the moment the call answers. DeleteKeys first
 takes the keys out of the index (``service.retire_keys``: nothing signs with them any more), then
 exports their EIP-3076 history, then deletes them from the module; if the export fails, the keys are
-put back and nothing is deleted.
+put back and nothing is deleted. The answer streams after the deletion; the history stays in the
+protection store, so a stream that breaks loses nothing: DeleteKeys of the same keys again answers
+NOT_ACTIVE with the same history (nothing signs with a deleted key, so it cannot have grown).
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -59,16 +66,23 @@ from signer.keys.importer import DEFAULT_WALLET, ImportResult, ImportStatus, imp
 from signer.keys.module import check_account_name
 from signer.protection.cometbft_state import parse_cometbft_state
 from signer.service import Outcome, SigningService
-from signer.types import ClientIdentity, KeyInfo, Operation, Scheme
+from signer.types import ClientIdentity, KeyInfo, Operation, Scheme, check_chain_id
 
 log = logging.getLogger("signer.admin")
 
 _Resp = TypeVar("_Resp")
+_Chunked = TypeVar("_Chunked", admin_pb2.DeleteKeysResponse, admin_pb2.ExportInterchangeResponse)
 
 Readiness = Callable[[], tuple[bool, str]]
 """``() -> (ready, reason)``: SignerApp.readiness."""
 
 DEFAULT_GENERATE_WALLET = "generated"
+DOCUMENT_CHUNK_BYTES = 1024 * 1024
+"""Bytes of a streamed document per message: well under gRPC's default 4 MiB message limit."""
+DOCUMENT_FIELDS: dict[type[Any], str] = {
+    admin_pb2.DeleteKeysResponse: "slashing_protection",
+    admin_pb2.ExportInterchangeResponse: "interchange_json",
+}
 
 SCHEME_TO_PROTO: dict[Scheme, admin_pb2.KeyScheme] = {
     Scheme.BLS: admin_pb2.KEY_SCHEME_BLS12_381,
@@ -138,6 +152,37 @@ def _batch_status(results: Sequence[admin_pb2.ItemResult]) -> tuple[admin_pb2.Re
     return admin_pb2.RESPONSE_STATUS_PARTIAL, f"{refused} of {len(results)} items were refused; see the item results"
 
 
+def _chunks(response: _Chunked) -> Iterator[_Chunked]:
+    """``response`` as a stream: itself with the document cut to its first chunk and the size set,
+    then one message per further chunk."""
+    field = DOCUMENT_FIELDS[type(response)]
+    document = bytes(getattr(response, field))
+    setattr(response, field, document[:DOCUMENT_CHUNK_BYTES])
+    setattr(response, f"{field}_size", len(document))
+    yield response
+    for start in range(DOCUMENT_CHUNK_BYTES, len(document), DOCUMENT_CHUNK_BYTES):
+        chunk = type(response)()
+        setattr(chunk, field, document[start : start + DOCUMENT_CHUNK_BYTES])
+        yield chunk
+
+
+def read_document(stream: Iterable[_Chunked]) -> tuple[_Chunked, bytes]:
+    """Client side of a streamed answer: (the first message, the whole document). Raises
+    MalformedRequest if the stream ended without a message or short of the announced size."""
+    first: _Chunked | None = None
+    parts: list[bytes] = []
+    for message in stream:
+        first = message if first is None else first
+        parts.append(bytes(getattr(message, DOCUMENT_FIELDS[type(message)])))
+    if first is None:
+        raise errors.MalformedRequest("the answer stream ended without a message")
+    document = b"".join(parts)
+    size = int(getattr(first, f"{DOCUMENT_FIELDS[type(first)]}_size"))
+    if len(document) != size:
+        raise errors.MalformedRequest(f"the answer stream carried {len(document)} of {size} document bytes")
+    return first, document
+
+
 def default_readiness(service: SigningService) -> Readiness:
     """Readiness as SignerApp judges it: module unlocked and protection store reachable."""
 
@@ -202,6 +247,17 @@ class _AdminBase:
             outcomes = [Outcome(error=error)]
         self.calls.report(context, method, outcomes, time.perf_counter() - started)
         return response
+
+    def _stream(
+        self,
+        context: grpc.ServicerContext,
+        method: str,
+        build: Callable[[ClientIdentity], tuple[_Chunked, list[Outcome]]],
+        refused: Callable[..., _Chunked],
+    ) -> Iterator[_Chunked]:
+        """``_call``, answered as a stream of document chunks (``_chunks``). A generator: the call
+        runs when gRPC asks for the first message."""
+        yield from _chunks(self._call(context, method, build, refused))
 
     def _refresh_keys(self) -> list[KeyInfo]:
         """Re-read the module into the service's index; report keys loaded per scheme."""
@@ -336,6 +392,7 @@ class KeyAdminServicer(_AdminBase, admin_pb2_grpc.KeyAdminServicer):
                 wallet=wallet,
                 workers=self.import_workers,
                 progress=False,
+                max_work=float(self.calls.max_batch_items),  # as much as that many standard keystores
             )
             # The importer names keystores by path: keep the temporary paths out of messages.
             return [
@@ -432,7 +489,7 @@ class KeyAdminServicer(_AdminBase, admin_pb2_grpc.KeyAdminServicer):
 
     def DeleteKeys(
         self, request: admin_pb2.DeleteKeysRequest, context: grpc.ServicerContext
-    ) -> admin_pb2.DeleteKeysResponse:
+    ) -> Iterator[admin_pb2.DeleteKeysResponse]:
         def build(client: ClientIdentity) -> tuple[admin_pb2.DeleteKeysResponse, list[Outcome]]:
             public_keys = [bytes(pk) for pk in request.public_keys]
             if not public_keys:
@@ -475,7 +532,7 @@ class KeyAdminServicer(_AdminBase, admin_pb2_grpc.KeyAdminServicer):
                 outcomes,
             )
 
-        return self._call(context, "DeleteKeys", build, admin_pb2.DeleteKeysResponse)
+        return self._stream(context, "DeleteKeys", build, admin_pb2.DeleteKeysResponse)
 
     def _delete(
         self, public_keys: list[bytes], wanted: dict[bytes, KeyInfo], results: dict[int, admin_pb2.ItemResult]
@@ -596,7 +653,7 @@ class ProtectionAdminServicer(_AdminBase, admin_pb2_grpc.ProtectionAdminServicer
 
     def ExportInterchange(
         self, request: admin_pb2.ExportInterchangeRequest, context: grpc.ServicerContext
-    ) -> admin_pb2.ExportInterchangeResponse:
+    ) -> Iterator[admin_pb2.ExportInterchangeResponse]:
         def build(client: ClientIdentity) -> tuple[admin_pb2.ExportInterchangeResponse, list[Outcome]]:
             public_keys = [bytes(pk) for pk in request.public_keys]
             if public_keys:
@@ -612,11 +669,10 @@ class ProtectionAdminServicer(_AdminBase, admin_pb2_grpc.ProtectionAdminServicer
                 [],
             )
 
-        return self._call(context, "ExportInterchange", build, admin_pb2.ExportInterchangeResponse)
+        return self._stream(context, "ExportInterchange", build, admin_pb2.ExportInterchangeResponse)
 
     def _chain_and_key(self, chain_id: str, public_key: bytes) -> KeyInfo:
-        if not chain_id:
-            raise errors.MalformedRequest("chain_id is empty")
+        check_chain_id(chain_id)
         key = self._key_for(public_key)
         if key.scheme is Scheme.BLS:
             raise errors.UnsupportedScheme("CometBFT state belongs to a secp256k1 or Ed25519 key, not a BLS key")

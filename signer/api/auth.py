@@ -16,7 +16,7 @@ import fnmatch
 import logging
 from collections.abc import Iterable, Sequence
 
-from signer.config import ClientConfig
+from signer.config import ClientConfig, account_pattern_problem, duplicate_client
 from signer.errors import AccessDenied, ConfigError
 from signer.types import (
     AuditEvent,
@@ -66,15 +66,11 @@ def _first_match(patterns: Iterable[str], key: KeyInfo) -> str | None:
 
 
 def _check_patterns(client: str, field: str, patterns: Iterable[str]) -> None:
+    """The config's rule (signer.config.account_pattern_problem), for entries built in code."""
     for pattern in patterns:
-        if not pattern.strip():
-            raise ConfigError(f"clients '{client}'.{field}: empty pattern")
-        if _is_public_key(pattern):
-            digits = pattern[2:]
-            if len(digits) not in (64, 66, 96, 130) or any(c not in "0123456789abcdefABCDEF" for c in digits):
-                raise ConfigError(
-                    f"clients '{client}'.{field}: {pattern!r} is not a 0x public key (32, 33, 48 or 65 bytes of hex)"
-                )
+        problem = account_pattern_problem(pattern)
+        if problem is not None:
+            raise ConfigError(f"clients '{client}'.{field}: {problem}")
 
 
 class PermissionAuthorizer:
@@ -87,11 +83,10 @@ class PermissionAuthorizer:
         audit: AuditSink | None = None,
         monitor: Monitor | None = None,
     ) -> None:
-        seen: set[str] = set()
+        twice = duplicate_client(clients)
+        if twice is not None:
+            raise ConfigError(f"clients: '{twice}' is listed twice")
         for entry in clients:
-            if entry.name in seen:
-                raise ConfigError(f"clients: '{entry.name}' is listed twice")
-            seen.add(entry.name)
             _check_patterns(entry.name, "allow_accounts", entry.allow_accounts)
             _check_patterns(entry.name, "deny_accounts", entry.deny_accounts)
         self.clients: tuple[ClientConfig, ...] = tuple(clients)
@@ -153,7 +148,11 @@ def _refuse(
 
 class DevAuthorizer:
     """``--dev``: any client the CA vouched for may do anything with the dev keys (``dev/*``), and
-    nothing with any other key. Operations without a key are allowed."""
+    nothing with any other key. Operations without a key are allowed.
+
+    That includes ``sign_deposit`` and ``sign_voluntary_exit``: the dev keys' secrets come from a
+    published seed (signer.keys.dev), so anyone can sign a deposit for them without the signer;
+    refusing would protect nothing and would break local devnets that deposit their validators."""
 
     def __init__(
         self,

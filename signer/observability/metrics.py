@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import enum
 import platform
-from importlib import metadata
 from typing import Any
 
 from prometheus_client import (
@@ -25,6 +24,7 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+import signer
 from signer.errors import NotSafeToSign
 from signer.types import Scheme
 
@@ -104,10 +104,8 @@ METRIC_NAMES: tuple[str, ...] = (
 
 
 def _version() -> str:
-    try:
-        return metadata.version("validator-signer")
-    except metadata.PackageNotFoundError:
-        return "unknown"
+    """The code's own version (signer/__init__.py), not the metadata of an installed distribution."""
+    return signer.__version__
 
 
 class PrometheusMonitor:

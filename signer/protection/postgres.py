@@ -54,7 +54,7 @@ Pruning (``prune``): per validator, records more than ``keep_epochs`` epochs (x 
 slots, 32 unless the network says otherwise) below its
 newest record are deleted, in one transaction under the same locks, after the low watermarks are
 raised to the newest deleted source/target epoch and slot. Every check that a deleted record could
-have refused is then refused by the watermark (DESIGN.md lower-bound rule), so nothing a check needs
+have refused is then refused by the watermark (docs/ARCHITECTURE.md lower-bound rule), so nothing a check needs
 is lost; identical repeats of pruned data are refused too (conservative).
 """
 
@@ -77,9 +77,9 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool
 
-from signer.errors import InterchangeError, NotSafeToSign, ProtectionStoreError
+from signer.errors import NotSafeToSign, ProtectionStoreError
 from signer.protection import rules
-from signer.protection.cometbft_state import parse_cometbft_state, serialize_cometbft_state
+from signer.protection.cometbft_state import check_state_chain_id, parse_cometbft_state, serialize_cometbft_state
 from signer.protection.history import (
     GENESIS_VALIDATORS_ROOT_KEY,
     bounds_after_import,
@@ -692,8 +692,7 @@ class PostgresStore:
         document: bytes | str | Mapping[str, Any],
         sign_bytes_without_timestamp: bytes | None = None,
     ) -> bool:
-        if not chain_id:
-            raise InterchangeError("a CometBFT state import needs a chain_id")
+        check_state_chain_id(chain_id)
         imported = parse_cometbft_state(document, sign_bytes_without_timestamp)
 
         def work(conn: Conn) -> bool:

@@ -6,7 +6,7 @@ conflicting record as ``evidence``. The rules do not care how much history they 
 passes the few records that can conflict (same slot, same target, the neighbours that could surround
 or be surrounded); a test may pass the whole history and must get the same answer.
 
-Identity of data (DESIGN.md, invariant 4): a record's signing root is *known* when the signer
+Identity of data (docs/ARCHITECTURE.md, invariant 4): a record's signing root is *known* when the signer
 recorded it itself (even all zeros) or when an import carried a non-zero root; an unknown root
 (``None``) never equals anything, so a check with an unknown root never repeats anything.
 """

@@ -15,9 +15,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from signer.errors import InterchangeError, NotSafeToSign, ProtectionStoreError
+from signer.errors import NotSafeToSign, ProtectionStoreError
 from signer.protection import rules
-from signer.protection.cometbft_state import parse_cometbft_state, serialize_cometbft_state
+from signer.protection.cometbft_state import check_state_chain_id, parse_cometbft_state, serialize_cometbft_state
 from signer.protection.history import (
     GENESIS_VALIDATORS_ROOT_KEY,
     MIGRATIONS_ROOT,
@@ -397,8 +397,7 @@ class SqliteStore:
         document: bytes | str | Mapping[str, Any],
         sign_bytes_without_timestamp: bytes | None = None,
     ) -> bool:
-        if not chain_id:
-            raise InterchangeError("a CometBFT state import needs a chain_id")
+        check_state_chain_id(chain_id)
         imported = parse_cometbft_state(document, sign_bytes_without_timestamp)
         with self._transaction("import_cometbft_state") as conn:
             stored = self._consensus_state(conn, chain_id, public_key)

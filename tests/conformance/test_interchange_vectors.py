@@ -20,9 +20,9 @@ from signer.errors import InterchangeError
 from signer.protection.interchange import minify
 from signer.types import AttestationCheck, BlockCheck
 from tests.stores import StoreFactory, backend, store_factory  # noqa: F401 - fixtures
-from tests.support import vectors_dir
+from tests.support import vector_path
 
-GENERATED = vectors_dir() / "interchange" / "tests" / "generated"
+GENERATED = vector_path("interchange", "tests", "generated")
 FILES = sorted(GENERATED.glob("*.json"))
 
 

@@ -11,7 +11,7 @@ Clients of the shared server:
 * ``vc-full``: attestations, proposals and generic signing on ``dev/*`` and ``other/*``, voluntary
   exits explicitly denied;
 * ``vc-slow``: like vc-att plus generic signing, at 0.5 requests/s with a burst of 3;
-* ``ops``: voluntary exits only, every key;
+* ``ops``: voluntary exits and deposits only, every key;
 * ``vc-nobody``: a certificate of the trusted CA whose name no ``[[clients]]`` entry has.
 """
 
@@ -52,8 +52,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # a server, keys made by the C
 SUCCEEDED = responsestate_pb2.SUCCEEDED
 DENIED = responsestate_pb2.DENIED
 DOMAIN_VOLUNTARY_EXIT = bytes.fromhex("04000000")
+DOMAIN_DEPOSIT = bytes.fromhex("03000000")
 RANDAO = ref_domain(DOMAIN_RANDAO)
 VOLUNTARY_EXIT = ref_domain(DOMAIN_VOLUNTARY_EXIT)
+DEPOSIT = ref_domain(DOMAIN_DEPOSIT, genesis_validators_root=b"\x00" * 32)  # genesis version, zero root
 CLIENTS = ("vc-att", "vc-full", "vc-slow", "ops", "vc-nobody")
 DEV_KEYS = 4
 SLOW_BURST = 3
@@ -129,7 +131,7 @@ rate = {{ per_second = 0.5, burst = {SLOW_BURST} }}
 [[clients]]
 name = "ops"
 allow_accounts = ["*"]
-operations = ["sign_voluntary_exit"]
+operations = ["sign_voluntary_exit", "sign_deposit"]
 
 [audit]
 path = "{audit}"
@@ -306,6 +308,18 @@ def test_client_is_refused_an_operation_it_may_not_do(secure: SecureSigner) -> N
     assert blspy_verifies(secure.keys["dev/2"], ref_signing_root(data, VOLUNTARY_EXIT), bytes(exit_ok.signature))
     # ... and ops may do nothing else.
     assert secure.signer("ops").Sign(generic("dev/2", data, RANDAO), timeout=CALL_TIMEOUT_S).state == DENIED
+
+
+def test_sign_generic_does_not_cover_deposits(secure: SecureSigner) -> None:
+    # A deposit names the withdrawal credentials: vc-full (sign_generic) is refused one for any key;
+    # ops, granted sign_deposit, signs it.
+    data = root("deposit message of dev/1")
+    refused = secure.signer("vc-full").Sign(generic("dev/1", data, DEPOSIT), timeout=CALL_TIMEOUT_S)
+    assert refused.state == DENIED
+    assert not refused.signature
+    signed = secure.signer("ops").Sign(generic("dev/1", data, DEPOSIT), timeout=CALL_TIMEOUT_S)
+    assert signed.state == SUCCEEDED
+    assert blspy_verifies(secure.keys["dev/1"], ref_signing_root(data, DEPOSIT), bytes(signed.signature))
 
 
 def test_unknown_client_of_the_trusted_ca_is_denied_everything(secure: SecureSigner) -> None:

@@ -4,6 +4,8 @@ Where the expected values come from (the facts, not the code, carry over):
 - eth2-signer-api: wealdtech/eth2-signer-api pb/v1/*_grpc.pb.go (method paths) and the generated
   *.pb.go struct tags at commit 4aaf36e54f4e62d0cf4edc1b794e9a6354cf4f95 (field numbers), e.g.
   `ProposerIndex uint64 protobuf:"varint,2,..."` in eth2.pb.go.
+  The DKG service (signer to signer, issue 17): pb/v1/dkg.proto, dkg.pb.go and dkg_grpc.pb.go at
+  the same commit.
 - privval: tendermint/tendermint proto/tendermint/privval/service.proto (service and methods);
   cometbft/cometbft v0.38 proto/tendermint/types/{types,canonical}.proto and
   proto/tendermint/privval/types.proto (field numbers); skip_extension_signing = 3 as in
@@ -36,6 +38,9 @@ from signer.api._proto.tendermint.types import types_pb2 as tendermint_types_pb2
 from signer.api._proto.v1 import (
     accountmanager_pb2,
     accountmanager_pb2_grpc,
+    dkg_pb2,
+    dkg_pb2_grpc,
+    endpoint_pb2,
     lister_pb2,
     lister_pb2_grpc,
     signer_pb2,
@@ -49,6 +54,7 @@ SERVICES: dict[str, tuple[FileDescriptor, ModuleType]] = {
     "v1.Signer": (signer_pb2.DESCRIPTOR, signer_pb2_grpc),
     "v1.Lister": (lister_pb2.DESCRIPTOR, lister_pb2_grpc),
     "v1.AccountManager": (accountmanager_pb2.DESCRIPTOR, accountmanager_pb2_grpc),
+    "v1.DKG": (dkg_pb2.DESCRIPTOR, dkg_pb2_grpc),
     "tendermint.privval.PrivValidatorAPI": (service_pb2.DESCRIPTOR, service_pb2_grpc),
     "signer.admin.v1.KeyAdmin": (admin_pb2.DESCRIPTOR, admin_pb2_grpc),
     "signer.admin.v1.ProtectionAdmin": (admin_pb2.DESCRIPTOR, admin_pb2_grpc),
@@ -66,6 +72,11 @@ METHODS: dict[str, tuple[str, str]] = {
     "/v1.AccountManager/Unlock": ("v1.UnlockAccountRequest", "v1.UnlockAccountResponse"),
     "/v1.AccountManager/Lock": ("v1.LockAccountRequest", "v1.LockAccountResponse"),
     "/v1.AccountManager/Generate": ("v1.GenerateRequest", "v1.GenerateResponse"),
+    "/v1.DKG/Prepare": ("v1.PrepareRequest", "google.protobuf.Empty"),
+    "/v1.DKG/Execute": ("v1.ExecuteRequest", "google.protobuf.Empty"),
+    "/v1.DKG/Commit": ("v1.CommitRequest", "v1.CommitResponse"),
+    "/v1.DKG/Abort": ("v1.AbortRequest", "google.protobuf.Empty"),
+    "/v1.DKG/Contribute": ("v1.ContributeRequest", "v1.ContributeResponse"),
     "/tendermint.privval.PrivValidatorAPI/GetPubKey": (
         "tendermint.privval.PubKeyRequest",
         "tendermint.privval.PubKeyResponse",
@@ -121,6 +132,9 @@ METHODS: dict[str, tuple[str, str]] = {
     ),
 }
 
+# Our own admin API's documents can outgrow one gRPC message: these answer as a server stream.
+SERVER_STREAMING = {"/signer.admin.v1.KeyAdmin/DeleteKeys", "/signer.admin.v1.ProtectionAdmin/ExportInterchange"}
+
 _T = FieldDescriptor
 # (message full name, field, number, wire type) from the upstream sources named in the docstring.
 UPSTREAM_FIELDS: list[tuple[str, str, int, int]] = [
@@ -152,6 +166,27 @@ UPSTREAM_FIELDS: list[tuple[str, str, int, int]] = [
     ("v1.UnlockAccountRequest", "passphrase", 2, _T.TYPE_BYTES),
     ("v1.GenerateRequest", "signing_threshold", 4, _T.TYPE_UINT32),
     ("v1.GenerateResponse", "participants", 4, _T.TYPE_MESSAGE),
+    ("v1.DistributedAccount", "name", 1, _T.TYPE_STRING),
+    ("v1.DistributedAccount", "public_key", 2, _T.TYPE_BYTES),
+    ("v1.DistributedAccount", "participants", 3, _T.TYPE_MESSAGE),
+    ("v1.DistributedAccount", "uuid", 5, _T.TYPE_BYTES),
+    ("v1.Endpoint", "name", 2, _T.TYPE_STRING),
+    ("v1.GenerateRequest", "participants", 3, _T.TYPE_UINT32),
+    ("v1.PrepareRequest", "account", 1, _T.TYPE_STRING),
+    ("v1.PrepareRequest", "threshold", 2, _T.TYPE_UINT32),
+    ("v1.PrepareRequest", "participants", 3, _T.TYPE_MESSAGE),
+    ("v1.PrepareRequest", "passphrase", 4, _T.TYPE_BYTES),
+    ("v1.ExecuteRequest", "account", 1, _T.TYPE_STRING),
+    ("v1.CommitRequest", "account", 1, _T.TYPE_STRING),
+    ("v1.CommitRequest", "confirmation_data", 2, _T.TYPE_BYTES),
+    ("v1.CommitResponse", "public_key", 1, _T.TYPE_BYTES),
+    ("v1.CommitResponse", "confirmation_signature", 2, _T.TYPE_BYTES),
+    ("v1.AbortRequest", "account", 1, _T.TYPE_STRING),
+    ("v1.ContributeRequest", "account", 1, _T.TYPE_STRING),
+    ("v1.ContributeRequest", "secret", 2, _T.TYPE_BYTES),
+    ("v1.ContributeRequest", "verification_vector", 3, _T.TYPE_BYTES),
+    ("v1.ContributeResponse", "secret", 1, _T.TYPE_BYTES),
+    ("v1.ContributeResponse", "verification_vector", 2, _T.TYPE_BYTES),
     ("tendermint.types.Vote", "type", 1, _T.TYPE_ENUM),
     ("tendermint.types.Vote", "height", 2, _T.TYPE_INT64),
     ("tendermint.types.Vote", "round", 3, _T.TYPE_INT32),
@@ -239,7 +274,7 @@ def test_method_request_and_response_types(path: str) -> None:
     method = _service(service_name).methods_by_name[method_name]
     assert (method.input_type.full_name, method.output_type.full_name) == METHODS[path]
     assert not method.client_streaming
-    assert not method.server_streaming
+    assert method.server_streaming == (path in SERVER_STREAMING)
 
 
 @pytest.mark.parametrize(
@@ -261,6 +296,31 @@ def test_field_number_matches_upstream(message: str, field: str, number: int, wi
 def test_enum_value_matches_upstream(enum: str, name: str, number: int) -> None:
     descriptor = descriptor_pool.Default().FindEnumTypeByName(enum)
     assert descriptor.values_by_name[name].number == number
+
+
+# Repeated fields upstream (`rep` in the struct tags); every other field above is singular.
+UPSTREAM_REPEATED: list[tuple[str, str]] = [
+    ("v1.MultisignRequest", "requests"),
+    ("v1.MultisignResponse", "responses"),
+    ("v1.ListAccountsResponse", "Accounts"),
+    ("v1.ListAccountsResponse", "DistributedAccounts"),
+    ("v1.GenerateResponse", "participants"),
+    ("v1.DistributedAccount", "participants"),
+    ("v1.PrepareRequest", "participants"),
+    ("v1.ContributeRequest", "verification_vector"),
+    ("v1.ContributeResponse", "verification_vector"),
+]
+
+
+@pytest.mark.parametrize(
+    ("message", "field"),
+    [(message, field) for message, field, _, _ in UPSTREAM_FIELDS if message.startswith("v1.")],
+    ids=[f"{message}.{field}" for message, field, _, _ in UPSTREAM_FIELDS if message.startswith("v1.")],
+)
+def test_field_is_repeated_exactly_where_upstream_repeats_it(message: str, field: str) -> None:
+    descriptor = descriptor_pool.Default().FindMessageTypeByName(message).fields_by_name[field]
+    repeated = descriptor.is_repeated
+    assert repeated == ((message, field) in UPSTREAM_REPEATED)
 
 
 def test_sign_request_identifies_the_key_by_a_oneof() -> None:
@@ -301,6 +361,49 @@ def test_canonical_precommit_encodes_like_cometbft() -> None:
     assert _length_delimited(vote) == bytes([0x21, 0x08, 0x02]) + HEIGHT_1_ROUND_1 + GO_ZERO_TIMESTAMP
 
 
+def test_contribute_request_on_the_wire() -> None:
+    # account(1) "w/a", secret(2) 32 bytes, verification_vector(3) twice, 48 bytes each: what Dirk's
+    # sender (services/sender/grpc) puts on the wire for a 2-of-n account.
+    secret, first, second = b"\x11" * 32, b"\xa1" * 48, b"\xa2" * 48
+    request = dkg_pb2.ContributeRequest(account="w/a", secret=secret, verification_vector=[first, second])
+    expected = b"\x0a\x03w/a" + b"\x12\x20" + secret + b"\x1a\x30" + first + b"\x1a\x30" + second
+    assert request.SerializeToString() == expected
+    response = dkg_pb2.ContributeResponse.FromString(b"\x0a\x20" + secret + b"\x12\x30" + first)
+    assert (response.secret, list(response.verification_vector)) == (secret, [first])
+
+
+def test_prepare_request_on_the_wire() -> None:
+    request = dkg_pb2.PrepareRequest(
+        account="w/a",
+        threshold=2,
+        participants=[
+            endpoint_pb2.Endpoint(id=1, name="h1", port=8881),
+            endpoint_pb2.Endpoint(id=2, name="h2", port=1),
+        ],
+        passphrase=b"p",
+    )
+    endpoint_1 = b"\x08\x01\x12\x02h1\x18\xb1\x45"  # id 1, name "h1", port 8881 (varint b1 45)
+    endpoint_2 = b"\x08\x02\x12\x02h2\x18\x01"
+    expected = (
+        b"\x0a\x03w/a\x10\x02"
+        + b"\x1a"
+        + bytes([len(endpoint_1)])
+        + endpoint_1
+        + b"\x1a"
+        + bytes([len(endpoint_2)])
+        + endpoint_2
+        + b"\x22\x01p"
+    )
+    assert request.SerializeToString() == expected
+
+
+def test_commit_round_trip_on_the_wire() -> None:
+    request = dkg_pb2.CommitRequest(account="w/a", confirmation_data=b"\x07" * 32)
+    assert request.SerializeToString() == b"\x0a\x03w/a\x12\x20" + b"\x07" * 32
+    response = dkg_pb2.CommitResponse(public_key=b"\xb0" * 48, confirmation_signature=b"\xc0" * 96)
+    assert response.SerializeToString() == b"\x0a\x30" + b"\xb0" * 48 + b"\x12\x60" + b"\xc0" * 96
+
+
 def test_beacon_block_header_field_order_on_the_wire() -> None:
     header = signer_pb2.SignBeaconProposalRequest(
         public_key=b"\xaa",
@@ -338,7 +441,7 @@ def _servicer_for(full_name: str, recorder: _Recorder) -> object:
 
         def handler(self: object, request: Any, context: Any, _path: str = path, _cls: Any = response_class) -> Any:
             recorder.calls.append(_path)
-            return _cls()
+            return iter([_cls()]) if _path in SERVER_STREAMING else _cls()
 
         methods[method.name] = handler
     return type(f"Recording{short_name}", (base,), methods)()
@@ -364,8 +467,10 @@ def live_channel() -> Iterator[tuple[grpc.Channel, _Recorder]]:
 @pytest.mark.parametrize("path", sorted(METHODS))
 def test_upstream_path_is_served(path: str, live_channel: tuple[grpc.Channel, _Recorder]) -> None:
     channel, recorder = live_channel
-    call = channel.unary_unary(path)  # raw bytes in and out: only the path string is tested
-    response = call(b"", timeout=10)
+    if path in SERVER_STREAMING:
+        (response,) = list(channel.unary_stream(path)(b"", timeout=10))
+    else:
+        response = channel.unary_unary(path)(b"", timeout=10)  # raw bytes: only the path string is tested
     assert isinstance(response, bytes)
     assert recorder.calls[-1] == path
 
@@ -378,6 +483,16 @@ def test_unknown_path_is_unimplemented(path: str, live_channel: tuple[grpc.Chann
     with pytest.raises(grpc.RpcError) as raised:
         channel.unary_unary(path)(b"", timeout=10)
     assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_generated_dkg_stub_calls_the_upstream_paths(live_channel: tuple[grpc.Channel, _Recorder]) -> None:
+    channel, recorder = live_channel
+    stub = dkg_pb2_grpc.DKGStub(channel)
+    stub.Prepare(dkg_pb2.PrepareRequest(account="w/a", threshold=2), timeout=10)
+    assert recorder.calls[-1] == "/v1.DKG/Prepare"
+    response = stub.Contribute(dkg_pb2.ContributeRequest(account="w/a", secret=b"\x01" * 32), timeout=10)
+    assert isinstance(response, dkg_pb2.ContributeResponse)
+    assert recorder.calls[-1] == "/v1.DKG/Contribute"
 
 
 def test_generated_stub_calls_the_upstream_path(live_channel: tuple[grpc.Channel, _Recorder]) -> None:

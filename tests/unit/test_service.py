@@ -1,4 +1,4 @@
-"""SigningService: each invariant of DESIGN.md, with the real emulated key module and the real SQLite store.
+"""SigningService: each invariant of docs/ARCHITECTURE.md, with the real emulated key module and the real SQLite store.
 
 Failures are injected by subclassing the real components (a store whose check_and_record raises, a
 module whose sign_many raises), never by mocks.
@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 
 from signer import errors
+from signer.api.auth import DevAuthorizer, PermissionAuthorizer
 from signer.cometbft.canonical import vote_extension_sign_bytes
 from signer.cometbft.messages import BlockID, PartSetHeader, SignedMsgType, Timestamp, Vote
+from signer.config import ClientConfig
 from signer.crypto import bls, ed25519, secp256k1
 from signer.eth2.containers import AttestationData, BeaconBlockHeader, Checkpoint
 from signer.eth2.networks import MAINNET, SEPOLIA
@@ -37,7 +39,7 @@ from signer.service import (
     ProposalRequest,
     SigningService,
 )
-from signer.types import LOCAL_CLIENT, AttestationCheck, ProtectionCheck, Scheme, Verdict
+from signer.types import LOCAL_CLIENT, AttestationCheck, ClientIdentity, ProtectionCheck, Scheme, Verdict
 
 PIN = "unit-test-pin"
 KEYS = 4
@@ -281,6 +283,43 @@ def test_forbidden_domains(service: SigningService, module: CountingModule) -> N
     assert errors_of(refused) == [errors.ForbiddenDomain]
     assert module.signed == []
     assert service.sign_generic(LOCAL_CLIENT, [GenericRequest(KeyRef(account="v/0"), RANDAO, b"\5" * 32)])[0].ok
+
+
+def test_deposit_is_signed_only_under_its_own_permission(module: CountingModule, store: FailingStore) -> None:
+    """A deposit names the withdrawal credentials: sign_generic never covers DOMAIN_DEPOSIT (a
+    compromised validator client could fund a not-yet-deposited key with its own credentials)."""
+    clients = (
+        ClientConfig(name="vc", allow_accounts=("*",), operations=("sign_generic", "sign_voluntary_exit")),
+        ClientConfig(name="depositor", allow_accounts=("*",), operations=("sign_deposit",)),
+    )
+    service = SigningService(MAINNET, module, store, authorizer=PermissionAuthorizer(clients))
+    deposit = GenericRequest(KeyRef(account="v/0"), MAINNET.domain(DomainType.DEPOSIT, 0), b"\5" * 32)
+    randao = GenericRequest(KeyRef(account="v/0"), RANDAO, b"\5" * 32)
+
+    refused = service.sign_generic(ClientIdentity("vc"), [deposit])
+    assert errors_of(refused) == [errors.AccessDenied]
+    assert "may not sign_deposit" in refused[0].error.message  # type: ignore[union-attr]
+    assert module.signed == []
+    assert service.sign_generic(ClientIdentity("vc"), [randao])[0].ok
+
+    signed = service.sign_generic(ClientIdentity("depositor"), [deposit])
+    assert signed[0].ok
+    root = compute_signing_root(b"\5" * 32, deposit.domain)
+    assert bls.verify(bls.secret_to_public(SECRETS[0]), root, signed[0].signature)  # type: ignore[arg-type]
+    assert errors_of(service.sign_generic(ClientIdentity("depositor"), [randao])) == [errors.AccessDenied]
+
+
+def test_dev_signer_signs_deposits_of_the_public_dev_keys(module: CountingModule, store: FailingStore) -> None:
+    """--dev (with mTLS: DevAuthorizer) allows deposits for the dev keys: their secrets come from a
+    published seed, so refusing would protect nothing and would break local devnets."""
+    module.import_secret("dev/0", Scheme.BLS, dev_bls_secret(KEYS))
+    service = SigningService(MAINNET, module, store, authorizer=DevAuthorizer())
+    deposit = MAINNET.domain(DomainType.DEPOSIT, 0)
+    assert service.sign_generic(ClientIdentity("any"), [GenericRequest(KeyRef(account="dev/0"), deposit, b"\5" * 32)])[
+        0
+    ].ok
+    refused = service.sign_generic(ClientIdentity("any"), [GenericRequest(KeyRef(account="v/0"), deposit, b"\5" * 32)])
+    assert errors_of(refused) == [errors.AccessDenied]
 
 
 def test_wrong_network(service: SigningService, module: CountingModule) -> None:

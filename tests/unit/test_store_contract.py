@@ -309,6 +309,20 @@ def test_cometbft_state_export_shape_and_import(store_factory: StoreFactory, tmp
         other.import_cometbft_state("chain-A", PK_A, {"height": 36, "round": 0, "step": 3})
 
 
+@pytest.mark.parametrize(
+    ("chain_id", "why"),
+    [
+        ("", "chain_id is empty"),
+        ("c" * 300, "chain_id is longer than 50 bytes"),
+        ("é" * 26, "chain_id is longer than 50 bytes"),
+    ],
+    ids=["empty", "300-characters", "52-bytes"],
+)
+def test_cometbft_state_import_applies_the_chain_id_rule(store: ProtectionStore, chain_id: str, why: str) -> None:  # noqa: F811
+    with pytest.raises(InterchangeError, match=f"a CometBFT state import needs a valid chain_id: {why}"):
+        store.import_cometbft_state(chain_id, PK_A, {"height": "5", "round": 0, "step": 1})
+
+
 # --- SQLite specifics -----------------------------------------------------------------------
 
 

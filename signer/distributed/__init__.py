@@ -1,0 +1,1 @@
+"""Distributed (threshold) accounts: the key generation between signers (dkg.py). Pure: no I/O."""
