@@ -26,9 +26,9 @@ from signer.keys.emulated import MIN_SCRYPT_N, EmulatedKeyModule
 from signer.protection.sqlite import SqliteStore
 from signer.service import Outcome, SigningService
 from signer.types import LOCAL_CLIENT, Scheme
-from tests.support import REPO_ROOT
+from tests.support import vector_path
 
-SAMPLES_FILE = REPO_ROOT / "tests" / "vectors" / "lodestar" / "request_samples.json"
+SAMPLES_FILE = vector_path("lodestar", "request_samples.json")
 SAMPLES: dict[str, dict[str, Any]] = json.loads(SAMPLES_FILE.read_text())
 SIGN_SAMPLES = {name: s for name, s in SAMPLES.items() if s["method"] == "POST"}
 GVR = "0x270d43e74ce340de4bca2b1936beca0f4f5408d9e78aec4850920baf659d5b69"
