@@ -113,8 +113,11 @@ DEV_CHAINS: dict[str, str] = {"dev-chain": DEV_SECP256K1_ACCOUNT, "dev-chain-ed2
 """``signer serve --dev`` serves these CometBFT chains with the dev keys."""
 
 
-def build_store(protection: ProtectionConfig, data_dir: Path, genesis_validators_root: bytes) -> ProtectionStore:
-    """The configured slashing-protection store, migrated and bound to the network."""
+def build_store(
+    protection: ProtectionConfig, data_dir: Path, genesis_validators_root: bytes, slots_per_epoch: int = 32
+) -> ProtectionStore:
+    """The configured slashing-protection store, migrated and bound to the network (``slots_per_epoch``
+    turns ``prune_keep_epochs`` into slots for block history)."""
     if protection.backend == "postgres":
         from signer.protection.postgres import PostgresStore  # noqa: PLC0415 - psycopg only if used
 
@@ -127,6 +130,7 @@ def build_store(protection: ProtectionConfig, data_dir: Path, genesis_validators
             timeout_s=protection.timeout_s,
             pool_size=protection.pool_size,
             prune_keep_epochs=protection.prune_keep_epochs,
+            slots_per_epoch=slots_per_epoch,
         )
     path = sqlite_path(protection, data_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -184,7 +188,9 @@ class SignerApp:
         for scheme in Scheme:
             count = sum(1 for k in self.keys.list_keys() if k.scheme == scheme)
             self.monitor.keys_loaded(self.keys.kind, scheme, count)
-        self.store = build_store(config.protection, config.keys.data_dir, self.network.genesis_validators_root)
+        self.store = build_store(
+            config.protection, config.keys.data_dir, self.network.genesis_validators_root, self.network.slots_per_epoch
+        )
         if self.options.keys_created_by is not None and self.store.initialization() is None:
             self.store.initialize(InitializedBy.DEV, self.options.keys_created_by)
         chains = {c.chain_id: c.account for c in config.cometbft.chains}

@@ -412,7 +412,9 @@ def _open_store(args: argparse.Namespace) -> ProtectionStore:
             )
         config = load_config(args.config)
         network = network_from_config(config.network)
-        return build_store(config.protection, config.keys.data_dir, network.genesis_validators_root)
+        return build_store(
+            config.protection, config.keys.data_dir, network.genesis_validators_root, network.slots_per_epoch
+        )
     if args.data_dir is None:
         raise ConfigError("give --config FILE, or --data-dir DIR [--network NAME] [--protection-dsn DSN]")
     network = network_from_config(NetworkConfig(name=args.network or "mainnet"))

@@ -67,9 +67,17 @@ class ServerConfig(_Frozen):
     max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
 
 
+ForkName = Literal["phase0", "altair", "bellatrix", "capella", "deneb", "electra", "fulu"]
+FORK_NAMES: tuple[str, ...] = ForkName.__args__  # type: ignore[attr-defined]
+"""The consensus forks in order; a named custom schedule is a prefix of them."""
+
+
 class ForkEntry(_Frozen):
     epoch: int = Field(ge=0)
     version: Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{8}$")]
+    name: ForkName | None = None
+    """Which fork this is. Naming them (every fork, in order) lets the signer apply fork rules on a
+    custom network: the EIP-7044 exit domain, and a block or aggregate shaped for the wrong fork."""
 
 
 class NetworkConfig(_Frozen):
@@ -78,6 +86,9 @@ class NetworkConfig(_Frozen):
     genesis_validators_root: Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{64}$")] | None = None
     genesis_fork_version: Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{8}$")] | None = None
     forks: tuple[ForkEntry, ...] = ()
+    slots_per_epoch: int | None = Field(default=None, ge=1, le=2**32)
+    """SLOTS_PER_EPOCH of the network's preset: 32 (mainnet preset, the default) or 8 (minimal preset,
+    e.g. a Lodestar or Kurtosis dev chain). Built-in networks use 32 and refuse any other value."""
 
     @model_validator(mode="after")
     def _custom_complete(self) -> NetworkConfig:

@@ -51,6 +51,10 @@ class WrongNetwork(RequestError):
     """The domain or fork data does not belong to the network this signer is bound to."""
 
 
+class SigningRootMismatch(RequestError):
+    """The signing root a client sent with its message is not the one the signer computes for it."""
+
+
 class ForbiddenDomain(RequestError):
     """The domain may not be signed through this call (e.g. proposer domain through Sign)."""
 

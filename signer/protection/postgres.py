@@ -50,7 +50,8 @@ Each advisory lock takes a slot in PostgreSQL's shared lock table (``max_locks_p
 ``max_connections``, 6,400 by default): replicas x pool_size x the largest batch must fit, or raise
 ``max_locks_per_transaction``.
 
-Pruning (``prune``): per validator, records more than ``keep_epochs`` epochs (x 32 slots) below its
+Pruning (``prune``): per validator, records more than ``keep_epochs`` epochs (x ``slots_per_epoch``
+slots, 32 unless the network says otherwise) below its
 newest record are deleted, in one transaction under the same locks, after the low watermarks are
 raised to the newest deleted source/target epoch and slot. Every check that a deleted record could
 have refused is then refused by the watermark (docs/ARCHITECTURE.md lower-bound rule), so nothing a check needs
@@ -106,6 +107,7 @@ UNKNOWN_ROOT = b""
 """How an unknown signing root is stored (the columns are part of primary keys, so not NULL)."""
 
 SLOTS_PER_EPOCH = 32
+"""The mainnet preset's; a network with another preset passes its own (``slots_per_epoch``)."""
 MIGRATION_LOCK_KEY = int.from_bytes(hashlib.blake2b(b"signer/migrations", digest_size=8).digest(), "big", signed=True)
 
 LOCK_SQL = "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k ORDER BY k"
@@ -396,6 +398,7 @@ class PostgresStore:
         timeout_s: float = 2.0,
         pool_size: int = 8,
         prune_keep_epochs: int | None = None,
+        slots_per_epoch: int = SLOTS_PER_EPOCH,
     ) -> None:
         if len(genesis_validators_root) != 32:
             raise ProtectionStoreError("genesis_validators_root must be 32 bytes")
@@ -403,6 +406,9 @@ class PostgresStore:
             raise ProtectionStoreError("timeout_s must be positive and pool_size at least 1")
         if prune_keep_epochs is not None and prune_keep_epochs < 1:
             raise ProtectionStoreError("prune_keep_epochs must be at least 1")
+        if slots_per_epoch < 1:
+            raise ProtectionStoreError("slots_per_epoch must be at least 1")
+        self.slots_per_epoch = slots_per_epoch
         self.genesis_validators_root = bytes(genesis_validators_root)
         self.timeout_s = timeout_s
         self.transaction_deadline_s = 3 * timeout_s
@@ -844,7 +850,7 @@ class PostgresStore:
         keep = self.prune_keep_epochs if keep_epochs is None else keep_epochs
         if keep is None or keep < 1:
             raise ProtectionStoreError("prune needs keep_epochs >= 1")
-        keep_slots = keep * SLOTS_PER_EPOCH
+        keep_slots = keep * self.slots_per_epoch
 
         def work(conn: Conn) -> PruneReport:
             rows = conn.execute("SELECT public_key FROM validators").fetchall()

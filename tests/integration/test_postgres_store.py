@@ -335,3 +335,19 @@ def test_prune_keep_epochs_applies_at_start_and_twice_is_a_no_op(postgres_dsn: s
         assert one(store, AttestationCheck(PK_A, 40, 41, R1)).safe is Safe.VALID
     finally:
         store.close()
+
+
+def test_prune_counts_block_history_in_the_networks_slots_per_epoch(postgres_dsn: str) -> None:  # noqa: F811
+    """On an 8-slot (minimal preset) network, keeping 5 epochs keeps 40 slots of blocks, not 160."""
+    first = PostgresStore(postgres_dsn, ZERO_ROOT, slots_per_epoch=8)
+    for slot in range(0, 200, 4):
+        first.check_and_record([BlockCheck(PK_A, slot, R1)])
+    first.close()
+    store = PostgresStore(postgres_dsn, ZERO_ROOT, prune_keep_epochs=5, slots_per_epoch=8)
+    try:
+        exported = store.export_interchange()["data"][0]
+        # newest slot 196: blocks within 5 x 8 = 40 slots of it are kept
+        assert [int(b["slot"]) for b in exported["signed_blocks"]] == list(range(156, 200, 4))
+        assert isinstance(one(store, BlockCheck(PK_A, 150, R2)).refusal, SlotNotAboveLowerBound)
+    finally:
+        store.close()
