@@ -10,7 +10,8 @@ export PATH := $(CURDIR)/.tools/bin:$(PATH)
 deps:
 	@scripts/install-deps.sh
 
-serve: deps
+serve:
+	@scripts/install-deps.sh --serve
 	$(PYTHON) -m signer serve --dev --data-dir $(DATA_DIR)
 
 # Tools run as modules of $(PYTHON): no dependence on console-script shims being on PATH.

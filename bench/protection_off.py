@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from signer.protection.store import ImportReport
+from signer.protection.store import ImportReport, Initialization, InitializedBy
 from signer.types import ProtectionCheck, Safe, Verdict
 
 _VALID = Verdict(safe=Safe.VALID)
@@ -25,7 +25,13 @@ class RecordsNothing:
     def record_consensus_signatures(self, signatures: object) -> None:
         pass
 
-    def import_interchange(self, document: bytes | str | Mapping[str, Any]) -> ImportReport:
+    def initialization(self) -> Initialization:
+        return Initialization("1970-01-01T00:00:00Z", InitializedBy.KEYS_NEVER_SIGNED.value, "benchmark stub")
+
+    def initialize(self, how: InitializedBy, who: str) -> Initialization:
+        return self.initialization()
+
+    def import_interchange(self, document: bytes | str | Mapping[str, Any], *, who: str = "") -> ImportReport:
         raise NotImplementedError("benchmark stub")
 
     def export_interchange(self, public_keys: Sequence[bytes] | None = None) -> dict[str, Any]:

@@ -62,7 +62,8 @@ from signer.keys.pool import ParallelSigner  # noqa: E402
 from signer.protection.sqlite import SqliteStore  # noqa: E402
 from signer.service import SigningService  # noqa: E402
 from signer.types import AllowAll, Scheme  # noqa: E402
-from tests.e2e.harness import SignerProcess  # noqa: E402
+from tests.e2e.harness import SignerProcess, init_protection  # noqa: E402
+from tests.stores import keys_never_signed  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 CHAINS = 32
@@ -136,6 +137,7 @@ operations = [{ops}]
 """
     path = run_dir / "signer.toml"
     path.write_text(text, encoding="utf-8")
+    init_protection(path)  # the dev keys never signed into this run's store
     return path
 
 
@@ -247,7 +249,7 @@ def protection_overhead(data: Path, run_dir: Path, epochs: EpochCounter, keys: i
     for rep in range(3):
         for name in ("sqlite", "off"):
             store: Any = (
-                SqliteStore(run_dir / f"inproc-{rep}.sqlite", network.genesis_validators_root)
+                keys_never_signed(SqliteStore(run_dir / f"inproc-{rep}.sqlite", network.genesis_validators_root))
                 if name == "sqlite"
                 else RecordsNothing()
             )

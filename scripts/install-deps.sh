@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Installs everything the signer and its test suite need on a fresh Debian machine (idempotent).
 # System packages: softhsm2 + opensc (PKCS#11 tests), prometheus (promtool), PostgreSQL server
-# binaries (throwaway test servers). Python packages: the project with its dev extra. Tools: helm.
+# binaries (throwaway test servers), g++ (Lodestar's native modules). Python packages: the project
+# with its dev extra. Tools: helm; Lodestar 1.5.1 for the devnet e2e test (scripts/install-lodestar.sh).
+# `install-deps.sh --serve` (make serve) installs only what running the signer needs: no test tools.
 set -euo pipefail
+SERVE_ONLY=0
+if [ "${1:-}" = "--serve" ]; then SERVE_ONLY=1; fi
 cd "$(dirname "$0")/.."
 
 SUDO=""
@@ -13,13 +17,15 @@ need_apt=()
 # A fresh Debian has neither make (the README's commands) nor npm (helm comes from the npm
 # registry, scripts/install-tools.sh) nor pip for its python3.
 command -v make >/dev/null 2>&1 || need_apt+=(make)
-command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 "$PYTHON" -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
-command -v softhsm2-util >/dev/null 2>&1 || need_apt+=(softhsm2)
-command -v pkcs11-tool >/dev/null 2>&1 || need_apt+=(opensc)
-command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
-if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-  need_apt+=(postgresql)
+if [ "$SERVE_ONLY" -eq 0 ]; then
+  command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+  command -v softhsm2-util >/dev/null 2>&1 || need_apt+=(softhsm2)
+  command -v pkcs11-tool >/dev/null 2>&1 || need_apt+=(opensc)
+  command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+  if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    need_apt+=(postgresql)
+  fi
 fi
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "install-deps: apt-get install ${need_apt[*]}"
@@ -43,6 +49,17 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || ! "$PYTHON" -c "impor
   if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
 fi
 
+if [ "$SERVE_ONLY" -eq 1 ]; then exit 0; fi
 if [ -x scripts/install-tools.sh ]; then
   scripts/install-tools.sh
+fi
+# Lodestar (the devnet e2e test's consensus client) builds two native modules with node-gyp.
+if [ -x scripts/install-lodestar.sh ]; then
+  missing_build=()
+  command -v g++ >/dev/null 2>&1 || missing_build+=(g++)
+  if [ "${#missing_build[@]}" -gt 0 ]; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing_build[@]}"
+  fi
+  scripts/install-lodestar.sh
 fi

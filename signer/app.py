@@ -18,11 +18,12 @@ from signer.api.context import CallContext
 from signer.api.interceptors import SignerInterceptor, call_client, call_request_id, set_outcome
 from signer.api.ratelimit import RateLimiter
 from signer.api.server import GrpcServer
-from signer.api.tls import ReloadingServerCredentials, reload_on_sighup, require_tls
+from signer.api.tls import ReloadingServerCredentials, load_material, reload_on_sighup, require_tls
 from signer.batching import Batcher
 from signer.config import Config, KeysConfig, ProtectionConfig
 from signer.errors import ConfigError, SignerError
-from signer.eth2.networks import network_from_config
+from signer.eth2.networks import Network, network_from_config
+from signer.instance import InstanceLock
 from signer.keys.dev import DEV_ED25519_ACCOUNT, DEV_SECP256K1_ACCOUNT
 from signer.keys.emulated import EmulatedKeyModule
 from signer.keys.module import KeyModule
@@ -32,8 +33,8 @@ from signer.observability.health import MetricsServer, parse_listen
 from signer.observability.logging import attach_drop_counter
 from signer.observability.metrics import PrometheusMonitor
 from signer.protection.sqlite import SqliteStore
-from signer.protection.store import ProtectionStore
-from signer.service import SigningService
+from signer.protection.store import InitializedBy, ProtectionStore
+from signer.service import NOT_INITIALIZED, SigningService
 from signer.types import AllowAll, Authorizer, Scheme
 
 
@@ -56,8 +57,7 @@ def build_key_module(keys: KeysConfig, *, create: bool = False) -> KeyModule:
             from signer.keys.pkcs11 import Pkcs11KeyModule  # noqa: PLC0415 - python-pkcs11 only if used
         except ImportError as exc:
             raise ConfigError(f"keys.module = 'pkcs11' is not available: {exc}") from exc
-        if not keys.pkcs11.library_path.is_file():
-            raise ConfigError(f"keys.pkcs11.library_path: no such file {keys.pkcs11.library_path}")
+        _check_pkcs11_library(keys)
         module = Pkcs11KeyModule(
             library_path=keys.pkcs11.library_path,
             token_label=keys.pkcs11.token_label,
@@ -71,6 +71,41 @@ def build_key_module(keys: KeysConfig, *, create: bool = False) -> KeyModule:
     return module
 
 
+def _check_pkcs11_library(keys: KeysConfig) -> None:
+    if keys.pkcs11 is not None and not keys.pkcs11.library_path.is_file():
+        raise ConfigError(f"keys.pkcs11.library_path: no such file {keys.pkcs11.library_path}")
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedConfig:
+    """What ``validate_config`` worked out on the way: the network, and whether gRPC serves TLS."""
+
+    network: Network
+    use_tls: bool
+
+
+def validate_config(config: Config) -> CheckedConfig:
+    """Every check ``serve`` makes of its configuration before it opens anything (key module,
+    store, port): the listeners, the network, the plaintext-off-loopback rule, the TLS files and the
+    PKCS#11 library. ``signer check-config`` runs the same function, so it refuses exactly what
+    ``serve`` refuses, with the same message. (The model's own rules, e.g. duplicate client names,
+    already ran when the config was parsed.) Raises ConfigError."""
+    server = config.server
+    for where, listen in (("server.grpc_listen", server.grpc_listen), ("server.metrics_listen", server.metrics_listen)):
+        try:
+            parse_listen(listen)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc.message}") from exc
+    network = network_from_config(config.network)
+    # Refuses plaintext off loopback unless explicitly allowed (and then logs it loudly).
+    use_tls = require_tls(listen_host(server.grpc_listen), server.tls, server.allow_insecure_plaintext)
+    if server.tls is not None:
+        load_material(server.tls)
+    if config.keys.module == "pkcs11":
+        _check_pkcs11_library(config.keys)
+    return CheckedConfig(network, use_tls)
+
+
 # --- the running signer ---------------------------------------------------------------------
 
 log = logging.getLogger("signer")
@@ -82,8 +117,11 @@ DEV_CHAINS: dict[str, str] = {"dev-chain": DEV_SECP256K1_ACCOUNT, "dev-chain-ed2
 """``signer serve --dev`` serves these CometBFT chains with the dev keys."""
 
 
-def build_store(protection: ProtectionConfig, data_dir: Path, genesis_validators_root: bytes) -> ProtectionStore:
-    """The configured slashing-protection store, migrated and bound to the network."""
+def build_store(
+    protection: ProtectionConfig, data_dir: Path, genesis_validators_root: bytes, slots_per_epoch: int = 32
+) -> ProtectionStore:
+    """The configured slashing-protection store, migrated and bound to the network (``slots_per_epoch``
+    turns ``prune_keep_epochs`` into slots for block history)."""
     if protection.backend == "postgres":
         from signer.protection.postgres import PostgresStore  # noqa: PLC0415 - psycopg only if used
 
@@ -96,10 +134,26 @@ def build_store(protection: ProtectionConfig, data_dir: Path, genesis_validators
             timeout_s=protection.timeout_s,
             pool_size=protection.pool_size,
             prune_keep_epochs=protection.prune_keep_epochs,
+            slots_per_epoch=slots_per_epoch,
         )
-    path = protection.sqlite_path or (data_dir / "protection.sqlite")
+    path = sqlite_path(protection, data_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     return SqliteStore(path, genesis_validators_root, timeout_s=protection.timeout_s)
+
+
+def sqlite_path(protection: ProtectionConfig, data_dir: Path) -> Path:
+    """Where the SQLite protection store lives: ``protection.sqlite_path``, else in the data dir."""
+    return protection.sqlite_path or (data_dir / "protection.sqlite")
+
+
+def instance_lock_dirs(config: Config) -> list[Path]:
+    """The directories one signer holds a lock in (``signer.instance``). With SQLite: the data
+    directory and the store's directory (one history, one signer). With PostgreSQL: none, since
+    replicas share the history by design, and may share one data directory (a ReadWriteMany volume
+    with the emulated module file)."""
+    if config.protection.backend != "sqlite":
+        return []
+    return [config.keys.data_dir, sqlite_path(config.protection, config.keys.data_dir).parent]
 
 
 def listen_host(listen: str) -> str:
@@ -113,15 +167,23 @@ class ServeOptions:
 
     dev: bool = False
     key_module: KeyModule | None = None
+    instance_lock: InstanceLock | None = None
+    """Taken by ``serve`` before it creates the dev module; else taken here, first thing."""
+    keys_created_by: str | None = None
+    """``serve --dev`` created the key module now: a store that is new as well is initialized as
+    created together with the keys (InitializedBy.DEV), and this is recorded as who."""
 
 
 class SignerApp:
     """Builds every part from the config, starts them, reports readiness, stops them in order."""
 
     def __init__(self, config: Config, options: ServeOptions | None = None) -> None:
+        checked = validate_config(config)
         self.config = config
         self.options = options or ServeOptions()
-        self.network = network_from_config(config.network)
+        # One signer per data directory (signer.instance); held until stop() or the process ends.
+        self.instance_lock = self.options.instance_lock or InstanceLock.acquire(instance_lock_dirs(config))
+        self.network = checked.network
         self.monitor = PrometheusMonitor()
         self.module = self.options.key_module or build_key_module(config.keys)
         # BLS over every core; forked now, before any thread of ours runs (signer.keys.pool).
@@ -130,15 +192,17 @@ class SignerApp:
         for scheme in Scheme:
             count = sum(1 for k in self.keys.list_keys() if k.scheme == scheme)
             self.monitor.keys_loaded(self.keys.kind, scheme, count)
-        self.store = build_store(config.protection, config.keys.data_dir, self.network.genesis_validators_root)
+        self.store = build_store(
+            config.protection, config.keys.data_dir, self.network.genesis_validators_root, self.network.slots_per_epoch
+        )
+        if self.options.keys_created_by is not None and self.store.initialization() is None:
+            self.store.initialize(InitializedBy.DEV, self.options.keys_created_by)
         chains = {c.chain_id: c.account for c in config.cometbft.chains}
         self.audit = AuditLog(config.audit)
         self.audit.count_drops(self.monitor.lines_dropped)
         attach_drop_counter(self.monitor.lines_dropped)
         server = config.server
-        # Refuses plaintext off loopback unless explicitly allowed (and then logs it loudly).
-        use_tls = require_tls(listen_host(server.grpc_listen), server.tls, server.allow_insecure_plaintext)
-        self.credentials = ReloadingServerCredentials(server.tls) if use_tls and server.tls else None
+        self.credentials = ReloadingServerCredentials(server.tls) if checked.use_tls and server.tls else None
         self.authorizer: Authorizer
         if self.options.dev:
             # --dev: anyone on loopback; with mTLS, any certificate of the CA, for the dev keys only.
@@ -204,8 +268,12 @@ class SignerApp:
             return False, "key module is locked", ""
         try:
             self.store.ping()
+            initialized = self.service.protection_initialized()
         except SignerError as exc:
             return False, "protection store unreachable", exc.message
+        self.monitor.protection_initialized(initialized)
+        if not initialized and self.service.list_keys():
+            return False, NOT_INITIALIZED, ""
         stalled_s = self.interceptor.stalled_s(self.grpc.workers)
         if stalled_s > STALLED_S:
             detail = f"all {self.grpc.workers} gRPC worker threads busy, none freed for {stalled_s:.1f} s"
@@ -229,7 +297,12 @@ class SignerApp:
         server = self.config.server
         self.grpc.bind(server.grpc_listen, self.credentials.credentials if self.credentials else None)
         self.metrics.start()
-        ready, _ = self.readiness()
+        ready, reason = self.readiness()
+        if reason == NOT_INITIALIZED:
+            log.error(
+                "slashing protection not initialized: signing refused",
+                extra={"reason": reason, "protection": self.config.protection.backend},
+            )
         self.grpc.set_serving(ready)
         self.monitor.ready(ready)
         self._last_ready = ready
@@ -255,6 +328,7 @@ class SignerApp:
         self.audit.close()
         self.store.close()
         self.keys.close()
+        self.instance_lock.release()
         log.info("signer stopped")
 
     def run_until_signal(self) -> None:

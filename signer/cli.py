@@ -12,8 +12,10 @@ configuration error.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,8 +23,16 @@ from typing import Any
 
 from signer.api.ratelimit import parse_rate_limit
 from signer.api.tls import is_loopback
-from signer.app import DEV_CHAINS, ServeOptions, SignerApp, build_key_module, build_store, listen_host
-from signer.cometbft.consensus import check_chain_id
+from signer.app import (
+    DEV_CHAINS,
+    ServeOptions,
+    SignerApp,
+    build_key_module,
+    build_store,
+    instance_lock_dirs,
+    listen_host,
+    validate_config,
+)
 from signer.cometbft.state import imported_sign_bytes_without_timestamp
 from signer.config import (
     Config,
@@ -38,15 +48,22 @@ from signer.config import (
 from signer.crypto import ed25519, secp256k1
 from signer.errors import ConfigError, MalformedRequest, SignerError
 from signer.eth2.networks import network_from_config
+from signer.instance import InstanceLock
+from signer.jsondoc import read_at_most
 from signer.keys.dev import DEV_PIN, create_dev_module
+from signer.keys.emulated import MODULE_FILE
 from signer.keys.importer import DEFAULT_WALLET, ImportStatus, find_keystores, import_keystores
 from signer.keys.module import KeyModule, check_account_name
 from signer.observability.logging import configure as configure_logging
-from signer.protection.cometbft_state import parse_cometbft_state
-from signer.protection.store import ProtectionStore
-from signer.types import Scheme
+from signer.protection.cometbft_state import MAX_STATE_BYTES, parse_cometbft_state
+from signer.protection.interchange import MAX_INTERCHANGE_BYTES
+from signer.protection.store import InitializedBy, ProtectionStore
+from signer.types import Scheme, check_chain_id
 
 PIN_ENV = "SIGNER_MODULE_PIN"
+PROTECTION_PASSWORD_ENV = "SIGNER_PROTECTION_PASSWORD"  # noqa: S105 - the name of a variable
+"""The PostgreSQL password of ``--protection-dsn`` (without --config), unless
+``--protection-password-file`` names a file: never in the DSN, where ``ps`` shows it."""
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -65,6 +82,33 @@ def _read_first_line(path: Path, what: str) -> str:
     if not lines or not lines[0].strip("\r\n"):
         raise ConfigError(f"{what} {path} is empty")
     return lines[0].rstrip("\r\n")
+
+
+def _who(command: str) -> str:
+    """Who ran ``command`` (user@host), as recorded when it initializes a protection store."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers)
+        user = f"uid {os.getuid()}"
+    return f"{user}@{socket.gethostname()} ({command})"
+
+
+def _protection_password(args: argparse.Namespace, *, from_env: bool) -> SecretRef | None:
+    """The PostgreSQL password the flags name: ``--protection-password-file``, else (``from_env``)
+    $SIGNER_PROTECTION_PASSWORD when set, else None (libpq may still use PGPASSFILE)."""
+    if args.protection_password_file is not None:
+        return SecretRef(file=args.protection_password_file)
+    if from_env and os.environ.get(PROTECTION_PASSWORD_ENV) is not None:
+        return SecretRef(env=PROTECTION_PASSWORD_ENV)
+    return None
+
+
+def _add_protection_password_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--protection-password-file",
+        type=Path,
+        help=f"file whose first line is the PostgreSQL password (default: ${PROTECTION_PASSWORD_ENV} if set)",
+    )
 
 
 def _pin_ref(args: argparse.Namespace) -> SecretRef:
@@ -223,8 +267,11 @@ def _add_keys(subparsers: Any) -> None:
 
 
 def check_config(path: Path) -> None:
-    """Load the config and read every secret it references; raise ConfigError on the first problem."""
+    """Load the config, run every check ``serve`` makes of it (``validate_config``: the same function,
+    so the same refusals and messages) and read every secret it references; raise ConfigError on the
+    first problem."""
     config = load_config(path)
+    validate_config(config)
     refs: list[tuple[str, SecretRef | None]] = [
         ("keys.pin", config.keys.pin),
         ("keys.pkcs11.pin", config.keys.pkcs11.pin if config.keys.pkcs11 else None),
@@ -297,8 +344,16 @@ def serve_config_from_args(args: argparse.Namespace) -> Config:
         updates["server"] = config.server.model_copy(update=server)
     if args.network is not None:
         updates["network"] = NetworkConfig(name=args.network)
+    protection: dict[str, Any] = {}
     if args.protection_dsn is not None:
-        updates["protection"] = config.protection.model_copy(update={"backend": "postgres", "dsn": args.protection_dsn})
+        protection.update(backend="postgres", dsn=args.protection_dsn)
+    password = _protection_password(args, from_env=args.config is None)
+    if password is not None:
+        if (protection.get("backend") or config.protection.backend) != "postgres":
+            raise ConfigError("--protection-password-file (or $SIGNER_PROTECTION_PASSWORD) needs --protection-dsn")
+        protection["password"] = password
+    if protection:
+        updates["protection"] = config.protection.model_copy(update=protection)
     if args.rate_limit is not None:
         updates["limits"] = config.limits.model_copy(update={"default_rate": parse_rate_limit(args.rate_limit)})
     if args.dev and args.config is None:
@@ -312,11 +367,20 @@ def serve_config_from_args(args: argparse.Namespace) -> Config:
 def cmd_serve(args: argparse.Namespace) -> int:
     config = serve_config_from_args(args)
     configure_logging(config.logging.level, config.logging.json_format)
-    options = ServeOptions(dev=args.dev)
-    if args.dev:
-        options.key_module = create_dev_module(config.keys.data_dir, args.dev_keys)
-    app = SignerApp(config, options)
-    app.run_until_signal()
+    validate_config(config)  # refuse a bad config before anything is opened or created
+    # One signer per data directory: refuse (naming the holder) before touching anything in it.
+    lock = InstanceLock.acquire(instance_lock_dirs(config))
+    try:
+        options = ServeOptions(dev=args.dev, instance_lock=lock)
+        if args.dev:
+            created = not (config.keys.data_dir / MODULE_FILE).exists()
+            options.key_module = create_dev_module(config.keys.data_dir, args.dev_keys)
+            if created:  # keys and store made together: a new store starts initialized
+                options.keys_created_by = _who("signer serve --dev created the keys")
+        app = SignerApp(config, options)
+        app.run_until_signal()
+    finally:
+        lock.release()
     return EXIT_OK
 
 
@@ -329,7 +393,8 @@ def _add_serve(subparsers: Any) -> None:
     p.add_argument("--network", help="mainnet (default), hoodi, sepolia, holesky")
     p.add_argument("--grpc-listen", help="HOST:PORT for gRPC (default 127.0.0.1:9091)")
     p.add_argument("--metrics-listen", help="HOST:PORT for /metrics, /healthz, /readyz (default 127.0.0.1:9090)")
-    p.add_argument("--protection-dsn", help="postgresql://... : use the PostgreSQL protection store")
+    p.add_argument("--protection-dsn", help="postgresql://... : use the PostgreSQL protection store (no password)")
+    _add_protection_password_option(p)
     p.add_argument("--tls-cert", type=Path, help="server certificate (PEM) for mTLS")
     p.add_argument("--tls-key", type=Path, help="server private key (PEM) for mTLS")
     p.add_argument("--tls-client-ca", type=Path, help="CA (PEM) that issues client certificates")
@@ -342,22 +407,44 @@ def _add_serve(subparsers: Any) -> None:
 
 def _open_store(args: argparse.Namespace) -> ProtectionStore:
     if args.config is not None:
+        if args.protection_dsn is not None or args.protection_password_file is not None:
+            raise ConfigError(
+                "--protection-dsn and --protection-password-file go without --config (the config names the store)"
+            )
         config = load_config(args.config)
         network = network_from_config(config.network)
-        return build_store(config.protection, config.keys.data_dir, network.genesis_validators_root)
+        return build_store(
+            config.protection, config.keys.data_dir, network.genesis_validators_root, network.slots_per_epoch
+        )
     if args.data_dir is None:
         raise ConfigError("give --config FILE, or --data-dir DIR [--network NAME] [--protection-dsn DSN]")
     network = network_from_config(NetworkConfig(name=args.network or "mainnet"))
-    protection = (
-        ProtectionConfig(backend="postgres", dsn=args.protection_dsn) if args.protection_dsn else ProtectionConfig()
-    )
+    password = _protection_password(args, from_env=True)
+    if args.protection_dsn:
+        protection = ProtectionConfig(backend="postgres", dsn=args.protection_dsn, password=password)
+    elif args.protection_password_file is not None:
+        raise ConfigError("--protection-password-file needs --protection-dsn")
+    else:
+        protection = ProtectionConfig()
     return build_store(protection, args.data_dir, network.genesis_validators_root)
 
 
-def _read_input(path: Path) -> bytes:
-    """The bytes of ``path``, or of stdin for ``-``."""
+def _add_store_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="the signer's TOML configuration")
+    parser.add_argument("--data-dir", type=Path, help="data directory of the SQLite store (without --config)")
+    parser.add_argument("--network", help="network of the store (without --config; default mainnet)")
+    parser.add_argument("--protection-dsn", help="postgresql://... without the password (without --config)")
+    _add_protection_password_option(parser)
+
+
+def _read_input(path: Path, max_bytes: int) -> bytes:
+    """The bytes of ``path``, or of stdin for ``-``: at most ``max_bytes + 1`` of them (the parser
+    refuses a larger document, signer.jsondoc)."""
     try:
-        return path.read_bytes() if str(path) != "-" else sys.stdin.buffer.read()
+        if str(path) == "-":
+            return read_at_most(sys.stdin.buffer, max_bytes)
+        with path.open("rb") as fh:
+            return read_at_most(fh, max_bytes)
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
 
@@ -372,13 +459,32 @@ def _write_json(document: object, output: Path | None) -> None:
 
 
 def cmd_protection_import(args: argparse.Namespace) -> int:
-    document = _read_input(args.file)
+    document = _read_input(args.file, MAX_INTERCHANGE_BYTES)
     store = _open_store(args)
     try:
-        report = store.import_interchange(document)
+        report = store.import_interchange(document, who=_who("signer protection import"))
     finally:
         store.close()
     print(f"imported: {report}")
+    return EXIT_OK
+
+
+def cmd_protection_init(args: argparse.Namespace) -> int:
+    if not args.keys_never_signed:
+        raise ConfigError(
+            "signer protection init records that the keys have never signed: say so with --keys-never-signed. "
+            "If they have signed anywhere, import their history instead (signer protection import FILE)"
+        )
+    store = _open_store(args)
+    try:
+        before = store.initialization()
+        record = before or store.initialize(InitializedBy.KEYS_NEVER_SIGNED, _who("signer protection init"))
+    finally:
+        store.close()
+    if before is not None or record.how != InitializedBy.KEYS_NEVER_SIGNED:
+        print(f"already initialized ({record.describe()}); nothing changed")
+    else:
+        print(f"initialized: recorded that the keys have never signed ({record.describe()})")
     return EXIT_OK
 
 
@@ -403,16 +509,24 @@ def _add_protection(subparsers: Any) -> None:
         ("export", cmd_protection_export, "write the complete history as EIP-3076 interchange JSON"),
     ):
         p = sub.add_parser(name, help=help_text)
-        p.add_argument("--config", type=Path, help="the signer's TOML configuration")
-        p.add_argument("--data-dir", type=Path, help="data directory of the SQLite store (without --config)")
-        p.add_argument("--network", help="network of the store (without --config; default mainnet)")
-        p.add_argument("--protection-dsn", help="postgresql://... (without --config)")
+        _add_store_options(p)
         if name == "import":
             p.add_argument("file", type=Path, help="interchange JSON file, or - for stdin")
         else:
             p.add_argument("--output", "-o", type=Path, help="output file (default stdout)")
             p.add_argument("--public-key", action="append", help="export only this key (repeatable)")
         p.set_defaults(func=func)
+    p = sub.add_parser(
+        "init",
+        help="initialize a new or empty store for keys that have never signed (else signing is refused)",
+    )
+    _add_store_options(p)
+    p.add_argument(
+        "--keys-never-signed",
+        action="store_true",
+        help="declare, once, that the keys of this signer have never signed anything (recorded with who and when)",
+    )
+    p.set_defaults(func=cmd_protection_init)
     _add_cometbft_state(sub)
 
 
@@ -444,12 +558,14 @@ def _cometbft_target(args: argparse.Namespace) -> tuple[str, bytes]:
 
 def cmd_protection_import_cometbft_state(args: argparse.Namespace) -> int:
     chain_id, public_key = _cometbft_target(args)
-    document = _read_input(args.file)
+    document = _read_input(args.file, MAX_STATE_BYTES)
     state = parse_cometbft_state(document)
     without_timestamp = imported_sign_bytes_without_timestamp(public_key, state.sign_bytes, state.signature)
     store = _open_store(args)
     try:
-        moved = store.import_cometbft_state(chain_id, public_key, document, without_timestamp)
+        moved = store.import_cometbft_state(
+            chain_id, public_key, document, without_timestamp, who=_who("signer protection import-cometbft-state")
+        )
     finally:
         store.close()
     where = f"height {state.height} round {state.round} step {state.step}"
@@ -485,10 +601,7 @@ def _add_cometbft_state(sub: Any) -> None:
         ),
     ):
         p = sub.add_parser(name, help=help_text)
-        p.add_argument("--config", type=Path, help="the signer's TOML configuration")
-        p.add_argument("--data-dir", type=Path, help="data directory of the SQLite store (without --config)")
-        p.add_argument("--network", help="network of the store (without --config; default mainnet)")
-        p.add_argument("--protection-dsn", help="postgresql://... (without --config)")
+        _add_store_options(p)
         p.add_argument("--chain-id", required=True, help="the CometBFT chain_id the state belongs to")
         p.add_argument("--public-key", required=True, help="0x-prefixed hex public key of the validator")
         if name.startswith("import"):

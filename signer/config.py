@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from signer.errors import ConfigError
+from signer.errors import ConfigError, MalformedRequest
+from signer.types import check_chain_id
 
 
 class _Frozen(BaseModel):
@@ -74,9 +76,17 @@ class ServerConfig(_Frozen):
         return self.max_concurrent_rpcs if self.max_concurrent_rpcs is not None else 4 * self.grpc_workers
 
 
+ForkName = Literal["phase0", "altair", "bellatrix", "capella", "deneb", "electra", "fulu"]
+FORK_NAMES: tuple[str, ...] = ForkName.__args__  # type: ignore[attr-defined]
+"""The consensus forks in order; a named custom schedule is a prefix of them."""
+
+
 class ForkEntry(_Frozen):
     epoch: int = Field(ge=0)
     version: Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{8}$")]
+    name: ForkName | None = None
+    """Which fork this is. Naming them (every fork, in order) lets the signer apply fork rules on a
+    custom network: the EIP-7044 exit domain, and a block or aggregate shaped for the wrong fork."""
 
 
 class NetworkConfig(_Frozen):
@@ -85,6 +95,9 @@ class NetworkConfig(_Frozen):
     genesis_validators_root: Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{64}$")] | None = None
     genesis_fork_version: Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{8}$")] | None = None
     forks: tuple[ForkEntry, ...] = ()
+    slots_per_epoch: int | None = Field(default=None, ge=1, le=2**32)
+    """SLOTS_PER_EPOCH of the network's preset: 32 (mainnet preset, the default) or 8 (minimal preset,
+    e.g. a Lodestar or Kurtosis dev chain). Built-in networks use 32 and refuse any other value."""
 
     @model_validator(mode="after")
     def _custom_complete(self) -> NetworkConfig:
@@ -134,13 +147,30 @@ class ProtectionConfig(_Frozen):
 
 
 class CometChain(_Frozen):
-    chain_id: str = Field(min_length=1, max_length=50)
+    chain_id: str
+    """CometBFT's rule (signer.types.check_chain_id): non-empty, at most 50 bytes, printable."""
     account: str
     """The key (account name ``wallet/account``) that signs for this chain."""
+
+    @field_validator("chain_id")
+    @classmethod
+    def _chain_id_rule(cls, chain_id: str) -> str:
+        try:
+            check_chain_id(chain_id)
+        except MalformedRequest as exc:
+            raise ValueError(exc.message) from None
+        return chain_id
 
 
 class CometbftConfig(_Frozen):
     chains: tuple[CometChain, ...] = ()
+
+    @model_validator(mode="after")
+    def _one_entry_per_chain(self) -> CometbftConfig:
+        twice = _listed_twice(c.chain_id for c in self.chains)
+        if twice:
+            raise ValueError(f"chain_id {twice!r} is listed twice (one key signs for a chain)")
+        return self
 
 
 Operation = Literal[
@@ -148,6 +178,7 @@ Operation = Literal[
     "sign_proposal",
     "sign_generic",
     "sign_voluntary_exit",
+    "sign_deposit",
     "cometbft_vote",
     "cometbft_proposal",
     "account_management",
@@ -164,6 +195,46 @@ class RateConfig(_Frozen):
 
 
 _SAN_KINDS = ("dns", "uri")
+
+
+def _listed_twice(names: Iterable[str]) -> str | None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
+
+
+def account_pattern_problem(pattern: str) -> str | None:
+    """Why ``pattern`` is not a valid ``allow_accounts``/``deny_accounts`` entry, or None.
+
+    An entry is ``*``, a ``0x`` public key (32, 33, 48 or 65 bytes of hex), or an fnmatch pattern on
+    the account name. A ``0x`` entry that is not a public key would silently match nothing."""
+    if not pattern.strip():
+        return "empty pattern"
+    if pattern[:2].lower() == "0x":
+        digits = pattern[2:]
+        if len(digits) not in (64, 66, 96, 130) or any(c not in "0123456789abcdefABCDEF" for c in digits):
+            return f"{pattern!r} is not a 0x public key (32, 33, 48 or 65 bytes of hex)"
+    return None
+
+
+def duplicate_client(clients: Iterable[ClientConfig]) -> str | None:
+    """The first client name listed twice, or None (a name must pick exactly one entry)."""
+    return _listed_twice(c.name for c in clients)
+
+
+def duplicate_san(clients: Iterable[ClientConfig]) -> tuple[str, str, str] | None:
+    """(SAN, first entry, second entry) for a SAN in the ``sans`` of two entries, or None (a SAN
+    must name exactly one client)."""
+    owner: dict[str, str] = {}
+    for entry in clients:
+        for san in entry.sans:
+            if san in owner:
+                return san, owner[san], entry.name
+            owner[san] = entry.name
+    return None
 
 
 class ClientConfig(_Frozen):
@@ -191,6 +262,15 @@ class ClientConfig(_Frozen):
                 raise ValueError(f"{san!r} is not a typed SAN: write dns:NAME or uri:NAME")
             typed.append(f"dns:{value.lower()}" if kind == "dns" else san)
         return tuple(typed)
+
+    @field_validator("allow_accounts", "deny_accounts")
+    @classmethod
+    def _patterns(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in patterns:
+            problem = account_pattern_problem(pattern)
+            if problem is not None:
+                raise ValueError(problem)
+        return patterns
 
 
 class LimitsConfig(_Frozen):
@@ -237,6 +317,17 @@ class Config(_Frozen):
     logging: LoggingConfig = LoggingConfig()
 
     @model_validator(mode="after")
+    def _one_entry_per_client(self) -> Config:
+        twice = duplicate_client(self.clients)
+        if twice is not None:
+            raise ValueError(f"clients: '{twice}' is listed twice")
+        shared = duplicate_san(self.clients)
+        if shared is not None:
+            san, first, second = shared
+            raise ValueError(f"clients '{second}'.sans: {san!r} is already in the sans of '{first}'")
+        return self
+
+    @model_validator(mode="after")
     def _streams_below_workers(self) -> Config:
         if self.limits.max_streams is not None and self.limits.max_streams >= self.server.grpc_workers:
             raise ValueError(
@@ -276,4 +367,6 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    except RecursionError:  # tomllib recurses per nesting level; no config nests more than 4 deep
+        raise ConfigError(f"config file {path} nests arrays or tables too deep to be a signer config") from None
     return parse_config(data)

@@ -1,4 +1,4 @@
-"""The error tree of the signer (see DESIGN.md, "Errors").
+"""The error tree of the signer (docs/ARCHITECTURE.md, "Errors").
 
 No grpc import here: the mapping to gRPC codes and to the Dirk API's ResponseState lives in
 ``signer.api.status`` alone. Every refusal is an instance of one of these classes and carries a
@@ -31,6 +31,10 @@ class MalformedRequest(RequestError):
     """A field is missing, of the wrong length, or out of range."""
 
 
+class MalformedDocument(MalformedRequest):
+    """An untrusted JSON document is too large, nested too deep, or not valid JSON (signer.jsondoc)."""
+
+
 class UnknownKey(RequestError):
     """No key with that public key or account name is loaded (NOT_FOUND)."""
 
@@ -47,6 +51,10 @@ class WrongNetwork(RequestError):
     """The domain or fork data does not belong to the network this signer is bound to."""
 
 
+class SigningRootMismatch(RequestError):
+    """The signing root a client sent with its message is not the one the signer computes for it."""
+
+
 class ForbiddenDomain(RequestError):
     """The domain may not be signed through this call (e.g. proposer domain through Sign)."""
 
@@ -57,6 +65,11 @@ class KeystoreError(RequestError):
 
 class MalformedKeystore(KeystoreError):
     """The keystore JSON does not have the EIP-2335 shape, or uses an unsupported KDF/cipher."""
+
+
+class KdfLimitExceeded(MalformedKeystore):
+    """The keystore's KDF would need more memory or work than the signer allows (refused before it
+    runs); the message names the parameters and the limit."""
 
 
 class WrongPassword(KeystoreError):
@@ -182,6 +195,14 @@ class TargetNotAboveLowerBound(NotSafeToSign):
     offence = "target_not_above_lower_bound"
 
 
+class ProtectionNotInitialized(NotSafeToSign):
+    """The protection store is new or empty while the key module holds keys: a lost history, not a
+    fresh start. Nothing signs until history is imported or the operator declares, once, that the
+    keys have never signed (docs/ARCHITECTURE.md, "Slashing rules")."""
+
+    offence = "protection_not_initialized"
+
+
 class HeightRegression(NotSafeToSign):
     offence = "height_regression"
 
@@ -229,6 +250,11 @@ class WrongPin(KeyModuleError):
 
 class ModuleTampered(KeyModuleError):
     retryable = False
+
+
+class DataDirLocked(SignerError):
+    """Another signer process holds the data directory's lock file: two signers on one data
+    directory (and SQLite store) must never run at once."""
 
 
 class ConfigError(SignerError):

@@ -1,4 +1,4 @@
-"""SigningService: THE only path to a signature. The invariants of DESIGN.md live here and only here.
+"""SigningService: THE only path to a signature. The invariants (docs/ARCHITECTURE.md) live here and only here.
 
 Every call is batch-shaped and answers one ``Outcome`` per item, in order:
 
@@ -7,7 +7,9 @@ Every call is batch-shaped and answers one ``Outcome`` per item, in order:
 3. authorize       - the injected Authorizer (AccessDenied)
 4. signing roots   - computed here from typed data, after the domain is checked against the network
 5. protection      - ONE ``check_and_record`` transaction for the whole batch, committed before any
-                     signature exists (invariant 1); a store failure refuses every item (invariant 2)
+                     signature exists (invariant 1); a store failure refuses every item (invariant 2);
+                     a store that is not initialized (new or emptied: a lost history) refuses every
+                     item (ProtectionNotInitialized) until history is imported or declared
 6. sign            - the key module (or the parallel signer in front of it) signs the safe items
 
 A batch may not name the same key twice: the later items naming a key are refused.
@@ -53,6 +55,21 @@ from signer.types import (
 
 ROOT_LEN = 32
 DOMAIN_LEN = 32
+_GATED_DOMAINS: Mapping[DomainType, Operation] = {
+    DomainType.VOLUNTARY_EXIT: Operation.SIGN_VOLUNTARY_EXIT,
+    DomainType.DEPOSIT: Operation.SIGN_DEPOSIT,
+}
+"""Domains that Sign/Multisign sign only under their own permission, not under sign_generic: an
+exit ends a validator, a deposit picks the withdrawal credentials of a (new) validator."""
+
+NOT_INITIALIZED = (
+    "slashing protection is not initialized: the protection database holds no history and no "
+    "declaration (a new, moved or emptied database is a lost history, not a fresh start). Import the "
+    "keys' slashing-protection history (signer protection import FILE, or admin ImportInterchange), "
+    "or, only if these keys have never signed anything, declare it once: "
+    "signer protection init --keys-never-signed"
+)
+"""The refusal (and readiness reason) while the store is not initialized: says what to do."""
 _O = TypeVar("_O")
 
 
@@ -203,7 +220,24 @@ class SigningService:
         self._locked: set[bytes] = set()
         self._retired: set[bytes] = set()
         """Keys being removed (admin DeleteKeys): out of the index even if the module still lists them."""
+        self._initialized = False
+        """Cached once true: a store's initialization is never undone."""
         self.reload_keys()
+
+    # --- protection initialized? ----------------------------------------------------------
+
+    def protection_initialized(self) -> bool:
+        """True once the protection store holds its initialization record (an import, the
+        declaration that the keys never signed, ``--dev`` creating keys and store together, or a
+        migrated database that held history). Asks the store until it is; raises
+        ProtectionStoreError when the store cannot answer."""
+        if not self._initialized:
+            self._initialized = self.store.initialization() is not None
+        return self._initialized
+
+    def _require_initialized(self) -> None:
+        if not self.protection_initialized():
+            raise errors.ProtectionNotInitialized(NOT_INITIALIZED, evidence={"kind": "protection_not_initialized"})
 
     # --- key index ------------------------------------------------------------------------
 
@@ -391,11 +425,7 @@ class SigningService:
                         f"the {domain_type.name.lower()} domain is only signed through the typed, "
                         "slashing-protected calls (SignBeaconProposal / SignBeaconAttestation)"
                     )
-                operation = (
-                    Operation.SIGN_VOLUNTARY_EXIT
-                    if domain_type == DomainType.VOLUNTARY_EXIT
-                    else Operation.SIGN_GENERIC
-                )
+                operation = _GATED_DOMAINS.get(domain_type, Operation.SIGN_GENERIC)
                 self._admit(client, operation, item.key)
                 item.message = compute_signing_root(req.data, req.domain)
             except errors.SignerError as exc:
@@ -564,6 +594,19 @@ class SigningService:
         if not pending:
             return verdicts
         started = self._clock()
+        try:
+            self._require_initialized()
+        except Exception as exc:  # not initialized, or the store cannot say: refuse all (never open)
+            refusal = (
+                exc
+                if isinstance(exc, errors.SignerError)
+                else errors.ProtectionStoreError(f"slashing protection failed: {type(exc).__name__}")
+            )
+            for _, item in pending:
+                item.error = refusal
+                if isinstance(refusal, errors.NotSafeToSign):
+                    self.monitor.refusal(refusal.offence)
+            return verdicts
         try:
             results = self.store.check_and_record([i.check for _, i in pending if i.check is not None])
         except errors.SignerError as exc:

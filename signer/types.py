@@ -9,7 +9,7 @@ import enum
 from dataclasses import dataclass
 from typing import NewType, Protocol
 
-from signer.errors import NotSafeToSign
+from signer.errors import MalformedRequest, NotSafeToSign
 
 Slot = NewType("Slot", int)
 Epoch = NewType("Epoch", int)
@@ -17,6 +17,24 @@ SigningRoot = NewType("SigningRoot", bytes)
 """32 bytes: hash_tree_root(SigningData(object_root, domain))."""
 
 ZERO_ROOT = b"\x00" * 32
+
+
+MAX_CHAIN_ID_LEN = 50
+"""types.MaxChainIDLen (cometbft types/genesis.go): GenesisDoc.ValidateBasic refuses a longer one."""
+
+
+def check_chain_id(chain_id: str) -> None:
+    """CometBFT's chain_id rule, applied wherever a chain_id enters (config, admin API, CLI, privval
+    requests): non-empty and at most 50 bytes (GenesisDoc.ValidateBasic), and printable (it is shown
+    in logs and messages). Raises MalformedRequest saying which rule."""
+    if not isinstance(chain_id, str):
+        raise MalformedRequest(f"chain_id must be a string, got {type(chain_id).__name__}")
+    if not chain_id:
+        raise MalformedRequest("chain_id is empty: refusing to sign a message bound to no chain")
+    if len(chain_id.encode("utf-8", "replace")) > MAX_CHAIN_ID_LEN:
+        raise MalformedRequest(f"chain_id is longer than {MAX_CHAIN_ID_LEN} bytes")
+    if not chain_id.isprintable():
+        raise MalformedRequest("chain_id contains non-printable characters")
 
 
 class Scheme(enum.StrEnum):
@@ -261,6 +279,9 @@ class Operation(enum.StrEnum):
     SIGN_PROPOSAL = "sign_proposal"
     SIGN_GENERIC = "sign_generic"
     SIGN_VOLUNTARY_EXIT = "sign_voluntary_exit"
+    SIGN_DEPOSIT = "sign_deposit"
+    """DOMAIN_DEPOSIT through Sign/Multisign: a deposit names the withdrawal credentials, so a client
+    that may sign one could fund a not-yet-deposited key with its own; never part of sign_generic."""
     COMETBFT_VOTE = "cometbft_vote"
     COMETBFT_PROPOSAL = "cometbft_proposal"
     ACCOUNT_MANAGEMENT = "account_management"

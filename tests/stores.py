@@ -14,7 +14,7 @@ import pytest
 
 from signer.protection.postgres import PostgresStore
 from signer.protection.sqlite import SqliteStore
-from signer.protection.store import ProtectionStore
+from signer.protection.store import InitializedBy, ProtectionStore
 from signer.types import ZERO_ROOT
 from tests.postgres import shared_server
 
@@ -31,6 +31,14 @@ def make_store(backend: str, tmp_path: Path, gvr: bytes = ZERO_ROOT) -> Protecti
         # one database per test directory on the session's throwaway server (tests/postgres.py)
         return PostgresStore(shared_server().database_for(tmp_path), gvr, timeout_s=10.0, pool_size=4)
     raise ValueError(f"unknown protection backend {backend!r}")
+
+
+def keys_never_signed(store: ProtectionStore) -> ProtectionStore:
+    """Initialize ``store`` as ``signer protection init --keys-never-signed`` does (a no-op when it is
+    initialized already): the tests' keys are made beside their store and have never signed
+    elsewhere. The SigningService refuses to sign with a store that is not initialized."""
+    store.initialize(InitializedBy.KEYS_NEVER_SIGNED, "tests: keys made with this store")
+    return store
 
 
 @pytest.fixture(params=BACKENDS)

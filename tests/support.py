@@ -3,17 +3,50 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+VENDORED_VECTORS = REPO_ROOT / "tests" / "vectors"
+"""The third-party conformance vectors, vendored with their sources and checksums (README there)."""
+VECTORS_ENV = "SIGNER_VECTORS_DIR"
 
 
 def vectors_dir() -> Path:
-    """The third-party conformance vectors: $SIGNER_VECTORS_DIR or ../shared/vectors."""
-    override = os.environ.get("SIGNER_VECTORS_DIR")
-    return Path(override) if override else REPO_ROOT.parent / "shared" / "vectors"
+    """The conformance vectors: tests/vectors, or $SIGNER_VECTORS_DIR when set (same layout)."""
+    override = os.environ.get(VECTORS_ENV)
+    return Path(override) if override else VENDORED_VECTORS
+
+
+def vector_path(*parts: str) -> Path:
+    """A file or folder of the vectors; missing is an error (never a skip): the data is in the repo."""
+    path = vectors_dir().joinpath(*parts)
+    if not path.exists():
+        override = os.environ.get(VECTORS_ENV)
+        where = f"{VECTORS_ENV}={override}" if override else "vendored in tests/vectors"
+        raise FileNotFoundError(f"conformance vectors missing: {path} ({where})")
+    return path
+
+
+def markdown_anchors(path: Path) -> set[str]:
+    """The link targets a Markdown page offers: its headings as GitHub slugs (lower case,
+    punctuation dropped, spaces to hyphens; repeats numbered -1, -2, ...)."""
+    anchors: set[str] = set()
+    in_code = False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+        match = None if in_code else re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if match:
+            slug = re.sub(r"[^\w\- ]", "", match.group(1).strip().lower()).replace(" ", "-")
+            candidate, n = slug, 0
+            while candidate in anchors:
+                n += 1
+                candidate = f"{slug}-{n}"
+            anchors.add(candidate)
+    return anchors
 
 
 def in_ci() -> bool:

@@ -11,8 +11,11 @@ Rules, the same for every method:
   DeleteKeys needs ``key_admin`` for EACH key named (a key that is not loaded is checked as an
   unnamed key with that public key); ImportInterchange and ImportCometbftState need
   ``protection_import``, ExportInterchange and ExportCometbftState ``protection_export``, checked per
-  key when the request names keys, else with ``key=None``. A refusal ends the call with gRPC
-  PERMISSION_DENIED (``status.abort``) and changes nothing.
+  key when the request names keys, else with ``key=None``. An imported EIP-3076 document (also
+  ImportKeystores' ``slashing_protection``) is authorized for EVERY public key it names, so a client
+  scoped to some keys cannot write (or block) another key's history; an export that names no keys
+  holds only the keys the caller may export. A refusal ends the call with gRPC PERMISSION_DENIED
+  (``status.abort``) and changes nothing.
 * Bad input is answered in the response, never as a gRPC error: the gRPC status is OK and
   ``status`` is RESPONSE_STATUS_REFUSED with a ``message`` that says why (malformed JSON, a document
   for another genesis_validators_root, wrong password count, bad wallet name, no such key...);
@@ -25,13 +28,20 @@ Rules, the same for every method:
   come from the error tree, which never carries them, and unexpected exceptions are reported by
   type name only.
 
+* Documents that can outgrow one gRPC message (DeleteKeys' history, ExportInterchange) are
+  answered as a server stream of chunks (``DOCUMENT_CHUNK_BYTES``; see the proto's conventions):
+  the first message is the whole answer with the document cut to its first chunk and ``*_size``
+  set, the rest carry one chunk each. ``read_document`` joins them on the client side.
+
 Key changes are serialized by one lock. ImportKeystores imports the ``slashing_protection``
 document first (all or nothing: a refused document refuses the whole call and imports no key), then
 decrypts the keystores (in parallel, ``signer.keys.importer``) and seals them into the module, then
 refreshes the service's key index: the keys sign from the moment the call answers. DeleteKeys first
 takes the keys out of the index (``service.retire_keys``: nothing signs with them any more), then
 exports their EIP-3076 history, then deletes them from the module; if the export fails, the keys are
-put back and nothing is deleted.
+put back and nothing is deleted. The answer streams after the deletion; the history stays in the
+protection store, so a stream that breaks loses nothing: DeleteKeys of the same keys again answers
+NOT_ACTIVE with the same history (nothing signs with a deleted key, so it cannot have grown).
 """
 
 from __future__ import annotations
@@ -42,7 +52,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -58,17 +68,25 @@ from signer.keys import eip2335
 from signer.keys.importer import DEFAULT_WALLET, ImportResult, ImportStatus, import_keystores
 from signer.keys.module import check_account_name
 from signer.protection.cometbft_state import parse_cometbft_state
+from signer.protection.interchange import parse_interchange
 from signer.service import Outcome, SigningService
-from signer.types import ClientIdentity, KeyInfo, Operation, Scheme
+from signer.types import ClientIdentity, KeyInfo, Operation, Scheme, check_chain_id
 
 log = logging.getLogger("signer.admin")
 
 _Resp = TypeVar("_Resp")
+_Chunked = TypeVar("_Chunked", admin_pb2.DeleteKeysResponse, admin_pb2.ExportInterchangeResponse)
 
 Readiness = Callable[[], tuple[bool, str]]
 """``() -> (ready, reason)``: SignerApp.readiness."""
 
 DEFAULT_GENERATE_WALLET = "generated"
+DOCUMENT_CHUNK_BYTES = 1024 * 1024
+"""Bytes of a streamed document per message: well under gRPC's default 4 MiB message limit."""
+DOCUMENT_FIELDS: dict[type[Any], str] = {
+    admin_pb2.DeleteKeysResponse: "slashing_protection",
+    admin_pb2.ExportInterchangeResponse: "interchange_json",
+}
 
 SCHEME_TO_PROTO: dict[Scheme, admin_pb2.KeyScheme] = {
     Scheme.BLS: admin_pb2.KEY_SCHEME_BLS12_381,
@@ -122,6 +140,11 @@ def _check_wallet(wallet: str) -> str:
     return wallet
 
 
+def _stand_in(public_key: bytes) -> KeyInfo:
+    """A nameless KeyInfo for a public key that is not loaded: authorized by its public key alone."""
+    return KeyInfo(handle="", name="", scheme=_check_public_key(public_key), public_key=public_key)
+
+
 def _scheme_counts(keys: Sequence[KeyInfo]) -> list[admin_pb2.SchemeCount]:
     return [
         admin_pb2.SchemeCount(scheme=proto, count=sum(1 for k in keys if k.scheme == scheme))
@@ -136,6 +159,37 @@ def _batch_status(results: Sequence[admin_pb2.ItemResult]) -> tuple[admin_pb2.Re
     if refused == len(results):
         return admin_pb2.RESPONSE_STATUS_REFUSED, f"all {refused} items were refused; see the item results"
     return admin_pb2.RESPONSE_STATUS_PARTIAL, f"{refused} of {len(results)} items were refused; see the item results"
+
+
+def _chunks(response: _Chunked) -> Iterator[_Chunked]:
+    """``response`` as a stream: itself with the document cut to its first chunk and the size set,
+    then one message per further chunk."""
+    field = DOCUMENT_FIELDS[type(response)]
+    document = bytes(getattr(response, field))
+    setattr(response, field, document[:DOCUMENT_CHUNK_BYTES])
+    setattr(response, f"{field}_size", len(document))
+    yield response
+    for start in range(DOCUMENT_CHUNK_BYTES, len(document), DOCUMENT_CHUNK_BYTES):
+        chunk = type(response)()
+        setattr(chunk, field, document[start : start + DOCUMENT_CHUNK_BYTES])
+        yield chunk
+
+
+def read_document(stream: Iterable[_Chunked]) -> tuple[_Chunked, bytes]:
+    """Client side of a streamed answer: (the first message, the whole document). Raises
+    MalformedRequest if the stream ended without a message or short of the announced size."""
+    first: _Chunked | None = None
+    parts: list[bytes] = []
+    for message in stream:
+        first = message if first is None else first
+        parts.append(bytes(getattr(message, DOCUMENT_FIELDS[type(message)])))
+    if first is None:
+        raise errors.MalformedRequest("the answer stream ended without a message")
+    document = b"".join(parts)
+    size = int(getattr(first, f"{DOCUMENT_FIELDS[type(first)]}_size"))
+    if len(document) != size:
+        raise errors.MalformedRequest(f"the answer stream carried {len(document)} of {size} document bytes")
+    return first, document
 
 
 def default_readiness(service: SigningService) -> Readiness:
@@ -168,12 +222,44 @@ class _AdminBase:
         """Raises AccessDenied; ``_call`` turns it into gRPC PERMISSION_DENIED."""
         self.service.authorizer.authorize(client, operation, key)
 
+    def _authorize_interchange(self, client: ClientIdentity, document: bytes) -> None:
+        """PROTECTION_IMPORT for every public key the EIP-3076 document names (AccessDenied naming
+        the first refused key: nothing is imported). A document that does not parse is refused as
+        InterchangeError, before anything is written."""
+        for validator in parse_interchange(document).validators:
+            key = self._key_for(validator.public_key)
+            try:
+                self._authorize(client, Operation.PROTECTION_IMPORT, key)
+            except errors.AccessDenied as exc:
+                raise errors.AccessDenied(
+                    f"the interchange names 0x{key.public_key.hex()}, which this client may not import for: "
+                    f"{exc.message}; nothing was imported"
+                ) from None
+
+    def _may(self, client: ClientIdentity, operation: Operation, key: KeyInfo) -> bool:
+        try:
+            self._authorize(client, operation, key)
+        except errors.AccessDenied:
+            return False
+        return True
+
     def _key_for(self, public_key: bytes) -> KeyInfo:
         """The loaded key, or a nameless stand-in for one that is not loaded (for authorization)."""
         for key in self.service.list_keys():
             if key.public_key == public_key:
                 return key
-        return KeyInfo(handle="", name="", scheme=_check_public_key(public_key), public_key=public_key)
+        return _stand_in(public_key)
+
+    def _exportable(self, client: ClientIdentity, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The entries of an export whose keys ``client`` may export (a filter, not a refusal)."""
+        loaded = {k.public_key: k for k in self.service.list_keys()}
+        kept = []
+        for entry in entries:
+            public_key = _hex_key(entry)
+            key = loaded.get(public_key) or _stand_in(public_key)
+            if self._may(client, Operation.PROTECTION_EXPORT, key):
+                kept.append(entry)
+        return kept
 
     def _call(
         self,
@@ -202,6 +288,17 @@ class _AdminBase:
             outcomes = [Outcome(error=error)]
         self.calls.report(context, method, outcomes, time.perf_counter() - started)
         return response
+
+    def _stream(
+        self,
+        context: grpc.ServicerContext,
+        method: str,
+        build: Callable[[ClientIdentity], tuple[_Chunked, list[Outcome]]],
+        refused: Callable[..., _Chunked],
+    ) -> Iterator[_Chunked]:
+        """``_call``, answered as a stream of document chunks (``_chunks``). A generator: the call
+        runs when gRPC asks for the first message."""
+        yield from _chunks(self._call(context, method, build, refused))
 
     def _refresh_keys(self) -> list[KeyInfo]:
         """Re-read the module into the service's index; report keys loaded per scheme."""
@@ -287,9 +384,11 @@ class KeyAdminServicer(_AdminBase, admin_pb2_grpc.KeyAdminServicer):
                     f"passwords for {len(keystores)} keystores"
                 )
             wallet = _check_wallet(request.wallet or DEFAULT_WALLET)
+            if protection:
+                self._authorize_interchange(client, protection)
             with self.lock:
                 if protection:
-                    report = self.service.store.import_interchange(protection)
+                    report = self.service.store.import_interchange(protection, who=_admin_who(client))
                     log.info(
                         "slashing protection imported with keystores",
                         extra={"blocks": report.blocks_imported, "attestations": report.attestations_imported},
@@ -336,6 +435,7 @@ class KeyAdminServicer(_AdminBase, admin_pb2_grpc.KeyAdminServicer):
                 wallet=wallet,
                 workers=self.import_workers,
                 progress=False,
+                max_work=float(self.calls.max_batch_items),  # as much as that many standard keystores
             )
             # The importer names keystores by path: keep the temporary paths out of messages.
             return [
@@ -432,7 +532,7 @@ class KeyAdminServicer(_AdminBase, admin_pb2_grpc.KeyAdminServicer):
 
     def DeleteKeys(
         self, request: admin_pb2.DeleteKeysRequest, context: grpc.ServicerContext
-    ) -> admin_pb2.DeleteKeysResponse:
+    ) -> Iterator[admin_pb2.DeleteKeysResponse]:
         def build(client: ClientIdentity) -> tuple[admin_pb2.DeleteKeysResponse, list[Outcome]]:
             public_keys = [bytes(pk) for pk in request.public_keys]
             if not public_keys:
@@ -475,7 +575,7 @@ class KeyAdminServicer(_AdminBase, admin_pb2_grpc.KeyAdminServicer):
                 outcomes,
             )
 
-        return self._call(context, "DeleteKeys", build, admin_pb2.DeleteKeysResponse)
+        return self._stream(context, "DeleteKeys", build, admin_pb2.DeleteKeysResponse)
 
     def _delete(
         self, public_keys: list[bytes], wanted: dict[bytes, KeyInfo], results: dict[int, admin_pb2.ItemResult]
@@ -548,6 +648,11 @@ class KeyAdminServicer(_AdminBase, admin_pb2_grpc.KeyAdminServicer):
         return self._call(context, "ReloadKeys", build, admin_pb2.ReloadKeysResponse)
 
 
+def _admin_who(client: ClientIdentity) -> str:
+    """Who an admin import is recorded as, should it initialize the protection store."""
+    return f"admin API client '{client.name}'"
+
+
 def _hex_key(entry: dict[str, Any]) -> bytes:
     value = entry.get("pubkey", "")
     try:
@@ -571,7 +676,8 @@ class ProtectionAdminServicer(_AdminBase, admin_pb2_grpc.ProtectionAdminServicer
             document = bytes(request.interchange_json)
             if not document:
                 raise errors.MalformedRequest("interchange_json is empty")
-            report = self.service.store.import_interchange(document)
+            self._authorize_interchange(client, document)
+            report = self.service.store.import_interchange(document, who=_admin_who(client))
             log.info(
                 "interchange imported",
                 extra={
@@ -596,7 +702,7 @@ class ProtectionAdminServicer(_AdminBase, admin_pb2_grpc.ProtectionAdminServicer
 
     def ExportInterchange(
         self, request: admin_pb2.ExportInterchangeRequest, context: grpc.ServicerContext
-    ) -> admin_pb2.ExportInterchangeResponse:
+    ) -> Iterator[admin_pb2.ExportInterchangeResponse]:
         def build(client: ClientIdentity) -> tuple[admin_pb2.ExportInterchangeResponse, list[Outcome]]:
             public_keys = [bytes(pk) for pk in request.public_keys]
             if public_keys:
@@ -605,6 +711,8 @@ class ProtectionAdminServicer(_AdminBase, admin_pb2_grpc.ProtectionAdminServicer
             else:
                 self._authorize(client, Operation.PROTECTION_EXPORT)
             document = self.service.store.export_interchange(public_keys or None)
+            if not public_keys:  # all the caller may export, and nothing else
+                document["data"] = self._exportable(client, document["data"])
             return (
                 admin_pb2.ExportInterchangeResponse(
                     status=admin_pb2.RESPONSE_STATUS_OK, interchange_json=json.dumps(document, indent=1).encode()
@@ -612,11 +720,10 @@ class ProtectionAdminServicer(_AdminBase, admin_pb2_grpc.ProtectionAdminServicer
                 [],
             )
 
-        return self._call(context, "ExportInterchange", build, admin_pb2.ExportInterchangeResponse)
+        return self._stream(context, "ExportInterchange", build, admin_pb2.ExportInterchangeResponse)
 
     def _chain_and_key(self, chain_id: str, public_key: bytes) -> KeyInfo:
-        if not chain_id:
-            raise errors.MalformedRequest("chain_id is empty")
+        check_chain_id(chain_id)
         key = self._key_for(public_key)
         if key.scheme is Scheme.BLS:
             raise errors.UnsupportedScheme("CometBFT state belongs to a secp256k1 or Ed25519 key, not a BLS key")
@@ -634,7 +741,9 @@ class ProtectionAdminServicer(_AdminBase, admin_pb2_grpc.ProtectionAdminServicer
                 raise errors.MalformedRequest("state_json is empty")
             state = parse_cometbft_state(document)
             without_timestamp = imported_sign_bytes_without_timestamp(public_key, state.sign_bytes, state.signature)
-            moved = self.service.store.import_cometbft_state(request.chain_id, public_key, document, without_timestamp)
+            moved = self.service.store.import_cometbft_state(
+                request.chain_id, public_key, document, without_timestamp, who=_admin_who(client)
+            )
             log.info(
                 "CometBFT state imported",
                 extra={"chain_id": request.chain_id, "public_key": "0x" + public_key.hex(), "moved_forward": moved},

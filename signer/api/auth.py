@@ -19,7 +19,7 @@ import fnmatch
 import logging
 from collections.abc import Iterable, Sequence
 
-from signer.config import ClientConfig
+from signer.config import ClientConfig, account_pattern_problem, duplicate_client, duplicate_san
 from signer.errors import AccessDenied, ConfigError
 from signer.types import (
     AuditEvent,
@@ -89,15 +89,11 @@ def _first_match(patterns: Iterable[str], key: KeyInfo) -> str | None:
 
 
 def _check_patterns(client: str, field: str, patterns: Iterable[str]) -> None:
+    """The config's rule (signer.config.account_pattern_problem), for entries built in code."""
     for pattern in patterns:
-        if not pattern.strip():
-            raise ConfigError(f"clients '{client}'.{field}: empty pattern")
-        if _is_public_key(pattern):
-            digits = pattern[2:]
-            if len(digits) not in (64, 66, 96, 130) or any(c not in "0123456789abcdefABCDEF" for c in digits):
-                raise ConfigError(
-                    f"clients '{client}'.{field}: {pattern!r} is not a 0x public key (32, 33, 48 or 65 bytes of hex)"
-                )
+        problem = account_pattern_problem(pattern)
+        if problem is not None:
+            raise ConfigError(f"clients '{client}'.{field}: {problem}")
 
 
 class PermissionAuthorizer:
@@ -110,18 +106,14 @@ class PermissionAuthorizer:
         audit: AuditSink | None = None,
         monitor: Monitor | None = None,
     ) -> None:
-        seen: set[str] = set()
-        san_owner: dict[str, str] = {}
+        twice = duplicate_client(clients)
+        if twice is not None:
+            raise ConfigError(f"clients: '{twice}' is listed twice")
+        shared = duplicate_san(clients)
+        if shared is not None:
+            san, first, second = shared
+            raise ConfigError(f"clients '{second}'.sans: {san!r} is already in the sans of '{first}'")
         for entry in clients:
-            if entry.name in seen:
-                raise ConfigError(f"clients: '{entry.name}' is listed twice")
-            seen.add(entry.name)
-            for san in entry.sans:
-                if san in san_owner:
-                    raise ConfigError(
-                        f"clients '{entry.name}'.sans: {san!r} is already in the sans of '{san_owner[san]}'"
-                    )
-                san_owner[san] = entry.name
             _check_patterns(entry.name, "allow_accounts", entry.allow_accounts)
             _check_patterns(entry.name, "deny_accounts", entry.deny_accounts)
         self.clients: tuple[ClientConfig, ...] = tuple(clients)
@@ -185,7 +177,11 @@ def _refuse(
 
 class DevAuthorizer:
     """``--dev``: any client the CA vouched for may do anything with the dev keys (``dev/*``), and
-    nothing with any other key. Operations without a key are allowed."""
+    nothing with any other key. Operations without a key are allowed.
+
+    That includes ``sign_deposit`` and ``sign_voluntary_exit``: the dev keys' secrets come from a
+    published seed (signer.keys.dev), so anyone can sign a deposit for them without the signer;
+    refusing would protect nothing and would break local devnets that deposit their validators."""
 
     def __init__(
         self,

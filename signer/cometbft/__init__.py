@@ -17,7 +17,7 @@ from signer.cometbft.canonical import (
     vote_sign_bytes,
     vote_sign_bytes_without_timestamp,
 )
-from signer.cometbft.consensus import check_chain_id, consensus_check, step_of, with_timestamp
+from signer.cometbft.consensus import consensus_check, step_of, with_timestamp
 from signer.cometbft.messages import (
     GO_ZERO_TIME,
     NIL_BLOCK_ID,
@@ -42,7 +42,6 @@ __all__ = [
     "SignedMsgType",
     "Timestamp",
     "Vote",
-    "check_chain_id",
     "clear_timestamp",
     "consensus_check",
     "encode_canonical_proposal",

@@ -9,10 +9,7 @@ from typing import TypeVar
 from signer.cometbft.canonical import sign_bytes_pair
 from signer.cometbft.messages import Proposal, SignedMsgType, Timestamp, Vote
 from signer.errors import MalformedRequest
-from signer.types import ConsensusCheck, ConsensusStep
-
-MAX_CHAIN_ID_LEN = 50
-"""types.MaxChainIDLen (cometbft types/genesis.go)."""
+from signer.types import ConsensusCheck, ConsensusStep, check_chain_id
 
 _STEPS = {
     SignedMsgType.PROPOSAL: ConsensusStep.PROPOSAL,
@@ -35,18 +32,6 @@ def with_timestamp(msg: _Msg, timestamp: Timestamp) -> _Msg:
     if not isinstance(timestamp, Timestamp):
         raise MalformedRequest(f"timestamp must be a Timestamp, got {type(timestamp).__name__}")
     return dataclasses.replace(msg, timestamp=timestamp)
-
-
-def check_chain_id(chain_id: str) -> None:
-    """The signer signs only for a named chain: non-empty, at most 50 bytes, printable."""
-    if not isinstance(chain_id, str):
-        raise MalformedRequest(f"chain_id must be a string, got {type(chain_id).__name__}")
-    if not chain_id:
-        raise MalformedRequest("chain_id is empty: refusing to sign a message bound to no chain")
-    if len(chain_id.encode("utf-8", "replace")) > MAX_CHAIN_ID_LEN:
-        raise MalformedRequest(f"chain_id is longer than {MAX_CHAIN_ID_LEN} bytes")
-    if not chain_id.isprintable():
-        raise MalformedRequest("chain_id contains non-printable characters")
 
 
 def consensus_check(chain_id: str, public_key: bytes, msg: Vote | Proposal) -> ConsensusCheck:

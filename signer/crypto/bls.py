@@ -20,7 +20,7 @@ Default: ``blst``. Measured with ``python bench/crypto_rates.py`` on this machin
 bench/RESULTS.md): blst signs in ~360 us, blspy in ~370 us (equal within noise), py_ecc in
 ~110-150 ms. Both native backends pass every vector; both scale ~1.9x over 2 processes; only blspy
 scales over threads (2 threads ~2.0x against ~1.0x for blst). blst stays the default because
-the batched core fans signing out over processes in chunks (DESIGN.md), where the two are equal,
+the batched core fans signing out over processes in chunks (docs/ARCHITECTURE.md), where the two are equal,
 and pyblst is a current build of blst, the library Ethereum clients use, while blspy 2.0.3 is a
 2024 build (it installs and imports on Python 3.11 here). A thread-based caller should check
 ``get_backend().releases_gil`` or pick blspy with ``set_default_backend("blspy")``.

@@ -48,9 +48,11 @@ from signer.eth2.ssz import (
     check_bitvector,
     check_bytes,
     check_uint64,
+    list_root,
     merkleize,
     offset_bytes,
     uint64_bytes,
+    uint64_list_root,
     uint64_root,
 )
 
@@ -535,3 +537,259 @@ def block_root(beacon_block_root: bytes) -> bytes:
     """hash_tree_root(Root) is the root itself: the sync committee message's object root."""
     _root32("beacon_block_root", beacon_block_root)
     return beacon_block_root
+
+
+# --- phase0 and altair beacon blocks (Web3Signer BLOCK_V2 sends them whole) ----------------------
+#
+# From bellatrix on, remote signers get only the BeaconBlockHeader; for phase0/altair blocks the
+# signer builds the header itself (body_root = hash_tree_root(body)). hash_tree_root(BeaconBlock)
+# equals hash_tree_root of that header, so the header is both what is signed and what slashing
+# protection records. These containers are only hashed (no serialize()).
+
+MAX_PROPOSER_SLASHINGS = 16
+MAX_ATTESTER_SLASHINGS = 2
+MAX_ATTESTATIONS = 128
+MAX_DEPOSITS = 16
+MAX_VOLUNTARY_EXITS = 16
+"""phase0 block body list limits: the same in the mainnet and minimal presets."""
+DEPOSIT_PROOF_LENGTH = 32 + 1
+"""Deposit.proof: Vector[Bytes32, DEPOSIT_CONTRACT_TREE_DEPTH + 1]."""
+SYNC_COMMITTEE_BITS = {"mainnet": 512, "minimal": 32}
+"""SyncAggregate.sync_committee_bits is a Bitvector[SYNC_COMMITTEE_SIZE] per preset."""
+
+
+def _sig(name: str, value: bytes) -> None:
+    check_bytes(name, value, 96)
+
+
+def _typed(name: str, value: object, cls: type) -> None:
+    if type(value) is not cls:
+        raise MalformedRequest(f"{name} must be a {cls.__name__}")
+
+
+def _typed_items(name: str, values: object, cls: type) -> None:
+    if type(values) is not tuple or any(type(v) is not cls for v in values):
+        raise MalformedRequest(f"{name} must be a tuple of {cls.__name__}")
+
+
+@dataclass(frozen=True, slots=True)
+class Eth1Data:
+    deposit_root: bytes
+    deposit_count: int
+    block_hash: bytes
+
+    def __post_init__(self) -> None:
+        _root32("eth1_data.deposit_root", self.deposit_root)
+        check_uint64("eth1_data.deposit_count", self.deposit_count)
+        _root32("eth1_data.block_hash", self.block_hash)
+
+    def hash_tree_root(self) -> bytes:
+        return merkleize([self.deposit_root, uint64_root(self.deposit_count), self.block_hash])
+
+
+@dataclass(frozen=True, slots=True)
+class SignedBeaconBlockHeader:
+    message: BeaconBlockHeader
+    signature: bytes
+
+    def __post_init__(self) -> None:
+        _typed("signed_beacon_block_header.message", self.message, BeaconBlockHeader)
+        _sig("signed_beacon_block_header.signature", self.signature)
+
+    def hash_tree_root(self) -> bytes:
+        return merkleize([self.message.hash_tree_root(), bytes_root(self.signature)])
+
+
+@dataclass(frozen=True, slots=True)
+class ProposerSlashing:
+    signed_header_1: SignedBeaconBlockHeader
+    signed_header_2: SignedBeaconBlockHeader
+
+    def __post_init__(self) -> None:
+        _typed("proposer_slashing.signed_header_1", self.signed_header_1, SignedBeaconBlockHeader)
+        _typed("proposer_slashing.signed_header_2", self.signed_header_2, SignedBeaconBlockHeader)
+
+    def hash_tree_root(self) -> bytes:
+        return merkleize([self.signed_header_1.hash_tree_root(), self.signed_header_2.hash_tree_root()])
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedAttestation:
+    """phase0..deneb IndexedAttestation: attesting_indices is a List[ValidatorIndex, 2048]."""
+
+    attesting_indices: tuple[int, ...]
+    data: AttestationData
+    signature: bytes
+
+    def __post_init__(self) -> None:
+        if type(self.attesting_indices) is not tuple:
+            raise MalformedRequest("indexed_attestation.attesting_indices must be a tuple")
+        if len(self.attesting_indices) > MAX_VALIDATORS_PER_COMMITTEE:
+            raise MalformedRequest(
+                f"indexed_attestation.attesting_indices: more than {MAX_VALIDATORS_PER_COMMITTEE} indices"
+            )
+        for index in self.attesting_indices:
+            check_uint64("indexed_attestation.attesting_indices", index)
+        _typed("indexed_attestation.data", self.data, AttestationData)
+        _sig("indexed_attestation.signature", self.signature)
+
+    def hash_tree_root(self) -> bytes:
+        return merkleize(
+            [
+                uint64_list_root(
+                    "indexed_attestation.attesting_indices", list(self.attesting_indices), MAX_VALIDATORS_PER_COMMITTEE
+                ),
+                self.data.hash_tree_root(),
+                bytes_root(self.signature),
+            ]
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AttesterSlashing:
+    attestation_1: IndexedAttestation
+    attestation_2: IndexedAttestation
+
+    def __post_init__(self) -> None:
+        _typed("attester_slashing.attestation_1", self.attestation_1, IndexedAttestation)
+        _typed("attester_slashing.attestation_2", self.attestation_2, IndexedAttestation)
+
+    def hash_tree_root(self) -> bytes:
+        return merkleize([self.attestation_1.hash_tree_root(), self.attestation_2.hash_tree_root()])
+
+
+@dataclass(frozen=True, slots=True)
+class Deposit:
+    proof: tuple[bytes, ...]
+    data: DepositData
+
+    def __post_init__(self) -> None:
+        if type(self.proof) is not tuple or len(self.proof) != DEPOSIT_PROOF_LENGTH:
+            raise MalformedRequest(f"deposit.proof must be {DEPOSIT_PROOF_LENGTH} roots")
+        for node in self.proof:
+            _root32("deposit.proof", node)
+        _typed("deposit.data", self.data, DepositData)
+
+    def hash_tree_root(self) -> bytes:
+        return merkleize([merkleize(list(self.proof)), self.data.hash_tree_root()])
+
+
+@dataclass(frozen=True, slots=True)
+class SignedVoluntaryExit:
+    message: VoluntaryExit
+    signature: bytes
+
+    def __post_init__(self) -> None:
+        _typed("signed_voluntary_exit.message", self.message, VoluntaryExit)
+        _sig("signed_voluntary_exit.signature", self.signature)
+
+    def hash_tree_root(self) -> bytes:
+        return merkleize([self.message.hash_tree_root(), bytes_root(self.signature)])
+
+
+@dataclass(frozen=True, slots=True)
+class SyncAggregate:
+    """``sync_committee_bits``: Bitvector[512] (mainnet, 64 bytes) or Bitvector[32] (minimal, 4 bytes)."""
+
+    sync_committee_bits: bytes
+    sync_committee_signature: bytes
+
+    def __post_init__(self) -> None:
+        bits = len(self.sync_committee_bits) * 8 if isinstance(self.sync_committee_bits, bytes) else -1
+        if bits not in SYNC_COMMITTEE_BITS.values():
+            raise MalformedRequest(
+                "sync_aggregate.sync_committee_bits must be 64 bytes (mainnet Bitvector[512]) "
+                "or 4 bytes (minimal Bitvector[32])"
+            )
+        check_bitvector("sync_aggregate.sync_committee_bits", self.sync_committee_bits, bits)
+        _sig("sync_aggregate.sync_committee_signature", self.sync_committee_signature)
+
+    def hash_tree_root(self) -> bytes:
+        return merkleize([bitvector_root(self.sync_committee_bits), bytes_root(self.sync_committee_signature)])
+
+
+@dataclass(frozen=True, slots=True)
+class BeaconBlockBody:
+    """phase0 BeaconBlockBody; ``sync_aggregate`` set makes it the altair body (one more field)."""
+
+    randao_reveal: bytes
+    eth1_data: Eth1Data
+    graffiti: bytes
+    proposer_slashings: tuple[ProposerSlashing, ...] = ()
+    attester_slashings: tuple[AttesterSlashing, ...] = ()
+    attestations: tuple[Attestation, ...] = ()
+    deposits: tuple[Deposit, ...] = ()
+    voluntary_exits: tuple[SignedVoluntaryExit, ...] = ()
+    sync_aggregate: SyncAggregate | None = None
+
+    def __post_init__(self) -> None:
+        _sig("beacon_block_body.randao_reveal", self.randao_reveal)
+        _typed("beacon_block_body.eth1_data", self.eth1_data, Eth1Data)
+        _root32("beacon_block_body.graffiti", self.graffiti)
+        _typed_items("beacon_block_body.proposer_slashings", self.proposer_slashings, ProposerSlashing)
+        _typed_items("beacon_block_body.attester_slashings", self.attester_slashings, AttesterSlashing)
+        _typed_items("beacon_block_body.attestations", self.attestations, Attestation)
+        _typed_items("beacon_block_body.deposits", self.deposits, Deposit)
+        _typed_items("beacon_block_body.voluntary_exits", self.voluntary_exits, SignedVoluntaryExit)
+        limits = (
+            ("proposer_slashings", self.proposer_slashings, MAX_PROPOSER_SLASHINGS),
+            ("attester_slashings", self.attester_slashings, MAX_ATTESTER_SLASHINGS),
+            ("attestations", self.attestations, MAX_ATTESTATIONS),
+            ("deposits", self.deposits, MAX_DEPOSITS),
+            ("voluntary_exits", self.voluntary_exits, MAX_VOLUNTARY_EXITS),
+        )
+        for name, items, limit in limits:
+            if len(items) > limit:
+                raise MalformedRequest(f"beacon_block_body.{name}: {len(items)} items exceed the limit of {limit}")
+        if self.sync_aggregate is not None:
+            _typed("beacon_block_body.sync_aggregate", self.sync_aggregate, SyncAggregate)
+
+    def hash_tree_root(self) -> bytes:
+        fields = [
+            bytes_root(self.randao_reveal),
+            self.eth1_data.hash_tree_root(),
+            self.graffiti,
+            list_root(
+                "proposer_slashings", [x.hash_tree_root() for x in self.proposer_slashings], MAX_PROPOSER_SLASHINGS
+            ),
+            list_root(
+                "attester_slashings", [x.hash_tree_root() for x in self.attester_slashings], MAX_ATTESTER_SLASHINGS
+            ),
+            list_root("attestations", [x.hash_tree_root() for x in self.attestations], MAX_ATTESTATIONS),
+            list_root("deposits", [x.hash_tree_root() for x in self.deposits], MAX_DEPOSITS),
+            list_root("voluntary_exits", [x.hash_tree_root() for x in self.voluntary_exits], MAX_VOLUNTARY_EXITS),
+        ]
+        if self.sync_aggregate is not None:
+            fields.append(self.sync_aggregate.hash_tree_root())
+        return merkleize(fields)
+
+
+@dataclass(frozen=True, slots=True)
+class BeaconBlock:
+    """phase0 or altair BeaconBlock (the body says which)."""
+
+    slot: int
+    proposer_index: int
+    parent_root: bytes
+    state_root: bytes
+    body: BeaconBlockBody
+
+    def __post_init__(self) -> None:
+        check_uint64("beacon_block.slot", self.slot)
+        check_uint64("beacon_block.proposer_index", self.proposer_index)
+        _root32("beacon_block.parent_root", self.parent_root)
+        _root32("beacon_block.state_root", self.state_root)
+        _typed("beacon_block.body", self.body, BeaconBlockBody)
+
+    def header(self) -> BeaconBlockHeader:
+        """The block's header: what is signed (same root as the block) and what protection records."""
+        return BeaconBlockHeader(
+            slot=self.slot,
+            proposer_index=self.proposer_index,
+            parent_root=self.parent_root,
+            state_root=self.state_root,
+            body_root=self.body.hash_tree_root(),
+        )
+
+    def hash_tree_root(self) -> bytes:
+        return self.header().hash_tree_root()

@@ -19,8 +19,13 @@ A message signed for an epoch at or after a fork with the old version is invalid
 nothing and keeps the rule simple. For ``DOMAIN_VOLUNTARY_EXIT`` with an epoch: at or after the deneb
 epoch only the capella version is accepted; before it, the version at that epoch or the capella
 version (an exit pre-signed today for an old epoch is verified with capella's version after deneb).
-For a custom network we do not know which fork is capella, so an exit may use any of the network's
-versions in force at or before its epoch.
+For a custom network whose forks are not named we do not know which fork is capella, so an exit may
+use any of the network's versions in force at or before its epoch; when they are named (config
+``forks[].name``) capella and deneb give EIP-7044's version and epoch as on the built-in networks.
+
+``slots_per_epoch`` (32 in the mainnet preset, 8 in the minimal preset that dev chains use) turns a
+slot into the epoch whose fork version applies (``epoch_at_slot``): a block at slot 17 on an 8-slot
+network is in epoch 2.
 
 Sources of the built-in values (fork versions and epochs, genesis_validators_root):
 * mainnet: ethereum/consensus-specs ``configs/mainnet.yaml`` (Fulu: FULU_FORK_EPOCH 411392, Dec 3 2025);
@@ -34,7 +39,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from signer.config import NetworkConfig
+from signer.config import FORK_NAMES, ForkEntry, NetworkConfig
 from signer.errors import ConfigError, MalformedRequest, WrongNetwork
 from signer.eth2.signing import DomainType, compute_domain, compute_fork_data_root
 from signer.eth2.ssz import UINT64_MAX, ZERO_CHUNK
@@ -55,8 +60,11 @@ class Network:
     """One consensus network: its genesis_validators_root and complete fork schedule.
 
     ``forks`` holds the forks after genesis as ``(epoch, version)``, in fork order (epochs never
-    decrease; several forks may share an epoch, the last one listed wins). ``exit_fork_version`` and
-    ``exit_fork_epoch`` are EIP-7044's capella version and deneb epoch, when known.
+    decrease; several forks may share an epoch, the last one listed wins). ``fork_names`` names the
+    first ``len(fork_names)`` of them: always altair, bellatrix, ... in order (a prefix of
+    ``FORK_NAMES[1:]``); forks beyond it (an operator's extension of a built-in schedule) are
+    unnamed. ``exit_fork_version`` and ``exit_fork_epoch`` are EIP-7044's capella version and deneb
+    epoch, when known.
     """
 
     name: str
@@ -66,6 +74,7 @@ class Network:
     exit_fork_version: bytes | None = None
     exit_fork_epoch: int | None = None
     slots_per_epoch: int = 32
+    fork_names: tuple[str, ...] = ()
     _by_suffix: dict[bytes, bytes] = field(init=False, repr=False, compare=False, hash=False)
     _genesis_domains: dict[DomainType, bytes] = field(init=False, repr=False, compare=False, hash=False)
 
@@ -89,8 +98,13 @@ class Network:
             raise ConfigError(f"{where}: exit_fork_version and exit_fork_epoch go together")
         if self.exit_fork_version is not None and self.exit_fork_version not in versions:
             raise ConfigError(f"{where}: exit_fork_version is not one of the network's fork versions")
-        if self.slots_per_epoch < 1:
-            raise ConfigError(f"{where}: slots_per_epoch must be positive")
+        if type(self.slots_per_epoch) is not int or self.slots_per_epoch < 1:
+            raise ConfigError(f"{where}: slots_per_epoch must be a positive integer")
+        if len(self.fork_names) > len(self.forks) or self.fork_names != FORK_NAMES[1 : 1 + len(self.fork_names)]:
+            raise ConfigError(
+                f"{where}: named forks must be {', '.join(FORK_NAMES[1:])} in this order, each once, "
+                f"without gaps (got {', '.join(self.fork_names)})"
+            )
         by_suffix = {compute_fork_data_root(v, self.genesis_validators_root)[:28]: v for v in versions}
         genesis_domains = {t: compute_domain(t, self.genesis_fork_version, ZERO_CHUNK) for t in _GENESIS_ONLY}
         object.__setattr__(self, "_by_suffix", by_suffix)
@@ -112,7 +126,21 @@ class Network:
             version = fork_version
         return version
 
+    def fork_name_at(self, epoch: int) -> str | None:
+        """The name of the fork in force at ``epoch`` (``phase0`` before the first fork), or None when
+        that fork is not named (an unnamed custom schedule or an extension of a built-in one)."""
+        self.fork_version_at(epoch)  # validates epoch
+        if not self.fork_names:
+            return None
+        active = sum(1 for fork_epoch, _ in self.forks if fork_epoch <= epoch)
+        if active == 0:
+            return FORK_NAMES[0]
+        return self.fork_names[active - 1] if active <= len(self.fork_names) else None
+
     def epoch_at_slot(self, slot: int) -> int:
+        """compute_epoch_at_slot with this network's SLOTS_PER_EPOCH."""
+        if type(slot) is not int or not 0 <= slot <= UINT64_MAX:
+            raise MalformedRequest(f"slot must be a uint64, got {slot}")
         return slot // self.slots_per_epoch
 
     def domain(self, domain_type: bytes, epoch: int) -> bytes:
@@ -184,6 +212,7 @@ def _v(hex_version: str) -> bytes:
 
 # Values: see the module docstring for sources. Fork order: altair, bellatrix, capella, deneb,
 # electra, fulu.
+_AFTER_GENESIS = FORK_NAMES[1:]
 MAINNET = Network(
     name="mainnet",
     genesis_validators_root=_v("0x4b363db94e286120d76eb905340fdd4e54bfe9f06bf33ff6cf5ad27f511bfe95"),
@@ -198,6 +227,7 @@ MAINNET = Network(
     ),
     exit_fork_version=_v("0x03000000"),
     exit_fork_epoch=269568,
+    fork_names=_AFTER_GENESIS,
 )
 
 SEPOLIA = Network(
@@ -214,6 +244,7 @@ SEPOLIA = Network(
     ),
     exit_fork_version=_v("0x90000072"),
     exit_fork_epoch=132608,
+    fork_names=_AFTER_GENESIS,
 )
 
 HOLESKY = Network(
@@ -230,6 +261,7 @@ HOLESKY = Network(
     ),
     exit_fork_version=_v("0x04017000"),
     exit_fork_epoch=29696,
+    fork_names=_AFTER_GENESIS,
 )
 
 HOODI = Network(
@@ -246,31 +278,58 @@ HOODI = Network(
     ),
     exit_fork_version=_v("0x40000910"),
     exit_fork_epoch=0,
+    fork_names=_AFTER_GENESIS,
 )
 
 BUILTIN_NETWORKS: dict[str, Network] = {n.name: n for n in (MAINNET, HOODI, SEPOLIA, HOLESKY)}
 
 
-def _config_forks(cfg: NetworkConfig) -> tuple[tuple[int, bytes], ...]:
+def _scheduled(cfg: NetworkConfig) -> list[ForkEntry]:
+    """``[network].forks`` without entries at FAR_FUTURE_EPOCH (unscheduled) and without a genesis
+    entry (epoch 0 with the genesis version, or named phase0)."""
     genesis = _v(cfg.genesis_fork_version) if cfg.genesis_fork_version else None
-    return tuple(
-        (f.epoch, _v(f.version))
+    if any(f.name == FORK_NAMES[0] and f.epoch != 0 for f in cfg.forks):
+        raise ConfigError("network.forks: phase0 is the genesis fork, at epoch 0")
+    return [
+        f
         for f in cfg.forks
-        if f.epoch != FAR_FUTURE_EPOCH and not (f.epoch == 0 and _v(f.version) == genesis)
-    )
+        if f.epoch != FAR_FUTURE_EPOCH and f.name != FORK_NAMES[0] and not (f.epoch == 0 and _v(f.version) == genesis)
+    ]
+
+
+def _named_schedule(kept: list[ForkEntry]) -> tuple[tuple[tuple[int, bytes], ...], tuple[str, ...]]:
+    """A custom schedule and its names: all or none named, and then altair, bellatrix, ... in order."""
+    named = [f.name for f in kept if f.name is not None]
+    if named and len(named) != len(kept):
+        raise ConfigError("network.forks: name every scheduled fork or none")
+    expected = FORK_NAMES[1 : 1 + len(named)]
+    if tuple(named) != expected:
+        raise ConfigError(
+            f"network.forks: scheduled forks must be named {', '.join(expected)} in this order "
+            f"(got {', '.join(str(n) for n in named)})"
+        )
+    return tuple((f.epoch, _v(f.version)) for f in kept), tuple(str(n) for n in named)
+
+
+def _exit_fork(forks: tuple[tuple[int, bytes], ...], names: tuple[str, ...]) -> tuple[bytes | None, int | None]:
+    """EIP-7044: (capella version, deneb epoch) when both are scheduled and named, else (None, None)."""
+    by_name = dict(zip(names, forks, strict=False))
+    if "capella" in by_name and "deneb" in by_name:
+        return by_name["capella"][1], by_name["deneb"][0]
+    return None, None
 
 
 def network_from_config(cfg: NetworkConfig) -> Network:
     """The network named by ``[network]``.
 
     A built-in name gives the built-in network; ``genesis_validators_root``/``genesis_fork_version``
-    may be repeated but must then agree, and ``forks`` may only append forks scheduled after the last
-    built-in one (so a newly scheduled fork can be configured before a release knows it). Any other
-    name (``custom`` or e.g. a devnet's) needs both genesis fields and takes ``forks`` as its schedule.
-    Entries at FAR_FUTURE_EPOCH (2**64-1, unscheduled) and a genesis entry (epoch 0, genesis version)
-    are ignored.
+    may be repeated but must then agree, ``slots_per_epoch`` may only be 32, and ``forks`` may only
+    append unnamed forks scheduled after the last built-in one (so a newly scheduled fork can be
+    configured before a release knows it). Any other name (``custom`` or e.g. a devnet's) needs both
+    genesis fields and takes ``forks`` as its schedule (named or not; see ``_config_forks``) and
+    ``slots_per_epoch`` (default 32).
     """
-    forks = _config_forks(cfg)
+    kept = _scheduled(cfg)
     builtin = BUILTIN_NETWORKS.get(cfg.name)
     if builtin is not None:
         if cfg.genesis_validators_root is not None and _v(cfg.genesis_validators_root) != (
@@ -286,9 +345,27 @@ def network_from_config(cfg: NetworkConfig) -> Network:
                 f"network.genesis_fork_version does not match built-in network {cfg.name!r} "
                 f"({_hex(builtin.genesis_fork_version)})"
             )
-        known = set(builtin.forks)
+        if cfg.slots_per_epoch is not None and cfg.slots_per_epoch != builtin.slots_per_epoch:
+            raise ConfigError(
+                f"network.slots_per_epoch: built-in network {cfg.name!r} has {builtin.slots_per_epoch} "
+                f"slots per epoch (a custom network may set another value)"
+            )
+        known = dict(zip(builtin.forks, builtin.fork_names, strict=False))
+        for entry in cfg.forks:
+            fork = (entry.epoch, _v(entry.version))
+            if entry.name is not None and fork in known and known[fork] != entry.name:
+                raise ConfigError(
+                    f"network.forks: ({entry.epoch}, {entry.version}) is {known[fork]} on {cfg.name!r}, "
+                    f"not {entry.name}"
+                )
+            if entry.name is not None and fork not in known:
+                raise ConfigError(
+                    f"network.forks: {entry.name} is already scheduled on {cfg.name!r}; a fork added "
+                    "after the built-in schedule has no name"
+                )
         last_epoch = builtin.forks[-1][0] if builtin.forks else 0
-        extra = tuple(f for f in forks if f not in known)
+        forks = tuple((f.epoch, _v(f.version)) for f in kept)
+        extra = tuple(f for f in forks if f not in set(builtin.forks))
         for epoch, version in extra:
             if epoch <= last_epoch or version in builtin.versions:
                 raise ConfigError(
@@ -305,15 +382,22 @@ def network_from_config(cfg: NetworkConfig) -> Network:
             exit_fork_version=builtin.exit_fork_version,
             exit_fork_epoch=builtin.exit_fork_epoch,
             slots_per_epoch=builtin.slots_per_epoch,
+            fork_names=builtin.fork_names,
         )
     if cfg.genesis_validators_root is None or cfg.genesis_fork_version is None:
         raise ConfigError(
             f"network.name {cfg.name!r} is not built in ({', '.join(sorted(BUILTIN_NETWORKS))}); "
             "a custom network needs network.genesis_validators_root and network.genesis_fork_version"
         )
+    forks, names = _named_schedule(kept)
+    exit_version, exit_epoch = _exit_fork(forks, names)
     return Network(
         name=cfg.name,
         genesis_validators_root=_v(cfg.genesis_validators_root),
         genesis_fork_version=_v(cfg.genesis_fork_version),
         forks=forks,
+        exit_fork_version=exit_version,
+        exit_fork_epoch=exit_epoch,
+        slots_per_epoch=cfg.slots_per_epoch or 32,
+        fork_names=names,
     )

@@ -103,6 +103,23 @@ def mix_in_length(root: bytes, length: int) -> bytes:
     return hash_pair(root, length.to_bytes(BYTES_PER_CHUNK, "little"))
 
 
+def list_root(name: str, element_roots: list[bytes], limit: int) -> bytes:
+    """hash_tree_root of a List[C, limit] of composite elements, given the elements' roots."""
+    if len(element_roots) > limit:
+        raise MalformedRequest(f"{name}: {len(element_roots)} items exceed the list limit of {limit}")
+    return mix_in_length(merkleize(element_roots, limit), len(element_roots))
+
+
+def uint64_list_root(name: str, values: list[int], limit: int) -> bytes:
+    """hash_tree_root of a List[uint64, limit]: values packed 4 to a chunk, the length mixed in."""
+    if len(values) > limit:
+        raise MalformedRequest(f"{name}: {len(values)} items exceed the list limit of {limit}")
+    for value in values:
+        check_uint64(name, value)
+    packed = b"".join(v.to_bytes(8, "little") for v in values)
+    return mix_in_length(merkleize(pack_bytes(packed), (limit * 8 + 31) // 32), len(values))
+
+
 # --- bitfields --------------------------------------------------------------------------------
 
 

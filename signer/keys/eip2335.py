@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import os
 import unicodedata
 import uuid
@@ -25,14 +24,23 @@ from typing import Annotated, Any, Literal
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from signer.errors import MalformedKeystore, WrongPassword
+from signer.errors import KdfLimitExceeded, MalformedKeystore, WrongPassword
+from signer.jsondoc import load_json, read_at_most
 
 _HEX = r"^(0x)?([0-9a-fA-F]{2})*$"
 HexStr = Annotated[str, Field(pattern=_HEX)]
 
-MAX_SCRYPT_N = 2**20
-"""Refuse keystores that would need more than 1 GiB of memory to open (r = 8)."""
-MAX_PBKDF2_C = 2**24
+MAX_KEYSTORE_BYTES = 1024 * 1024
+"""A keystore is about 1 KiB; a larger document is refused before it is parsed."""
+MAX_KDF_MEMORY_BYTES = 1024 * 1024 * 1024
+"""scrypt needs ``scrypt_memory(n, r, p)`` bytes; a keystore that needs more than 1 GiB is refused."""
+STANDARD_SCRYPT_WORK = 2**18 * 8 * 1
+"""n * r * p of the standard keystore (staking-deposit-cli: n=2**18, r=8, p=1; about a second)."""
+STANDARD_PBKDF2_C = 2**18
+"""c of the standard pbkdf2 keystore (staking-deposit-cli)."""
+MAX_KDF_WORK = 4.0
+"""Most KDF work one keystore may ask for, in standard keystores (``kdf_work``): scrypt n*r*p up to
+2**23, pbkdf2 c up to 2**20. Real keystores use 1."""
 
 
 class _Model(BaseModel):
@@ -40,16 +48,17 @@ class _Model(BaseModel):
 
 
 class _ScryptParams(_Model):
+    # Upper bounds: check_kdf_limits, which names the limit a keystore is over.
     dklen: int = Field(ge=32, le=64)
-    n: int = Field(ge=2, le=MAX_SCRYPT_N)
-    r: int = Field(ge=1, le=32)
-    p: int = Field(ge=1, le=16)
+    n: int = Field(ge=2)
+    r: int = Field(ge=1)
+    p: int = Field(ge=1)
     salt: HexStr
 
 
 class _Pbkdf2Params(_Model):
     dklen: int = Field(ge=32, le=64)
-    c: int = Field(ge=1, le=MAX_PBKDF2_C)
+    c: int = Field(ge=1)
     prf: Literal["hmac-sha256"]
     salt: HexStr
 
@@ -130,12 +139,47 @@ class Keystore:
     description: str
 
 
+def scrypt_memory(n: int, r: int, p: int) -> int:
+    """Bytes scrypt allocates: B (128*r*p) and V (128*r*(n+2)), as OpenSSL's EVP_PBE_scrypt counts
+    them against ``maxmem``."""
+    return 128 * r * (n + p + 2)
+
+
+def kdf_work(kdf: KdfParams) -> float:
+    """The KDF's cost in standard keystores (scrypt time grows with n*r*p, pbkdf2 with c)."""
+    if kdf.function == "scrypt":
+        return kdf.n * kdf.r * kdf.p / STANDARD_SCRYPT_WORK
+    return kdf.c / STANDARD_PBKDF2_C
+
+
+def check_kdf_limits(kdf: KdfParams, *, source: str = "keystore") -> None:
+    """Refuse (KdfLimitExceeded, naming the parameters and the limit) a KDF over the memory cap or
+    the work cap, before anything runs it."""
+    if kdf.function == "scrypt":
+        what = f"scrypt n={kdf.n}, r={kdf.r}, p={kdf.p}"
+        memory = scrypt_memory(kdf.n, kdf.r, kdf.p)
+        if memory > MAX_KDF_MEMORY_BYTES:
+            raise KdfLimitExceeded(
+                f"{source}: crypto.kdf.params: {what} needs {memory:,} bytes of memory "
+                f"(128*r*(n+p+2)), over the limit of {MAX_KDF_MEMORY_BYTES:,} (1 GiB)"
+            )
+        limit = f"n*r*p at most {int(MAX_KDF_WORK * STANDARD_SCRYPT_WORK):,}"
+    else:
+        what = f"pbkdf2 c={kdf.c}"
+        limit = f"c at most {int(MAX_KDF_WORK * STANDARD_PBKDF2_C):,}"
+    if kdf_work(kdf) > MAX_KDF_WORK:
+        raise KdfLimitExceeded(
+            f"{source}: crypto.kdf.params: {what} is {kdf_work(kdf):,.1f} times the work of a standard "
+            f"keystore, over the limit of {MAX_KDF_WORK:g} ({limit})"
+        )
+
+
 def parse_keystore(data: Mapping[str, Any] | str | bytes, *, source: str = "keystore") -> Keystore:
-    """Check the EIP-2335 shape of ``data`` (a dict or JSON text). Raises MalformedKeystore."""
-    try:
-        obj: Any = json.loads(data) if isinstance(data, str | bytes) else data
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MalformedKeystore(f"{source}: not valid JSON ({type(exc).__name__})") from exc
+    """Check the EIP-2335 shape of ``data`` (a dict or JSON text) and the limits of its KDF
+    (``check_kdf_limits``). Raises MalformedKeystore (KdfLimitExceeded for the limits)."""
+    obj: Any = data
+    if isinstance(data, str | bytes):
+        obj = load_json(data, what=f"{source}: the keystore", max_bytes=MAX_KEYSTORE_BYTES, error=MalformedKeystore)
     try:
         model = _KeystoreModel.model_validate(obj)
     except ValidationError as exc:
@@ -150,6 +194,7 @@ def parse_keystore(data: Mapping[str, Any] | str | bytes, *, source: str = "keys
     else:
         pp = kdf_module.params
         kdf = KdfParams("pbkdf2", _unhex(pp.salt), pp.dklen, c=pp.c)
+    check_kdf_limits(kdf, source=source)
     return Keystore(
         kdf=kdf,
         checksum=_unhex(model.crypto.checksum.message),
@@ -165,7 +210,8 @@ def parse_keystore(data: Mapping[str, Any] | str | bytes, *, source: str = "keys
 def load_keystore(path: Path) -> Keystore:
     """Read and parse a keystore file. Raises MalformedKeystore (also for an unreadable file)."""
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as fh:
+            raw = read_at_most(fh, MAX_KEYSTORE_BYTES)
     except OSError as exc:
         raise MalformedKeystore(f"{path}: cannot read keystore: {exc.strerror}") from exc
     return parse_keystore(raw, source=str(path))
@@ -179,10 +225,11 @@ def normalize_password(password: str) -> bytes:
 
 
 def derive_decryption_key(password: str, kdf: KdfParams) -> bytes:
-    """The KDF step (the slow part: scrypt n=2**18 takes about a second)."""
+    """The KDF step (the slow part: scrypt n=2**18 takes about a second); within the limits only."""
+    check_kdf_limits(kdf)
     pw = normalize_password(password)
     if kdf.function == "scrypt":
-        maxmem = 128 * kdf.r * (kdf.n + kdf.p + 2) + 1024 * 1024
+        maxmem = scrypt_memory(kdf.n, kdf.r, kdf.p) + 1024 * 1024
         return hashlib.scrypt(pw, salt=kdf.salt, n=kdf.n, r=kdf.r, p=kdf.p, maxmem=maxmem, dklen=kdf.dklen)
     return hashlib.pbkdf2_hmac("sha256", pw, kdf.salt, kdf.c, dklen=kdf.dklen)
 

@@ -45,7 +45,7 @@ from typing import Any, Final, Literal
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from signer.crypto import bls, ed25519, secp256k1
 from signer.errors import (
@@ -55,6 +55,7 @@ from signer.errors import (
     UnknownKey,
     WrongPin,
 )
+from signer.jsondoc import load_json, read_at_most
 from signer.keys.module import check_account_name
 from signer.types import KeyInfo, Scheme
 
@@ -68,6 +69,8 @@ SCRYPT_R: Final = 8
 SCRYPT_P: Final = 1
 MIN_SCRYPT_N: Final = 2**10
 MAX_SCRYPT_N: Final = 2**20
+MAX_MODULE_FILE_BYTES: Final = 256 * 1024 * 1024
+"""About 300 bytes per key: room for far more keys than one signer holds."""
 
 _AAD_PREFIX: Final = b"validator-signer/emulated-module/v1\x00"
 _SEAL_LABEL: Final = b"seal-key"
@@ -83,11 +86,23 @@ class _FileModel(BaseModel):
 
 
 class _KdfModel(_FileModel):
+    """Exactly what ``_create`` writes: r and p fixed, n a power of two in [2**10, 2**20]. Checked
+    before the KDF runs, so a changed header is ModuleTampered at once, not a 2 GiB scrypt and then
+    "wrong PIN". (Only the PIN can authenticate the header, after the KDF: a header changed within
+    these values reads as a wrong PIN.)"""
+
     function: Literal["scrypt"]
-    n: int = Field(ge=MIN_SCRYPT_N, le=MAX_SCRYPT_N)
-    r: int = Field(ge=1, le=32)
-    p: int = Field(ge=1, le=16)
+    n: int = Field(ge=MIN_SCRYPT_N, le=MAX_SCRYPT_N, strict=True)
+    r: Literal[8]
+    p: Literal[1]
     salt: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+    @field_validator("n")
+    @classmethod
+    def _power_of_two(cls, n: int) -> int:
+        if n & (n - 1):
+            raise ValueError(f"scrypt n must be a power of two, got {n}")
+        return n
 
 
 class _EntryModel(_FileModel):
@@ -264,20 +279,19 @@ class EmulatedKeyModule:
 
     def _read_doc(self) -> dict[str, Any]:
         try:
-            raw = self.path.read_bytes()
+            with self.path.open("rb") as fh:
+                raw = read_at_most(fh, MAX_MODULE_FILE_BYTES)
         except FileNotFoundError as exc:
             raise KeyModuleError(f"no emulated key module in {self.data_dir} ({MODULE_FILE} is missing)") from exc
         except OSError as exc:
             raise KeyModuleError(f"cannot read {self.path}: {exc.strerror}") from exc
+        doc = load_json(raw, what=f"module file {self.path}", max_bytes=MAX_MODULE_FILE_BYTES, error=ModuleTampered)
         try:
-            doc = json.loads(raw)
             _ModuleFileModel.model_validate(doc)
-        except ValueError as exc:  # JSONDecodeError and ValidationError are both ValueErrors
-            if isinstance(exc, ValidationError):
-                err = exc.errors()[0]
-                where = ".".join(str(p) for p in err["loc"]) or "<root>"
-                raise ModuleTampered(f"module file {self.path} is malformed: {where}: {err['msg']}") from exc
-            raise ModuleTampered(f"module file {self.path} is not valid JSON") from exc
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "<root>"
+            raise ModuleTampered(f"module file {self.path} is malformed: {where}: {err['msg']}") from exc
         result: dict[str, Any] = doc
         return result
 

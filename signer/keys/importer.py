@@ -30,7 +30,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from signer.crypto import bls
-from signer.errors import KeystoreError, MalformedKeystore, MalformedRequest, SignerError, WrongPassword
+from signer.errors import (
+    KdfLimitExceeded,
+    KeystoreError,
+    MalformedKeystore,
+    MalformedRequest,
+    SignerError,
+    WrongPassword,
+)
 from signer.keys import eip2335
 from signer.keys.module import BulkImport, KeyModule, check_account_name
 from signer.types import Scheme
@@ -153,11 +160,15 @@ def import_keystores(
     workers: int | None = None,
     progress: bool = True,
     console: Console | None = None,
+    max_work: float | None = None,
 ) -> list[ImportResult]:
     """Decrypt the keystores in parallel and seal them into ``module`` (which must be unlocked).
 
     ``password`` is one password for all, or a function of the keystore path. Results come back in
-    the order of ``paths``; each keystore has exactly one.
+    the order of ``paths``; each keystore has exactly one. A keystore over the KDF limits
+    (``eip2335.check_kdf_limits``) is ``malformed`` and never decrypted. ``max_work`` bounds the KDF
+    work of the whole call, in standard keystores (``eip2335.kdf_work``): over it, KdfLimitExceeded
+    is raised before any KDF runs and nothing is imported.
     """
     check_account_name(f"{wallet}/x")
     paths = list(dict.fromkeys(paths))
@@ -166,6 +177,7 @@ def import_keystores(
     known = {k.public_key for k in module.list_keys()}
     sealer = _Sealer(module, wallet, results)
     jobs: list[Path] = []
+    work = 0.0
     for path in paths:
         source = str(path)
         try:
@@ -180,6 +192,12 @@ def import_keystores(
             )
             continue
         jobs.append(path)
+        work += eip2335.kdf_work(keystore.kdf)
+    if max_work is not None and work > max_work:
+        raise KdfLimitExceeded(
+            f"the {len(jobs)} keystores to decrypt need {work:,.1f} standard keystores' worth of KDF work, "
+            f"over the limit of {max_work:g} per call; import them in smaller calls"
+        )
 
     if jobs:
         max_workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))

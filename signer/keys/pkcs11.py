@@ -54,6 +54,7 @@ from signer.errors import (
     UnsupportedScheme,
     WrongPin,
 )
+from signer.jsondoc import load_json, read_at_most
 from signer.keys.module import check_account_name
 from signer.types import KeyInfo, Scheme
 
@@ -66,6 +67,7 @@ ED25519_EC_PARAMS: Final = bytes.fromhex("06032b6570")
 SEAL_KEY_LABEL: Final = "validator-signer/bls-seal"
 SEALED_FILE_NAME: Final = "pkcs11-bls-sealed.json"
 SEALED_FILE_VERSION: Final = 1
+MAX_SEALED_FILE_BYTES: Final = 256 * 1024 * 1024
 DEFAULT_POOL_SIZE: Final = 4
 SESSION_WAIT_S: Final = 30.0
 
@@ -894,13 +896,14 @@ class Pkcs11KeyModule:
     def _read_sealed(self) -> list[_SealedBlob]:
         path = self.sealed_file
         try:
-            raw = path.read_bytes()
+            with path.open("rb") as fh:
+                raw = read_at_most(fh, MAX_SEALED_FILE_BYTES)
         except FileNotFoundError:
             return []
         except OSError as exc:
             raise KeyModuleError(f"cannot read {path}: {exc.strerror}") from exc
+        doc = load_json(raw, what=str(path), max_bytes=MAX_SEALED_FILE_BYTES, error=ModuleTampered)
         try:
-            doc = json.loads(raw)
             if doc.get("version") != SEALED_FILE_VERSION:
                 raise ModuleTampered(f"{path} has unknown version {doc.get('version')!r}")
             return [

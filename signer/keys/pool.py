@@ -1,6 +1,6 @@
 """ParallelSigner: a KeyModule in front of another that signs BLS on every core.
 
-Why processes, not threads (measured; DESIGN.md and bench/RESULTS.md): blst through pyblst, the
+Why processes, not threads (measured; bench/RESULTS.md): blst through pyblst, the
 default BLS backend, holds the GIL, so 2 threads sign at 1.0x while 2 processes sign at 1.9-2.1x.
 blspy releases the GIL (2 threads ~1.8-2.0x) but is an optional extra and no faster per signature;
 a thread design would tie throughput to the optional backend and would still leave every bit of

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import enum
 import platform
-from importlib import metadata
 from typing import Any
 
 from prometheus_client import (
@@ -25,6 +24,7 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+import signer
 from signer.errors import NotSafeToSign
 from signer.passphrase import SECURITY_EVENTS
 from signer.types import Scheme
@@ -105,15 +105,14 @@ METRIC_NAMES: tuple[str, ...] = (
     "signer_ready",
     "signer_log_lines_dropped_total",
     "signer_security_events_total",
+    "signer_protection_initialized",
 )
 """The metric families this module defines (as a Prometheus query names them)."""
 
 
 def _version() -> str:
-    try:
-        return metadata.version("validator-signer")
-    except metadata.PackageNotFoundError:
-        return "unknown"
+    """The code's own version (signer/__init__.py), not the metadata of an installed distribution."""
+    return signer.__version__
 
 
 class PrometheusMonitor:
@@ -212,8 +211,15 @@ class PrometheusMonitor:
         )
         for event in SECURITY_EVENTS:
             self._security_events.labels(event=event)
+        self._protection_initialized = Gauge(
+            "signer_protection_initialized",
+            "1 when the slashing-protection store is initialized (history imported, keys declared never "
+            "signed, or history found at upgrade); 0: a new or emptied store, signing refused.",
+            registry=reg,
+        )
         self._build_info.labels(version=version or _version(), python=platform.python_version()).set(1)
         self._ready.set(0)
+        self._protection_initialized.set(0)
         self._clients: set[str] = set()
         # Labelled children of the per-request series, cached: ``labels()`` takes a lock and builds
         # a key every call. The label sets are closed, so these dicts stay small.
@@ -285,6 +291,10 @@ class PrometheusMonitor:
 
     def security_event(self, event: str) -> None:
         self._security_events.labels(event=event if event in SECURITY_EVENTS else OTHER).inc()
+
+    def protection_initialized(self, initialized: bool) -> None:
+        """Not part of the core's Monitor: set by the app's readiness check."""
+        self._protection_initialized.set(1 if initialized else 0)
 
     def access_denied(self, client: str, operation: str) -> None:
         """No series of its own: the request is counted as outcome="denied" by request_done, and

@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Mapping
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from signer.errors import InterchangeError
+from signer.errors import InterchangeError, MalformedRequest
+from signer.jsondoc import load_json
 from signer.protection.rules import ConsensusState
+from signer.types import check_chain_id
+
+MAX_STATE_BYTES = 1024 * 1024
+"""A priv_validator_state.json holds one height/round/step and one sign bytes: a few hundred bytes."""
 
 
 class PrivValidatorState(BaseModel):
@@ -32,16 +36,23 @@ class PrivValidatorState(BaseModel):
     signbytes: Annotated[str, Field(pattern=r"^([0-9a-fA-F]{2})*$")] | None = None
 
 
+def check_state_chain_id(chain_id: str) -> None:
+    """CometBFT's chain_id rule (signer.types.check_chain_id) for a state import; InterchangeError."""
+    try:
+        check_chain_id(chain_id)
+    except MalformedRequest as exc:
+        raise InterchangeError(f"a CometBFT state import needs a valid chain_id: {exc.message}") from None
+
+
 def parse_cometbft_state(
     document: bytes | str | Mapping[str, Any], sign_bytes_without_timestamp: bytes | None = None
 ) -> ConsensusState:
     """Validate a priv_validator_state.json document; raises InterchangeError."""
     raw: Any = document
     if not isinstance(document, Mapping):
-        try:
-            raw = json.loads(document)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InterchangeError(f"the priv_validator_state document is not valid JSON: {exc}") from exc
+        raw = load_json(
+            document, what="the priv_validator_state document", max_bytes=MAX_STATE_BYTES, error=InterchangeError
+        )
     try:
         model = PrivValidatorState.model_validate(raw)
     except ValidationError as exc:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from signer.errors import InterchangeError, ProtectionStoreError, SchemaTooNew
-from signer.protection.interchange import Interchange, ValidatorHistory
-from signer.protection.rules import ConsensusState, LowerBounds
+from signer.protection.interchange import Interchange
+from signer.protection.rules import ConsensusState
 from signer.types import ConsensusCheck
 
 MIGRATIONS_ROOT = Path(__file__).parent / "migrations"
@@ -59,19 +59,6 @@ def check_interchange_network(interchange: Interchange, genesis_validators_root:
             f"0x{interchange.genesis_validators_root.hex()}, this store for "
             f"0x{genesis_validators_root.hex()}; nothing was imported"
         )
-
-
-def bounds_after_import(bounds: LowerBounds, validator: ValidatorHistory) -> LowerBounds:
-    """The lower bounds after importing ``validator``'s records: set from the imported records where
-    the validator had none, never lowered (an import only adds)."""
-    slot = bounds.slot
-    if slot is None and validator.blocks:
-        slot = min(b.slot for b in validator.blocks)
-    source_epoch, target_epoch = bounds.source_epoch, bounds.target_epoch
-    if source_epoch is None and validator.attestations:
-        source_epoch = min(a.source_epoch for a in validator.attestations)
-        target_epoch = min(a.target_epoch for a in validator.attestations)
-    return LowerBounds(slot=slot, source_epoch=source_epoch, target_epoch=target_epoch)
 
 
 def recorded_consensus_state(check: ConsensusCheck) -> ConsensusState:

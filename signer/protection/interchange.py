@@ -8,7 +8,6 @@ target epochs, no signing roots).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -16,9 +15,13 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from signer.errors import InterchangeError
+from signer.jsondoc import load_json
 from signer.protection.rules import AttestationRecord, BlockRecord, imported_root
 
 INTERCHANGE_FORMAT_VERSION = "5"
+MAX_INTERCHANGE_BYTES = 256 * 1024 * 1024
+"""Largest interchange document parsed (it takes ~10x its size in memory); split a larger one by
+validator."""
 MAX_U63 = 2**63 - 1
 """Slots and epochs are stored as signed 64-bit integers; larger values are refused."""
 
@@ -97,10 +100,7 @@ def _root(text: str | None) -> bytes | None:
 def _load(document: bytes | str | Mapping[str, Any]) -> Any:
     if isinstance(document, Mapping):
         return document
-    try:
-        return json.loads(document)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InterchangeError(f"the interchange document is not valid JSON: {exc}") from exc
+    return load_json(document, what="the interchange document", max_bytes=MAX_INTERCHANGE_BYTES, error=InterchangeError)
 
 
 def parse_model(document: bytes | str | Mapping[str, Any]) -> InterchangeModel:

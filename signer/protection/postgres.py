@@ -50,10 +50,11 @@ Each advisory lock takes a slot in PostgreSQL's shared lock table (``max_locks_p
 ``max_connections``, 6,400 by default): replicas x pool_size x the largest batch must fit, or raise
 ``max_locks_per_transaction``.
 
-Pruning (``prune``): per validator, records more than ``keep_epochs`` epochs (x 32 slots) below its
+Pruning (``prune``): per validator, records more than ``keep_epochs`` epochs (x ``slots_per_epoch``
+slots, 32 unless the network says otherwise) below its
 newest record are deleted, in one transaction under the same locks, after the low watermarks are
 raised to the newest deleted source/target epoch and slot. Every check that a deleted record could
-have refused is then refused by the watermark (DESIGN.md lower-bound rule), so nothing a check needs
+have refused is then refused by the watermark (docs/ARCHITECTURE.md lower-bound rule), so nothing a check needs
 is lost; identical repeats of pruned data are refused too (conservative).
 """
 
@@ -76,12 +77,11 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool
 
-from signer.errors import InterchangeError, NotSafeToSign, ProtectionStoreError
+from signer.errors import NotSafeToSign, ProtectionStoreError
 from signer.protection import rules
-from signer.protection.cometbft_state import parse_cometbft_state, serialize_cometbft_state
+from signer.protection.cometbft_state import check_state_chain_id, parse_cometbft_state, serialize_cometbft_state
 from signer.protection.history import (
     GENESIS_VALIDATORS_ROOT_KEY,
-    bounds_after_import,
     check_interchange_network,
     check_schema_version,
     load_migrations,
@@ -91,7 +91,13 @@ from signer.protection.history import (
 )
 from signer.protection.interchange import ValidatorHistory, parse_interchange, serialize_interchange
 from signer.protection.rules import AttestationRecord, BlockRecord, ConsensusState, LowerBounds
-from signer.protection.store import ConsensusSignature, ImportReport, ordered_batch
+from signer.protection.store import (
+    ConsensusSignature,
+    ImportReport,
+    Initialization,
+    InitializedBy,
+    ordered_batch,
+)
 from signer.types import AttestationCheck, BlockCheck, ConsensusCheck, ProtectionCheck, Safe, Verdict
 
 Conn = psycopg.Connection[tuple[Any, ...]]
@@ -101,6 +107,7 @@ UNKNOWN_ROOT = b""
 """How an unknown signing root is stored (the columns are part of primary keys, so not NULL)."""
 
 SLOTS_PER_EPOCH = 32
+"""The mainnet preset's; a network with another preset passes its own (``slots_per_epoch``)."""
 MIGRATION_LOCK_KEY = int.from_bytes(hashlib.blake2b(b"signer/migrations", digest_size=8).digest(), "big", signed=True)
 
 LOCK_SQL = "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k ORDER BY k"
@@ -192,6 +199,13 @@ UPDATE validators v
  WHERE v.public_key = r.public_key
 """
 """Sets only the watermarks that are still NULL (the first record of a kind sets them)."""
+
+SELECT_INITIALIZATION_SQL = (
+    "SELECT to_char(initialized_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), how, who "
+    "FROM initialization WHERE id = 1"
+)
+INITIALIZE_SQL = "INSERT INTO initialization (id, how, who) VALUES (1, %s, %s) ON CONFLICT (id) DO NOTHING"
+"""The first initialization wins (several replicas may initialize at once)."""
 
 SELECT_CONSENSUS_SQL = (
     "SELECT height, round, step, sign_bytes, sign_bytes_without_timestamp, signature "
@@ -384,6 +398,7 @@ class PostgresStore:
         timeout_s: float = 2.0,
         pool_size: int = 8,
         prune_keep_epochs: int | None = None,
+        slots_per_epoch: int = SLOTS_PER_EPOCH,
     ) -> None:
         if len(genesis_validators_root) != 32:
             raise ProtectionStoreError("genesis_validators_root must be 32 bytes")
@@ -391,6 +406,9 @@ class PostgresStore:
             raise ProtectionStoreError("timeout_s must be positive and pool_size at least 1")
         if prune_keep_epochs is not None and prune_keep_epochs < 1:
             raise ProtectionStoreError("prune_keep_epochs must be at least 1")
+        if slots_per_epoch < 1:
+            raise ProtectionStoreError("slots_per_epoch must be at least 1")
+        self.slots_per_epoch = slots_per_epoch
         self.genesis_validators_root = bytes(genesis_validators_root)
         self.timeout_s = timeout_s
         self.transaction_deadline_s = 3 * timeout_s
@@ -685,13 +703,15 @@ class PostgresStore:
         public_key: bytes,
         document: bytes | str | Mapping[str, Any],
         sign_bytes_without_timestamp: bytes | None = None,
+        *,
+        who: str = "",
     ) -> bool:
-        if not chain_id:
-            raise InterchangeError("a CometBFT state import needs a chain_id")
+        check_state_chain_id(chain_id)
         imported = parse_cometbft_state(document, sign_bytes_without_timestamp)
 
         def work(conn: Conn) -> bool:
             conn.execute(LOCK_SQL, ([consensus_lock_key(chain_id, public_key)],))
+            conn.execute(INITIALIZE_SQL, (InitializedBy.IMPORT.value, who or "a CometBFT state import"))
             row = conn.execute(SELECT_CONSENSUS_SQL, (chain_id, public_key)).fetchone()
             moved, state = merge_consensus_state(None if row is None else _consensus_state(row), imported)
             if state is not None:
@@ -711,11 +731,33 @@ class PostgresStore:
 
     # --- EIP-3076 -------------------------------------------------------------------------------
 
-    def import_interchange(self, document: bytes | str | Mapping[str, Any]) -> ImportReport:
+    def initialization(self) -> Initialization | None:
+        def work(conn: Conn) -> Initialization | None:
+            row = conn.execute(SELECT_INITIALIZATION_SQL).fetchone()
+            conn.commit()
+            return None if row is None else Initialization(*row)
+
+        return self._run("initialization", work, deadline_s=self.timeout_s)
+
+    def initialize(self, how: InitializedBy, who: str) -> Initialization:
+        def work(conn: Conn) -> Initialization:
+            with conn.pipeline():
+                conn.execute(INITIALIZE_SQL, (how.value, who))
+                cursor = conn.execute(SELECT_INITIALIZATION_SQL)
+                conn.commit()
+            row = cursor.fetchone()
+            assert row is not None
+            return Initialization(*row)
+
+        return self._run("initialize", work)
+
+    def import_interchange(self, document: bytes | str | Mapping[str, Any], *, who: str = "") -> ImportReport:
         interchange = parse_interchange(document)
         check_interchange_network(interchange, self.genesis_validators_root)
         validators = sorted(interchange.validators, key=lambda v: v.public_key)
+        initialized = (InitializedBy.IMPORT.value, who or "an EIP-3076 import")
         if not validators:
+            self._run("import_interchange", lambda conn: _execute_and_commit(conn, INITIALIZE_SQL, initialized))
             return ImportReport(0, 0, 0, 0, 0)
         public_keys = [v.public_key for v in validators]
         keys = sorted({eth2_lock_key(pk) for pk in public_keys})
@@ -735,6 +777,7 @@ class PostgresStore:
         def work(conn: Conn) -> tuple[int, int]:
             with conn.pipeline():
                 conn.execute(LOCK_SQL, (keys,))
+                conn.execute(INITIALIZE_SQL, initialized)
                 conn.execute(INSERT_VALIDATORS_SQL, (public_keys,))
                 current = conn.execute(
                     "SELECT public_key, min_slot, min_source_epoch, min_target_epoch FROM validators "
@@ -744,7 +787,10 @@ class PostgresStore:
                 blocks_cur = conn.execute(INSERT_BLOCKS_SQL, block_columns)
                 attestations_cur = conn.execute(INSERT_ATTESTATIONS_SQL, attestation_columns)
             stored = {bytes(pk): LowerBounds(s, src, tgt) for pk, s, src, tgt in current.fetchall()}
-            new_bounds = {v.public_key: bounds_after_import(stored[v.public_key], v) for v in validators}
+            new_bounds = {
+                v.public_key: rules.bounds_after_import(stored[v.public_key], v.blocks, v.attestations)
+                for v in validators
+            }
             changed = {pk: b for pk, b in new_bounds.items() if b != stored[pk]}
             with conn.pipeline():
                 if changed:
@@ -804,7 +850,7 @@ class PostgresStore:
         keep = self.prune_keep_epochs if keep_epochs is None else keep_epochs
         if keep is None or keep < 1:
             raise ProtectionStoreError("prune needs keep_epochs >= 1")
-        keep_slots = keep * SLOTS_PER_EPOCH
+        keep_slots = keep * self.slots_per_epoch
 
         def work(conn: Conn) -> PruneReport:
             rows = conn.execute("SELECT public_key FROM validators").fetchall()
@@ -873,6 +919,11 @@ class PostgresStore:
         self._closed.set()
         self._watchdog.stop()
         self._pool.close(timeout=self.timeout_s)
+
+
+def _execute_and_commit(conn: Conn, query: str, params: tuple[Any, ...]) -> None:
+    conn.execute(query, params)
+    conn.commit()
 
 
 def _bounds_columns(bounds: Mapping[bytes, LowerBounds]) -> tuple[list[Any], ...]:

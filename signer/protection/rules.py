@@ -6,7 +6,7 @@ conflicting record as ``evidence``. The rules do not care how much history they 
 passes the few records that can conflict (same slot, same target, the neighbours that could surround
 or be surrounded); a test may pass the whole history and must get the same answer.
 
-Identity of data (DESIGN.md, invariant 4): a record's signing root is *known* when the signer
+Identity of data (docs/ARCHITECTURE.md, invariant 4): a record's signing root is *known* when the signer
 recorded it itself (even all zeros) or when an import carried a non-zero root; an unknown root
 (``None``) never equals anything, so a check with an unknown root never repeats anything.
 """
@@ -63,7 +63,8 @@ class LowerBounds:
     """Per-validator low watermarks; None where the validator has no record of that kind yet.
 
     Nothing at or below ``slot`` is signed, no attestation with a source below ``source_epoch`` or a
-    target at or below ``target_epoch``, unless it repeats identical data.
+    target at or below ``target_epoch``, unless it repeats identical, known data. They start at the
+    validator's first record and only rise (``bounds_after_import``; pruning).
     """
 
     slot: int | None = None
@@ -119,6 +120,33 @@ def _why_not_same(known: bytes | None) -> str:
 
 def _same_root(known: bytes | None, requested: bytes | None) -> bool:
     return known is not None and requested is not None and known == requested
+
+
+def _raised(bound: int | None, imported: Iterable[int]) -> int | None:
+    values = list(imported)
+    if not values:
+        return bound
+    lowest = min(values)
+    return lowest if bound is None else max(bound, lowest)
+
+
+def bounds_after_import(
+    bounds: LowerBounds, blocks: Iterable[BlockRecord], attestations: Iterable[AttestationRecord]
+) -> LowerBounds:
+    """The lower bounds after an import of these records for one validator.
+
+    EVERY import raises each bound (slot; source epoch; target epoch) to at least the minimum of the
+    import's records of that field, even when local history lies below (docs/ARCHITECTURE.md,
+    "Slashing rules"): a file, above all a minimal one without roots, may stand for a longer history
+    than it lists, and the gap between older local records and the import is unknown ground. Bounds
+    never go down; a kind the import has no records of keeps its bound.
+    """
+    blocks, attestations = list(blocks), list(attestations)
+    return LowerBounds(
+        slot=_raised(bounds.slot, (b.slot for b in blocks)),
+        source_epoch=_raised(bounds.source_epoch, (a.source_epoch for a in attestations)),
+        target_epoch=_raised(bounds.target_epoch, (a.target_epoch for a in attestations)),
+    )
 
 
 def check_block(check: BlockCheck, history: Iterable[BlockRecord], bounds: LowerBounds) -> Safe:

@@ -2,7 +2,13 @@
 
 One connection guarded by a lock (the gRPC server calls from several threads); each batch is one
 ``BEGIN IMMEDIATE`` transaction, committed (fsync of the WAL) before ``check_and_record`` returns.
-The schema comes from versioned SQL files in ``migrations/sqlite`` recorded in ``schema_version``.
+Exports read on a connection of their own, in one WAL read transaction (``_snapshot``): a WAL
+reader never blocks the writer, so an export, however long, never stops signing (BEGIN IMMEDIATE
+for a read-only export would). The schema comes from versioned SQL files in ``migrations/sqlite``
+recorded in ``schema_version``; opening a database that needs no migration writes nothing.
+
+A ``<path>-wal`` file without its database (``<path>`` missing or empty) is refused: the database
+was moved or lost in part, and opening would start a new one beside the stray log.
 """
 
 from __future__ import annotations
@@ -15,13 +21,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from signer.errors import InterchangeError, NotSafeToSign, ProtectionStoreError
+from signer.errors import NotSafeToSign, ProtectionStoreError
 from signer.protection import rules
-from signer.protection.cometbft_state import parse_cometbft_state, serialize_cometbft_state
+from signer.protection.cometbft_state import check_state_chain_id, parse_cometbft_state, serialize_cometbft_state
 from signer.protection.history import (
     GENESIS_VALIDATORS_ROOT_KEY,
     MIGRATIONS_ROOT,
-    bounds_after_import,
     check_interchange_network,
     check_schema_version,
     load_migrations,
@@ -35,7 +40,13 @@ from signer.protection.interchange import (
     serialize_interchange,
 )
 from signer.protection.rules import AttestationRecord, BlockRecord, ConsensusState, LowerBounds
-from signer.protection.store import ConsensusSignature, ImportReport, ordered_batch
+from signer.protection.store import (
+    ConsensusSignature,
+    ImportReport,
+    Initialization,
+    InitializedBy,
+    ordered_batch,
+)
 from signer.types import AttestationCheck, BlockCheck, ConsensusCheck, ProtectionCheck, Safe, Verdict
 
 MIGRATIONS_DIR = MIGRATIONS_ROOT / "sqlite"
@@ -66,6 +77,15 @@ SELECT * FROM (
 
 BLOCK_SAME_SLOT_SQL = "SELECT slot, signing_root FROM signed_blocks WHERE validator_id = ? AND slot = ?"
 
+SELECT_INITIALIZATION_SQL = "SELECT initialized_at, how, who FROM initialization WHERE id = 1"
+INITIALIZE_SQL = (
+    "INSERT INTO initialization (id, initialized_at, how, who) VALUES (1, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
 
 def _root_in(root: bytes | None) -> bytes:
     return UNKNOWN_ROOT if root is None else root
@@ -88,7 +108,9 @@ class SqliteStore:
             raise ProtectionStoreError("genesis_validators_root must be 32 bytes")
         self.path = Path(path)
         self.genesis_validators_root = bytes(genesis_validators_root)
+        self.timeout_s = timeout_s
         self._lock = threading.Lock()
+        self._refuse_stray_wal()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn: sqlite3.Connection | None = sqlite3.connect(
@@ -111,14 +133,39 @@ class SqliteStore:
 
     # --- opening ------------------------------------------------------------------------------
 
+    def _refuse_stray_wal(self) -> None:
+        wal = self.path.with_name(self.path.name + "-wal")
+        try:
+            main_size = self.path.stat().st_size if self.path.exists() else 0
+            stray = main_size == 0 and wal.exists() and wal.stat().st_size > 0
+        except OSError as exc:
+            raise ProtectionStoreError(f"cannot open slashing-protection database {self.path}: {exc}") from exc
+        if stray:
+            raise ProtectionStoreError(
+                f"the slashing-protection database {self.path} is missing or empty but its write-ahead log "
+                f"{wal} is not: part of the database was moved or lost. Restore {self.path.name}, "
+                f"{wal.name} and {self.path.name}-shm together; refusing to start a new database beside it"
+            )
+
     def _close_quietly(self) -> None:
         conn, self._conn = getattr(self, "_conn", None), None
         if conn is not None:
             conn.close()
 
     @staticmethod
-    def _migrate(conn: sqlite3.Connection) -> None:
+    def _schema_version(conn: sqlite3.Connection) -> int:
+        exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").fetchone()
+        if exists is None:
+            return 0
+        return int(conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0])
+
+    @classmethod
+    def _migrate(cls, conn: sqlite3.Connection) -> None:
         available = migrations()
+        current = cls._schema_version(conn)
+        check_schema_version(current, len(available))
+        if current == len(available):
+            return  # nothing to do: no write (and no writer lock) on a live database
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute(
@@ -129,16 +176,18 @@ class SqliteStore:
             for version, sql in available[current:]:
                 for statement in _statements(sql):
                     conn.execute(statement)
-                conn.execute(
-                    "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
-                    (version, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
-                )
+                conn.execute("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)", (version, _now()))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
 
     def _bind_network(self, conn: sqlite3.Connection) -> None:
+        row = conn.execute("SELECT value FROM metadata WHERE key = ?", (_GVR_KEY,)).fetchone()
+        if row is not None:
+            if bytes(row[0]) != self.genesis_validators_root:
+                raise wrong_network(str(self.path), bytes(row[0]), self.genesis_validators_root)
+            return
         conn.execute("BEGIN IMMEDIATE")
         try:
             row = conn.execute("SELECT value FROM metadata WHERE key = ?", (_GVR_KEY,)).fetchone()
@@ -184,6 +233,30 @@ class SqliteStore:
                         f"slashing-protection store failed ({what}); nothing was recorded: {exc}"
                     ) from exc
                 raise
+
+    @contextmanager
+    def _snapshot(self, what: str) -> Iterator[sqlite3.Connection]:
+        """One read transaction on a connection of its own, outside the writer lock.
+
+        In WAL mode a reader works on the snapshot its first read sees and never blocks the writer,
+        nor waits for it: signing goes on (and commits) while an export reads. sqlite3 errors become
+        ProtectionStoreError.
+        """
+        if self._conn is None:
+            raise ProtectionStoreError("the slashing-protection store is closed")
+        try:
+            conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise ProtectionStoreError(f"slashing-protection store unavailable ({what}): {exc}") from exc
+        try:
+            conn.execute("PRAGMA query_only = 1")
+            conn.execute("BEGIN")  # deferred: the snapshot is taken by the first read
+            yield conn
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise ProtectionStoreError(f"slashing-protection store failed ({what}): {exc}") from exc
+        finally:
+            conn.close()
 
     def _validator(self, conn: sqlite3.Connection, public_key: bytes) -> tuple[int | None, LowerBounds]:
         row = conn.execute(
@@ -321,11 +394,29 @@ class SqliteStore:
                 ],
             )
 
-    def import_interchange(self, document: bytes | str | Mapping[str, Any]) -> ImportReport:
+    def initialization(self) -> Initialization | None:
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise ProtectionStoreError("the slashing-protection store is closed")
+            try:
+                row = conn.execute(SELECT_INITIALIZATION_SQL).fetchone()
+            except sqlite3.Error as exc:
+                raise ProtectionStoreError(f"slashing-protection store unavailable: {exc}") from exc
+        return None if row is None else Initialization(*row)
+
+    def initialize(self, how: InitializedBy, who: str) -> Initialization:
+        with self._transaction("initialize") as conn:
+            conn.execute(INITIALIZE_SQL, (_now(), how.value, who))
+            row = conn.execute(SELECT_INITIALIZATION_SQL).fetchone()
+        return Initialization(*row)
+
+    def import_interchange(self, document: bytes | str | Mapping[str, Any], *, who: str = "") -> ImportReport:
         interchange = parse_interchange(document)
         check_interchange_network(interchange, self.genesis_validators_root)
         blocks_new = attestations_new = blocks_seen = attestations_seen = 0
         with self._transaction("import_interchange") as conn:
+            conn.execute(INITIALIZE_SQL, (_now(), InitializedBy.IMPORT.value, who or "an EIP-3076 import"))
             for validator in interchange.validators:
                 vid, bounds = self._validator(conn, validator.public_key)
                 if vid is None:
@@ -345,8 +436,8 @@ class SqliteStore:
                     )
                     attestations_new += cursor.rowcount
                     attestations_seen += 1 - cursor.rowcount
-                # Lower bounds: set where the validator had none; never lowered by an import.
-                new_bounds = bounds_after_import(bounds, validator)
+                # Lower bounds: raised to the import's minimum (rules decides); never lowered.
+                new_bounds = rules.bounds_after_import(bounds, validator.blocks, validator.attestations)
                 if new_bounds != bounds:
                     conn.execute(
                         "UPDATE validators SET min_slot = ?, min_source_epoch = ?, min_target_epoch = ? WHERE id = ?",
@@ -361,8 +452,7 @@ class SqliteStore:
         )
 
     def export_interchange(self, public_keys: Sequence[bytes] | None = None) -> dict[str, Any]:
-        histories: list[ValidatorHistory] = []
-        with self._transaction("export_interchange") as conn:
+        with self._snapshot("export_interchange") as conn:
             if public_keys is None:
                 rows = conn.execute("SELECT id, public_key FROM validators ORDER BY public_key").fetchall()
             else:
@@ -371,24 +461,26 @@ class SqliteStore:
                     vid, _ = self._validator(conn, public_key)
                     if vid is not None:
                         rows.append((vid, public_key))
-            for vid, public_key in rows:
-                blocks = tuple(
-                    BlockRecord(slot, _root_out(root))
-                    for slot, root in conn.execute(
-                        "SELECT slot, signing_root FROM signed_blocks WHERE validator_id = ? ORDER BY slot",
-                        (vid,),
-                    )
-                )
-                attestations = tuple(
-                    AttestationRecord(source, target, _root_out(root))
-                    for target, source, root in conn.execute(
-                        "SELECT target_epoch, source_epoch, signing_root FROM signed_attestations "
-                        "WHERE validator_id = ? ORDER BY target_epoch, source_epoch",
-                        (vid,),
-                    )
-                )
-                histories.append(ValidatorHistory(bytes(public_key), blocks, attestations))
+            histories = [self._history(conn, vid, bytes(public_key)) for vid, public_key in rows]
         return serialize_interchange(self.genesis_validators_root, histories)
+
+    def _history(self, conn: sqlite3.Connection, vid: int, public_key: bytes) -> ValidatorHistory:
+        """One validator's complete history, read in the caller's transaction."""
+        blocks = tuple(
+            BlockRecord(slot, _root_out(root))
+            for slot, root in conn.execute(
+                "SELECT slot, signing_root FROM signed_blocks WHERE validator_id = ? ORDER BY slot", (vid,)
+            )
+        )
+        attestations = tuple(
+            AttestationRecord(source, target, _root_out(root))
+            for target, source, root in conn.execute(
+                "SELECT target_epoch, source_epoch, signing_root FROM signed_attestations "
+                "WHERE validator_id = ? ORDER BY target_epoch, source_epoch",
+                (vid,),
+            )
+        )
+        return ValidatorHistory(public_key, blocks, attestations)
 
     def import_cometbft_state(
         self,
@@ -396,11 +488,13 @@ class SqliteStore:
         public_key: bytes,
         document: bytes | str | Mapping[str, Any],
         sign_bytes_without_timestamp: bytes | None = None,
+        *,
+        who: str = "",
     ) -> bool:
-        if not chain_id:
-            raise InterchangeError("a CometBFT state import needs a chain_id")
+        check_state_chain_id(chain_id)
         imported = parse_cometbft_state(document, sign_bytes_without_timestamp)
         with self._transaction("import_cometbft_state") as conn:
+            conn.execute(INITIALIZE_SQL, (_now(), InitializedBy.IMPORT.value, who or "a CometBFT state import"))
             stored = self._consensus_state(conn, chain_id, public_key)
             moved, state = merge_consensus_state(stored, imported)
             if state is not None:
@@ -408,7 +502,7 @@ class SqliteStore:
             return moved
 
     def export_cometbft_state(self, chain_id: str, public_key: bytes) -> dict[str, Any]:
-        with self._transaction("export_cometbft_state") as conn:
+        with self._snapshot("export_cometbft_state") as conn:
             state = self._consensus_state(conn, chain_id, public_key)
         return serialize_cometbft_state(state)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Protocol
 
 from signer.errors import MalformedRequest
@@ -30,6 +31,35 @@ class ImportReport:
     blocks_skipped: int
     """Block records already present (identical slot and root)."""
     attestations_skipped: int
+
+
+class InitializedBy(StrEnum):
+    """How a store came to hold a history the signer may trust (table ``initialization``)."""
+
+    IMPORT = "import"
+    """The first EIP-3076 or CometBFT state import."""
+    KEYS_NEVER_SIGNED = "keys_never_signed"
+    """The operator declared that the keys have never signed (``signer protection init``)."""
+    DEV = "dev"
+    """``signer serve --dev`` created its keys and this store together."""
+    UPGRADE = "upgrade"
+    """Schema migration 2 found a database that already held history."""
+
+
+@dataclass(frozen=True, slots=True)
+class Initialization:
+    """The record that makes a store's (possibly empty) history trusted. A store without it is new or
+    emptied: a lost history while the key module holds keys, so the signer refuses to sign."""
+
+    initialized_at: str
+    """UTC, ISO 8601."""
+    how: str
+    """An ``InitializedBy`` value."""
+    who: str
+    """Who did it: user@host of a command, the admin client, or what the migration found."""
+
+    def describe(self) -> str:
+        return f"{self.how} by {self.who} at {self.initialized_at}"
 
 
 def protection_key(check: ProtectionCheck) -> ProtectionKey:
@@ -121,14 +151,28 @@ class ProtectionStore(Protocol):
         if it is still the last one), in one transaction, so an identical repeat returns it."""
         ...
 
-    def import_interchange(self, document: bytes | str | Mapping[str, Any]) -> ImportReport:
+    def initialization(self) -> Initialization | None:
+        """The record that initialized this store; None while it is new or empty (nothing imported,
+        nothing declared). Never changes once set."""
+        ...
+
+    def initialize(self, how: InitializedBy, who: str) -> Initialization:
+        """Record that this store's history is complete as it stands (``how``/``who``, now), unless
+        it is initialized already; return the record that holds (the first one wins)."""
+        ...
+
+    def import_interchange(self, document: bytes | str | Mapping[str, Any], *, who: str = "") -> ImportReport:
         """Merge an EIP-3076 v5 document (complete or minimal). All-or-nothing; InterchangeError for a
         wrong genesis_validators_root, format version or shape. Never removes or lowers anything:
-        records are added, a lower bound is set only where the validator had none."""
+        records are added, and each lower bound of each validator named rises to at least the
+        minimum of the import's records for it (``rules.bounds_after_import``), even above local
+        history. A successful import also initializes the store (``initialization``; ``who`` is
+        recorded)."""
         ...
 
     def export_interchange(self, public_keys: Sequence[bytes] | None = None) -> dict[str, Any]:
-        """The complete history (with known signing roots) as an EIP-3076 v5 document."""
+        """The complete history (with known signing roots) as an EIP-3076 v5 document, read in one
+        consistent snapshot that never blocks signing."""
         ...
 
     def import_cometbft_state(
@@ -137,10 +181,13 @@ class ProtectionStore(Protocol):
         public_key: bytes,
         document: bytes | str | Mapping[str, Any],
         sign_bytes_without_timestamp: bytes | None = None,
+        *,
+        who: str = "",
     ) -> bool:
         """Merge a priv_validator_state.json. Returns True if it moved the state forward, False if
         the stored state is already at or beyond it. InterchangeError if it conflicts (same
-        height/round/step, different sign bytes) or is invalid."""
+        height/round/step, different sign bytes) or is invalid. Like every import, it initializes
+        the store (``who`` is recorded)."""
         ...
 
     def export_cometbft_state(self, chain_id: str, public_key: bytes) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from py_ecc.optimized_bls12_381 import FQ2
 
 from signer.crypto import bls
 from signer.errors import MalformedRequest
-from tests.support import missing_component, vectors_dir
+from tests.support import missing_component, vector_path
 
 SUITE = Path("bls") / "bls12-381-tests-v0.1.2"
 HANDLERS = (
@@ -34,7 +34,7 @@ HASH_TO_G2_DST = b"QUUX-V01-CS02-with-BLS12381G2_XMD:SHA-256_SSWU_RO_"
 
 
 def _case_files() -> list[Path]:
-    root = vectors_dir() / SUITE
+    root = vector_path(*SUITE.parts)
     return sorted(p for handler in HANDLERS for p in (root / handler).glob("*.json"))
 
 

@@ -17,25 +17,19 @@ import pytest
 from signer.crypto import bls
 from signer.errors import MalformedKeystore, MalformedRequest, WrongPassword
 from signer.keys import eip2333, eip2335
-from tests.support import vectors_dir
+from tests.support import vector_path
 
 KEYSTORE_DIR = "keystore"
 
 
 def _load(rel: str) -> Any:
-    return json.loads((vectors_dir() / KEYSTORE_DIR / rel).read_text(encoding="utf-8"))
-
-
-def _present() -> bool:
-    return (vectors_dir() / KEYSTORE_DIR).is_dir()
+    return json.loads(vector_path(KEYSTORE_DIR, rel).read_text(encoding="utf-8"))
 
 
 # --- keystore cases: (id, keystore dict, password, secret hex) ------------------------------
 
 
 def _keystore_cases() -> list[Any]:
-    if not _present():
-        return [pytest.param(None, id="vectors-missing")]
     cases: list[Any] = []
     eip = _load("eip/eip2335_test_vectors.json")
     for case in eip["cases"]:
@@ -45,11 +39,11 @@ def _keystore_cases() -> list[Any]:
     # are those very keystores (same crypto), so their password and secret apply.
     eip_password = eip["cases"][0]["password"]
     eip_secret = eip["cases"][0]["secret"]
-    sdc_dir = vectors_dir() / KEYSTORE_DIR / "staking-deposit-cli/keystore_test_vectors"
+    sdc_dir = vector_path(KEYSTORE_DIR, "staking-deposit-cli/keystore_test_vectors")
     for path in sorted(sdc_dir.glob("*.json")):
         body = json.loads(path.read_text(encoding="utf-8"))
         cases.append(pytest.param((body, eip_password, eip_secret), id=f"staking-deposit-cli-{path.stem}"))
-    for path in sorted((vectors_dir() / KEYSTORE_DIR / "chainsafe-bls-keystore").glob("*.json")):
+    for path in sorted(vector_path(KEYSTORE_DIR, "chainsafe-bls-keystore").glob("*.json")):
         body = json.loads(path.read_text(encoding="utf-8"))
         cases.append(pytest.param((body, body["password"], body["secret"]), id=f"chainsafe-{path.stem}"))
     return cases
@@ -78,8 +72,6 @@ def test_encrypt_with_vector_salt_and_iv_gives_crypto(vectors: Path, case: tuple
 
 
 def _password_cases() -> list[Any]:
-    if not _present():
-        return [pytest.param(None, id="vectors-missing")]
     return [
         pytest.param((c["password"], c["encoded_password"]), id=f"eip-{c['name']}")
         for c in _load("eip/eip2335_test_vectors.json")["cases"]
@@ -119,8 +111,6 @@ def test_malformed_keystore_names_the_field(vectors: Path) -> None:
 
 
 def _derivation_cases() -> list[Any]:
-    if not _present():
-        return [pytest.param(None, id="vectors-missing")]
     cases: list[Any] = []
     for c in _load("eip/eip2333_test_vectors.json")["cases"]:
         cases.append(

@@ -16,8 +16,12 @@ Typical use::
     assert proc.terminate() == 0   # SIGTERM, then wait for the exit code
 
 With a config file: ``SignerProcess.from_config(path)``; ``--grpc-listen``/``--metrics-listen`` flags
-(port 0) still override the file's listeners. mTLS: pass ``credentials=`` (and, for a certificate
-whose name is not 127.0.0.1, ``target_name=``) to ``channel()``. Extra environment variables (a PIN,
+(port 0) still override the file's listeners. A server with keys signs only once its protection store
+is initialized (issue 13.2): ``--dev`` does it when it creates its keys; for a config file whose keys
+were made for the test, ``init_protection(path)`` runs the operator's command for keys that never
+signed (``signer protection init --config PATH --keys-never-signed``) first. mTLS: pass
+``credentials=`` (and, for a certificate whose name is not 127.0.0.1, ``target_name=``) to
+``channel()``. Extra environment variables (a PIN,
 ``SOFTHSM2_CONF``) go in ``env=``; they are added to the test process's environment.
 
 The same dev server on a SoftHSM2 token (keys.module = "pkcs11", same keys, names and PIN, through a
@@ -144,6 +148,7 @@ class SignerProcess:
         token = create_softhsm_token(data_dir.with_name(data_dir.name + ".softhsm"))
         seal_dev_keys(token, data_dir, dev_keys)
         config = write_pkcs11_config(data_dir.with_name(data_dir.name + ".toml"), token, data_dir, network=network)
+        init_protection(config, env=token.env)  # the keys were made for this server: never signed
         return cls.from_config(config, extra_args=extra_args, env={**token.env, **(env or {})})
 
     @classmethod
@@ -416,6 +421,18 @@ def _json_record(line: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     return record if isinstance(record, dict) else None
+
+
+def init_protection(config: Path, *, env: Mapping[str, str] | None = None) -> str:
+    """``signer protection init --config CONFIG --keys-never-signed``, the real command an operator runs
+    once for keys that have never signed; returns its output (SignerProcessError if it fails)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "signer", "protection", "init", "--config", str(config), "--keys-never-signed"],
+        env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise SignerProcessError(f"signer protection init failed ({done.returncode}):\n{done.stderr}")
+    return done.stdout
 
 
 # --- pytest fixtures ----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from py_ecc.bls import G2ProofOfPossession
 import signer
 from signer.api._proto.signer.admin.v1 import admin_pb2, admin_pb2_grpc
 from signer.api._proto.v1 import eth2_pb2, responsestate_pb2, signer_pb2, signer_pb2_grpc
+from signer.api.admin import read_document
 from tests.e2e.harness import (
     DOMAIN_BEACON_ATTESTER,
     SignerProcess,
@@ -78,9 +79,10 @@ def test_generate_then_sign_then_status_then_delete(dev_signer: SignerProcess) -
     assert status.protection_store.backend == admin_pb2.STORE_BACKEND_SQLITE
     assert status.protection_store.reachable
 
-    deleted = keys.DeleteKeys(admin_pb2.DeleteKeysRequest(public_keys=[public_key]))
+    deleted, document = read_document(keys.DeleteKeys(admin_pb2.DeleteKeysRequest(public_keys=[public_key])))
     assert deleted.results[0].status == admin_pb2.ITEM_STATUS_DELETED
-    history = json.loads(deleted.slashing_protection)["data"]
+    assert deleted.slashing_protection_size == len(document)
+    history = json.loads(document)["data"]
     assert history[0]["pubkey"] == "0x" + public_key.hex()
     assert history[0]["signed_attestations"] == [
         {"source_epoch": "7", "target_epoch": "8", "signing_root": "0x" + signing_root.hex()}

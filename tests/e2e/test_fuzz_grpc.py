@@ -60,6 +60,7 @@ from tests.e2e.harness import (
     DOMAIN_RANDAO,
     MAINNET_GENESIS_VALIDATORS_ROOT,
     SignerProcess,
+    init_protection,
     ref_attestation_data_root,
     ref_block_header_root,
     ref_domain,
@@ -149,6 +150,7 @@ max_batch_items = 16
 """,
         encoding="utf-8",
     )
+    init_protection(config)  # keys made for this test: never signed
     proc = SignerProcess.from_config(config).start()
     try:
         channel = proc.channel(options=[("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)])

@@ -20,7 +20,7 @@ import pytest
 
 from signer.api._proto.tendermint.privval import service_pb2_grpc, types_pb2
 from signer.api._proto.v1 import lister_pb2, lister_pb2_grpc, responsestate_pb2, signer_pb2, signer_pb2_grpc
-from tests.e2e.harness import SignerProcess
+from tests.e2e.harness import SignerProcess, init_protection
 from tests.e2e.test_cometbft_e2e import PREVOTE, secp_verifies, vote, vote_sign_bytes
 from tests.e2e.test_eth2_e2e import att, py_ecc_verifies_key
 from tests.softhsm import SO_PIN, USER_PIN, find_library
@@ -103,6 +103,7 @@ operations = ["sign_attestation", "sign_proposal", "sign_generic", "cometbft_vot
 """,
         encoding="utf-8",
     )
+    init_protection(config)  # keys generated in the token for this test: never signed
     proc = SignerProcess.from_config(config, env={"SOFTHSM2_CONF": str(conf), "E2E_TOKEN_PIN": USER_PIN}).start()
     try:
         yield HsmSigner(proc, keys)

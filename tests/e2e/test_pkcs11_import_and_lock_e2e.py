@@ -25,7 +25,7 @@ from signer.api._proto.v1 import (
     responsestate_pb2,
     signer_pb2_grpc,
 )
-from tests.e2e.harness import SignerProcess
+from tests.e2e.harness import SignerProcess, init_protection
 from tests.e2e.test_eth2_e2e import att, py_ecc_verifies_key
 from tests.softhsm import SO_PIN, USER_PIN, find_library
 from tests.support import missing_component
@@ -106,6 +106,7 @@ operations = ["sign_attestation", "account_management"]
 """,
         encoding="utf-8",
     )
+    init_protection(config)  # the vector key never signed into this store
     with SignerProcess.from_config(config, env={"SOFTHSM2_CONF": str(conf), "E2E_TOKEN_PIN": USER_PIN}) as proc:
         signer = signer_pb2_grpc.SignerStub(proc.channel())
         manager = accountmanager_pb2_grpc.AccountManagerStub(proc.channel())

@@ -11,7 +11,7 @@ Clients of the shared server:
 * ``vc-full``: attestations, proposals and generic signing on ``dev/*`` and ``other/*``, voluntary
   exits explicitly denied;
 * ``vc-slow``: like vc-att plus generic signing, at 0.5 requests/s with a burst of 3;
-* ``ops``: voluntary exits only, every key;
+* ``ops``: voluntary exits and deposits only, every key;
 * ``vc-nobody``: a certificate of the trusted CA whose name no ``[[clients]]`` entry has;
 * ``comet-1``: CometBFT votes and proposals with the key of chain ``sec-chain``;
 * ``vc-spiffe``: generic signing on ``dev/*`` for a certificate without a CN whose URI SAN the
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -47,6 +48,7 @@ from tests.certs import CertPair, Pki, make_pki
 from tests.e2e.harness import (
     DOMAIN_RANDAO,
     SignerProcess,
+    init_protection,
     ref_domain,
     ref_signing_root,
 )
@@ -57,8 +59,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # a server, keys made by the C
 SUCCEEDED = responsestate_pb2.SUCCEEDED
 DENIED = responsestate_pb2.DENIED
 DOMAIN_VOLUNTARY_EXIT = bytes.fromhex("04000000")
+DOMAIN_DEPOSIT = bytes.fromhex("03000000")
 RANDAO = ref_domain(DOMAIN_RANDAO)
 VOLUNTARY_EXIT = ref_domain(DOMAIN_VOLUNTARY_EXIT)
+DEPOSIT = ref_domain(DOMAIN_DEPOSIT, genesis_validators_root=b"\x00" * 32)  # genesis version, zero root
 CLIENTS = ("vc-att", "vc-full", "vc-slow", "ops", "vc-nobody", "comet-1")
 DEV_KEYS = 4
 SLOW_BURST = 3
@@ -136,7 +140,7 @@ rate = {{ per_second = 0.5, burst = {SLOW_BURST} }}
 [[clients]]
 name = "ops"
 allow_accounts = ["*"]
-operations = ["sign_voluntary_exit"]
+operations = ["sign_voluntary_exit", "sign_deposit"]
 
 [[clients]]
 name = "comet-1"
@@ -195,6 +199,7 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureSigner]:
     audit = base / "audit.jsonl"
     config = base / "signer.toml"
     config.write_text(security_config(pki, data_dir, pin_file, audit), encoding="utf-8")
+    init_protection(config)  # keys made for this test: never signed
     proc = SignerProcess.from_config(config).start()
     try:
         yield SecureSigner(proc, pki, keys, audit, pin_file, base)
@@ -328,6 +333,18 @@ def test_client_is_refused_an_operation_it_may_not_do(secure: SecureSigner) -> N
     assert blspy_verifies(secure.keys["dev/2"], ref_signing_root(data, VOLUNTARY_EXIT), bytes(exit_ok.signature))
     # ... and ops may do nothing else.
     assert secure.signer("ops").Sign(generic("dev/2", data, RANDAO), timeout=CALL_TIMEOUT_S).state == DENIED
+
+
+def test_sign_generic_does_not_cover_deposits(secure: SecureSigner) -> None:
+    # A deposit names the withdrawal credentials: vc-full (sign_generic) is refused one for any key;
+    # ops, granted sign_deposit, signs it.
+    data = root("deposit message of dev/1")
+    refused = secure.signer("vc-full").Sign(generic("dev/1", data, DEPOSIT), timeout=CALL_TIMEOUT_S)
+    assert refused.state == DENIED
+    assert not refused.signature
+    signed = secure.signer("ops").Sign(generic("dev/1", data, DEPOSIT), timeout=CALL_TIMEOUT_S)
+    assert signed.state == SUCCEEDED
+    assert blspy_verifies(secure.keys["dev/1"], ref_signing_root(data, DEPOSIT), bytes(signed.signature))
 
 
 def test_unknown_client_of_the_trusted_ca_is_denied_everything(secure: SecureSigner) -> None:
@@ -492,7 +509,9 @@ def test_audit_log_has_a_json_line_per_decision_and_no_secret(secure: SecureSign
 
 
 def _plaintext_config(secure: SecureSigner, name: str, allow: bool) -> Path:
-    data_dir = secure.root_dir / "data"
+    # A data dir of its own: the module fixture's server holds "data" (one signer per data dir).
+    data_dir = secure.root_dir / f"{name}-data"
+    shutil.copytree(secure.root_dir / "data", data_dir, ignore=shutil.ignore_patterns("signer.lock", "protection.*"))
     config = secure.root_dir / f"{name}.toml"
     config.write_text(
         f"""
@@ -526,6 +545,7 @@ def test_plaintext_off_loopback_refuses_to_start(secure: SecureSigner) -> None:
 def test_plaintext_off_loopback_starts_when_explicitly_allowed(secure: SecureSigner) -> None:
     """The counterpart: the refusal above is the policy, not a broken config."""
     config = _plaintext_config(secure, "plaintext-allowed", allow=True)
+    init_protection(config)
     proc = SignerProcess.from_config(config, extra_args=["--grpc-listen", "0.0.0.0:0"]).start()
     try:
         warning = proc.wait_for_log(lambda r: "INSECURE" in str(r.get("msg", "")))

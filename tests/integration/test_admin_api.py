@@ -21,12 +21,14 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import signer
+from signer import errors
 from signer.api._proto.signer.admin.v1 import admin_pb2, admin_pb2_grpc
 from signer.api._proto.v1 import eth2_pb2, responsestate_pb2, signer_pb2, signer_pb2_grpc
-from signer.api.admin import SERVICE_NAMES, admin_servicers
+from signer.api.admin import DOCUMENT_CHUNK_BYTES, SERVICE_NAMES, admin_servicers, read_document
 from signer.api.context import CallContext
 from signer.api.server import GrpcServer
 from signer.config import ClientConfig
@@ -38,8 +40,9 @@ from signer.keys import eip2335
 from signer.keys.emulated import EmulatedKeyModule
 from signer.protection.sqlite import SqliteStore
 from signer.service import SigningService
-from signer.types import Authorizer, Scheme
-from tests.support import vectors_dir
+from signer.types import AttestationCheck, Authorizer, Scheme
+from tests.stores import keys_never_signed
+from tests.support import vector_path
 
 PIN = "admin-test-pin"
 OK = admin_pb2.RESPONSE_STATUS_OK
@@ -76,11 +79,12 @@ class Signer:
         return signer_pb2_grpc.SignerStub(self.channel)
 
 
-def _start(tmp_path: Path, authorizer: Authorizer | None = None) -> Signer:
+def _start(tmp_path: Path, authorizer: Authorizer | None = None, *, max_batch_items: int = 1000) -> Signer:
     module = EmulatedKeyModule(tmp_path / "keys", PIN, create=True, scrypt_n=2**10)
     store = SqliteStore(tmp_path / "protection.sqlite", GVR)
+    keys_never_signed(store)  # module and store are made together here
     service = SigningService(MAINNET, module, store, authorizer=authorizer)
-    calls = CallContext(service)
+    calls = CallContext(service, max_batch_items=max_batch_items)
     server = GrpcServer(
         service, calls, workers=4, extra_servicers=admin_servicers(service, calls, store_backend="sqlite")
     )
@@ -166,9 +170,7 @@ def import_one(s: Signer) -> bytes:
 
 
 def _vector_keystores() -> list[Any]:
-    base = vectors_dir() / "keystore"
-    if not base.is_dir():
-        return [pytest.param(None, id="vectors-missing")]
+    base = vector_path("keystore")
     cases: list[Any] = []
     eip = json.loads((base / "eip/eip2335_test_vectors.json").read_text(encoding="utf-8"))
     for case in eip["cases"]:
@@ -338,12 +340,14 @@ def test_delete_returns_history_with_the_signed_attestation_and_the_key_stops_si
     request = attestation(public_key, 3, 4)
     assert signer_server.eth2.SignBeaconAttestation(request).state == responsestate_pb2.SUCCEEDED
 
-    response = signer_server.keys.DeleteKeys(admin_pb2.DeleteKeysRequest(public_keys=[public_key]))
+    response, history = read_document(
+        signer_server.keys.DeleteKeys(admin_pb2.DeleteKeysRequest(public_keys=[public_key]))
+    )
     assert response.status == OK, response.message
     assert [(r.index, r.status, bytes(r.public_key)) for r in response.results] == [
         (0, admin_pb2.ITEM_STATUS_DELETED, public_key)
     ]
-    document = json.loads(response.slashing_protection)
+    document = json.loads(history)
     assert document["metadata"]["genesis_validators_root"] == "0x" + GVR.hex()
     assert [d["pubkey"] for d in document["data"]] == ["0x" + public_key.hex()]
     assert document["data"][0]["signed_attestations"] == [
@@ -361,12 +365,12 @@ def test_delete_returns_history_with_the_signed_attestation_and_the_key_stops_si
 def test_delete_answers_not_active_not_found_and_bad_keys_per_item(signer_server: Signer) -> None:
     public_key = import_one(signer_server)
     assert signer_server.eth2.SignBeaconAttestation(attestation(public_key, 1, 2)).state == responsestate_pb2.SUCCEEDED
-    first = signer_server.keys.DeleteKeys(admin_pb2.DeleteKeysRequest(public_keys=[public_key]))
+    first, _ = read_document(signer_server.keys.DeleteKeys(admin_pb2.DeleteKeysRequest(public_keys=[public_key])))
     assert first.results[0].status == admin_pb2.ITEM_STATUS_DELETED
 
     never_seen = bls.secret_to_public(bls.random_secret())
-    response = signer_server.keys.DeleteKeys(
-        admin_pb2.DeleteKeysRequest(public_keys=[public_key, never_seen, b"\x01" * 5])
+    response, history = read_document(
+        signer_server.keys.DeleteKeys(admin_pb2.DeleteKeysRequest(public_keys=[public_key, never_seen, b"\x01" * 5]))
     )
     assert [r.status for r in response.results] == [
         admin_pb2.ITEM_STATUS_NOT_ACTIVE,
@@ -375,19 +379,84 @@ def test_delete_answers_not_active_not_found_and_bad_keys_per_item(signer_server
     ]
     assert response.status == admin_pb2.RESPONSE_STATUS_PARTIAL
     assert "48 (BLS12-381)" in response.results[2].message
-    document = json.loads(response.slashing_protection)
+    document = json.loads(history)
     assert [d["pubkey"] for d in document["data"]] == ["0x" + public_key.hex()]
-    assert signer_server.keys.DeleteKeys(admin_pb2.DeleteKeysRequest()).status == admin_pb2.RESPONSE_STATUS_REFUSED
+    refused, nothing = read_document(signer_server.keys.DeleteKeys(admin_pb2.DeleteKeysRequest()))
+    assert refused.status == admin_pb2.RESPONSE_STATUS_REFUSED and nothing == b""
 
 
 def test_delete_refused_by_a_closed_store_deletes_nothing(signer_server: Signer) -> None:
     public_key = import_one(signer_server)
     signer_server.store.close()
-    response = signer_server.keys.DeleteKeys(admin_pb2.DeleteKeysRequest(public_keys=[public_key]))
+    response, _ = read_document(signer_server.keys.DeleteKeys(admin_pb2.DeleteKeysRequest(public_keys=[public_key])))
     assert response.status == admin_pb2.RESPONSE_STATUS_FAILED
     assert "closed" in response.message
     assert [bytes(k.public_key) for k in signer_server.keys.ListKeys(admin_pb2.ListKeysRequest()).keys] == [public_key]
     assert [k.public_key for k in signer_server.service.list_keys()] == [public_key]
+
+
+FOUR_MIB = 4 * 1024 * 1024
+
+
+def long_history(public_key: bytes, attestations: int) -> bytes:
+    """An EIP-3076 document of ``attestations`` attestations (with signing roots) for one key."""
+    records = [
+        {"source_epoch": str(e), "target_epoch": str(e + 1), "signing_root": "0x" + e.to_bytes(32, "big").hex()}
+        for e in range(1, attestations + 1)
+    ]
+    return json.dumps(
+        {
+            "metadata": {"interchange_format_version": "5", "genesis_validators_root": "0x" + GVR.hex()},
+            "data": [{"pubkey": "0x" + public_key.hex(), "signed_blocks": [], "signed_attestations": records}],
+        }
+    ).encode()
+
+
+def test_a_history_over_4_mib_streams_and_a_broken_delete_stream_loses_nothing(signer_server: Signer) -> None:
+    """40,000 attestations (five months of duties) export to over 4 MiB, gRPC's default message
+    limit: ExportInterchange and DeleteKeys stream the document in chunks. A DeleteKeys stream that
+    breaks after its first message has deleted the key, but the history stays in the store: the
+    same DeleteKeys again answers NOT_ACTIVE with the whole document."""
+    public_key = import_one(signer_server)
+    count = 40_000
+    report = signer_server.store.import_interchange(long_history(public_key, count))
+    assert report.attestations_imported == count
+
+    request = admin_pb2.ExportInterchangeRequest(public_keys=[public_key])
+    messages = list(signer_server.protection.ExportInterchange(request))
+    exported, exported_json = read_document(iter(messages))
+    assert exported.status == OK, exported.message
+    assert exported.interchange_json_size == len(exported_json) > FOUR_MIB
+    assert len(messages) == -(-len(exported_json) // DOCUMENT_CHUNK_BYTES) >= 5
+    (entry,) = json.loads(exported_json)["data"]
+    assert len(entry["signed_attestations"]) == count
+
+    delete = admin_pb2.DeleteKeysRequest(public_keys=[public_key])
+    stream = signer_server.keys.DeleteKeys(delete)
+    first = next(stream)
+    assert first.status == OK and first.results[0].status == admin_pb2.ITEM_STATUS_DELETED
+    assert first.slashing_protection_size == len(exported_json)
+    assert len(first.slashing_protection) == DOCUMENT_CHUNK_BYTES
+    stream.cancel()  # the client goes away after the first chunk
+    assert signer_server.module.list_keys() == []
+    assert signer_server.eth2.SignBeaconAttestation(attestation(public_key, count + 5, count + 6)).state == (
+        responsestate_pb2.DENIED
+    )
+
+    again, history = read_document(signer_server.keys.DeleteKeys(delete))
+    assert again.status == OK
+    assert [(r.status, bytes(r.public_key)) for r in again.results] == [(admin_pb2.ITEM_STATUS_NOT_ACTIVE, public_key)]
+    assert history == exported_json  # the same document, whole
+
+
+def test_read_document_refuses_a_stream_short_of_its_size() -> None:
+    first = admin_pb2.ExportInterchangeResponse(status=OK, interchange_json=b"{", interchange_json_size=2)
+    with pytest.raises(errors.MalformedRequest, match="carried 1 of 2 document bytes"):
+        read_document(iter([first]))
+    with pytest.raises(errors.MalformedRequest, match="ended without a message"):
+        read_document(iter([]))
+    whole = [first, admin_pb2.ExportInterchangeResponse(interchange_json=b"}")]
+    assert read_document(iter(whole)) == (first, b"{}")
 
 
 # --- generate, reload -------------------------------------------------------------------------
@@ -449,9 +518,11 @@ def test_interchange_round_trip(signer_server: Signer, tmp_path: Path) -> None:
         1,
         1,
     )
-    exported = signer_server.protection.ExportInterchange(admin_pb2.ExportInterchangeRequest())
+    exported, exported_json = read_document(
+        signer_server.protection.ExportInterchange(admin_pb2.ExportInterchangeRequest())
+    )
     assert exported.status == OK
-    document = json.loads(exported.interchange_json)
+    document = json.loads(exported_json)
     assert document["data"] == [
         {
             "pubkey": "0x" + public_key.hex(),
@@ -463,17 +534,19 @@ def test_interchange_round_trip(signer_server: Signer, tmp_path: Path) -> None:
     other = _start(tmp_path / "other")
     try:
         into_other = other.protection.ImportInterchange(
-            admin_pb2.ImportInterchangeRequest(interchange_json=exported.interchange_json)
+            admin_pb2.ImportInterchangeRequest(interchange_json=exported_json)
         )
         assert (into_other.blocks_imported, into_other.attestations_imported) == (1, 1)
-        again = other.protection.ExportInterchange(admin_pb2.ExportInterchangeRequest(public_keys=[public_key]))
-        assert json.loads(again.interchange_json) == document
+        _, again = read_document(
+            other.protection.ExportInterchange(admin_pb2.ExportInterchangeRequest(public_keys=[public_key]))
+        )
+        assert json.loads(again) == document
     finally:
         other.channel.close()
         other.server.stop(0)
         other.store.close()
     repeat = signer_server.protection.ImportInterchange(
-        admin_pb2.ImportInterchangeRequest(interchange_json=exported.interchange_json)
+        admin_pb2.ImportInterchangeRequest(interchange_json=exported_json)
     )
     assert (repeat.blocks_imported, repeat.blocks_skipped, repeat.attestations_skipped) == (0, 1, 1)
 
@@ -491,7 +564,7 @@ def test_interchange_import_refusals(signer_server: Signer, document: bytes, why
     assert response.status == admin_pb2.RESPONSE_STATUS_REFUSED
     assert why in response.message
     assert (
-        json.loads(signer_server.protection.ExportInterchange(admin_pb2.ExportInterchangeRequest()).interchange_json)[
+        json.loads(read_document(signer_server.protection.ExportInterchange(admin_pb2.ExportInterchangeRequest()))[1])[
             "data"
         ]
         == []
@@ -521,6 +594,105 @@ def test_cometbft_state_round_trip(signer_server: Signer) -> None:
         admin_pb2.ImportCometbftStateRequest(chain_id="", public_key=public_key, state_json=state)
     )
     assert bad.status == admin_pb2.RESPONSE_STATUS_REFUSED and "chain_id" in bad.message
+
+
+@pytest.mark.parametrize("chain_id", ["c" * 300, "é" * 26, "chain\none"], ids=["300-chars", "52-bytes", "newline"])
+def test_cometbft_state_calls_apply_the_chain_id_rule(signer_server: Signer, chain_id: str) -> None:
+    generated = signer_server.keys.GenerateKeys(
+        admin_pb2.GenerateKeysRequest(count=1, wallet="comet", scheme=admin_pb2.KEY_SCHEME_ED25519)
+    )
+    public_key = bytes(generated.results[0].public_key)
+    state = json.dumps({"height": "36", "round": 0, "step": 3}).encode()
+    imported = signer_server.protection.ImportCometbftState(
+        admin_pb2.ImportCometbftStateRequest(chain_id=chain_id, public_key=public_key, state_json=state)
+    )
+    assert imported.status == admin_pb2.RESPONSE_STATUS_REFUSED
+    assert imported.message.startswith("chain_id "), imported.message
+    exported = signer_server.protection.ExportCometbftState(
+        admin_pb2.ExportCometbftStateRequest(chain_id=chain_id, public_key=public_key)
+    )
+    assert exported.status == admin_pb2.RESPONSE_STATUS_REFUSED and not exported.state_json
+
+
+# --- untrusted documents: nesting bombs and costly keystores are named refusals ------------------
+
+BOMB = b"[" * 200_000 + b"]" * 200_000
+BOMB_REFUSAL = "nests arrays and objects 200000 deep, over the limit of 32"
+
+
+def test_nesting_bombs_are_refused_by_name_not_failed(signer_server: Signer) -> None:
+    generated = signer_server.keys.GenerateKeys(
+        admin_pb2.GenerateKeysRequest(count=1, wallet="comet", scheme=admin_pb2.KEY_SCHEME_ED25519)
+    )
+    public_key = bytes(generated.results[0].public_key)
+    interchange_bomb = signer_server.protection.ImportInterchange(
+        admin_pb2.ImportInterchangeRequest(interchange_json=BOMB)
+    )
+    assert interchange_bomb.status == admin_pb2.RESPONSE_STATUS_REFUSED
+    assert interchange_bomb.message == f"the interchange document {BOMB_REFUSAL}"
+    state_bomb = signer_server.protection.ImportCometbftState(
+        admin_pb2.ImportCometbftStateRequest(chain_id="test-chain", public_key=public_key, state_json=BOMB)
+    )
+    assert state_bomb.status == admin_pb2.RESPONSE_STATUS_REFUSED
+    assert state_bomb.message == f"the priv_validator_state document {BOMB_REFUSAL}"
+    keystore_bomb = signer_server.keys.ImportKeystores(
+        admin_pb2.ImportKeystoresRequest(keystores=[BOMB], passwords=["pw"])
+    )
+    assert keystore_bomb.status == admin_pb2.RESPONSE_STATUS_REFUSED
+    assert [(r.status, r.message) for r in keystore_bomb.results] == [
+        (admin_pb2.ITEM_STATUS_ERROR, f"malformed keystore: the keystore {BOMB_REFUSAL}")
+    ]
+    with_protection = signer_server.keys.ImportKeystores(
+        admin_pb2.ImportKeystoresRequest(
+            keystores=[cheap_keystore("pw")[0]], passwords=["pw"], slashing_protection=BOMB
+        )
+    )
+    assert with_protection.status == admin_pb2.RESPONSE_STATUS_REFUSED
+    assert with_protection.message == f"the interchange document {BOMB_REFUSAL}"
+    assert [bytes(k.public_key) for k in signer_server.keys.ListKeys(admin_pb2.ListKeysRequest()).keys] == [public_key]
+
+
+@pytest.mark.timeout(60)  # run, the hostile KDF takes ~90 s and ~1.9 GiB
+def test_a_keystore_over_the_kdf_limits_is_refused_before_its_kdf_runs(signer_server: Signer) -> None:
+    body, _ = cheap_keystore("pw")
+    hostile = json.loads(body)
+    hostile["crypto"]["kdf"] = {
+        "function": "scrypt",
+        "params": {"dklen": 32, "n": 2**20, "r": 15, "p": 16, "salt": "07" * 32},
+        "message": "",
+    }
+    response = signer_server.keys.ImportKeystores(
+        admin_pb2.ImportKeystoresRequest(keystores=[json.dumps(hostile).encode(), body], passwords=["pw"])
+    )
+    assert response.status == admin_pb2.RESPONSE_STATUS_PARTIAL
+    assert response.results[0].status == admin_pb2.ITEM_STATUS_ERROR
+    assert response.results[0].message == (
+        "malformed keystore: crypto.kdf.params: scrypt n=1048576, r=15, p=16 needs 2,013,300,480 bytes of memory "
+        "(128*r*(n+p+2)), over the limit of 1,073,741,824 (1 GiB)"
+    )
+    assert response.results[1].status == admin_pb2.ITEM_STATUS_IMPORTED
+
+
+def test_an_import_over_the_kdf_work_per_call_is_refused_before_any_kdf_runs(tmp_path: Path) -> None:
+    s = _start(tmp_path, max_batch_items=4)  # the per-call budget: 4 standard keystores of KDF work
+    try:
+        secret = bls.random_secret()
+        kdf = eip2335.KdfParams("pbkdf2", secrets.token_bytes(32), 32, c=2**20)  # 4 standard keystores each
+        body = json.dumps(eip2335.encrypt_keystore(secret, "pw", kdf=kdf)).encode()
+        started = time.monotonic()
+        response = s.keys.ImportKeystores(admin_pb2.ImportKeystoresRequest(keystores=[body, body], passwords=["pw"]))
+        assert response.status == admin_pb2.RESPONSE_STATUS_REFUSED
+        assert response.message == (
+            "the 2 keystores to decrypt need 8.0 standard keystores' worth of KDF work, over the limit of 4 per "
+            "call; import them in smaller calls"
+        )
+        assert not response.results
+        assert time.monotonic() - started < 1.0  # two pbkdf2 runs of c=2**20 would take longer
+        assert not s.keys.ListKeys(admin_pb2.ListKeysRequest()).keys
+    finally:
+        s.channel.close()
+        s.server.stop(0)
+        s.store.close()
 
 
 # --- Status, registration ---------------------------------------------------------------------
@@ -613,7 +785,9 @@ def test_a_client_without_admin_operations_is_denied(tmp_path: Path, stub: str, 
     s = _start(tmp_path, _permission_authorizer(signing_only))
     try:
         with pytest.raises(grpc.RpcError) as caught:
-            getattr(getattr(s, stub), method)(request_)
+            answer = getattr(getattr(s, stub), method)(request_)
+            if not isinstance(answer, Message):  # a stream: the refusal comes with the first message
+                list(answer)
         assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
         assert "may not" in (caught.value.details() or "")
         assert s.module.list_keys() == []
@@ -636,13 +810,104 @@ def test_delete_is_authorized_per_key(tmp_path: Path) -> None:
         theirs = s.module.generate("theirs/0", Scheme.BLS).public_key
         s.service.reload_keys()
         with pytest.raises(grpc.RpcError) as caught:
-            s.keys.DeleteKeys(admin_pb2.DeleteKeysRequest(public_keys=[mine, theirs]))
+            read_document(s.keys.DeleteKeys(admin_pb2.DeleteKeysRequest(public_keys=[mine, theirs])))
         assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
         assert "theirs/0" in (caught.value.details() or "")
         assert {k.public_key for k in s.module.list_keys()} == {mine, theirs}  # nothing deleted
         assert s.eth2.SignBeaconAttestation(attestation(mine, 1, 2)).state == responsestate_pb2.SUCCEEDED
-        deleted = s.keys.DeleteKeys(admin_pb2.DeleteKeysRequest(public_keys=[mine]))
+        deleted, _ = read_document(s.keys.DeleteKeys(admin_pb2.DeleteKeysRequest(public_keys=[mine])))
         assert deleted.results[0].status == admin_pb2.ITEM_STATUS_DELETED
+    finally:
+        s.channel.close()
+        s.server.stop(0)
+        s.store.close()
+
+
+# --- import and export are scoped to the caller's keys (issue 13.8) -----------------------------
+
+
+def _scoped_signer(tmp_path: Path) -> tuple[Signer, bytes, bytes]:
+    """A server whose client "local" may import/export (and sign) for mine/* only; (server, mine, theirs)."""
+    scoped = ClientConfig(
+        name="local",
+        allow_accounts=("mine/*",),
+        operations=("key_admin", "protection_import", "protection_export", "sign_attestation"),
+    )
+    s = _start(tmp_path, _permission_authorizer(scoped))
+    mine = s.module.generate("mine/0", Scheme.BLS).public_key
+    theirs = s.module.generate("theirs/0", Scheme.BLS).public_key
+    s.service.reload_keys()
+    return s, mine, theirs
+
+
+def _two_keys(mine: bytes, theirs: bytes) -> bytes:
+    """An interchange for both keys; the other key's record at epoch 2**63-1 would block it forever."""
+    document = json.loads(interchange(mine))
+    far = str(2**63 - 1)
+    document["data"].append(
+        {
+            "pubkey": "0x" + theirs.hex(),
+            "signed_blocks": [{"slot": far}],
+            "signed_attestations": [{"source_epoch": far, "target_epoch": far}],
+        }
+    )
+    return json.dumps(document).encode()
+
+
+def test_import_naming_a_key_the_client_may_not_use_is_refused_whole(tmp_path: Path) -> None:
+    s, mine, theirs = _scoped_signer(tmp_path)
+    try:
+        with pytest.raises(grpc.RpcError) as caught:
+            s.protection.ImportInterchange(admin_pb2.ImportInterchangeRequest(interchange_json=_two_keys(mine, theirs)))
+        assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "0x" + theirs.hex() in (caught.value.details() or "")
+        assert s.store.export_interchange()["data"] == []  # nothing imported, not even for mine
+        # the other key is not blocked
+        (verdict,) = s.store.check_and_record([AttestationCheck(theirs, 1, 2, b"\x01" * 32)])
+        assert verdict.ok
+        # a document naming only the caller's keys is imported
+        answer = s.protection.ImportInterchange(admin_pb2.ImportInterchangeRequest(interchange_json=interchange(mine)))
+        assert answer.status == OK and answer.validators == 1
+    finally:
+        s.channel.close()
+        s.server.stop(0)
+        s.store.close()
+
+
+def test_keystore_import_with_history_for_a_key_the_client_may_not_use_is_refused(tmp_path: Path) -> None:
+    s, mine, theirs = _scoped_signer(tmp_path)
+    try:
+        body, _ = cheap_keystore("pw")
+        with pytest.raises(grpc.RpcError) as caught:
+            s.keys.ImportKeystores(
+                admin_pb2.ImportKeystoresRequest(
+                    keystores=[body], passwords=["pw"], wallet="mine", slashing_protection=_two_keys(mine, theirs)
+                )
+            )
+        assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "0x" + theirs.hex() in (caught.value.details() or "")
+        assert s.store.export_interchange()["data"] == []
+        assert {k.name for k in s.module.list_keys()} == {"mine/0", "theirs/0"}  # no keystore imported
+    finally:
+        s.channel.close()
+        s.server.stop(0)
+        s.store.close()
+
+
+def test_export_naming_no_keys_holds_only_the_callers_keys(tmp_path: Path) -> None:
+    s, mine, theirs = _scoped_signer(tmp_path)
+    try:
+        outsider = b"\xab" * 48  # history of a key that is not loaded (imported earlier by an operator)
+        s.store.import_interchange(_two_keys(mine, theirs))
+        s.store.import_interchange(interchange(outsider))
+        answer, document = read_document(s.protection.ExportInterchange(admin_pb2.ExportInterchangeRequest()))
+        assert answer.status == OK, answer.message
+        exported = json.loads(document)
+        assert [d["pubkey"] for d in exported["data"]] == ["0x" + mine.hex()]
+        # naming another key is refused, as before
+        with pytest.raises(grpc.RpcError) as caught:
+            read_document(s.protection.ExportInterchange(admin_pb2.ExportInterchangeRequest(public_keys=[theirs])))
+        assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
     finally:
         s.channel.close()
         s.server.stop(0)
@@ -680,13 +945,15 @@ def test_every_signature_made_before_delete_is_in_the_returned_history(signer_se
         t.start()
     while len(signed) < 20 and time.monotonic() < give_up_at:
         time.sleep(0.01)
-    response = signer_server.keys.DeleteKeys(admin_pb2.DeleteKeysRequest(public_keys=[public_key]))
+    response, returned = read_document(
+        signer_server.keys.DeleteKeys(admin_pb2.DeleteKeysRequest(public_keys=[public_key]))
+    )
     deleted.set()
     for t in threads:
         t.join(timeout=30)
     assert refused_after_delete.is_set()
     assert response.results[0].status == admin_pb2.ITEM_STATUS_DELETED
-    history = json.loads(response.slashing_protection)["data"][0]["signed_attestations"]
+    history = json.loads(returned)["data"][0]["signed_attestations"]
     exported = {(int(a["source_epoch"]), int(a["target_epoch"])) for a in history}
     assert len(signed) >= 20
     assert set(signed) <= exported

@@ -10,6 +10,8 @@ password in the file, refuses to start, saying why, without printing it).
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +24,7 @@ from signer.errors import ProtectionStoreError
 from signer.keys.dev import DEV_PIN
 from signer.protection.postgres import PostgresStore
 from signer.types import AttestationCheck, BlockCheck, Safe
-from tests.e2e.harness import MAINNET_GENESIS_VALIDATORS_ROOT, SignerProcess, SignerProcessError
+from tests.e2e.harness import MAINNET_GENESIS_VALIDATORS_ROOT, SignerProcess, SignerProcessError, init_protection
 from tests.e2e.test_eth2_e2e import att, py_ecc_verifies
 from tests.postgres import PasswordPostgresServer, postgres_password_server  # noqa: F401 - fixture
 
@@ -167,6 +169,7 @@ def test_serve_with_password_from_file_starts_and_signs(
     assert "password" not in server.role_dsn
     assert server.password not in config.read_text(encoding="utf-8")
     env = {"PGPASSFILE": str(tmp_path / "no-such-pgpass")}
+    init_protection(config, env=env)  # the dev keys never signed into this database
     with SignerProcess.from_config(config, env=env) as proc:
         stub = signer_pb2_grpc.SignerStub(proc.channel())
         a = att(0, 1, 2, block="pgpw")
@@ -217,3 +220,64 @@ def test_check_config_reads_the_password_file(dev_data_dir: Path, tmp_path: Path
     )  # fmt: skip
     assert done.returncode == 2, done.stdout + done.stderr
     assert "protection.password" in done.stderr and str(tmp_path / "absent") in done.stderr
+
+
+# --- the password beside --protection-dsn, never in it (issue 13.15) ----------------------------------
+
+
+def _protection(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "signer", "protection", *map(str, args)],
+        env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def test_protection_commands_take_the_password_from_a_file_or_the_environment(
+    postgres_password_server: PasswordPostgresServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    server = postgres_password_server
+    password_file = tmp_path / "pg.password"
+    password_file.write_text(server.password + "\n", encoding="utf-8")
+    store = ["--data-dir", tmp_path / "unused", "--protection-dsn", server.role_dsn]
+    without = _protection("export", *store)
+    assert without.returncode == 1 and "password" in without.stderr, without.stderr  # the server wants one
+    with_file = _protection("export", *store, "--protection-password-file", password_file)
+    assert with_file.returncode == 0, with_file.stderr
+    assert json.loads(with_file.stdout)["metadata"]["genesis_validators_root"] == "0x" + GVR.hex()
+    from_env = _protection("init", *store, "--keys-never-signed", env={"SIGNER_PROTECTION_PASSWORD": server.password})
+    assert from_env.returncode == 0, from_env.stderr
+    assert from_env.stdout.startswith(("initialized:", "already initialized")), from_env.stdout
+    for done in (without, with_file, from_env):
+        _assert_secret_free(done.stdout + done.stderr, server.password)
+    refused = _protection("export", "--data-dir", tmp_path, "--protection-password-file", password_file)
+    assert refused.returncode == 2 and "--protection-dsn" in refused.stderr, refused.stderr
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("source", ["file", "env"])
+def test_serve_dev_takes_the_password_from_a_file_or_the_environment_not_the_command_line(
+    postgres_password_server: PasswordPostgresServer,  # noqa: F811
+    tmp_path: Path,
+    source: str,
+) -> None:
+    server = postgres_password_server
+    password_file = tmp_path / "pg.password"
+    password_file.write_text(server.password + "\n", encoding="utf-8")
+    env = {"PGPASSFILE": str(tmp_path / "no-such-pgpass")}
+    extra = ["--protection-dsn", server.role_dsn]
+    if source == "file":
+        extra += ["--protection-password-file", str(password_file)]
+    else:
+        env["SIGNER_PROTECTION_PASSWORD"] = server.password
+    with SignerProcess.dev(tmp_path / "data", dev_keys=2, extra_args=extra, env=env) as proc:
+        command_line = Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode()  # what ps shows
+        _assert_secret_free(command_line, server.password)
+        stub = signer_pb2_grpc.SignerStub(proc.channel())
+        source_epoch = {"file": 7, "env": 9}[source]  # one shared database: distinct votes
+        a = att(1, source_epoch, source_epoch + 1, block=f"pgpw-dev-{source}")
+        resp = stub.SignBeaconAttestation(a.request(), timeout=30)
+        assert resp.state == responsestate_pb2.SUCCEEDED, proc.logs
+        assert py_ecc_verifies(1, a.signing_root(), bytes(resp.signature))
+        logs = proc.logs + proc.stdout
+    _assert_secret_free(logs, server.password)

@@ -22,6 +22,7 @@ from signer.protection import rules
 from signer.protection.history import load_migrations
 from signer.protection.postgres import PostgresStore, eth2_lock_key
 from signer.protection.rules import AttestationRecord, LowerBounds
+from signer.protection.store import InitializedBy
 from signer.types import ZERO_ROOT, AttestationCheck, BlockCheck, Safe
 from tests.postgres import PostgresServer, postgres_dsn, postgres_server  # noqa: F401 - fixtures
 from tests.support import missing_component
@@ -75,6 +76,56 @@ def test_schema_newer_than_the_code_is_refused(postgres_dsn: str) -> None:  # no
         conn.execute("INSERT INTO schema_version (version) VALUES (999)")
     with pytest.raises(SchemaTooNew, match="999"):
         PostgresStore(postgres_dsn, ZERO_ROOT)
+
+
+@pytest.mark.parametrize("with_history", [True, False], ids=["with-history", "empty"])
+def test_upgrade_initializes_a_database_that_held_history(
+    postgres_server: PostgresServer,  # noqa: F811
+    with_history: bool,
+) -> None:
+    """Issue 13.2: schema migration 2 records an initialization for a database in use (history in
+    it), and none for an empty one (a lost history, until imported or declared)."""
+    dsn = postgres_server.new_database(empty=True)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE schema_version (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        conn.execute(load_migrations("postgres")[0][1].encode())
+        conn.execute("INSERT INTO schema_version (version) VALUES (1)")
+        if with_history:
+            conn.execute("INSERT INTO validators (public_key, min_slot) VALUES (%s, 7)", (PK_A,))
+    store = PostgresStore(dsn, ZERO_ROOT, timeout_s=10.0, pool_size=1)
+    try:
+        record = store.initialization()
+        if with_history:
+            assert record is not None and record.how == "upgrade", record
+            assert isinstance(one(store, BlockCheck(PK_A, 7, R1)).refusal, SlotNotAboveLowerBound)
+        else:
+            assert record is None
+    finally:
+        store.close()
+
+
+def test_replicas_initializing_at_once_keep_one_record(postgres_dsn: str) -> None:  # noqa: F811
+    stores = [PostgresStore(postgres_dsn, ZERO_ROOT, timeout_s=10.0, pool_size=1) for _ in range(4)]
+    start = threading.Barrier(4)
+    records: list[Any] = []
+
+    def declare(n: int) -> None:
+        start.wait()
+        records.append(stores[n].initialize(InitializedBy.KEYS_NEVER_SIGNED, f"replica-{n}"))
+
+    threads = [threading.Thread(target=declare, args=(n,)) for n in range(4)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(records) == 4 and len(set(records)) == 1, records
+        assert all(store.initialization() == records[0] for store in stores)
+    finally:
+        for store in stores:
+            store.close()
 
 
 def test_bound_to_one_network(postgres_dsn: str) -> None:  # noqa: F811
@@ -282,5 +333,21 @@ def test_prune_keep_epochs_applies_at_start_and_twice_is_a_no_op(postgres_dsn: s
         refusal = one(store, AttestationCheck(PK_A, 20, 21, R1)).refusal
         assert refusal is not None and refusal.offence == "source_below_lower_bound"
         assert one(store, AttestationCheck(PK_A, 40, 41, R1)).safe is Safe.VALID
+    finally:
+        store.close()
+
+
+def test_prune_counts_block_history_in_the_networks_slots_per_epoch(postgres_dsn: str) -> None:  # noqa: F811
+    """On an 8-slot (minimal preset) network, keeping 5 epochs keeps 40 slots of blocks, not 160."""
+    first = PostgresStore(postgres_dsn, ZERO_ROOT, slots_per_epoch=8)
+    for slot in range(0, 200, 4):
+        first.check_and_record([BlockCheck(PK_A, slot, R1)])
+    first.close()
+    store = PostgresStore(postgres_dsn, ZERO_ROOT, prune_keep_epochs=5, slots_per_epoch=8)
+    try:
+        exported = store.export_interchange()["data"][0]
+        # newest slot 196: blocks within 5 x 8 = 40 slots of it are kept
+        assert [int(b["slot"]) for b in exported["signed_blocks"]] == list(range(156, 200, 4))
+        assert isinstance(one(store, BlockCheck(PK_A, 150, R2)).refusal, SlotNotAboveLowerBound)
     finally:
         store.close()

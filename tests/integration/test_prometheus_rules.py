@@ -21,7 +21,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from signer.observability.metrics import PrometheusMonitor
-from tests.support import REPO_ROOT, missing_component
+from tests.support import REPO_ROOT, markdown_anchors, missing_component
 from tests.unit.test_metrics import record_one_of_each
 
 pytestmark = pytest.mark.integration
@@ -124,6 +124,15 @@ def test_alert_has_a_runbook_and_a_firing_and_a_quiet_unit_test(alert: str) -> N
     ]
     assert any(case["exp_alerts"] for case in cases), "no test where it fires"
     assert any(not case["exp_alerts"] for case in cases), "no test where it stays quiet"
+
+
+@pytest.mark.parametrize("alert", [r["alert"] for r in alert_rules()])
+def test_alert_runbook_points_to_its_section_in_operations_md(alert: str) -> None:
+    runbook = next(r for r in alert_rules() if r["alert"] == alert)["annotations"]["runbook"]
+    match = re.search(r"Runbook: docs/OPERATIONS\.md#([a-z0-9-]+)$", runbook.strip())
+    assert match, f"{alert}: the runbook does not end with 'Runbook: docs/OPERATIONS.md#<anchor>'"
+    assert match.group(1) == alert.lower()
+    assert match.group(1) in markdown_anchors(REPO_ROOT / "docs" / "OPERATIONS.md"), "no such section"
 
 
 def test_the_expected_alerts_exist() -> None:

@@ -30,7 +30,7 @@ from signer.keys.emulated import MIN_SCRYPT_N
 from signer.protection.store import ProtectionStore
 from signer.service import ConsensusRequest, SigningService
 from signer.types import LOCAL_CLIENT, ZERO_ROOT
-from tests.stores import backend, make_store  # noqa: F401 - fixture
+from tests.stores import backend, keys_never_signed, make_store  # noqa: F401 - fixture
 from tests.unit.test_cometbft_filepv_cases import (
     ADDRESS,
     KEY_CASES,
@@ -139,7 +139,7 @@ def run(
     for op in ops:
         if isinstance(op, Restart):
             opened[-1].close()
-            opened.append(make_store(backend_name, where, ZERO_ROOT))
+            opened.append(keys_never_signed(make_store(backend_name, where, ZERO_ROOT)))
             service = SigningService(MAINNET, module, opened[-1], comet_chains={k.chain_id: k.account for k in chains})
             continue
         requests = [ConsensusRequest(chains[i].chain_id, msg, skip) for i, msg, skip in op.requests]
@@ -189,7 +189,7 @@ def test_never_two_messages_at_one_hrs_and_never_back(backend: str, tmp_path: Pa
     module.import_secrets([(k.account, k.scheme, k.secret) for k in KEY_CASES])
     where = tmp_path / "store"
     where.mkdir()
-    opened: list[ProtectionStore] = [make_store(backend, where, ZERO_ROOT)]
+    opened: list[ProtectionStore] = [keys_never_signed(make_store(backend, where, ZERO_ROOT))]
 
     @settings(
         max_examples=EXAMPLES[backend],

@@ -1,9 +1,11 @@
 """Stateful property tests of the protection store (every backend in tests/stores.py).
 
 Random sequences of block/attestation requests, EIP-3076 imports and store restarts: the accepted
-set never holds a slashable pair (with itself or with imported records), and identical repeats of
-accepted data are accepted. Same for CometBFT: never two different non-timestamp sign bytes
-accepted for one height/round/step.
+set never holds a slashable pair (with itself or with imported records), identical repeats of
+accepted data are accepted, and nothing at or below an imported minimum (block slot; attestation
+source below, target at or below) is newly signed, whatever local history lies below it (issue
+13.1: every import raises the lower bounds); only identical, known data repeats there. Same for
+CometBFT: never two different non-timestamp sign bytes accepted for one height/round/step.
 """
 
 from __future__ import annotations
@@ -59,6 +61,10 @@ def machine_for(backend_name: str, base: Path) -> type[RuleBasedStateMachine]:
             self.imported_blocks: dict[bytes, list[tuple[int, Any]]] = {k: [] for k in KEYS}
             self.imported_attestations: dict[bytes, list[tuple[int, int, Any]]] = {k: [] for k in KEYS}
             self.consensus: dict[tuple[int, int, int], set[bytes]] = {}
+            self.floor_slot: dict[bytes, int] = {}
+            """Per key: the highest minimum slot of any import (nothing at or below is signed anew)."""
+            self.floor_source: dict[bytes, int] = {}
+            self.floor_target: dict[bytes, int] = {}
 
         def teardown(self) -> None:
             self.store.close()
@@ -70,6 +76,7 @@ def machine_for(backend_name: str, base: Path) -> type[RuleBasedStateMachine]:
             if verdict.safe is Safe.SAME_DATA:
                 assert known and all(b[1] is not None and b[1] == root for b in known)
             if verdict.safe is Safe.VALID:
+                assert slot > self.floor_slot.get(key, -1), (slot, self.floor_slot[key])
                 new = (slot, root)
                 for other in self.blocks[key] + self.imported_blocks[key]:
                     assert not _slashable_blocks(new, other), (new, other)
@@ -81,7 +88,11 @@ def machine_for(backend_name: str, base: Path) -> type[RuleBasedStateMachine]:
             (verdict,) = self.store.check_and_record([AttestationCheck(key, source, target, root)])
             if source > target:
                 assert not verdict.ok
+            if verdict.safe is Safe.SAME_DATA:
+                assert root is not None and (source, target, root) in self.attestations[key], (source, target, root)
             if verdict.safe is Safe.VALID:
+                assert source >= self.floor_source.get(key, -1), (source, self.floor_source[key])
+                assert target > self.floor_target.get(key, -1), (target, self.floor_target[key])
                 new = (source, target, root)
                 for other in self.attestations[key] + self.imported_attestations[key]:
                     assert not _slashable_attestations(new, other), (new, other)
@@ -127,6 +138,11 @@ def machine_for(backend_name: str, base: Path) -> type[RuleBasedStateMachine]:
             stored_root = b"\x03" * 32 if with_roots else None
             self.imported_blocks[key].extend((s, stored_root) for s in slots)
             self.imported_attestations[key].extend((s, s + d, None) for s, d in pairs)
+            if slots:
+                self.floor_slot[key] = max(self.floor_slot.get(key, -1), min(slots))
+            if pairs:
+                self.floor_source[key] = max(self.floor_source.get(key, -1), min(s for s, _ in pairs))
+                self.floor_target[key] = max(self.floor_target.get(key, -1), min(s + d for s, d in pairs))
 
         @rule()
         def restart(self) -> None:

@@ -30,12 +30,15 @@ def _make(cls: type[errors.SignerError]) -> errors.SignerError:
 # class -> (gRPC code, Dirk ResponseState, admin ResponseStatus, outcome label)
 TABLE: dict[type[errors.SignerError], tuple[grpc.StatusCode, int, int, str]] = {
     errors.MalformedRequest: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "invalid"),
+    errors.MalformedDocument: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "invalid"),
     errors.UnknownKey: (C.NOT_FOUND, status.DENIED, REFUSED, "denied"),
     errors.UnsupportedScheme: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
     errors.KeyLocked: (C.FAILED_PRECONDITION, status.DENIED, REFUSED, "denied"),
     errors.WrongNetwork: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
     errors.ForbiddenDomain: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
+    errors.SigningRootMismatch: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
     errors.MalformedKeystore: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
+    errors.KdfLimitExceeded: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
     errors.WrongPassword: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
     errors.AccessDenied: (C.PERMISSION_DENIED, status.DENIED, REFUSED, "denied"),
     errors.RateLimited: (C.RESOURCE_EXHAUSTED, status.FAILED, ADMIN_FAILED, "rate_limited"),
@@ -51,6 +54,7 @@ TABLE: dict[type[errors.SignerError], tuple[grpc.StatusCode, int, int, str]] = {
     errors.RoundRegression: (C.FAILED_PRECONDITION, status.DENIED, REFUSED, "denied"),
     errors.StepRegression: (C.FAILED_PRECONDITION, status.DENIED, REFUSED, "denied"),
     errors.ConflictingConsensusMessage: (C.FAILED_PRECONDITION, status.DENIED, REFUSED, "denied"),
+    errors.ProtectionNotInitialized: (C.FAILED_PRECONDITION, status.DENIED, REFUSED, "denied"),
     errors.ProtectionStoreError: (C.UNAVAILABLE, status.FAILED, ADMIN_FAILED, "unavailable"),
     errors.SchemaTooNew: (C.UNAVAILABLE, status.FAILED, ADMIN_FAILED, "unavailable"),
     errors.InterchangeError: (C.INVALID_ARGUMENT, status.FAILED, REFUSED, "failed"),
@@ -59,6 +63,7 @@ TABLE: dict[type[errors.SignerError], tuple[grpc.StatusCode, int, int, str]] = {
     errors.ModuleTampered: (C.INTERNAL, status.FAILED, ADMIN_FAILED, "unavailable"),
     errors.ConfigError: (C.INVALID_ARGUMENT, status.FAILED, REFUSED, "failed"),
     errors.InternalError: (C.INTERNAL, status.FAILED, ADMIN_FAILED, "failed"),
+    errors.DataDirLocked: (C.INTERNAL, status.FAILED, ADMIN_FAILED, "failed"),  # at start only: never on the wire
     # Distributed accounts (issue 17). Threshold and session refusals are the caller's: DENIED. The
     # DKG service is not wired yet; DkgAborted falls through to INTERNAL/FAILED until it gets its own
     # row in signer/api/status.py (ABORTED would fit) when it is.

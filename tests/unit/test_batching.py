@@ -35,6 +35,7 @@ from signer.service import (
     SigningService,
 )
 from signer.types import LOCAL_CLIENT, ClientIdentity, KeyInfo, ProtectionCheck, Scheme, Verdict
+from tests.stores import keys_never_signed
 
 KEYS = 12
 
@@ -77,6 +78,7 @@ def keys(module: EmulatedKeyModule) -> list[KeyInfo]:
 @pytest.fixture
 def store(tmp_path: Path, network: Network) -> Iterator[ObservedStore]:
     s = ObservedStore(tmp_path / "protection.sqlite", network.genesis_validators_root)
+    keys_never_signed(s)
     yield s
     s.gate.set()
     s.close()

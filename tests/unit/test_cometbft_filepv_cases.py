@@ -48,7 +48,7 @@ from signer.keys.emulated import MIN_SCRYPT_N, EmulatedKeyModule
 from signer.protection.store import ProtectionStore
 from signer.service import ConsensusOutcome, ConsensusRequest, SigningService
 from signer.types import LOCAL_CLIENT, Scheme
-from tests.stores import StoreFactory, backend, store, store_factory  # noqa: F401 - fixtures
+from tests.stores import StoreFactory, backend, keys_never_signed, store, store_factory  # noqa: F401 - fixtures
 
 PIN = "filepv-cases-pin"
 SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
@@ -132,6 +132,7 @@ def module(shared_module: CountingModule) -> CountingModule:
 
 
 def make_service(module: CountingModule, protection: ProtectionStore) -> SigningService:
+    keys_never_signed(protection)
     return SigningService(MAINNET, module, protection, comet_chains={k.chain_id: k.account for k in KEY_CASES})
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -99,6 +101,78 @@ def test_emulated_without_pin_is_refused(tmp_path: Path) -> None:
     path = _write(tmp_path, '[keys]\nmodule = "emulated"\n')
     with pytest.raises(ConfigError, match=r"keys: Value error, keys\.module = 'emulated' needs keys\.pin"):
         load_config(path)
+
+
+# --- check-config refuses exactly what serve refuses, with the same message ---------------------
+
+_CHAIN = '\n[[cometbft.chains]]\nchain_id = "{chain_id}"\naccount = "cosmos/validator"\n'
+_PKCS11 = """
+[keys]
+module = "pkcs11"
+data_dir = "{data}"
+
+[keys.pkcs11]
+library_path = "/nonexistent/libsofthsm2.so"
+token_label = "signer"
+pin = {{ file = "{pin}" }}
+"""
+_TLS = """
+[server.tls]
+cert_file = "{missing}/server.crt"
+key_file = "{missing}/server.key"
+client_ca_file = "{missing}/ca.crt"
+"""
+
+BAD_CONFIGS: list[tuple[str, str, str]] = [
+    # (id, TOML appended to the good config (or replacing it: "REPLACE"), what the message says)
+    ("duplicate-client", '\n[[clients]]\nname = "vc-1"\n', "clients: 'vc-1' is listed twice"),
+    ("short-0x-pattern", '\n[[clients]]\nname = "vc-2"\nallow_accounts = ["0x1234"]\n', "is not a 0x public key"),
+    ("non-hex-0x-pattern", f'\n[[clients]]\nname = "vc-2"\ndeny_accounts = ["0x{"zz" * 48}"]\n', "not a 0x public"),
+    ("blank-pattern", '\n[[clients]]\nname = "vc-2"\nallow_accounts = [" "]\n', "empty pattern"),
+    ("duplicate-chain", _CHAIN.format(chain_id="c-1") * 2, "chain_id 'c-1' is listed twice"),
+    ("chain-id-over-50-bytes", _CHAIN.format(chain_id="é" * 26), "chain_id is longer than 50 bytes"),
+    ("chain-id-not-printable", _CHAIN.format(chain_id="chain\\u0007one"), "non-printable"),
+    ("network-mismatch", '\n[network]\nname = "mainnet"\ngenesis_fork_version = "0x01017000"\n', "does not match"),
+    ("plaintext-off-loopback", '\n[server]\ngrpc_listen = "0.0.0.0:9091"\n', "is not a loopback address"),
+    ("listen-without-port", '\n[server]\nmetrics_listen = "localhost"\n', "server.metrics_listen: listen address"),
+    ("tls-files-missing", "TLS", "server.tls"),
+    ("pkcs11-library-missing", "PKCS11", "keys.pkcs11.library_path: no such file"),
+    ("untyped-san", '\n[[clients]]\nname = "vc-2"\nsans = ["vc.example"]\n', "is not a typed SAN"),
+    (
+        "san-in-two-entries",
+        '\n[[clients]]\nname = "a"\nsans = ["dns:x.example"]\n[[clients]]\nname = "b"\nsans = ["dns:X.example"]\n',
+        "'dns:x.example' is already in the sans of 'a'",
+    ),
+    ("streams-take-every-worker", "\n[limits]\nmax_streams = 64\n", "must be below server.grpc_workers (64)"),
+]
+
+
+def _bad_config(tmp_path: Path, extra: str) -> Path:
+    path = _good(tmp_path)
+    if extra == "PKCS11":
+        return _write(tmp_path, _PKCS11.format(data=tmp_path / "data", pin=tmp_path / "pin"))
+    if extra == "TLS":
+        extra = "\n[server]\n" + _TLS.format(missing=tmp_path / "missing")
+    path.write_text(path.read_text() + extra, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(("extra", "says"), [c[1:] for c in BAD_CONFIGS], ids=[c[0] for c in BAD_CONFIGS])
+def test_check_config_refuses_what_serve_refuses_with_the_same_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: str, says: str
+) -> None:
+    path = _bad_config(tmp_path, extra)
+    assert main(["check-config", str(path)]) == 2
+    checked = capsys.readouterr()
+    assert checked.out == ""
+    assert checked.err.startswith("error: ") and says in checked.err, checked.err
+    served = subprocess.run(
+        [sys.executable, "-m", "signer", "serve", "--config", str(path)],
+        capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert served.returncode == 2, served.stderr
+    assert served.stderr.splitlines()[-1] == checked.err.strip()
+    assert "Traceback" not in served.stderr
 
 
 # --- streams and concurrent calls (issue 13.4) ----------------------------------------------------

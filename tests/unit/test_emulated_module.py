@@ -195,6 +195,40 @@ def test_malformed_file_is_refused(tmp_path: Path) -> None:
         reopen(tmp_path)
 
 
+@pytest.mark.timeout(30)  # the unbounded KDF these headers asked for took ~90 s and 1.9 GiB
+@pytest.mark.parametrize(
+    ("kdf", "message"),
+    [
+        ({"n": 2**20, "r": 15, "p": 16}, r"malformed: kdf\.r: Input should be 8"),
+        ({"r": 32}, r"malformed: kdf\.r: Input should be 8"),
+        ({"p": 2}, r"malformed: kdf\.p: Input should be 1"),
+        ({"n": 3000}, r"malformed: kdf\.n: Value error, scrypt n must be a power of two, got 3000"),
+        ({"n": 2**21}, r"malformed: kdf\.n: Input should be less than or equal to 1048576"),
+        ({"n": 2.0**17}, r"malformed: kdf\.n: Input should be a valid integer"),
+    ],
+    ids=["costly-r-and-p", "r-32", "p-2", "n-not-a-power-of-two", "n-too-large", "n-float"],
+)
+def test_tampered_kdf_parameters_are_refused_before_the_kdf_runs(
+    tmp_path: Path, kdf: dict[str, Any], message: str
+) -> None:
+    new_module(tmp_path).import_secret("val/0", Scheme.BLS, BLS_SECRET)
+    doc = read_doc(tmp_path)
+    doc["kdf"].update(kdf)
+    write_doc(tmp_path, doc)
+    with pytest.raises(ModuleTampered, match=message):
+        reopen(tmp_path)
+    module = EmulatedKeyModule(tmp_path / "data", PIN)
+    with pytest.raises(ModuleTampered, match=message):
+        module.verify_pin(PIN)  # AccountManager's passphrase check reads the same header
+
+
+def test_deeply_nested_module_file_is_tampered_not_a_traceback(tmp_path: Path) -> None:
+    new_module(tmp_path)
+    (tmp_path / "data" / MODULE_FILE).write_text('{"format": ' + "[" * 200_000 + "]" * 200_000 + "}")
+    with pytest.raises(ModuleTampered, match=r"nests arrays and objects 200001 deep, over the limit of 32"):
+        reopen(tmp_path)
+
+
 def test_missing_module_without_create(tmp_path: Path) -> None:
     with pytest.raises(KeyModuleError, match="no emulated key module"):
         EmulatedKeyModule(tmp_path / "nothing", PIN)

@@ -83,6 +83,7 @@ def test_exposes_exactly_the_documented_families() -> None:
         "signer_ready": "gauge",
         "signer_log_lines_dropped": "counter",
         "signer_security_events": "counter",
+        "signer_protection_initialized": "gauge",
     }
     assert families == expected
     assert {n.removesuffix("_total") for n in METRIC_NAMES} == set(expected)
@@ -178,6 +179,15 @@ def test_ready_follows_the_last_report() -> None:
     assert value(monitor, "signer_ready") == 1
     monitor.ready(False)
     assert value(monitor, "signer_ready") == 0
+
+
+def test_protection_initialized_starts_at_zero_and_follows_the_last_report() -> None:
+    monitor = PrometheusMonitor()
+    assert value(monitor, "signer_protection_initialized") == 0
+    monitor.protection_initialized(True)
+    assert value(monitor, "signer_protection_initialized") == 1
+    monitor.protection_initialized(False)
+    assert value(monitor, "signer_protection_initialized") == 0
 
 
 def test_keys_loaded_is_set_not_added() -> None:

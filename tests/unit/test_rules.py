@@ -24,6 +24,7 @@ from signer.protection.rules import (
     BlockRecord,
     ConsensusState,
     LowerBounds,
+    bounds_after_import,
     check_attestation,
     check_block,
     check_consensus,
@@ -48,6 +49,27 @@ def test_imported_zero_root_is_unknown() -> None:
     assert imported_root(ZERO_ROOT) is None
     assert imported_root(None) is None
     assert imported_root(R1) == R1
+
+
+# --- lower bounds after an import -------------------------------------------------------------
+
+
+def test_import_raises_bounds_to_its_minimum_even_above_local_history() -> None:
+    local = LowerBounds(slot=160, source_epoch=10, target_epoch=11)
+    raised = bounds_after_import(local, [BlockRecord(3200, None)], [AttestationRecord(100, 101, None)])
+    assert raised == LowerBounds(slot=3200, source_epoch=100, target_epoch=101)
+
+
+def test_import_bounds_take_each_fields_minimum_and_never_go_down() -> None:
+    records = [AttestationRecord(30, 40, None), AttestationRecord(20, 50, R1)]
+    assert bounds_after_import(LowerBounds(), [BlockRecord(9, R1), BlockRecord(7, None)], records) == LowerBounds(
+        slot=7, source_epoch=20, target_epoch=40
+    )
+    high = LowerBounds(slot=100, source_epoch=60, target_epoch=61)
+    assert bounds_after_import(high, [BlockRecord(5, None)], [AttestationRecord(1, 2, None)]) == high
+    # a kind without imported records keeps its bound (None stays None)
+    assert bounds_after_import(LowerBounds(slot=3), [], []) == LowerBounds(slot=3)
+    assert bounds_after_import(LowerBounds(), [BlockRecord(4, None)], []) == LowerBounds(slot=4)
 
 
 # --- blocks ---------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""SigningService: each invariant of DESIGN.md, with the real emulated key module and the real SQLite store.
+"""SigningService: each invariant of docs/ARCHITECTURE.md, with the real emulated key module and the real SQLite store.
 
 Failures are injected by subclassing the real components (a store whose check_and_record raises, a
 module whose sign_many raises), never by mocks.
@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 
 from signer import errors
+from signer.api.auth import DevAuthorizer, PermissionAuthorizer
 from signer.cometbft.canonical import vote_extension_sign_bytes
 from signer.cometbft.messages import BlockID, PartSetHeader, SignedMsgType, Timestamp, Vote
+from signer.config import ClientConfig
 from signer.crypto import bls, ed25519, secp256k1
 from signer.eth2.containers import AttestationData, BeaconBlockHeader, Checkpoint
 from signer.eth2.networks import MAINNET, SEPOLIA
@@ -37,7 +39,8 @@ from signer.service import (
     ProposalRequest,
     SigningService,
 )
-from signer.types import LOCAL_CLIENT, AttestationCheck, ProtectionCheck, Scheme, Verdict
+from signer.types import LOCAL_CLIENT, AttestationCheck, ClientIdentity, ProtectionCheck, Scheme, Verdict
+from tests.stores import keys_never_signed
 
 PIN = "unit-test-pin"
 KEYS = 4
@@ -88,6 +91,7 @@ def module(tmp_path: Path) -> CountingModule:
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[FailingStore]:
     s = FailingStore(tmp_path / "protection.sqlite", MAINNET.genesis_validators_root)
+    keys_never_signed(s)
     yield s
     s.close()
 
@@ -110,6 +114,78 @@ def att(i: int, source: int, target: int, block: int = 0, domain: bytes = ATTEST
 
 def errors_of(outcomes: Sequence[object]) -> list[type[errors.SignerError] | None]:
     return [type(o.error) if o.error is not None else None for o in outcomes]  # type: ignore[attr-defined]
+
+
+# --- a lost protection history (issue 13.2) -------------------------------------------------------
+
+
+def test_store_not_initialized_refuses_every_item_saying_what_to_do_and_signs_nothing(
+    module: CountingModule, tmp_path: Path
+) -> None:
+    fresh = SqliteStore(tmp_path / "fresh.sqlite", MAINNET.genesis_validators_root)  # new: a lost history
+    try:
+        svc = SigningService(MAINNET, module, fresh, comet_chains=CHAINS)
+        assert not svc.protection_initialized()
+        header = BeaconBlockHeader(slot=64, proposer_index=1, parent_root=b"\1" * 32, state_root=b"\2" * 32,
+                                   body_root=b"\3" * 32)  # fmt: skip
+        outcomes = [
+            *svc.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2), att(1, 1, 2)]),
+            *svc.sign_proposals(LOCAL_CLIENT, [ProposalRequest(KeyRef(account="v/1"), PROPOSER, header)]),
+            *svc.sign_consensus(LOCAL_CLIENT, [ConsensusRequest("chain-secp", vote(5))]),
+        ]
+        assert errors_of(outcomes) == [errors.ProtectionNotInitialized] * 4
+        refusal = outcomes[0].error
+        assert refusal is not None and "signer protection init --keys-never-signed" in refusal.message
+        assert "signer protection import" in refusal.message
+        assert module.signed == []
+        assert fresh.export_interchange()["data"] == []  # nothing was recorded either
+        # An import initializes (and its records are the history the checks see).
+        public_key = bls.secret_to_public(SECRETS[0])
+        fresh.import_interchange(
+            {
+                "metadata": {
+                    "interchange_format_version": "5",
+                    "genesis_validators_root": "0x" + MAINNET.genesis_validators_root.hex(),
+                },
+                "data": [
+                    {
+                        "pubkey": "0x" + public_key.hex(),
+                        "signed_blocks": [],
+                        "signed_attestations": [{"source_epoch": "1", "target_epoch": "2"}],
+                    },
+                ],
+            }
+        )
+        assert svc.protection_initialized()
+        assert errors_of(svc.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2)])) == [errors.DoubleVote]
+        assert svc.sign_attestations(LOCAL_CLIENT, [att(0, 2, 3), att(1, 1, 2)])[0].ok
+    finally:
+        fresh.close()
+
+
+def test_store_that_cannot_say_whether_it_is_initialized_refuses(module: CountingModule, tmp_path: Path) -> None:
+    class Unanswering(SqliteStore):
+        def initialization(self) -> None:
+            raise errors.ProtectionStoreError("database is gone")
+
+    broken = Unanswering(tmp_path / "gone.sqlite", MAINNET.genesis_validators_root)
+    try:
+        svc = SigningService(MAINNET, module, broken)
+        assert errors_of(svc.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2)])) == [errors.ProtectionStoreError]
+        assert module.signed == []
+    finally:
+        broken.close()
+
+
+def test_keys_added_to_an_initialized_store_sign(service: SigningService, module: CountingModule) -> None:
+    """Initialization is per store, not per key: a key added later (keystore import, generate) signs
+    at once; its history comes with the import (ImportKeystores' slashing_protection) if it has one."""
+    assert service.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2)])[0].ok
+    new = module.generate("late/0", Scheme.BLS)
+    service.reload_keys()
+    request = AttestationRequest(KeyRef(account="late/0"), ATTESTER, att(0, 1, 2).data)
+    [outcome] = service.sign_attestations(LOCAL_CLIENT, [request])
+    assert outcome.ok and outcome.key is not None and outcome.key.public_key == new.public_key
 
 
 # --- invariant 1: no signature without a committed record ---------------------------------------
@@ -281,6 +357,43 @@ def test_forbidden_domains(service: SigningService, module: CountingModule) -> N
     assert errors_of(refused) == [errors.ForbiddenDomain]
     assert module.signed == []
     assert service.sign_generic(LOCAL_CLIENT, [GenericRequest(KeyRef(account="v/0"), RANDAO, b"\5" * 32)])[0].ok
+
+
+def test_deposit_is_signed_only_under_its_own_permission(module: CountingModule, store: FailingStore) -> None:
+    """A deposit names the withdrawal credentials: sign_generic never covers DOMAIN_DEPOSIT (a
+    compromised validator client could fund a not-yet-deposited key with its own credentials)."""
+    clients = (
+        ClientConfig(name="vc", allow_accounts=("*",), operations=("sign_generic", "sign_voluntary_exit")),
+        ClientConfig(name="depositor", allow_accounts=("*",), operations=("sign_deposit",)),
+    )
+    service = SigningService(MAINNET, module, store, authorizer=PermissionAuthorizer(clients))
+    deposit = GenericRequest(KeyRef(account="v/0"), MAINNET.domain(DomainType.DEPOSIT, 0), b"\5" * 32)
+    randao = GenericRequest(KeyRef(account="v/0"), RANDAO, b"\5" * 32)
+
+    refused = service.sign_generic(ClientIdentity("vc"), [deposit])
+    assert errors_of(refused) == [errors.AccessDenied]
+    assert "may not sign_deposit" in refused[0].error.message  # type: ignore[union-attr]
+    assert module.signed == []
+    assert service.sign_generic(ClientIdentity("vc"), [randao])[0].ok
+
+    signed = service.sign_generic(ClientIdentity("depositor"), [deposit])
+    assert signed[0].ok
+    root = compute_signing_root(b"\5" * 32, deposit.domain)
+    assert bls.verify(bls.secret_to_public(SECRETS[0]), root, signed[0].signature)  # type: ignore[arg-type]
+    assert errors_of(service.sign_generic(ClientIdentity("depositor"), [randao])) == [errors.AccessDenied]
+
+
+def test_dev_signer_signs_deposits_of_the_public_dev_keys(module: CountingModule, store: FailingStore) -> None:
+    """--dev (with mTLS: DevAuthorizer) allows deposits for the dev keys: their secrets come from a
+    published seed, so refusing would protect nothing and would break local devnets."""
+    module.import_secret("dev/0", Scheme.BLS, dev_bls_secret(KEYS))
+    service = SigningService(MAINNET, module, store, authorizer=DevAuthorizer())
+    deposit = MAINNET.domain(DomainType.DEPOSIT, 0)
+    assert service.sign_generic(ClientIdentity("any"), [GenericRequest(KeyRef(account="dev/0"), deposit, b"\5" * 32)])[
+        0
+    ].ok
+    refused = service.sign_generic(ClientIdentity("any"), [GenericRequest(KeyRef(account="v/0"), deposit, b"\5" * 32)])
+    assert errors_of(refused) == [errors.AccessDenied]
 
 
 def test_wrong_network(service: SigningService, module: CountingModule) -> None:

@@ -183,7 +183,7 @@ def test_without_a_pool_it_signs_in_process(module: EmulatedKeyModule) -> None:
 
 def test_a_hung_worker_refuses_the_call_within_its_deadline(module: EmulatedKeyModule) -> None:
     """A worker that stops answering but stays alive (SIGSTOP, stuck in I/O, swapped out) must not
-    hang the call forever (DESIGN invariant 2: a timeout refuses). Its chunk fails after the
+    hang the call forever (docs/ARCHITECTURE.md, invariant 2: a timeout refuses). Its chunk fails after the
     deadline, the worker is killed and a spare takes its place."""
     signer = ParallelSigner(module, 2, chunk_size=8, chunk_timeout_s=1.0)
     signer.start()

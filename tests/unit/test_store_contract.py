@@ -27,9 +27,16 @@ from signer.errors import (
     SurroundedVote,
     SurroundingVote,
 )
+from signer.protection import sqlite as sqlite_store
 from signer.protection.rules import AttestationRecord
-from signer.protection.sqlite import ATTESTATION_NEIGHBOURS_SQL, BLOCK_SAME_SLOT_SQL, SqliteStore, migrations
-from signer.protection.store import ConsensusSignature, ProtectionStore
+from signer.protection.sqlite import (
+    ATTESTATION_NEIGHBOURS_SQL,
+    BLOCK_SAME_SLOT_SQL,
+    SqliteStore,
+    _statements,
+    migrations,
+)
+from signer.protection.store import ConsensusSignature, InitializedBy, ProtectionStore
 from signer.types import ZERO_ROOT, AttestationCheck, BlockCheck, ConsensusCheck, ConsensusStep, Safe
 from tests.stores import StoreFactory, backend, store, store_factory  # noqa: F401 - fixtures
 
@@ -233,6 +240,49 @@ def test_import_merges_and_never_lowers_the_lower_bound(store: ProtectionStore) 
     assert [b["slot"] for b in blocks] == ["2", "100", "101"]
 
 
+def test_import_raises_lower_bounds_above_local_history(store: ProtectionStore) -> None:  # noqa: F811
+    """Issue 13.1: a minimal import above local history raises every bound to the import's minimum.
+
+    The file stands for a history we do not see (the validator may have signed (55,56) elsewhere,
+    which (50,60) surrounds), so everything at or below the imported minimum is refused.
+    """
+    assert one(store, AttestationCheck(PK_A, 10, 11, R1)).ok
+    assert one(store, BlockCheck(PK_A, 160, R1)).ok
+    store.import_interchange(interchange([validator(PK_A, [3200], [(100, 101)])]))
+    refusal = one(store, AttestationCheck(PK_A, 50, 60, R2)).refusal
+    assert refusal is not None and refusal.offence == "source_below_lower_bound", refusal
+    assert isinstance(one(store, BlockCheck(PK_A, 2000, R2)).refusal, SlotNotAboveLowerBound)
+    refusal = one(store, AttestationCheck(PK_A, 100, 101, R2)).refusal
+    assert refusal is not None and refusal.offence == "double_vote"
+    refusal = one(store, AttestationCheck(PK_A, 100, 100, R2)).refusal
+    assert refusal is not None and refusal.offence == "target_not_above_lower_bound"
+    assert isinstance(one(store, BlockCheck(PK_A, 3200, R2)).refusal, DoubleBlockProposal)
+    # identical, known local data still repeats (client retries stay safe) ...
+    assert one(store, AttestationCheck(PK_A, 10, 11, R1)).safe is Safe.SAME_DATA
+    assert one(store, BlockCheck(PK_A, 160, R1)).safe is Safe.SAME_DATA
+    # ... and what lies above the imported history is signed
+    assert one(store, AttestationCheck(PK_A, 100, 102, R1)).ok
+    assert one(store, BlockCheck(PK_A, 3201, R1)).ok
+    # a later import below the bounds never lowers them
+    store.import_interchange(interchange([validator(PK_A, [5], [(1, 2)])]))
+    assert isinstance(one(store, BlockCheck(PK_A, 3000, R2)).refusal, SlotNotAboveLowerBound)
+    refusal = one(store, AttestationCheck(PK_A, 99, 150, R2)).refusal
+    assert refusal is not None and refusal.offence == "source_below_lower_bound"
+
+
+def test_import_raises_each_bound_to_the_minimum_of_its_own_records(store: ProtectionStore) -> None:  # noqa: F811
+    """Source and target bounds rise independently, each to the import's minimum of that field."""
+    assert one(store, AttestationCheck(PK_A, 1, 2, R1)).ok
+    store.import_interchange(interchange([validator(PK_A, [], [(30, 40), (20, 50)])]))
+    refusal = one(store, AttestationCheck(PK_A, 19, 60, R2)).refusal
+    assert refusal is not None and refusal.offence == "source_below_lower_bound"
+    refusal = one(store, AttestationCheck(PK_A, 25, 40, R2)).refusal
+    assert refusal is not None and refusal.offence == "double_vote"
+    refusal = one(store, AttestationCheck(PK_A, 20, 39, R2)).refusal
+    assert refusal is not None and refusal.offence == "target_not_above_lower_bound"
+    assert one(store, AttestationCheck(PK_A, 30, 55, R2)).ok
+
+
 def test_export_round_trip_keeps_roots_and_decisions(store_factory: StoreFactory, tmp_path: Path) -> None:  # noqa: F811
     source = store_factory(GVR)
     source.check_and_record([BlockCheck(PK_A, 3, R1), AttestationCheck(PK_A, 1, 2, R2)])
@@ -253,6 +303,46 @@ def test_export_round_trip_keeps_roots_and_decisions(store_factory: StoreFactory
     # an exported all-zero root is re-imported as unknown: never a repeat
     assert isinstance(one(target, BlockCheck(PK_B, 4, ZERO_ROOT)).refusal, DoubleBlockProposal)
     assert target.export_interchange()["data"][0] == exported["data"][0]
+
+
+# --- initialization (issue 13.2) -------------------------------------------------------------
+
+
+def test_new_store_is_not_initialized_until_declared_and_the_first_record_holds(
+    store_factory: StoreFactory,  # noqa: F811
+) -> None:
+    db = store_factory()
+    assert db.initialization() is None
+    record = db.initialize(InitializedBy.KEYS_NEVER_SIGNED, "ops@host-1")
+    assert (record.how, record.who) == ("keys_never_signed", "ops@host-1")
+    assert record.initialized_at.endswith("Z") and record.initialized_at[:2] == "20"
+    # declaring again, or importing, does not replace the first record
+    assert db.initialize(InitializedBy.DEV, "someone else") == record
+    db.import_interchange(interchange([validator(PK_A, [1])]), who="admin client 'ops'")
+    assert db.initialization() == record
+    db.close()
+    assert store_factory().initialization() == record  # durable
+
+
+@pytest.mark.parametrize("document", [[], [validator(PK_A, [5], [(1, 2)])]], ids=["empty", "one-validator"])
+def test_every_interchange_import_initializes(store: ProtectionStore, document: list[Any]) -> None:  # noqa: F811
+    store.import_interchange(interchange(document), who="admin client 'ops'")
+    record = store.initialization()
+    assert record is not None and (record.how, record.who) == ("import", "admin client 'ops'")
+
+
+def test_a_cometbft_state_import_initializes(store: ProtectionStore) -> None:  # noqa: F811
+    store.import_cometbft_state("chain-A", PK_A, {"height": "3", "round": 0, "step": 1}, who="ops@host")
+    record = store.initialization()
+    assert record is not None and (record.how, record.who) == ("import", "ops@host")
+
+
+def test_a_refused_import_does_not_initialize(store: ProtectionStore) -> None:  # noqa: F811
+    with pytest.raises(InterchangeError):
+        store.import_interchange(interchange([validator(PK_A, [1])], gvr=GVR))
+    with pytest.raises(InterchangeError):
+        store.import_cometbft_state("chain-A", PK_A, {"height": 3, "round": 0, "step": 1})
+    assert store.initialization() is None
 
 
 # --- CometBFT -------------------------------------------------------------------------------
@@ -309,6 +399,20 @@ def test_cometbft_state_export_shape_and_import(store_factory: StoreFactory, tmp
         other.import_cometbft_state("chain-A", PK_A, {"height": 36, "round": 0, "step": 3})
 
 
+@pytest.mark.parametrize(
+    ("chain_id", "why"),
+    [
+        ("", "chain_id is empty"),
+        ("c" * 300, "chain_id is longer than 50 bytes"),
+        ("é" * 26, "chain_id is longer than 50 bytes"),
+    ],
+    ids=["empty", "300-characters", "52-bytes"],
+)
+def test_cometbft_state_import_applies_the_chain_id_rule(store: ProtectionStore, chain_id: str, why: str) -> None:  # noqa: F811
+    with pytest.raises(InterchangeError, match=f"a CometBFT state import needs a valid chain_id: {why}"):
+        store.import_cometbft_state(chain_id, PK_A, {"height": "5", "round": 0, "step": 1})
+
+
 # --- SQLite specifics -----------------------------------------------------------------------
 
 
@@ -331,6 +435,118 @@ def test_sqlite_schema_too_new_is_refused(tmp_path: Path) -> None:
         conn.execute("INSERT INTO schema_version VALUES (999, 'future')")
     with pytest.raises(SchemaTooNew, match="999"):
         SqliteStore(tmp_path / "p.sqlite", ZERO_ROOT)
+
+
+def _version_1_database(path: Path, with_history: bool) -> None:
+    """A database as the signer before schema version 2 left it."""
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
+        for statement in _statements(migrations()[0][1]):
+            conn.execute(statement)
+        conn.execute("INSERT INTO schema_version VALUES (1, '2025-01-01T00:00:00Z')")
+        conn.execute("INSERT INTO metadata VALUES ('genesis_validators_root', ?)", (ZERO_ROOT,))
+        if with_history:
+            conn.execute("INSERT INTO validators (id, public_key, min_slot) VALUES (1, ?, 7)", (PK_A,))
+            conn.execute("INSERT INTO signed_blocks VALUES (1, 7, ?)", (R1,))
+
+
+@pytest.mark.parametrize("with_history", [True, False], ids=["with-history", "empty"])
+def test_sqlite_upgrade_initializes_a_database_that_held_history(tmp_path: Path, with_history: bool) -> None:
+    _version_1_database(tmp_path / "p.sqlite", with_history)
+    db = SqliteStore(tmp_path / "p.sqlite", ZERO_ROOT)
+    try:
+        record = db.initialization()
+        if with_history:
+            assert record is not None and record.how == "upgrade", record
+            assert isinstance(one(db, BlockCheck(PK_A, 7, R2)).refusal, DoubleBlockProposal)
+        else:
+            assert record is None  # an empty database is no history: not initialized
+    finally:
+        db.close()
+
+
+def test_sqlite_zero_byte_file_is_a_new_store_not_initialized(tmp_path: Path) -> None:
+    (tmp_path / "p.sqlite").write_bytes(b"")
+    db = SqliteStore(tmp_path / "p.sqlite", ZERO_ROOT)
+    try:
+        assert db.initialization() is None
+    finally:
+        db.close()
+
+
+def test_sqlite_database_copied_without_its_wal_is_not_initialized(tmp_path: Path) -> None:
+    """Only the database file copied, while the write-ahead log still held every commit (as after a
+    crash, before any checkpoint): the copy opens as a new store, not initialized."""
+    db = SqliteStore(tmp_path / "p.sqlite", ZERO_ROOT)
+    try:
+        db.initialize(InitializedBy.KEYS_NEVER_SIGNED, "ops")
+        assert one(db, BlockCheck(PK_A, 7, R1)).ok
+        (tmp_path / "copy").mkdir()
+        (tmp_path / "copy" / "p.sqlite").write_bytes((tmp_path / "p.sqlite").read_bytes())
+    finally:
+        db._conn = None  # like a crash: no checkpoint at close
+    copy = SqliteStore(tmp_path / "copy" / "p.sqlite", ZERO_ROOT)
+    try:
+        assert copy.initialization() is None
+    finally:
+        copy.close()
+
+
+def test_sqlite_wal_without_its_database_is_refused(tmp_path: Path) -> None:
+    db = SqliteStore(tmp_path / "p.sqlite", ZERO_ROOT)
+    conn = db._conn
+    db._conn = None  # keep the WAL: no checkpoint at close
+    try:
+        db_wal = tmp_path / "p.sqlite-wal"
+        assert db_wal.stat().st_size > 0
+        (tmp_path / "moved").mkdir()
+        (tmp_path / "p.sqlite").rename(tmp_path / "moved" / "p.sqlite")
+        with pytest.raises(ProtectionStoreError, match="write-ahead log"):
+            SqliteStore(tmp_path / "p.sqlite", ZERO_ROOT)
+        (tmp_path / "p.sqlite").write_bytes(b"")  # a 0-byte database beside the log: the same
+        with pytest.raises(ProtectionStoreError, match="moved or lost"):
+            SqliteStore(tmp_path / "p.sqlite", ZERO_ROOT)
+    finally:
+        assert conn is not None
+        conn.close()
+
+
+def test_sqlite_export_reads_a_snapshot_that_never_blocks_signing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13.12: while an export's read transaction is open (mid-iteration), signing commits,
+    from another connection (another process: ``signer protection export`` on a live data dir) and
+    through the same store (the admin export); the export is one consistent snapshot."""
+    db = SqliteStore(tmp_path / "p.sqlite", ZERO_ROOT, timeout_s=0.2)
+    other = SqliteStore(tmp_path / "p.sqlite", ZERO_ROOT, timeout_s=0.2)
+    try:
+        db.check_and_record([BlockCheck(PK_A, 1, R1), AttestationCheck(PK_A, 1, 2, R1)])
+        db.check_and_record([BlockCheck(PK_B, 1, R1)])
+        committed: list[Any] = []
+        build = sqlite_store.ValidatorHistory
+
+        def sign_mid_export(*args: Any) -> Any:
+            if not committed:  # the export has read one validator; its transaction is open
+                committed.append(other.check_and_record([BlockCheck(PK_A, 2, R1)])[0])
+                same = threading.Thread(
+                    target=lambda: committed.append(db.check_and_record([BlockCheck(PK_B, 2, R1)])[0])
+                )
+                same.start()
+                same.join(timeout=5)
+                assert not same.is_alive(), "signing through the exporting store waited for the export"
+            return build(*args)
+
+        monkeypatch.setattr(sqlite_store, "ValidatorHistory", sign_mid_export)
+        exported = db.export_interchange()
+        assert [v.safe for v in committed] == [Safe.VALID, Safe.VALID]
+        slots = {d["pubkey"]: [b["slot"] for b in d["signed_blocks"]] for d in exported["data"]}
+        assert slots == {"0x" + PK_A.hex(): ["1"], "0x" + PK_B.hex(): ["1"]}  # as of the snapshot
+        again = {d["pubkey"]: [b["slot"] for b in d["signed_blocks"]] for d in db.export_interchange()["data"]}
+        assert again == {"0x" + PK_A.hex(): ["1", "2"], "0x" + PK_B.hex(): ["1", "2"]}
+    finally:
+        other.close()
+        db.close()
 
 
 def test_sqlite_failure_mid_batch_records_nothing(tmp_path: Path) -> None:

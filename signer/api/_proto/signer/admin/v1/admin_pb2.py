@@ -24,23 +24,23 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bsigner/admin/v1/admin.proto\x12\x0fsigner.admin.v1\"m\n\nItemResult\x12\r\n\x05index\x18\x01 \x01(\r\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\x12+\n\x06status\x18\x03 \x01(\x0e\x32\x1b.signer.admin.v1.ItemStatus\x12\x0f\n\x07message\x18\x04 \x01(\t\"\xa3\x01\n\x07KeyInfo\x12\x12\n\npublic_key\x18\x01 \x01(\x0c\x12*\n\x06scheme\x18\x02 \x01(\x0e\x32\x1a.signer.admin.v1.KeyScheme\x12\x0f\n\x07\x61\x63\x63ount\x18\x03 \x01(\t\x12.\n\x06module\x18\x04 \x01(\x0e\x32\x1e.signer.admin.v1.KeyModuleKind\x12\x17\n\x0f\x64\x65rivation_path\x18\x05 \x01(\t\"=\n\x0fListKeysRequest\x12*\n\x06scheme\x18\x01 \x01(\x0e\x32\x1a.signer.admin.v1.KeyScheme\"|\n\x10ListKeysResponse\x12/\n\x06status\x18\x01 \x01(\x0e\x32\x1f.signer.admin.v1.ResponseStatus\x12\x0f\n\x07message\x18\x02 \x01(\t\x12&\n\x04keys\x18\x03 \x03(\x0b\x32\x18.signer.admin.v1.KeyInfo\"k\n\x16ImportKeystoresRequest\x12\x11\n\tkeystores\x18\x01 \x03(\x0c\x12\x11\n\tpasswords\x18\x02 \x03(\t\x12\x0e\n\x06wallet\x18\x03 \x01(\t\x12\x1b\n\x13slashing_protection\x18\x04 \x01(\x0c\"\x89\x01\n\x17ImportKeystoresResponse\x12/\n\x06status\x18\x01 \x01(\x0e\x32\x1f.signer.admin.v1.ResponseStatus\x12\x0f\n\x07message\x18\x02 \x01(\t\x12,\n\x07results\x18\x03 \x03(\x0b\x32\x1b.signer.admin.v1.ItemResult\"`\n\x13GenerateKeysRequest\x12\r\n\x05\x63ount\x18\x01 \x01(\r\x12\x0e\n\x06wallet\x18\x02 \x01(\t\x12*\n\x06scheme\x18\x03 \x01(\x0e\x32\x1a.signer.admin.v1.KeyScheme\"\x86\x01\n\x14GenerateKeysResponse\x12/\n\x06status\x18\x01 \x01(\x0e\x32\x1f.signer.admin.v1.ResponseStatus\x12\x0f\n\x07message\x18\x02 \x01(\t\x12,\n\x07results\x18\x03 \x03(\x0b\x32\x1b.signer.admin.v1.ItemResult\"(\n\x11\x44\x65leteKeysRequest\x12\x13\n\x0bpublic_keys\x18\x01 \x03(\x0c\"\xa1\x01\n\x12\x44\x65leteKeysResponse\x12/\n\x06status\x18\x01 \x01(\x0e\x32\x1f.signer.admin.v1.ResponseStatus\x12\x0f\n\x07message\x18\x02 \x01(\t\x12,\n\x07results\x18\x03 \x03(\x0b\x32\x1b.signer.admin.v1.ItemResult\x12\x1b\n\x13slashing_protection\x18\x04 \x01(\x0c\"\x13\n\x11ReloadKeysRequest\"\x89\x01\n\x12ReloadKeysResponse\x12/\n\x06status\x18\x01 \x01(\x0e\x32\x1f.signer.admin.v1.ResponseStatus\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x31\n\x0bkeys_loaded\x18\x03 \x03(\x0b\x32\x1c.signer.admin.v1.SchemeCount\"4\n\x18ImportInterchangeRequest\x12\x18\n\x10interchange_json\x18\x01 \x01(\x0c\"\xdf\x01\n\x19ImportInterchangeResponse\x12/\n\x06status\x18\x01 \x01(\x0e\x32\x1f.signer.admin.v1.ResponseStatus\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x12\n\nvalidators\x18\x03 \x01(\r\x12\x17\n\x0f\x62locks_imported\x18\x04 \x01(\x04\x12\x1d\n\x15\x61ttestations_imported\x18\x05 \x01(\x04\x12\x16\n\x0e\x62locks_skipped\x18\x06 \x01(\x04\x12\x1c\n\x14\x61ttestations_skipped\x18\x07 \x01(\x04\"/\n\x18\x45xportInterchangeRequest\x12\x13\n\x0bpublic_keys\x18\x01 \x03(\x0c\"w\n\x19\x45xportInterchangeResponse\x12/\n\x06status\x18\x01 \x01(\x0e\x32\x1f.signer.admin.v1.ResponseStatus\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x18\n\x10interchange_json\x18\x03 \x01(\x0c\"V\n\x1aImportCometbftStateRequest\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\t\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\x12\x12\n\nstate_json\x18\x03 \x01(\x0c\"_\n\x1bImportCometbftStateResponse\x12/\n\x06status\x18\x01 \x01(\x0e\x32\x1f.signer.admin.v1.ResponseStatus\x12\x0f\n\x07message\x18\x02 \x01(\t\"B\n\x1a\x45xportCometbftStateRequest\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\t\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\"s\n\x1b\x45xportCometbftStateResponse\x12/\n\x06status\x18\x01 \x01(\x0e\x32\x1f.signer.admin.v1.ResponseStatus\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x12\n\nstate_json\x18\x03 \x01(\x0c\"H\n\x0bSchemeCount\x12*\n\x06scheme\x18\x01 \x01(\x0e\x32\x1a.signer.admin.v1.KeyScheme\x12\r\n\x05\x63ount\x18\x02 \x01(\r\"k\n\x15ProtectionStoreStatus\x12.\n\x07\x62\x61\x63kend\x18\x01 \x01(\x0e\x32\x1d.signer.admin.v1.StoreBackend\x12\x11\n\treachable\x18\x02 \x01(\x08\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x12\n\x10GetStatusRequest\"\xaf\x02\n\x11GetStatusResponse\x12/\n\x06status\x18\x01 \x01(\x0e\x32\x1f.signer.admin.v1.ResponseStatus\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x0f\n\x07network\x18\x04 \x01(\t\x12\r\n\x05ready\x18\x05 \x01(\x08\x12\x31\n\x0bkeys_loaded\x18\x06 \x03(\x0b\x32\x1c.signer.admin.v1.SchemeCount\x12\x32\n\nkey_module\x18\x07 \x01(\x0e\x32\x1e.signer.admin.v1.KeyModuleKind\x12@\n\x10protection_store\x18\x08 \x01(\x0b\x32&.signer.admin.v1.ProtectionStoreStatus*\x9f\x01\n\x0eResponseStatus\x12\x1f\n\x1bRESPONSE_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12RESPONSE_STATUS_OK\x10\x01\x12\x1b\n\x17RESPONSE_STATUS_PARTIAL\x10\x02\x12\x1b\n\x17RESPONSE_STATUS_REFUSED\x10\x03\x12\x1a\n\x16RESPONSE_STATUS_FAILED\x10\x04*\xe0\x01\n\nItemStatus\x12\x1b\n\x17ITEM_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14ITEM_STATUS_IMPORTED\x10\x01\x12\x19\n\x15ITEM_STATUS_GENERATED\x10\x02\x12\x17\n\x13ITEM_STATUS_DELETED\x10\x03\x12\x19\n\x15ITEM_STATUS_DUPLICATE\x10\x04\x12\x19\n\x15ITEM_STATUS_NOT_FOUND\x10\x05\x12\x1a\n\x16ITEM_STATUS_NOT_ACTIVE\x10\x06\x12\x15\n\x11ITEM_STATUS_ERROR\x10\x07*s\n\tKeyScheme\x12\x1a\n\x16KEY_SCHEME_UNSPECIFIED\x10\x00\x12\x18\n\x14KEY_SCHEME_BLS12_381\x10\x01\x12\x18\n\x14KEY_SCHEME_SECP256K1\x10\x02\x12\x16\n\x12KEY_SCHEME_ED25519\x10\x03*j\n\rKeyModuleKind\x12\x1f\n\x1bKEY_MODULE_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18KEY_MODULE_KIND_EMULATED\x10\x01\x12\x1a\n\x16KEY_MODULE_KIND_PKCS11\x10\x02*c\n\x0cStoreBackend\x12\x1d\n\x19STORE_BACKEND_UNSPECIFIED\x10\x00\x12\x18\n\x14STORE_BACKEND_SQLITE\x10\x01\x12\x1a\n\x16STORE_BACKEND_POSTGRES\x10\x02\x32\xcc\x03\n\x08KeyAdmin\x12O\n\x08ListKeys\x12 .signer.admin.v1.ListKeysRequest\x1a!.signer.admin.v1.ListKeysResponse\x12\x64\n\x0fImportKeystores\x12\'.signer.admin.v1.ImportKeystoresRequest\x1a(.signer.admin.v1.ImportKeystoresResponse\x12[\n\x0cGenerateKeys\x12$.signer.admin.v1.GenerateKeysRequest\x1a%.signer.admin.v1.GenerateKeysResponse\x12U\n\nDeleteKeys\x12\".signer.admin.v1.DeleteKeysRequest\x1a#.signer.admin.v1.DeleteKeysResponse\x12U\n\nReloadKeys\x12\".signer.admin.v1.ReloadKeysRequest\x1a#.signer.admin.v1.ReloadKeysResponse2\xcd\x03\n\x0fProtectionAdmin\x12j\n\x11ImportInterchange\x12).signer.admin.v1.ImportInterchangeRequest\x1a*.signer.admin.v1.ImportInterchangeResponse\x12j\n\x11\x45xportInterchange\x12).signer.admin.v1.ExportInterchangeRequest\x1a*.signer.admin.v1.ExportInterchangeResponse\x12p\n\x13ImportCometbftState\x12+.signer.admin.v1.ImportCometbftStateRequest\x1a,.signer.admin.v1.ImportCometbftStateResponse\x12p\n\x13\x45xportCometbftState\x12+.signer.admin.v1.ExportCometbftStateRequest\x1a,.signer.admin.v1.ExportCometbftStateResponse2\\\n\x06Status\x12R\n\tGetStatus\x12!.signer.admin.v1.GetStatusRequest\x1a\".signer.admin.v1.GetStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bsigner/admin/v1/admin.proto\x12\x0fsigner.admin.v1\"m\n\nItemResult\x12\r\n\x05index\x18\x01 \x01(\r\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\x12+\n\x06status\x18\x03 \x01(\x0e\x32\x1b.signer.admin.v1.ItemStatus\x12\x0f\n\x07message\x18\x04 \x01(\t\"\xa3\x01\n\x07KeyInfo\x12\x12\n\npublic_key\x18\x01 \x01(\x0c\x12*\n\x06scheme\x18\x02 \x01(\x0e\x32\x1a.signer.admin.v1.KeyScheme\x12\x0f\n\x07\x61\x63\x63ount\x18\x03 \x01(\t\x12.\n\x06module\x18\x04 \x01(\x0e\x32\x1e.signer.admin.v1.KeyModuleKind\x12\x17\n\x0f\x64\x65rivation_path\x18\x05 \x01(\t\"=\n\x0fListKeysRequest\x12*\n\x06scheme\x18\x01 \x01(\x0e\x32\x1a.signer.admin.v1.KeyScheme\"|\n\x10ListKeysResponse\x12/\n\x06status\x18\x01 \x01(\x0e\x32\x1f.signer.admin.v1.ResponseStatus\x12\x0f\n\x07message\x18\x02 \x01(\t\x12&\n\x04keys\x18\x03 \x03(\x0b\x32\x18.signer.admin.v1.KeyInfo\"k\n\x16ImportKeystoresRequest\x12\x11\n\tkeystores\x18\x01 \x03(\x0c\x12\x11\n\tpasswords\x18\x02 \x03(\t\x12\x0e\n\x06wallet\x18\x03 \x01(\t\x12\x1b\n\x13slashing_protection\x18\x04 \x01(\x0c\"\x89\x01\n\x17ImportKeystoresResponse\x12/\n\x06status\x18\x01 \x01(\x0e\x32\x1f.signer.admin.v1.ResponseStatus\x12\x0f\n\x07message\x18\x02 \x01(\t\x12,\n\x07results\x18\x03 \x03(\x0b\x32\x1b.signer.admin.v1.ItemResult\"`\n\x13GenerateKeysRequest\x12\r\n\x05\x63ount\x18\x01 \x01(\r\x12\x0e\n\x06wallet\x18\x02 \x01(\t\x12*\n\x06scheme\x18\x03 \x01(\x0e\x32\x1a.signer.admin.v1.KeyScheme\"\x86\x01\n\x14GenerateKeysResponse\x12/\n\x06status\x18\x01 \x01(\x0e\x32\x1f.signer.admin.v1.ResponseStatus\x12\x0f\n\x07message\x18\x02 \x01(\t\x12,\n\x07results\x18\x03 \x03(\x0b\x32\x1b.signer.admin.v1.ItemResult\"(\n\x11\x44\x65leteKeysRequest\x12\x13\n\x0bpublic_keys\x18\x01 \x03(\x0c\"\xc3\x01\n\x12\x44\x65leteKeysResponse\x12/\n\x06status\x18\x01 \x01(\x0e\x32\x1f.signer.admin.v1.ResponseStatus\x12\x0f\n\x07message\x18\x02 \x01(\t\x12,\n\x07results\x18\x03 \x03(\x0b\x32\x1b.signer.admin.v1.ItemResult\x12\x1b\n\x13slashing_protection\x18\x04 \x01(\x0c\x12 \n\x18slashing_protection_size\x18\x05 \x01(\x04\"\x13\n\x11ReloadKeysRequest\"\x89\x01\n\x12ReloadKeysResponse\x12/\n\x06status\x18\x01 \x01(\x0e\x32\x1f.signer.admin.v1.ResponseStatus\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x31\n\x0bkeys_loaded\x18\x03 \x03(\x0b\x32\x1c.signer.admin.v1.SchemeCount\"4\n\x18ImportInterchangeRequest\x12\x18\n\x10interchange_json\x18\x01 \x01(\x0c\"\xdf\x01\n\x19ImportInterchangeResponse\x12/\n\x06status\x18\x01 \x01(\x0e\x32\x1f.signer.admin.v1.ResponseStatus\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x12\n\nvalidators\x18\x03 \x01(\r\x12\x17\n\x0f\x62locks_imported\x18\x04 \x01(\x04\x12\x1d\n\x15\x61ttestations_imported\x18\x05 \x01(\x04\x12\x16\n\x0e\x62locks_skipped\x18\x06 \x01(\x04\x12\x1c\n\x14\x61ttestations_skipped\x18\x07 \x01(\x04\"/\n\x18\x45xportInterchangeRequest\x12\x13\n\x0bpublic_keys\x18\x01 \x03(\x0c\"\x96\x01\n\x19\x45xportInterchangeResponse\x12/\n\x06status\x18\x01 \x01(\x0e\x32\x1f.signer.admin.v1.ResponseStatus\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x18\n\x10interchange_json\x18\x03 \x01(\x0c\x12\x1d\n\x15interchange_json_size\x18\x04 \x01(\x04\"V\n\x1aImportCometbftStateRequest\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\t\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\x12\x12\n\nstate_json\x18\x03 \x01(\x0c\"_\n\x1bImportCometbftStateResponse\x12/\n\x06status\x18\x01 \x01(\x0e\x32\x1f.signer.admin.v1.ResponseStatus\x12\x0f\n\x07message\x18\x02 \x01(\t\"B\n\x1a\x45xportCometbftStateRequest\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\t\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\"s\n\x1b\x45xportCometbftStateResponse\x12/\n\x06status\x18\x01 \x01(\x0e\x32\x1f.signer.admin.v1.ResponseStatus\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x12\n\nstate_json\x18\x03 \x01(\x0c\"H\n\x0bSchemeCount\x12*\n\x06scheme\x18\x01 \x01(\x0e\x32\x1a.signer.admin.v1.KeyScheme\x12\r\n\x05\x63ount\x18\x02 \x01(\r\"k\n\x15ProtectionStoreStatus\x12.\n\x07\x62\x61\x63kend\x18\x01 \x01(\x0e\x32\x1d.signer.admin.v1.StoreBackend\x12\x11\n\treachable\x18\x02 \x01(\x08\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x12\n\x10GetStatusRequest\"\xaf\x02\n\x11GetStatusResponse\x12/\n\x06status\x18\x01 \x01(\x0e\x32\x1f.signer.admin.v1.ResponseStatus\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x0f\n\x07network\x18\x04 \x01(\t\x12\r\n\x05ready\x18\x05 \x01(\x08\x12\x31\n\x0bkeys_loaded\x18\x06 \x03(\x0b\x32\x1c.signer.admin.v1.SchemeCount\x12\x32\n\nkey_module\x18\x07 \x01(\x0e\x32\x1e.signer.admin.v1.KeyModuleKind\x12@\n\x10protection_store\x18\x08 \x01(\x0b\x32&.signer.admin.v1.ProtectionStoreStatus*\x9f\x01\n\x0eResponseStatus\x12\x1f\n\x1bRESPONSE_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12RESPONSE_STATUS_OK\x10\x01\x12\x1b\n\x17RESPONSE_STATUS_PARTIAL\x10\x02\x12\x1b\n\x17RESPONSE_STATUS_REFUSED\x10\x03\x12\x1a\n\x16RESPONSE_STATUS_FAILED\x10\x04*\xe0\x01\n\nItemStatus\x12\x1b\n\x17ITEM_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14ITEM_STATUS_IMPORTED\x10\x01\x12\x19\n\x15ITEM_STATUS_GENERATED\x10\x02\x12\x17\n\x13ITEM_STATUS_DELETED\x10\x03\x12\x19\n\x15ITEM_STATUS_DUPLICATE\x10\x04\x12\x19\n\x15ITEM_STATUS_NOT_FOUND\x10\x05\x12\x1a\n\x16ITEM_STATUS_NOT_ACTIVE\x10\x06\x12\x15\n\x11ITEM_STATUS_ERROR\x10\x07*s\n\tKeyScheme\x12\x1a\n\x16KEY_SCHEME_UNSPECIFIED\x10\x00\x12\x18\n\x14KEY_SCHEME_BLS12_381\x10\x01\x12\x18\n\x14KEY_SCHEME_SECP256K1\x10\x02\x12\x16\n\x12KEY_SCHEME_ED25519\x10\x03*j\n\rKeyModuleKind\x12\x1f\n\x1bKEY_MODULE_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18KEY_MODULE_KIND_EMULATED\x10\x01\x12\x1a\n\x16KEY_MODULE_KIND_PKCS11\x10\x02*c\n\x0cStoreBackend\x12\x1d\n\x19STORE_BACKEND_UNSPECIFIED\x10\x00\x12\x18\n\x14STORE_BACKEND_SQLITE\x10\x01\x12\x1a\n\x16STORE_BACKEND_POSTGRES\x10\x02\x32\xce\x03\n\x08KeyAdmin\x12O\n\x08ListKeys\x12 .signer.admin.v1.ListKeysRequest\x1a!.signer.admin.v1.ListKeysResponse\x12\x64\n\x0fImportKeystores\x12\'.signer.admin.v1.ImportKeystoresRequest\x1a(.signer.admin.v1.ImportKeystoresResponse\x12[\n\x0cGenerateKeys\x12$.signer.admin.v1.GenerateKeysRequest\x1a%.signer.admin.v1.GenerateKeysResponse\x12W\n\nDeleteKeys\x12\".signer.admin.v1.DeleteKeysRequest\x1a#.signer.admin.v1.DeleteKeysResponse0\x01\x12U\n\nReloadKeys\x12\".signer.admin.v1.ReloadKeysRequest\x1a#.signer.admin.v1.ReloadKeysResponse2\xcf\x03\n\x0fProtectionAdmin\x12j\n\x11ImportInterchange\x12).signer.admin.v1.ImportInterchangeRequest\x1a*.signer.admin.v1.ImportInterchangeResponse\x12l\n\x11\x45xportInterchange\x12).signer.admin.v1.ExportInterchangeRequest\x1a*.signer.admin.v1.ExportInterchangeResponse0\x01\x12p\n\x13ImportCometbftState\x12+.signer.admin.v1.ImportCometbftStateRequest\x1a,.signer.admin.v1.ImportCometbftStateResponse\x12p\n\x13\x45xportCometbftState\x12+.signer.admin.v1.ExportCometbftStateRequest\x1a,.signer.admin.v1.ExportCometbftStateResponse2\\\n\x06Status\x12R\n\tGetStatus\x12!.signer.admin.v1.GetStatusRequest\x1a\".signer.admin.v1.GetStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'signer.admin.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RESPONSESTATUS']._serialized_start=2695
-  _globals['_RESPONSESTATUS']._serialized_end=2854
-  _globals['_ITEMSTATUS']._serialized_start=2857
-  _globals['_ITEMSTATUS']._serialized_end=3081
-  _globals['_KEYSCHEME']._serialized_start=3083
-  _globals['_KEYSCHEME']._serialized_end=3198
-  _globals['_KEYMODULEKIND']._serialized_start=3200
-  _globals['_KEYMODULEKIND']._serialized_end=3306
-  _globals['_STOREBACKEND']._serialized_start=3308
-  _globals['_STOREBACKEND']._serialized_end=3407
+  _globals['_RESPONSESTATUS']._serialized_start=2761
+  _globals['_RESPONSESTATUS']._serialized_end=2920
+  _globals['_ITEMSTATUS']._serialized_start=2923
+  _globals['_ITEMSTATUS']._serialized_end=3147
+  _globals['_KEYSCHEME']._serialized_start=3149
+  _globals['_KEYSCHEME']._serialized_end=3264
+  _globals['_KEYMODULEKIND']._serialized_start=3266
+  _globals['_KEYMODULEKIND']._serialized_end=3372
+  _globals['_STOREBACKEND']._serialized_start=3374
+  _globals['_STOREBACKEND']._serialized_end=3473
   _globals['_ITEMRESULT']._serialized_start=48
   _globals['_ITEMRESULT']._serialized_end=157
   _globals['_KEYINFO']._serialized_start=160
@@ -60,39 +60,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DELETEKEYSREQUEST']._serialized_start=998
   _globals['_DELETEKEYSREQUEST']._serialized_end=1038
   _globals['_DELETEKEYSRESPONSE']._serialized_start=1041
-  _globals['_DELETEKEYSRESPONSE']._serialized_end=1202
-  _globals['_RELOADKEYSREQUEST']._serialized_start=1204
-  _globals['_RELOADKEYSREQUEST']._serialized_end=1223
-  _globals['_RELOADKEYSRESPONSE']._serialized_start=1226
-  _globals['_RELOADKEYSRESPONSE']._serialized_end=1363
-  _globals['_IMPORTINTERCHANGEREQUEST']._serialized_start=1365
-  _globals['_IMPORTINTERCHANGEREQUEST']._serialized_end=1417
-  _globals['_IMPORTINTERCHANGERESPONSE']._serialized_start=1420
-  _globals['_IMPORTINTERCHANGERESPONSE']._serialized_end=1643
-  _globals['_EXPORTINTERCHANGEREQUEST']._serialized_start=1645
-  _globals['_EXPORTINTERCHANGEREQUEST']._serialized_end=1692
-  _globals['_EXPORTINTERCHANGERESPONSE']._serialized_start=1694
-  _globals['_EXPORTINTERCHANGERESPONSE']._serialized_end=1813
-  _globals['_IMPORTCOMETBFTSTATEREQUEST']._serialized_start=1815
-  _globals['_IMPORTCOMETBFTSTATEREQUEST']._serialized_end=1901
-  _globals['_IMPORTCOMETBFTSTATERESPONSE']._serialized_start=1903
-  _globals['_IMPORTCOMETBFTSTATERESPONSE']._serialized_end=1998
-  _globals['_EXPORTCOMETBFTSTATEREQUEST']._serialized_start=2000
-  _globals['_EXPORTCOMETBFTSTATEREQUEST']._serialized_end=2066
-  _globals['_EXPORTCOMETBFTSTATERESPONSE']._serialized_start=2068
-  _globals['_EXPORTCOMETBFTSTATERESPONSE']._serialized_end=2183
-  _globals['_SCHEMECOUNT']._serialized_start=2185
-  _globals['_SCHEMECOUNT']._serialized_end=2257
-  _globals['_PROTECTIONSTORESTATUS']._serialized_start=2259
-  _globals['_PROTECTIONSTORESTATUS']._serialized_end=2366
-  _globals['_GETSTATUSREQUEST']._serialized_start=2368
-  _globals['_GETSTATUSREQUEST']._serialized_end=2386
-  _globals['_GETSTATUSRESPONSE']._serialized_start=2389
-  _globals['_GETSTATUSRESPONSE']._serialized_end=2692
-  _globals['_KEYADMIN']._serialized_start=3410
-  _globals['_KEYADMIN']._serialized_end=3870
-  _globals['_PROTECTIONADMIN']._serialized_start=3873
-  _globals['_PROTECTIONADMIN']._serialized_end=4334
-  _globals['_STATUS']._serialized_start=4336
-  _globals['_STATUS']._serialized_end=4428
+  _globals['_DELETEKEYSRESPONSE']._serialized_end=1236
+  _globals['_RELOADKEYSREQUEST']._serialized_start=1238
+  _globals['_RELOADKEYSREQUEST']._serialized_end=1257
+  _globals['_RELOADKEYSRESPONSE']._serialized_start=1260
+  _globals['_RELOADKEYSRESPONSE']._serialized_end=1397
+  _globals['_IMPORTINTERCHANGEREQUEST']._serialized_start=1399
+  _globals['_IMPORTINTERCHANGEREQUEST']._serialized_end=1451
+  _globals['_IMPORTINTERCHANGERESPONSE']._serialized_start=1454
+  _globals['_IMPORTINTERCHANGERESPONSE']._serialized_end=1677
+  _globals['_EXPORTINTERCHANGEREQUEST']._serialized_start=1679
+  _globals['_EXPORTINTERCHANGEREQUEST']._serialized_end=1726
+  _globals['_EXPORTINTERCHANGERESPONSE']._serialized_start=1729
+  _globals['_EXPORTINTERCHANGERESPONSE']._serialized_end=1879
+  _globals['_IMPORTCOMETBFTSTATEREQUEST']._serialized_start=1881
+  _globals['_IMPORTCOMETBFTSTATEREQUEST']._serialized_end=1967
+  _globals['_IMPORTCOMETBFTSTATERESPONSE']._serialized_start=1969
+  _globals['_IMPORTCOMETBFTSTATERESPONSE']._serialized_end=2064
+  _globals['_EXPORTCOMETBFTSTATEREQUEST']._serialized_start=2066
+  _globals['_EXPORTCOMETBFTSTATEREQUEST']._serialized_end=2132
+  _globals['_EXPORTCOMETBFTSTATERESPONSE']._serialized_start=2134
+  _globals['_EXPORTCOMETBFTSTATERESPONSE']._serialized_end=2249
+  _globals['_SCHEMECOUNT']._serialized_start=2251
+  _globals['_SCHEMECOUNT']._serialized_end=2323
+  _globals['_PROTECTIONSTORESTATUS']._serialized_start=2325
+  _globals['_PROTECTIONSTORESTATUS']._serialized_end=2432
+  _globals['_GETSTATUSREQUEST']._serialized_start=2434
+  _globals['_GETSTATUSREQUEST']._serialized_end=2452
+  _globals['_GETSTATUSRESPONSE']._serialized_start=2455
+  _globals['_GETSTATUSRESPONSE']._serialized_end=2758
+  _globals['_KEYADMIN']._serialized_start=3476
+  _globals['_KEYADMIN']._serialized_end=3938
+  _globals['_PROTECTIONADMIN']._serialized_start=3941
+  _globals['_PROTECTIONADMIN']._serialized_end=4404
+  _globals['_STATUS']._serialized_start=4406
+  _globals['_STATUS']._serialized_end=4498
 # @@protoc_insertion_point(module_scope)

@@ -159,16 +159,18 @@ class DeleteKeysRequest(_message.Message):
     def __init__(self, public_keys: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class DeleteKeysResponse(_message.Message):
-    __slots__ = ("status", "message", "results", "slashing_protection")
+    __slots__ = ("status", "message", "results", "slashing_protection", "slashing_protection_size")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     SLASHING_PROTECTION_FIELD_NUMBER: _ClassVar[int]
+    SLASHING_PROTECTION_SIZE_FIELD_NUMBER: _ClassVar[int]
     status: ResponseStatus
     message: str
     results: _containers.RepeatedCompositeFieldContainer[ItemResult]
     slashing_protection: bytes
-    def __init__(self, status: _Optional[_Union[ResponseStatus, str]] = ..., message: _Optional[str] = ..., results: _Optional[_Iterable[_Union[ItemResult, _Mapping]]] = ..., slashing_protection: _Optional[bytes] = ...) -> None: ...
+    slashing_protection_size: int
+    def __init__(self, status: _Optional[_Union[ResponseStatus, str]] = ..., message: _Optional[str] = ..., results: _Optional[_Iterable[_Union[ItemResult, _Mapping]]] = ..., slashing_protection: _Optional[bytes] = ..., slashing_protection_size: _Optional[int] = ...) -> None: ...
 
 class ReloadKeysRequest(_message.Message):
     __slots__ = ()
@@ -215,14 +217,16 @@ class ExportInterchangeRequest(_message.Message):
     def __init__(self, public_keys: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class ExportInterchangeResponse(_message.Message):
-    __slots__ = ("status", "message", "interchange_json")
+    __slots__ = ("status", "message", "interchange_json", "interchange_json_size")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     INTERCHANGE_JSON_FIELD_NUMBER: _ClassVar[int]
+    INTERCHANGE_JSON_SIZE_FIELD_NUMBER: _ClassVar[int]
     status: ResponseStatus
     message: str
     interchange_json: bytes
-    def __init__(self, status: _Optional[_Union[ResponseStatus, str]] = ..., message: _Optional[str] = ..., interchange_json: _Optional[bytes] = ...) -> None: ...
+    interchange_json_size: int
+    def __init__(self, status: _Optional[_Union[ResponseStatus, str]] = ..., message: _Optional[str] = ..., interchange_json: _Optional[bytes] = ..., interchange_json_size: _Optional[int] = ...) -> None: ...
 
 class ImportCometbftStateRequest(_message.Message):
     __slots__ = ("chain_id", "public_key", "state_json")

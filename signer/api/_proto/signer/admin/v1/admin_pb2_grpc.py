@@ -52,7 +52,7 @@ class KeyAdminStub:
                 request_serializer=signer_dot_admin_dot_v1_dot_admin__pb2.GenerateKeysRequest.SerializeToString,
                 response_deserializer=signer_dot_admin_dot_v1_dot_admin__pb2.GenerateKeysResponse.FromString,
                 _registered_method=True)
-        self.DeleteKeys = channel.unary_unary(
+        self.DeleteKeys = channel.unary_stream(
                 '/signer.admin.v1.KeyAdmin/DeleteKeys',
                 request_serializer=signer_dot_admin_dot_v1_dot_admin__pb2.DeleteKeysRequest.SerializeToString,
                 response_deserializer=signer_dot_admin_dot_v1_dot_admin__pb2.DeleteKeysResponse.FromString,
@@ -92,7 +92,11 @@ class KeyAdminServicer:
 
     def DeleteKeys(self, request, context):
         """Removes keys and returns their slashing-protection history (EIP-3076),
-        so that a validator can move to another signer safely.
+        so that a validator can move to another signer safely. The history is
+        exported after the keys stopped signing and before they are deleted (if
+        the export fails, nothing is deleted); it also stays in the protection
+        store, so a stream that breaks loses nothing: DeleteKeys of the same keys
+        again (NOT_ACTIVE) or ExportInterchange returns the same history.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -123,7 +127,7 @@ def add_KeyAdminServicer_to_server(servicer, server):
                     request_deserializer=signer_dot_admin_dot_v1_dot_admin__pb2.GenerateKeysRequest.FromString,
                     response_serializer=signer_dot_admin_dot_v1_dot_admin__pb2.GenerateKeysResponse.SerializeToString,
             ),
-            'DeleteKeys': grpc.unary_unary_rpc_method_handler(
+            'DeleteKeys': grpc.unary_stream_rpc_method_handler(
                     servicer.DeleteKeys,
                     request_deserializer=signer_dot_admin_dot_v1_dot_admin__pb2.DeleteKeysRequest.FromString,
                     response_serializer=signer_dot_admin_dot_v1_dot_admin__pb2.DeleteKeysResponse.SerializeToString,
@@ -239,7 +243,7 @@ class KeyAdmin:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_unary(
+        return grpc.experimental.unary_stream(
             request,
             target,
             '/signer.admin.v1.KeyAdmin/DeleteKeys',
@@ -300,7 +304,7 @@ class ProtectionAdminStub:
                 request_serializer=signer_dot_admin_dot_v1_dot_admin__pb2.ImportInterchangeRequest.SerializeToString,
                 response_deserializer=signer_dot_admin_dot_v1_dot_admin__pb2.ImportInterchangeResponse.FromString,
                 _registered_method=True)
-        self.ExportInterchange = channel.unary_unary(
+        self.ExportInterchange = channel.unary_stream(
                 '/signer.admin.v1.ProtectionAdmin/ExportInterchange',
                 request_serializer=signer_dot_admin_dot_v1_dot_admin__pb2.ExportInterchangeRequest.SerializeToString,
                 response_deserializer=signer_dot_admin_dot_v1_dot_admin__pb2.ExportInterchangeResponse.FromString,
@@ -331,7 +335,7 @@ class ProtectionAdminServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ExportInterchange(self, request, context):
-        """Exports the complete EIP-3076 history.
+        """Exports the complete EIP-3076 history, as a stream of chunks.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -360,7 +364,7 @@ def add_ProtectionAdminServicer_to_server(servicer, server):
                     request_deserializer=signer_dot_admin_dot_v1_dot_admin__pb2.ImportInterchangeRequest.FromString,
                     response_serializer=signer_dot_admin_dot_v1_dot_admin__pb2.ImportInterchangeResponse.SerializeToString,
             ),
-            'ExportInterchange': grpc.unary_unary_rpc_method_handler(
+            'ExportInterchange': grpc.unary_stream_rpc_method_handler(
                     servicer.ExportInterchange,
                     request_deserializer=signer_dot_admin_dot_v1_dot_admin__pb2.ExportInterchangeRequest.FromString,
                     response_serializer=signer_dot_admin_dot_v1_dot_admin__pb2.ExportInterchangeResponse.SerializeToString,
@@ -427,7 +431,7 @@ class ProtectionAdmin:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_unary(
+        return grpc.experimental.unary_stream(
             request,
             target,
             '/signer.admin.v1.ProtectionAdmin/ExportInterchange',

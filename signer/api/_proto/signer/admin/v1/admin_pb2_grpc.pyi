@@ -15,6 +15,13 @@ Our own API (not wire-compatible with anything else). Conventions:
   secp256k1, 32 for Ed25519). JSON documents travel as UTF-8 bytes.
 - Secret material is only ever sent to the signer (keystore passwords),
   never returned by it.
+- Documents that can outgrow one gRPC message (DeleteKeys' history,
+  ExportInterchange; a few months of one validator's attestations pass
+  4 MiB) come as a server stream: the first message carries the status,
+  message, results and the document's total size in bytes (`*_size`) with
+  its first chunk; every further message carries only the next chunk (at
+  most 1 MiB). Join the chunks in order; the document is complete when the
+  stream ends with gRPC status OK and its length equals the size.
 """
 
 from collections import abc as _abc
@@ -55,9 +62,13 @@ class KeyAdminStub:
     """Decrypts EIP-2335 keystores once and seals the secrets into the key module."""
     GenerateKeys: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GenerateKeysRequest, _admin_pb2.GenerateKeysResponse]
     """Creates new keys inside the key module."""
-    DeleteKeys: _grpc.UnaryUnaryMultiCallable[_admin_pb2.DeleteKeysRequest, _admin_pb2.DeleteKeysResponse]
+    DeleteKeys: _grpc.UnaryStreamMultiCallable[_admin_pb2.DeleteKeysRequest, _admin_pb2.DeleteKeysResponse]
     """Removes keys and returns their slashing-protection history (EIP-3076),
-    so that a validator can move to another signer safely.
+    so that a validator can move to another signer safely. The history is
+    exported after the keys stopped signing and before they are deleted (if
+    the export fails, nothing is deleted); it also stays in the protection
+    store, so a stream that breaks loses nothing: DeleteKeys of the same keys
+    again (NOT_ACTIVE) or ExportInterchange returns the same history.
     """
     ReloadKeys: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ReloadKeysRequest, _admin_pb2.ReloadKeysResponse]
     """Re-reads the key module (e.g. after keys were added out of band)."""
@@ -75,9 +86,13 @@ class KeyAdminAsyncStub(KeyAdminStub):
     """Decrypts EIP-2335 keystores once and seals the secrets into the key module."""
     GenerateKeys: _aio.UnaryUnaryMultiCallable[_admin_pb2.GenerateKeysRequest, _admin_pb2.GenerateKeysResponse]  # type: ignore[assignment]
     """Creates new keys inside the key module."""
-    DeleteKeys: _aio.UnaryUnaryMultiCallable[_admin_pb2.DeleteKeysRequest, _admin_pb2.DeleteKeysResponse]  # type: ignore[assignment]
+    DeleteKeys: _aio.UnaryStreamMultiCallable[_admin_pb2.DeleteKeysRequest, _admin_pb2.DeleteKeysResponse]  # type: ignore[assignment]
     """Removes keys and returns their slashing-protection history (EIP-3076),
-    so that a validator can move to another signer safely.
+    so that a validator can move to another signer safely. The history is
+    exported after the keys stopped signing and before they are deleted (if
+    the export fails, nothing is deleted); it also stays in the protection
+    store, so a stream that breaks loses nothing: DeleteKeys of the same keys
+    again (NOT_ACTIVE) or ExportInterchange returns the same history.
     """
     ReloadKeys: _aio.UnaryUnaryMultiCallable[_admin_pb2.ReloadKeysRequest, _admin_pb2.ReloadKeysResponse]  # type: ignore[assignment]
     """Re-reads the key module (e.g. after keys were added out of band)."""
@@ -116,9 +131,13 @@ class KeyAdminServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _admin_pb2.DeleteKeysRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_admin_pb2.DeleteKeysResponse, _abc.Awaitable[_admin_pb2.DeleteKeysResponse]]:
+    ) -> _typing.Union[_abc.Iterator[_admin_pb2.DeleteKeysResponse], _abc.AsyncIterator[_admin_pb2.DeleteKeysResponse]]:
         """Removes keys and returns their slashing-protection history (EIP-3076),
-        so that a validator can move to another signer safely.
+        so that a validator can move to another signer safely. The history is
+        exported after the keys stopped signing and before they are deleted (if
+        the export fails, nothing is deleted); it also stays in the protection
+        store, so a stream that breaks loses nothing: DeleteKeys of the same keys
+        again (NOT_ACTIVE) or ExportInterchange returns the same history.
         """
 
     @_abc_1.abstractmethod
@@ -143,8 +162,8 @@ class ProtectionAdminStub:
     def __new__(cls, channel: _aio.Channel) -> ProtectionAdminAsyncStub: ...
     ImportInterchange: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ImportInterchangeRequest, _admin_pb2.ImportInterchangeResponse]
     """Imports an EIP-3076 interchange document (complete or minimal form)."""
-    ExportInterchange: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ExportInterchangeRequest, _admin_pb2.ExportInterchangeResponse]
-    """Exports the complete EIP-3076 history."""
+    ExportInterchange: _grpc.UnaryStreamMultiCallable[_admin_pb2.ExportInterchangeRequest, _admin_pb2.ExportInterchangeResponse]
+    """Exports the complete EIP-3076 history, as a stream of chunks."""
     ImportCometbftState: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ImportCometbftStateRequest, _admin_pb2.ImportCometbftStateResponse]
     """Imports a CometBFT priv_validator_state.json for one key and chain."""
     ExportCometbftState: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ExportCometbftStateRequest, _admin_pb2.ExportCometbftStateResponse]
@@ -162,8 +181,8 @@ class ProtectionAdminAsyncStub(ProtectionAdminStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     ImportInterchange: _aio.UnaryUnaryMultiCallable[_admin_pb2.ImportInterchangeRequest, _admin_pb2.ImportInterchangeResponse]  # type: ignore[assignment]
     """Imports an EIP-3076 interchange document (complete or minimal form)."""
-    ExportInterchange: _aio.UnaryUnaryMultiCallable[_admin_pb2.ExportInterchangeRequest, _admin_pb2.ExportInterchangeResponse]  # type: ignore[assignment]
-    """Exports the complete EIP-3076 history."""
+    ExportInterchange: _aio.UnaryStreamMultiCallable[_admin_pb2.ExportInterchangeRequest, _admin_pb2.ExportInterchangeResponse]  # type: ignore[assignment]
+    """Exports the complete EIP-3076 history, as a stream of chunks."""
     ImportCometbftState: _aio.UnaryUnaryMultiCallable[_admin_pb2.ImportCometbftStateRequest, _admin_pb2.ImportCometbftStateResponse]  # type: ignore[assignment]
     """Imports a CometBFT priv_validator_state.json for one key and chain."""
     ExportCometbftState: _aio.UnaryUnaryMultiCallable[_admin_pb2.ExportCometbftStateRequest, _admin_pb2.ExportCometbftStateResponse]  # type: ignore[assignment]
@@ -190,8 +209,8 @@ class ProtectionAdminServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _admin_pb2.ExportInterchangeRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_admin_pb2.ExportInterchangeResponse, _abc.Awaitable[_admin_pb2.ExportInterchangeResponse]]:
-        """Exports the complete EIP-3076 history."""
+    ) -> _typing.Union[_abc.Iterator[_admin_pb2.ExportInterchangeResponse], _abc.AsyncIterator[_admin_pb2.ExportInterchangeResponse]]:
+        """Exports the complete EIP-3076 history, as a stream of chunks."""
 
     @_abc_1.abstractmethod
     def ImportCometbftState(
