@@ -175,8 +175,14 @@ class KeyResult:
 class Deletion:
     results: tuple[KeyResult, ...]
     """One per public key given, in order."""
-    slashing_protection: dict[str, Any] | None
-    """The EIP-3076 history of the keys DELETED or NOT_ACTIVE; None when there are none."""
+    slashing_protection: dict[str, Any]
+    """The EIP-3076 document (complete form) of the keys DELETED or NOT_ACTIVE, taken after they
+    stopped signing; its ``data`` is empty when there are none."""
+
+    @property
+    def returns_history(self) -> bool:
+        """Some key was deleted or had history without a key: the document answers for it."""
+        return any(r.status in (KeyStatus.DELETED, KeyStatus.NOT_ACTIVE) for r in self.results)
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,8 +243,16 @@ def check_wallet(wallet: str) -> str:
     return wallet
 
 
+def key_for(loaded: Sequence[KeyInfo], public_key: bytes) -> KeyInfo:
+    """The loaded key with ``public_key``, or a nameless stand-in for one that is not loaded (it is
+    authorized by its public key alone); MalformedRequest for a length no key has."""
+    for key in loaded:
+        if key.public_key == public_key:
+            return key
+    return _stand_in(public_key)
+
+
 def _stand_in(public_key: bytes) -> KeyInfo:
-    """A nameless KeyInfo for a public key that is not loaded: authorized by its public key alone."""
     scheme = PUBLIC_KEY_SCHEMES.get(len(public_key))
     if scheme is None:
         raise errors.MalformedRequest(
@@ -280,14 +294,6 @@ class ProtectionAdmin:
         self.authorizer: Authorizer = authorizer or AllowAll()
         self.backend = backend or _store_backend(store)
 
-    def key_for(self, public_key: bytes) -> KeyInfo:
-        """The loaded key, or a nameless stand-in for one that is not loaded (MalformedRequest for a
-        length no key has)."""
-        for key in self._loaded():
-            if key.public_key == public_key:
-                return key
-        return _stand_in(public_key)
-
     # EIP-3076
 
     def check_interchange(self, client: ClientIdentity, document: bytes) -> Interchange:
@@ -296,7 +302,7 @@ class ProtectionAdmin:
         network. Writes nothing."""
         interchange = parse_interchange(document)
         for validator in interchange.validators:
-            key = self.key_for(validator.public_key)
+            key = key_for(self._loaded(), validator.public_key)
             try:
                 self.authorizer.authorize(client, Operation.PROTECTION_IMPORT, key)
             except errors.AccessDenied as exc:
@@ -336,7 +342,7 @@ class ProtectionAdmin:
         """The EIP-3076 history of ``public_keys`` (each authorized), or, naming none, of every key
         the caller may export (a filter, not a refusal)."""
         for public_key in public_keys:
-            self.authorizer.authorize(client, Operation.PROTECTION_EXPORT, self.key_for(public_key))
+            self.authorizer.authorize(client, Operation.PROTECTION_EXPORT, key_for(self._loaded(), public_key))
         if not public_keys:
             self.authorizer.authorize(client, Operation.PROTECTION_EXPORT, None)
         document = self.store.export_interchange(list(public_keys) or None)
@@ -354,7 +360,7 @@ class ProtectionAdmin:
 
     def _comet_key(self, chain_id: str, public_key: bytes) -> KeyInfo:
         check_chain_id(chain_id)
-        key = self.key_for(public_key)
+        key = key_for(self._loaded(), public_key)
         if key.scheme is Scheme.BLS:
             raise errors.UnsupportedScheme("CometBFT state belongs to a secp256k1 or Ed25519 key, not a BLS key")
         return key
@@ -544,7 +550,7 @@ class KeyAdmin:
         wanted: dict[bytes, KeyInfo] = {}
         for n, public_key in enumerate(public_keys):
             try:
-                key = history.key_for(public_key)
+                key = key_for(self.index.list_keys(), public_key)
             except errors.MalformedRequest as exc:
                 refused[n] = KeyResult(KeyStatus.ERROR, public_key, message=exc.message, error=exc)
                 continue
@@ -555,7 +561,7 @@ class KeyAdmin:
         results = tuple(refused.get(n) or by_key[pk] for n, pk in enumerate(public_keys))
         keep = {r.public_key for r in results if r.status in (KeyStatus.DELETED, KeyStatus.NOT_ACTIVE)}
         document["data"] = [entry for entry in document.get("data", []) if _entry_key(entry) in keep]
-        return Deletion(results, document if keep else None)
+        return Deletion(results, document)
 
     def _delete(
         self, history: ProtectionAdmin, wanted: dict[bytes, KeyInfo]

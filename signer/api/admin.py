@@ -278,7 +278,7 @@ class KeyAdminServicer(_Calls, admin_pb2_grpc.KeyAdminServicer):
             deletion = self.admin.delete(client, [bytes(pk) for pk in request.public_keys])
             items = [_key_item(n, r) for n, r in enumerate(deletion.results)]
             code, message = _batch_status(items)
-            history = b"" if deletion.slashing_protection is None else _json(deletion.slashing_protection)
+            history = _json(deletion.slashing_protection) if deletion.returns_history else b""
             response = admin_pb2.DeleteKeysResponse(
                 status=code, message=message, results=items, slashing_protection=history
             )

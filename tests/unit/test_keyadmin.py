@@ -135,7 +135,7 @@ def test_delete_retires_then_exports_then_deletes_and_keeps_the_history(tmp_path
     first = admin.delete(LOCAL_CLIENT, [generated.public_key, never_seen])
     assert log == ["retire 1", "export", "delete", "readmit 1", "reload"]
     assert [r.status for r in first.results] == [KeyStatus.DELETED, KeyStatus.NOT_FOUND]
-    assert first.slashing_protection is not None
+    assert first.returns_history
     assert [d["pubkey"] for d in first.slashing_protection["data"]] == ["0x" + generated.public_key.hex()]
     assert service.list_keys() == []
 
@@ -144,5 +144,6 @@ def test_delete_retires_then_exports_then_deletes_and_keeps_the_history(tmp_path
     assert again.slashing_protection == first.slashing_protection
     nothing = admin.delete(LOCAL_CLIENT, [never_seen])
     assert [r.status for r in nothing.results] == [KeyStatus.NOT_FOUND]
-    assert nothing.slashing_protection is None
+    assert not nothing.returns_history and nothing.slashing_protection["data"] == []
+    assert nothing.slashing_protection["metadata"] == first.slashing_protection["metadata"]
     store.close()
