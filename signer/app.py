@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from signer.api.admin import admin_servicers
-from signer.api.auth import DevAuthorizer, PermissionAuthorizer
+from signer.api.auth import DevAuthorizer, PermissionAuthorizer, match_client
 from signer.api.context import CallContext
 from signer.api.interceptors import SignerInterceptor, call_client, call_request_id, set_outcome
 from signer.api.ratelimit import RateLimiter
 from signer.api.server import GrpcServer
-from signer.api.tls import ReloadingServerCredentials, load_material, reload_on_sighup, require_tls
+from signer.api.tls import ReloadingServerCredentials, is_loopback, load_material, reload_on_sighup, require_tls
+from signer.approval import AdminGate, ApprovalKind
 from signer.batching import Batcher
 from signer.config import Config, KeysConfig, ProtectionConfig
 from signer.errors import ConfigError, SignerError
@@ -36,7 +37,8 @@ from signer.observability.metrics import PrometheusMonitor
 from signer.protection.sqlite import SqliteStore
 from signer.protection.store import InitializedBy, ProtectionStore
 from signer.service import NOT_INITIALIZED, SigningService
-from signer.types import AllowAll, Authorizer, Scheme
+from signer.totp import FailurePolicy, SecondFactor, check_secret
+from signer.types import AllowAll, AuditSink, Authorizer, ClientIdentity, Monitor, Scheme
 
 
 def build_key_module(keys: KeysConfig, *, create: bool = False) -> KeyModule:
@@ -75,6 +77,72 @@ def build_key_module(keys: KeysConfig, *, create: bool = False) -> KeyModule:
 def _check_pkcs11_library(keys: KeysConfig) -> None:
     if keys.pkcs11 is not None and not keys.pkcs11.library_path.is_file():
         raise ConfigError(f"keys.pkcs11.library_path: no such file {keys.pkcs11.library_path}")
+
+
+def operator_secrets(config: Config) -> dict[str, dict[str, str]]:
+    """``client -> {operator: base32 secret}``, read from the files the config names (ConfigError
+    naming the client and operator, never the secret, for an unreadable or invalid one)."""
+    secrets: dict[str, dict[str, str]] = {}
+    for entry in config.clients:
+        for op in entry.operators:
+            where = f"clients '{entry.name}'.operators '{op.name}'"
+            try:
+                secret = op.secret.read()
+                check_secret(secret)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: {exc.message}") from None
+            secrets.setdefault(entry.name, {})[op.name] = secret
+    return secrets
+
+
+def build_admin_gate(config: Config, *, dev_plaintext_loopback: bool, monitor: Monitor, audit: AuditSink) -> AdminGate:
+    """The admin calls' second factor and two-person approval (signer.approval), as configured.
+
+    ``serve --dev`` serving plaintext on loopback has no operators: its admin calls need no code
+    and nothing waits for approval (anyone on the machine may administer the dev keys). Everywhere
+    else the second factor is on unless ``admin.second_factor = false`` (logged as a warning); a
+    client without operators then cannot make admin calls (SecondFactorNotConfigured)."""
+    admin = config.admin
+    if dev_plaintext_loopback:
+        log.warning("--dev on plaintext loopback: admin calls need no one-time code and no second operator")
+        return AdminGate(monitor=monitor, audit=audit)
+    if not admin.second_factor:
+        log.warning(
+            "admin.second_factor = false: a client certificate alone may make admin calls (delete keys, "
+            "import history); a copied certificate is all it takes"
+        )
+        return AdminGate(monitor=monitor, audit=audit)
+    secrets = operator_secrets(config)
+    clients = config.clients
+    unguarded = [
+        c.name
+        for c in clients
+        if not c.operators and {"key_admin", "protection_import", "protection_export"} & set(c.operations)
+    ]
+    if unguarded:
+        log.warning(
+            "clients with admin operations but no operators cannot make admin calls",
+            extra={"clients": unguarded},
+        )
+
+    def operators_of(client: ClientIdentity) -> dict[str, str] | None:
+        entry = match_client(clients, client)
+        return None if entry is None else secrets.get(entry.name)
+
+    factor = SecondFactor(
+        operators_of,
+        policy=FailurePolicy(max_failures=admin.otp_max_failures, lockout_s=admin.otp_lockout_s),
+        monitor=monitor,
+        audit=audit,
+    )
+    return AdminGate(
+        factor,
+        require_approval=[ApprovalKind(kind) for kind in admin.require_approval],
+        expiry_s=admin.approval_expiry_s,
+        max_pending=admin.max_pending,
+        monitor=monitor,
+        audit=audit,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +306,14 @@ class SignerApp:
             coalescer=self.batcher,
         )
         # The key-admin core under the admin API: the service is its key index (retire/readmit/reload).
+        self.gate = build_admin_gate(
+            config,
+            dev_plaintext_loopback=(
+                self.options.dev and self.credentials is None and is_loopback(listen_host(server.grpc_listen))
+            ),
+            monitor=self.monitor,
+            audit=self.audit,
+        )
         self.admin = KeyAdmin(
             self.keys,
             self.service,
@@ -246,6 +322,7 @@ class SignerApp:
                 loaded=self.service.list_keys,
                 authorizer=self.authorizer,
                 backend=config.protection.backend,
+                gate=self.gate,
             ),
             authorizer=self.authorizer,
             monitor=self.monitor,

@@ -1,5 +1,5 @@
-"""The ``signer`` command line: ``keys import|list|generate|dev``, ``check-config`` (and, added by
-their owners, ``serve`` and ``protection import|export``).
+"""The ``signer`` command line: ``keys import|list|generate|dev``, ``check-config``, ``admin
+enroll-operator`` (and, added by their owners, ``serve`` and ``protection import|export``).
 
 To add a command: write ``_add_<name>(subparsers)`` that creates its parser and sets
 ``func=<one small function taking the parsed args and returning an exit code>``, and call it from
@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import io
 import json
 import os
+import re
 import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import qrcode
 
 from signer.api.ratelimit import parse_rate_limit
 from signer.api.tls import is_loopback
@@ -31,9 +35,11 @@ from signer.app import (
     build_store,
     instance_lock_dirs,
     listen_host,
+    operator_secrets,
     validate_config,
 )
 from signer.config import (
+    OPERATOR_NAME_PATTERN,
     Config,
     KeysConfig,
     NetworkConfig,
@@ -45,7 +51,7 @@ from signer.config import (
     parse_config,
 )
 from signer.crypto import ed25519, secp256k1
-from signer.errors import ConfigError, MalformedRequest, SignerError
+from signer.errors import ConfigError, InternalError, MalformedRequest, SignerError
 from signer.eth2.networks import network_from_config
 from signer.instance import InstanceLock
 from signer.jsondoc import read_at_most
@@ -57,6 +63,7 @@ from signer.keyadmin import (
     KeyStatus,
     KeystoreDocument,
     ModuleIndex,
+    PendingOperation,
     ProtectionAdmin,
     check_cometbft_state,
 )
@@ -68,6 +75,7 @@ from signer.observability.logging import configure as configure_logging
 from signer.protection.cometbft_state import MAX_STATE_BYTES
 from signer.protection.interchange import MAX_INTERCHANGE_BYTES
 from signer.protection.store import ProtectionStore
+from signer.totp import ISSUER, new_secret, provisioning_uri
 from signer.types import LOCAL_CLIENT, Scheme, check_chain_id
 
 PIN_ENV = "SIGNER_MODULE_PIN"
@@ -79,6 +87,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 Command = Callable[[argparse.Namespace], int]
+_T = TypeVar("_T")
 
 
 # --- shared helpers ---------------------------------------------------------------------------
@@ -101,6 +110,14 @@ def _who(command: str) -> str:
     except (KeyError, OSError):  # no passwd entry (containers)
         user = f"uid {os.getuid()}"
     return f"{user}@{socket.gethostname()} ({command})"
+
+
+def _ran(result: _T | PendingOperation) -> _T:
+    """The operation's own answer: the CLI's operator acts alone (its key-admin core has no second
+    factor, so nothing waits for approval)."""
+    if isinstance(result, PendingOperation):  # pragma: no cover - no gate of the CLI asks for approval
+        raise InternalError("an operation of the local operator waits for approval")
+    return result
 
 
 def _protection_password(args: argparse.Namespace, *, from_env: bool) -> SecretRef | None:
@@ -213,8 +230,10 @@ def cmd_keys_import(args: argparse.Namespace) -> int:
         raise ConfigError("no keystore files found in the given paths")
     admin = _key_admin(args, create=True)
     try:
-        results = admin.import_keystores(
-            LOCAL_CLIENT, read_keystores(keystores, password), wallet=args.wallet, progress=not args.quiet
+        results = _ran(
+            admin.import_keystores(
+                LOCAL_CLIENT, read_keystores(keystores, password), wallet=args.wallet, progress=not args.quiet
+            )
         )
     finally:
         admin.module.close()
@@ -298,6 +317,68 @@ def _add_keys(subparsers: Any) -> None:
     p.set_defaults(func=cmd_keys_dev)
 
 
+# --- admin enroll-operator --------------------------------------------------------------------
+
+
+def write_operator_secret(path: Path) -> str:
+    """A new operator TOTP secret in a new file of mode 0600 (an existing file is never replaced:
+    ConfigError). Returns the secret."""
+    secret = new_secret()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise ConfigError(
+            f"{path} exists already: an operator's secret is never overwritten (remove it first)"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot create {path}: {exc.strerror}") from exc
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(secret + "\n")
+    return secret
+
+
+def _terminal_qr(text: str) -> str:
+    qr = qrcode.QRCode(border=1)
+    qr.add_data(text)
+    qr.make(fit=True)
+    out = io.StringIO()
+    qr.print_ascii(out=out, invert=True)
+    return out.getvalue()
+
+
+def cmd_admin_enroll_operator(args: argparse.Namespace) -> int:
+    name = args.name
+    if re.fullmatch(OPERATOR_NAME_PATTERN, name) is None:
+        raise ConfigError(f"invalid operator name {name!r}: 1-64 of [A-Za-z0-9._@-], starting with a letter or digit")
+    secret = write_operator_secret(args.secret_file)
+    uri = provisioning_uri(name, secret, issuer=args.issuer)
+    print(f"Operator {name!r}: secret written to {args.secret_file} (mode 0600).")
+    print("Enrol it in an authenticator app now (TOTP, 6 digits, 30 s); this is shown once:")
+    print()
+    print(uri)
+    if not args.no_qr:
+        print()
+        print(_terminal_qr(uri), end="")
+    print()
+    print("Then list the operator under each [[clients]] entry it may act through:")
+    print(f'  operators = [{{ name = "{name}", secret = {{ file = "{args.secret_file.resolve()}" }} }}]')
+    return EXIT_OK
+
+
+def _add_admin(subparsers: Any) -> None:
+    admin = subparsers.add_parser("admin", help="operators of the admin API (second factor)")
+    admin_sub = admin.add_subparsers(dest="admin_command", required=True, metavar="SUBCOMMAND")
+    p = admin_sub.add_parser(
+        "enroll-operator",
+        help="make an operator's one-time-code secret (0600 file) and print its provisioning URI and QR once",
+    )
+    p.add_argument("name", metavar="NAME", help="the operator's name, as admin calls send it (x-signer-operator)")
+    p.add_argument("--secret-file", type=Path, required=True, help="new file for the secret (never overwritten)")
+    p.add_argument("--issuer", default=ISSUER, help=f"issuer shown by the authenticator app (default {ISSUER})")
+    p.add_argument("--no-qr", action="store_true", help="print the URI only, no terminal QR code")
+    p.set_defaults(func=cmd_admin_enroll_operator)
+
+
 # --- check-config -----------------------------------------------------------------------------
 
 
@@ -321,6 +402,7 @@ def check_config(path: Path) -> None:
             raise ConfigError(f"{where}: {exc.message}") from exc
         if not value:
             raise ConfigError(f"{where}: the secret is empty")
+    operator_secrets(config)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -502,7 +584,7 @@ def cmd_protection_import(args: argparse.Namespace) -> int:
     document = _read_input(args.file, MAX_INTERCHANGE_BYTES)
     history = _protection_admin(args)
     try:
-        report = history.import_interchange(LOCAL_CLIENT, document, who=_who("signer protection import"))
+        report = _ran(history.import_interchange(LOCAL_CLIENT, document, who=_who("signer protection import")))
     finally:
         history.store.close()
     print(f"imported: {report}")
@@ -601,8 +683,10 @@ def cmd_protection_import_cometbft_state(args: argparse.Namespace) -> int:
     check_cometbft_state(public_key, document)  # a refused document never opens (or creates) the store
     history = _protection_admin(args)
     try:
-        imported = history.import_cometbft_state(
-            LOCAL_CLIENT, chain_id, public_key, document, who=_who("signer protection import-cometbft-state")
+        imported = _ran(
+            history.import_cometbft_state(
+                LOCAL_CLIENT, chain_id, public_key, document, who=_who("signer protection import-cometbft-state")
+            )
         )
     finally:
         history.store.close()
@@ -657,6 +741,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_keys(subparsers)
     _add_check_config(subparsers)
+    _add_admin(subparsers)
     _add_serve(subparsers)
     _add_protection(subparsers)
     return parser

@@ -237,6 +237,40 @@ def duplicate_san(clients: Iterable[ClientConfig]) -> tuple[str, str, str] | Non
     return None
 
 
+OPERATOR_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
+
+
+class OperatorConfig(_Frozen):
+    """A person who may act through a client: admin calls carry its name and its current one-time
+    code (TOTP, RFC 6238). ``secret`` names the file holding its base32 TOTP secret (``signer admin
+    enroll-operator`` writes one); never inline, never an environment variable."""
+
+    name: Annotated[str, Field(pattern=OPERATOR_NAME_PATTERN)]
+    secret: SecretRef
+
+    @field_validator("secret")
+    @classmethod
+    def _from_a_file(cls, secret: SecretRef) -> SecretRef:
+        if secret.file is None:
+            raise ValueError('an operator\'s secret comes from a file: secret = { file = "..." }')
+        return secret
+
+
+def operator_secret_conflict(clients: Iterable[ClientConfig]) -> str | None:
+    """Why the clients' operators do not name one person each, or None: an operator listed twice
+    in one client, or under one name with two different secret files in two clients."""
+    files: dict[str, Path | None] = {}
+    for entry in clients:
+        twice = _listed_twice(op.name for op in entry.operators)
+        if twice is not None:
+            return f"clients '{entry.name}'.operators: '{twice}' is listed twice"
+        for op in entry.operators:
+            if op.name in files and files[op.name] != op.secret.file:
+                return f"clients '{entry.name}'.operators: '{op.name}' names another secret file than before"
+            files[op.name] = op.secret.file
+    return None
+
+
 class ClientConfig(_Frozen):
     """Permissions of one client identity: the certificate CN ``name``, or, for a certificate without
     a CN, one of the SANs this entry opts in to (``sans``)."""
@@ -251,6 +285,9 @@ class ClientConfig(_Frozen):
     operations: tuple[Operation, ...] = ()
     deny_operations: tuple[Operation, ...] = ()
     rate: RateConfig | None = None
+    operators: tuple[OperatorConfig, ...] = ()
+    """The persons who may make admin calls (signer.admin.v1 KeyAdmin, ProtectionAdmin, Approvals)
+    through this client, each with its one-time-code secret (``[admin]``)."""
 
     @field_validator("sans")
     @classmethod
@@ -294,6 +331,43 @@ class BatchingConfig(_Frozen):
     """Processes (or threads) that sign; 0 means one per core."""
 
 
+ApprovalOperation = Literal["delete_keys", "import_interchange", "import_keystores", "import_cometbft_state"]
+APPROVAL_OPERATIONS: tuple[str, ...] = ApprovalOperation.__args__  # type: ignore[attr-defined]
+
+
+class AdminConfig(_Frozen):
+    """The admin API's second factor and two-person approval (signer.totp, signer.approval)."""
+
+    second_factor: bool = True
+    """Admin calls need an operator's one-time code besides the client certificate. ``false``: the
+    certificate alone (logged as a warning at every start); then ``require_approval`` must be empty."""
+    require_approval: tuple[ApprovalOperation, ...] = (
+        "delete_keys",
+        "import_interchange",
+        "import_keystores",
+        "import_cometbft_state",
+    )
+    """Operations that wait for a second, different operator's approval. ``import_keystores``: only
+    an import that carries slashing-protection history."""
+    approval_expiry_s: float = Field(default=900.0, gt=0, le=86400)
+    """How long a pending operation waits for its approval; then it is refused and forgotten."""
+    max_pending: int = Field(default=16, ge=1, le=1024)
+    """Operations pending at once (each holds its request in memory)."""
+    otp_max_failures: int = Field(default=5, ge=1, le=100)
+    """Failed codes in a row, per operator and client, before that pair is locked out."""
+    otp_lockout_s: float = Field(default=300.0, gt=0, le=86400)
+    """How long a locked-out operator and client are refused, code unchecked."""
+
+    @model_validator(mode="after")
+    def _approval_needs_operators(self) -> AdminConfig:
+        if not self.second_factor and self.require_approval:
+            raise ValueError(
+                "two-person approval tells operators apart by their one-time codes: with "
+                "admin.second_factor = false set admin.require_approval = [] as well"
+            )
+        return self
+
+
 class AuditConfig(_Frozen):
     path: str = "-"
     """'-' for stdout, otherwise a file path (appended)."""
@@ -315,12 +389,16 @@ class Config(_Frozen):
     batching: BatchingConfig = BatchingConfig()
     audit: AuditConfig = AuditConfig()
     logging: LoggingConfig = LoggingConfig()
+    admin: AdminConfig = AdminConfig()
 
     @model_validator(mode="after")
     def _one_entry_per_client(self) -> Config:
         twice = duplicate_client(self.clients)
         if twice is not None:
             raise ValueError(f"clients: '{twice}' is listed twice")
+        conflict = operator_secret_conflict(self.clients)
+        if conflict is not None:
+            raise ValueError(conflict)
         shared = duplicate_san(self.clients)
         if shared is not None:
             san, first, second = shared

@@ -147,6 +147,102 @@ class RateLimited(SignerError):
         self.retry_after_s = retry_after_s
 
 
+# --- admin: the operator's second factor and two-person approval (signer.totp, signer.approval) --
+
+
+class AdminRefusal(AccessDenied):
+    """A refusal of an admin call by its second factor or its approval. ``name`` (a security event
+    label, signer_security_events_total) starts the message, so every front names the refusal."""
+
+    name: str = "admin_refused"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"{self.name}: {message}")
+
+
+class OneTimeCodeMissing(AdminRefusal):
+    """The call carries no operator or no one-time code."""
+
+    name = "otp_missing"
+
+
+class SecondFactorNotConfigured(AdminRefusal):
+    """The client's ``[[clients]]`` entry names no operators, so no admin call can carry a valid code."""
+
+    name = "otp_not_configured"
+
+
+class UnknownOperator(AdminRefusal):
+    """The operator named is not one of the client's operators."""
+
+    name = "otp_unknown_operator"
+
+
+class WrongOneTimeCode(AdminRefusal):
+    name = "otp_wrong"
+
+
+class OneTimeCodeExpired(AdminRefusal):
+    """The code is the operator's, but from a time step before the accepted window."""
+
+    name = "otp_expired"
+
+
+class OneTimeCodeReplayed(AdminRefusal):
+    """The code (or a later one of the same operator) was accepted before: each code is single-use."""
+
+    name = "otp_replayed"
+
+
+class SecondFactorLockedOut(RateLimited):
+    """Too many failed codes for this operator through this client: refused, code unchecked, until
+    ``retry_after_s`` has passed."""
+
+    name = "otp_locked_out"
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(f"{self.name}: {message}", retry_after_s)
+
+
+class SameOperatorApproval(AdminRefusal):
+    """The operator who asked for an operation may not approve it: two different persons must."""
+
+    name = "approval_same_operator"
+
+
+class UnknownPendingOperation(AdminRefusal):
+    """No pending operation has this id (never made, or forgotten by a restart)."""
+
+    name = "approval_unknown"
+
+
+class PendingOperationExpired(AdminRefusal):
+    """The pending operation waited longer than ``admin.approval_expiry_s``; it is forgotten."""
+
+    name = "approval_expired"
+
+
+class PendingOperationDone(AdminRefusal):
+    """The pending operation was approved (and ran) already: an approval runs it once."""
+
+    name = "approval_done"
+
+
+class PendingKindMismatch(AdminRefusal):
+    """The approval call is for another kind of operation than the pending one."""
+
+    name = "approval_wrong_kind"
+
+
+class TooManyPending(RateLimited):
+    """``admin.max_pending`` operations are waiting already."""
+
+    name = "approval_too_many_pending"
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(f"{self.name}: {message}", retry_after_s)
+
+
 # --- slashing protection --------------------------------------------------------------------
 
 

@@ -31,6 +31,14 @@ Rules, the same for every front:
   deleted. The history stays in the store: deleting the same keys again answers NOT_ACTIVE with the
   same history (nothing signs with a deleted key, so it cannot have grown). A key with neither key
   nor history is NOT_FOUND, an answer and not a failure of the call.
+* Second factor and approval (``signer.approval.AdminGate``). Every operation except ``status``
+  first checks the operator's one-time code the call carries (``code``; the fronts pass what the
+  call names), before it reads or changes anything. An operation of ``ApprovalKind`` that the
+  config requires approval for (delete, the history imports, a keystore import with history) does
+  every check it can without changing anything, then answers a ``PendingOperation`` instead of
+  running; ``approve_*`` by a second, different operator re-checks the request with the approving
+  client's permissions and runs it once, answering what the operation itself answers. The CLI's
+  operator and dev on plaintext loopback use a gate without a second factor.
 * Key changes (import, generate, delete, reload) are serialized by one lock.
 * Secrets (keystore passwords and contents) never appear in a result, message or log line: messages
   come from the error tree, which never carries them.
@@ -43,11 +51,12 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from rich.console import Console
 
 from signer import errors
+from signer.approval import AdminGate, ApprovalKind, PendingOperation
 from signer.cometbft.state import imported_sign_bytes_without_timestamp
 from signer.keys.importer import (
     DEFAULT_WALLET,
@@ -63,6 +72,7 @@ from signer.protection.history import check_interchange_network
 from signer.protection.interchange import Interchange, parse_interchange, serialize_interchange
 from signer.protection.rules import ConsensusState
 from signer.protection.store import ImportReport, Initialization, InitializedBy, ProtectionStore
+from signer.totp import OperatorCode
 from signer.types import (
     AllowAll,
     Authorizer,
@@ -80,6 +90,8 @@ log = logging.getLogger("signer.keyadmin")
 __all__ = [
     "DEFAULT_GENERATE_WALLET",
     "DEFAULT_WALLET",
+    "AdminGate",
+    "ApprovalKind",
     "CometbftImport",
     "Deletion",
     "ImportReport",
@@ -91,6 +103,8 @@ __all__ = [
     "KeyStatus",
     "KeystoreDocument",
     "ModuleIndex",
+    "OperatorCode",
+    "PendingOperation",
     "ProtectionAdmin",
     "Readiness",
     "Status",
@@ -269,6 +283,52 @@ def _entry_key(entry: dict[str, Any]) -> bytes:
         return b""
 
 
+# --- the requests a pending operation keeps until its approval ----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _DeleteRequest:
+    public_keys: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _KeystoreImportRequest:
+    documents: tuple[KeystoreDocument, ...]
+    wallet: str
+    slashing_protection: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _InterchangeRequest:
+    document: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _CometbftStateRequest:
+    chain_id: str
+    public_key: bytes
+    document: bytes
+
+
+_R = TypeVar("_R")
+
+
+def _request_of(pending: PendingOperation, kind: type[_R]) -> _R:
+    if not isinstance(pending.request, kind):  # pragma: no cover - claim() checked the kind
+        raise errors.InternalError(f"pending operation {pending.id} holds no {kind.__name__}")
+    return pending.request
+
+
+def _approved_who(who: str, pending: PendingOperation, operator: str | None) -> str:
+    """Who an approved import is recorded as: both operators."""
+    return f"{who}: asked for by operator '{pending.operator}', approved by operator '{operator}'"
+
+
+def _hex_keys(public_keys: Sequence[bytes]) -> str:
+    shown = ", ".join("0x" + pk.hex() for pk in public_keys[:3])
+    return shown + (f" and {len(public_keys) - 3} more" if len(public_keys) > 3 else "")
+
+
 def _store_backend(store: object) -> str:
     name = type(store).__name__.lower()
     return "postgres" if "postgres" in name else "sqlite" if "sqlite" in name else ""
@@ -287,12 +347,14 @@ class ProtectionAdmin:
         loaded: Callable[[], Sequence[KeyInfo]] = tuple,
         authorizer: Authorizer | None = None,
         backend: str = "",
+        gate: AdminGate | None = None,
     ) -> None:
         self.store = store
         self._loaded = loaded
         """The keys the signer holds: they are authorized by name, other public keys by key alone."""
         self.authorizer: Authorizer = authorizer or AllowAll()
         self.backend = backend or _store_backend(store)
+        self.gate = gate or AdminGate()
 
     # EIP-3076
 
@@ -313,13 +375,44 @@ class ProtectionAdmin:
         check_interchange_network(interchange, self.store.genesis_validators_root)
         return interchange
 
-    def import_interchange(self, client: ClientIdentity, document: bytes, *, who: str) -> ImportReport:
-        """Merge an EIP-3076 document into the store, all or nothing. ``who`` is recorded should the
-        import initialize the store."""
+    def import_interchange(
+        self, client: ClientIdentity, document: bytes, *, who: str, code: OperatorCode | None = None
+    ) -> ImportReport | PendingOperation:
+        """Merge an EIP-3076 document into the store, all or nothing (or, needing approval, the
+        pending operation). ``who`` is recorded should the import initialize the store."""
+        operator = self.gate.operator(client, code, method="import_interchange")
+        interchange = self._check_import(client, document)
+        if self.gate.needs_approval(ApprovalKind.IMPORT_INTERCHANGE):
+            names = [v.public_key for v in interchange.validators]
+            return self.gate.propose(
+                ApprovalKind.IMPORT_INTERCHANGE,
+                client,
+                operator,
+                _InterchangeRequest(document),
+                public_keys=names,
+                document=document,
+                summary=f"import the EIP-3076 history of {len(names)} validator(s): {_hex_keys(names)}",
+            )
+        return self._import_interchange(document, who=who)
+
+    def approve_import_interchange(
+        self, client: ClientIdentity, pending_id: str, *, who: str, code: OperatorCode | None = None
+    ) -> ImportReport:
+        """Run a pending ``import_interchange`` as a second operator (the module docstring)."""
+        operator = self.gate.operator(client, code, method="approve_import_interchange")
+        pending = self.gate.claim(ApprovalKind.IMPORT_INTERCHANGE, pending_id, client, operator)
+        request = _request_of(pending, _InterchangeRequest)
+        self._check_import(client, request.document)
+        self.gate.take(pending, client, operator)
+        return self._import_interchange(request.document, who=_approved_who(who, pending, operator))
+
+    def _check_import(self, client: ClientIdentity, document: bytes) -> Interchange:
         self.authorizer.authorize(client, Operation.PROTECTION_IMPORT, None)
         if not document:
             raise errors.MalformedRequest("the interchange document is empty")
-        self.check_interchange(client, document)
+        return self.check_interchange(client, document)
+
+    def _import_interchange(self, document: bytes, *, who: str) -> ImportReport:
         report = self.store.import_interchange(document, who=who)
         log.info(
             "interchange imported",
@@ -338,9 +431,12 @@ class ProtectionAdmin:
         document = serialize_interchange(interchange.genesis_validators_root, histories)
         return self.store.import_interchange(document, who=who)
 
-    def export_interchange(self, client: ClientIdentity, public_keys: Sequence[bytes] = ()) -> dict[str, Any]:
+    def export_interchange(
+        self, client: ClientIdentity, public_keys: Sequence[bytes] = (), *, code: OperatorCode | None = None
+    ) -> dict[str, Any]:
         """The EIP-3076 history of ``public_keys`` (each authorized), or, naming none, of every key
         the caller may export (a filter, not a refusal)."""
+        self.gate.operator(client, code, method="export_interchange")
         for public_key in public_keys:
             self.authorizer.authorize(client, Operation.PROTECTION_EXPORT, key_for(self._loaded(), public_key))
         if not public_keys:
@@ -366,11 +462,51 @@ class ProtectionAdmin:
         return key
 
     def import_cometbft_state(
-        self, client: ClientIdentity, chain_id: str, public_key: bytes, document: bytes, *, who: str
+        self,
+        client: ClientIdentity,
+        chain_id: str,
+        public_key: bytes,
+        document: bytes,
+        *,
+        who: str,
+        code: OperatorCode | None = None,
+    ) -> CometbftImport | PendingOperation:
+        """Merge a priv_validator_state.json for one chain and key; it never moves the state back
+        (or, needing approval, the pending operation)."""
+        operator = self.gate.operator(client, code, method="import_cometbft_state")
+        self._check_cometbft_import(client, chain_id, public_key, document)
+        if self.gate.needs_approval(ApprovalKind.IMPORT_COMETBFT_STATE):
+            return self.gate.propose(
+                ApprovalKind.IMPORT_COMETBFT_STATE,
+                client,
+                operator,
+                _CometbftStateRequest(chain_id, public_key, document),
+                public_keys=[public_key],
+                document=document,
+                chain_id=chain_id,
+                summary=f"import the CometBFT state of 0x{public_key.hex()} on chain {chain_id!r}",
+            )
+        return self._import_cometbft_state(chain_id, public_key, document, who=who)
+
+    def approve_import_cometbft_state(
+        self, client: ClientIdentity, pending_id: str, *, who: str, code: OperatorCode | None = None
     ) -> CometbftImport:
-        """Merge a priv_validator_state.json for one chain and key; it never moves the state back."""
+        """Run a pending ``import_cometbft_state`` as a second operator (the module docstring)."""
+        operator = self.gate.operator(client, code, method="approve_import_cometbft_state")
+        pending = self.gate.claim(ApprovalKind.IMPORT_COMETBFT_STATE, pending_id, client, operator)
+        request = _request_of(pending, _CometbftStateRequest)
+        self._check_cometbft_import(client, request.chain_id, request.public_key, request.document)
+        self.gate.take(pending, client, operator)
+        return self._import_cometbft_state(
+            request.chain_id, request.public_key, request.document, who=_approved_who(who, pending, operator)
+        )
+
+    def _check_cometbft_import(self, client: ClientIdentity, chain_id: str, public_key: bytes, document: bytes) -> None:
         key = self._comet_key(chain_id, public_key)
         self.authorizer.authorize(client, Operation.PROTECTION_IMPORT, key)
+        check_cometbft_state(public_key, document)
+
+    def _import_cometbft_state(self, chain_id: str, public_key: bytes, document: bytes, *, who: str) -> CometbftImport:
         state, without_timestamp = check_cometbft_state(public_key, document)
         moved = self.store.import_cometbft_state(chain_id, public_key, document, without_timestamp, who=who)
         log.info(
@@ -379,17 +515,23 @@ class ProtectionAdmin:
         )
         return CometbftImport(moved, state.height, state.round, state.step)
 
-    def export_cometbft_state(self, client: ClientIdentity, chain_id: str, public_key: bytes) -> dict[str, Any]:
+    def export_cometbft_state(
+        self, client: ClientIdentity, chain_id: str, public_key: bytes, *, code: OperatorCode | None = None
+    ) -> dict[str, Any]:
         """The last signed state of one chain and key, as priv_validator_state.json."""
+        self.gate.operator(client, code, method="export_cometbft_state")
         key = self._comet_key(chain_id, public_key)
         self.authorizer.authorize(client, Operation.PROTECTION_EXPORT, key)
         return self.store.export_cometbft_state(chain_id, public_key)
 
     # the store itself
 
-    def declare_keys_never_signed(self, client: ClientIdentity, *, who: str) -> tuple[Initialization, bool]:
+    def declare_keys_never_signed(
+        self, client: ClientIdentity, *, who: str, code: OperatorCode | None = None
+    ) -> tuple[Initialization, bool]:
         """Initialize a new or emptied store for keys that have never signed. Returns the record that
         holds and whether this call wrote it (False: the store was initialized already)."""
+        self.gate.operator(client, code, method="declare_keys_never_signed")
         self.authorizer.authorize(client, Operation.PROTECTION_IMPORT, None)
         before = self.store.initialization()
         if before is not None:
@@ -433,7 +575,9 @@ class KeyAdmin:
         readiness: Readiness | None = None,
         max_items: int | None = None,
         import_workers: int | None = None,
+        gate: AdminGate | None = None,
     ) -> None:
+        """``gate`` None: the protection admin's gate, or none (no second factor, no approvals)."""
         self.module = module
         self.index = index
         self.protection = protection
@@ -442,16 +586,27 @@ class KeyAdmin:
         self.readiness = readiness or self._default_readiness
         self.max_items = max_items
         self.import_workers = import_workers
+        self.gate = gate or (protection.gate if protection is not None else AdminGate())
         self.lock = threading.Lock()
 
-    def list_keys(self, client: ClientIdentity, scheme: Scheme | None = None) -> list[KeyInfo]:
+    def list_keys(
+        self, client: ClientIdentity, scheme: Scheme | None = None, *, code: OperatorCode | None = None
+    ) -> list[KeyInfo]:
+        self.gate.operator(client, code, method="list_keys")
         self.authorizer.authorize(client, Operation.KEY_ADMIN, None)
         return [k for k in self.index.list_keys() if scheme is None or k.scheme == scheme]
 
     def generate(
-        self, client: ClientIdentity, count: int, scheme: Scheme = Scheme.BLS, wallet: str = DEFAULT_GENERATE_WALLET
+        self,
+        client: ClientIdentity,
+        count: int,
+        scheme: Scheme = Scheme.BLS,
+        wallet: str = DEFAULT_GENERATE_WALLET,
+        *,
+        code: OperatorCode | None = None,
     ) -> list[KeyResult]:
         """``count`` new keys made inside the module, named ``wallet/N`` with the first free numbers."""
+        self.gate.operator(client, code, method="generate_keys")
         self.authorizer.authorize(client, Operation.KEY_ADMIN, None)
         if count < 1:
             raise errors.MalformedRequest("count must be at least 1")
@@ -493,10 +648,51 @@ class KeyAdmin:
         who: str = "",
         progress: bool = False,
         console: Console | None = None,
-    ) -> list[ImportResult]:
+        code: OperatorCode | None = None,
+    ) -> list[ImportResult] | PendingOperation:
         """Import EIP-2335 keystores, and with them their EIP-3076 history (``slashing_protection``),
-        in the order the module docstring gives. One result per keystore, in order. ``who`` is
-        recorded should the history import initialize the store."""
+        in the order the module docstring gives. One result per keystore, in order (or, for an
+        import with history that needs approval, the pending operation). ``who`` is recorded should
+        the history import initialize the store."""
+        operator = self.gate.operator(client, code, method="import_keystores")
+        interchange = self._check_keystore_import(client, documents, wallet, slashing_protection)
+        if interchange is not None and self.gate.needs_approval(ApprovalKind.IMPORT_KEYSTORES):
+            names = [v.public_key for v in interchange.validators]
+            return self.gate.propose(
+                ApprovalKind.IMPORT_KEYSTORES,
+                client,
+                operator,
+                _KeystoreImportRequest(tuple(documents), wallet, slashing_protection),
+                public_keys=names,
+                document=slashing_protection,
+                keystores=len(documents),
+                summary=(
+                    f"import {len(documents)} keystore(s) into wallet {wallet!r} with the EIP-3076 history "
+                    f"of {len(names)} validator(s): {_hex_keys(names)}"
+                ),
+            )
+        return self._import_keystores(documents, wallet, interchange, who=who, progress=progress, console=console)
+
+    def approve_import_keystores(
+        self, client: ClientIdentity, pending_id: str, *, who: str, code: OperatorCode | None = None
+    ) -> list[ImportResult]:
+        """Run a pending ``import_keystores`` as a second operator (the module docstring)."""
+        operator = self.gate.operator(client, code, method="approve_import_keystores")
+        pending = self.gate.claim(ApprovalKind.IMPORT_KEYSTORES, pending_id, client, operator)
+        request = _request_of(pending, _KeystoreImportRequest)
+        interchange = self._check_keystore_import(
+            client, request.documents, request.wallet, request.slashing_protection
+        )
+        self.gate.take(pending, client, operator)
+        return self._import_keystores(
+            request.documents, request.wallet, interchange, who=_approved_who(who, pending, operator)
+        )
+
+    def _check_keystore_import(
+        self, client: ClientIdentity, documents: Sequence[KeystoreDocument], wallet: str, slashing_protection: bytes
+    ) -> Interchange | None:
+        """Every check of an import that reads nothing but the request: who may, limits, the wallet,
+        the history document whole. Returns the checked history (None without one)."""
         self.authorizer.authorize(client, Operation.KEY_ADMIN, None)
         if slashing_protection:
             self.authorizer.authorize(client, Operation.PROTECTION_IMPORT, None)
@@ -507,7 +703,18 @@ class KeyAdmin:
                 f"{len(documents)} keystores is over the limit of {self.max_items} per call; split it"
             )
         check_wallet(wallet)
-        interchange = self._history().check_interchange(client, slashing_protection) if slashing_protection else None
+        return self._history().check_interchange(client, slashing_protection) if slashing_protection else None
+
+    def _import_keystores(
+        self,
+        documents: Sequence[KeystoreDocument],
+        wallet: str,
+        interchange: Interchange | None,
+        *,
+        who: str,
+        progress: bool = False,
+        console: Console | None = None,
+    ) -> list[ImportResult]:
         with self.lock:
             decryption = decrypt_keystores(
                 documents,
@@ -536,16 +743,48 @@ class KeyAdmin:
         )
         return results
 
-    def delete(self, client: ClientIdentity, public_keys: Sequence[bytes]) -> Deletion:
-        """Retire, export, delete (the module docstring). Every key is authorized before anything is
-        done; a public key of no valid length is an ERROR item."""
+    def delete(
+        self, client: ClientIdentity, public_keys: Sequence[bytes], *, code: OperatorCode | None = None
+    ) -> Deletion | PendingOperation:
+        """Retire, export, delete (the module docstring), or, needing approval, the pending
+        operation. Every key is authorized before anything is done; a public key of no valid length
+        is an ERROR item."""
+        operator = self.gate.operator(client, code, method="delete_keys")
+        refused, wanted = self._plan_delete(client, public_keys)
+        if self.gate.needs_approval(ApprovalKind.DELETE_KEYS):
+            return self.gate.propose(
+                ApprovalKind.DELETE_KEYS,
+                client,
+                operator,
+                _DeleteRequest(tuple(public_keys)),
+                public_keys=public_keys,
+                summary=(
+                    f"delete {len(public_keys)} key(s) and return their slashing-protection history: "
+                    f"{_hex_keys(public_keys)}"
+                ),
+            )
+        return self._delete_planned(public_keys, refused, wanted)
+
+    def approve_delete(self, client: ClientIdentity, pending_id: str, *, code: OperatorCode | None = None) -> Deletion:
+        """Run a pending ``delete`` as a second operator (the module docstring)."""
+        operator = self.gate.operator(client, code, method="approve_delete_keys")
+        pending = self.gate.claim(ApprovalKind.DELETE_KEYS, pending_id, client, operator)
+        request = _request_of(pending, _DeleteRequest)
+        refused, wanted = self._plan_delete(client, request.public_keys)
+        self.gate.take(pending, client, operator)
+        return self._delete_planned(request.public_keys, refused, wanted)
+
+    def _plan_delete(
+        self, client: ClientIdentity, public_keys: Sequence[bytes]
+    ) -> tuple[dict[int, KeyResult], dict[bytes, KeyInfo]]:
+        """(ERROR results by position, the keys to delete): every key authorized, or AccessDenied."""
         if not public_keys:
             raise errors.MalformedRequest("no public keys given")
         if self.max_items is not None and len(public_keys) > self.max_items:
             raise errors.MalformedRequest(
                 f"{len(public_keys)} keys is over the limit of {self.max_items} per call; split it"
             )
-        history = self._history()
+        self._history()  # no store, no deletion: refuse before anything else
         refused: dict[int, KeyResult] = {}
         wanted: dict[bytes, KeyInfo] = {}
         for n, public_key in enumerate(public_keys):
@@ -556,6 +795,12 @@ class KeyAdmin:
                 continue
             self.authorizer.authorize(client, Operation.KEY_ADMIN, key)  # any refusal: nothing is done
             wanted.setdefault(public_key, key)
+        return refused, wanted
+
+    def _delete_planned(
+        self, public_keys: Sequence[bytes], refused: dict[int, KeyResult], wanted: dict[bytes, KeyInfo]
+    ) -> Deletion:
+        history = self._history()
         with self.lock:
             document, by_key = self._delete(history, wanted)
         results = tuple(refused.get(n) or by_key[pk] for n, pk in enumerate(public_keys))
@@ -607,15 +852,25 @@ class KeyAdmin:
         )
         return document, results
 
-    def reload(self, client: ClientIdentity) -> list[KeyInfo]:
+    def reload(self, client: ClientIdentity, *, code: OperatorCode | None = None) -> list[KeyInfo]:
         """Re-open the module (a no-op for an open PKCS#11 token) and re-read its keys into the index:
         keys added out of band sign from here on."""
+        self.gate.operator(client, code, method="reload_keys")
         self.authorizer.authorize(client, Operation.KEY_ADMIN, None)
         with self.lock:
             self.module.unlock()
             return self._refresh()
 
+    def pending(self, client: ClientIdentity, *, code: OperatorCode | None = None) -> list[PendingOperation]:
+        """The operations waiting for approval, for a client that may approve some (``key_admin`` or
+        ``protection_import``)."""
+        self.gate.operator(client, code, method="list_pending")
+        if not self.authorizer.permits(client, Operation.PROTECTION_IMPORT, None):
+            self.authorizer.authorize(client, Operation.KEY_ADMIN, None)
+        return self.gate.pending()
+
     def status(self, client: ClientIdentity) -> Status:
+        """Read-only: needs ``key_admin`` but no second factor."""
         self.authorizer.authorize(client, Operation.KEY_ADMIN, None)
         history = self._history()
         ready, reason = self.readiness()

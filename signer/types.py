@@ -234,6 +234,10 @@ class AuditEvent:
     reason: str | None = None
     duration_ms: float | None = None
     request_id: str | None = None
+    operator: str | None = None
+    """Admin calls: the operator whose one-time code the call carried (or claimed)."""
+    approval: str | None = None
+    """Admin calls: the id of the pending operation asked for or approved."""
     ts: float | None = None
     """Seconds since the Unix epoch; None means "when recorded"."""
 

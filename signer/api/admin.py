@@ -1,11 +1,17 @@
-"""Servicers of our own admin API (proto/signer/admin/v1): KeyAdmin, ProtectionAdmin, Status.
+"""Servicers of our own admin API (proto/signer/admin/v1): KeyAdmin, ProtectionAdmin, Approvals, Status.
 
 They translate a request into one call on the key-admin core (``signer.keyadmin``, where every rule
 lives: who may, limits, the order of an import and of a deletion) and its answer back. Only what the
 wire looks like is decided here:
 
-* A refused caller (AccessDenied) ends the call with gRPC PERMISSION_DENIED (``status.abort``); the
+* The operator and one-time code of a call come from its metadata (``x-signer-operator``,
+  ``x-signer-otp``) and go to the core with every call but GetStatus; the core checks them
+  (``signer.totp``, ``signer.approval``).
+* A refused caller (AccessDenied, a refused code or approval included) ends the call with gRPC
+  PERMISSION_DENIED, a locked-out one (RateLimited) with RESOURCE_EXHAUSTED (``status.abort``); the
   core changed nothing.
+* An operation that waits for a second operator answers RESPONSE_STATUS_PENDING with its
+  PendingOperation; the Approvals call of its kind answers what the operation itself answers.
 * Any other refusal is answered in the response with gRPC status OK: ``status`` is
   RESPONSE_STATUS_REFUSED (the caller can fix it: malformed JSON, a document for another network,
   wrong password count, bad wallet name...) or RESPONSE_STATUS_FAILED (a backend failed; a retry may
@@ -37,11 +43,17 @@ from signer.api.context import CallContext
 from signer.keyadmin import (
     DEFAULT_GENERATE_WALLET,
     DEFAULT_WALLET,
+    ApprovalKind,
+    CometbftImport,
+    Deletion,
+    ImportReport,
     ImportResult,
     ImportStatus,
     KeyAdmin,
     KeyResult,
     KeyStatus,
+    OperatorCode,
+    PendingOperation,
     ProtectionAdmin,
     keystore_documents,
 )
@@ -88,8 +100,25 @@ KEY_STATUSES: dict[KeyStatus, admin_pb2.ItemStatus] = {
 }
 
 SERVICE_NAMES: tuple[str, ...] = tuple(
-    admin_pb2.DESCRIPTOR.services_by_name[name].full_name for name in ("KeyAdmin", "ProtectionAdmin", "Status")
+    admin_pb2.DESCRIPTOR.services_by_name[name].full_name
+    for name in ("KeyAdmin", "ProtectionAdmin", "Status", "Approvals")
 )
+OPERATOR_METADATA = "x-signer-operator"
+"""Call metadata: the operator acting (one of the client's ``[[clients]]`` operators)."""
+OTP_METADATA = "x-signer-otp"
+"""Call metadata: that operator's current one-time code."""
+PENDING_KINDS: dict[ApprovalKind, admin_pb2.PendingKind] = {
+    ApprovalKind.DELETE_KEYS: admin_pb2.PENDING_KIND_DELETE_KEYS,
+    ApprovalKind.IMPORT_KEYSTORES: admin_pb2.PENDING_KIND_IMPORT_KEYSTORES,
+    ApprovalKind.IMPORT_INTERCHANGE: admin_pb2.PENDING_KIND_IMPORT_INTERCHANGE,
+    ApprovalKind.IMPORT_COMETBFT_STATE: admin_pb2.PENDING_KIND_IMPORT_COMETBFT_STATE,
+}
+APPROVE_METHODS: dict[ApprovalKind, str] = {
+    ApprovalKind.DELETE_KEYS: "ApproveDeleteKeys",
+    ApprovalKind.IMPORT_KEYSTORES: "ApproveImportKeystores",
+    ApprovalKind.IMPORT_INTERCHANGE: "ApproveImportInterchange",
+    ApprovalKind.IMPORT_COMETBFT_STATE: "ApproveImportCometbftState",
+}
 
 
 # --- translation --------------------------------------------------------------------------------
@@ -130,6 +159,75 @@ def _batch_status(results: Sequence[admin_pb2.ItemResult]) -> tuple[admin_pb2.Re
     if refused == len(results):
         return admin_pb2.RESPONSE_STATUS_REFUSED, f"all {refused} items were refused; see the item results"
     return admin_pb2.RESPONSE_STATUS_PARTIAL, f"{refused} of {len(results)} items were refused; see the item results"
+
+
+def operator_code(context: grpc.ServicerContext) -> OperatorCode | None:
+    """The operator and code the call's metadata names; None when it names neither."""
+    values = dict(context.invocation_metadata() or ())
+    operator, code = values.get(OPERATOR_METADATA), values.get(OTP_METADATA)
+    if operator is None and code is None:
+        return None
+    return OperatorCode(str(operator or ""), str(code or ""))
+
+
+def pending_proto(pending: PendingOperation) -> admin_pb2.PendingOperation:
+    return admin_pb2.PendingOperation(
+        id=pending.id,
+        kind=PENDING_KINDS[pending.kind],
+        requested_by_operator=pending.operator,
+        requested_by_client=pending.client,
+        created_unix_s=int(pending.created_s),
+        expires_unix_s=int(pending.expires_s),
+        public_keys=list(pending.public_keys),
+        document_sha256=pending.document_sha256,
+        document_size=pending.document_size,
+        keystores=pending.keystores,
+        chain_id=pending.chain_id,
+        summary=pending.summary,
+    )
+
+
+def _pending_message(pending: PendingOperation) -> str:
+    until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(pending.expires_s))
+    return (
+        f"nothing done yet: {pending.kind.value} waits for a second operator's approval "
+        f"(Approvals/{APPROVE_METHODS[pending.kind]} with id {pending.id}, before {until})"
+    )
+
+
+def _pending_outcome(pending: PendingOperation) -> list[Outcome]:
+    """A pending call reports no item outcome: nothing was done yet (the gate audited the request)."""
+    return []
+
+
+def _deletion_response(deletion: Deletion) -> tuple[admin_pb2.DeleteKeysResponse, list[Outcome]]:
+    items = [_key_item(n, r) for n, r in enumerate(deletion.results)]
+    code, message = _batch_status(items)
+    history = _json(deletion.slashing_protection) if deletion.returns_history else b""
+    response = admin_pb2.DeleteKeysResponse(status=code, message=message, results=items, slashing_protection=history)
+    return response, [Outcome(error=r.error) for r in deletion.results]
+
+
+def _import_response(results: Sequence[ImportResult]) -> tuple[admin_pb2.ImportKeystoresResponse, list[Outcome]]:
+    items = [_import_item(n, r) for n, r in enumerate(results)]
+    code, message = _batch_status(items)
+    outcomes = [Outcome(error=errors.KeystoreError(r.describe()) if r.refused else None) for r in results]
+    return admin_pb2.ImportKeystoresResponse(status=code, message=message, results=items), outcomes
+
+
+def _interchange_response(report: ImportReport) -> admin_pb2.ImportInterchangeResponse:
+    return admin_pb2.ImportInterchangeResponse(
+        status=admin_pb2.RESPONSE_STATUS_OK,
+        validators=report.validators,
+        blocks_imported=report.blocks_imported,
+        attestations_imported=report.attestations_imported,
+        blocks_skipped=report.blocks_skipped,
+        attestations_skipped=report.attestations_skipped,
+    )
+
+
+def _cometbft_response(done: CometbftImport) -> admin_pb2.ImportCometbftStateResponse:
+    return admin_pb2.ImportCometbftStateResponse(status=admin_pb2.RESPONSE_STATUS_OK)
 
 
 def _json(document: object) -> bytes:
@@ -189,7 +287,7 @@ class _Calls:
         client = self.calls.client(context)
         try:
             response, outcomes = build(client)
-        except errors.AccessDenied as exc:
+        except (errors.AccessDenied, errors.RateLimited) as exc:
             log.warning("admin call denied", extra={"method": method, "client": client.name, "reason": exc.message})
             self.calls.report(context, method, [Outcome(error=exc)], time.perf_counter() - started)
             status.abort(context, exc)
@@ -228,7 +326,7 @@ class KeyAdminServicer(_Calls, admin_pb2_grpc.KeyAdminServicer):
 
     def ListKeys(self, request: admin_pb2.ListKeysRequest, context: grpc.ServicerContext) -> admin_pb2.ListKeysResponse:
         def build(client: ClientIdentity) -> tuple[admin_pb2.ListKeysResponse, list[Outcome]]:
-            keys = self.admin.list_keys(client, _scheme_of(request.scheme, default=None))
+            keys = self.admin.list_keys(client, _scheme_of(request.scheme, default=None), code=operator_code(context))
             kind = MODULE_KINDS.get(self.admin.module.kind, admin_pb2.KEY_MODULE_KIND_UNSPECIFIED)
             listed = [
                 admin_pb2.KeyInfo(
@@ -250,11 +348,15 @@ class KeyAdminServicer(_Calls, admin_pb2_grpc.KeyAdminServicer):
                 wallet=request.wallet or DEFAULT_WALLET,
                 slashing_protection=bytes(request.slashing_protection),
                 who=_who(client),
+                code=operator_code(context),
             )
-            items = [_import_item(n, r) for n, r in enumerate(results)]
-            code, message = _batch_status(items)
-            outcomes = [Outcome(error=errors.KeystoreError(r.describe()) if r.refused else None) for r in results]
-            return admin_pb2.ImportKeystoresResponse(status=code, message=message, results=items), outcomes
+            if isinstance(results, PendingOperation):
+                return admin_pb2.ImportKeystoresResponse(
+                    status=admin_pb2.RESPONSE_STATUS_PENDING,
+                    message=_pending_message(results),
+                    pending=pending_proto(results),
+                ), _pending_outcome(results)
+            return _import_response(results)
 
         return self._call(context, "ImportKeystores", build, admin_pb2.ImportKeystoresResponse)
 
@@ -263,7 +365,13 @@ class KeyAdminServicer(_Calls, admin_pb2_grpc.KeyAdminServicer):
     ) -> admin_pb2.GenerateKeysResponse:
         def build(client: ClientIdentity) -> tuple[admin_pb2.GenerateKeysResponse, list[Outcome]]:
             scheme = _scheme_of(request.scheme, default=Scheme.BLS) or Scheme.BLS
-            results = self.admin.generate(client, int(request.count), scheme, request.wallet or DEFAULT_GENERATE_WALLET)
+            results = self.admin.generate(
+                client,
+                int(request.count),
+                scheme,
+                request.wallet or DEFAULT_GENERATE_WALLET,
+                code=operator_code(context),
+            )
             items = [_key_item(n, r) for n, r in enumerate(results)]
             code, message = _batch_status(items)
             outcomes = [Outcome(error=r.error) for r in results]
@@ -275,14 +383,14 @@ class KeyAdminServicer(_Calls, admin_pb2_grpc.KeyAdminServicer):
         self, request: admin_pb2.DeleteKeysRequest, context: grpc.ServicerContext
     ) -> Iterator[admin_pb2.DeleteKeysResponse]:
         def build(client: ClientIdentity) -> tuple[admin_pb2.DeleteKeysResponse, list[Outcome]]:
-            deletion = self.admin.delete(client, [bytes(pk) for pk in request.public_keys])
-            items = [_key_item(n, r) for n, r in enumerate(deletion.results)]
-            code, message = _batch_status(items)
-            history = _json(deletion.slashing_protection) if deletion.returns_history else b""
-            response = admin_pb2.DeleteKeysResponse(
-                status=code, message=message, results=items, slashing_protection=history
-            )
-            return response, [Outcome(error=r.error) for r in deletion.results]
+            deletion = self.admin.delete(client, [bytes(pk) for pk in request.public_keys], code=operator_code(context))
+            if isinstance(deletion, PendingOperation):
+                return admin_pb2.DeleteKeysResponse(
+                    status=admin_pb2.RESPONSE_STATUS_PENDING,
+                    message=_pending_message(deletion),
+                    pending=pending_proto(deletion),
+                ), _pending_outcome(deletion)
+            return _deletion_response(deletion)
 
         return self._stream(context, "DeleteKeys", build, admin_pb2.DeleteKeysResponse)
 
@@ -290,7 +398,7 @@ class KeyAdminServicer(_Calls, admin_pb2_grpc.KeyAdminServicer):
         self, request: admin_pb2.ReloadKeysRequest, context: grpc.ServicerContext
     ) -> admin_pb2.ReloadKeysResponse:
         def build(client: ClientIdentity) -> tuple[admin_pb2.ReloadKeysResponse, list[Outcome]]:
-            keys = self.admin.reload(client)
+            keys = self.admin.reload(client, code=operator_code(context))
             return admin_pb2.ReloadKeysResponse(
                 status=admin_pb2.RESPONSE_STATUS_OK, keys_loaded=_scheme_counts(keys)
             ), []
@@ -310,16 +418,16 @@ class ProtectionAdminServicer(_Calls, admin_pb2_grpc.ProtectionAdminServicer):
         self, request: admin_pb2.ImportInterchangeRequest, context: grpc.ServicerContext
     ) -> admin_pb2.ImportInterchangeResponse:
         def build(client: ClientIdentity) -> tuple[admin_pb2.ImportInterchangeResponse, list[Outcome]]:
-            report = self.history.import_interchange(client, bytes(request.interchange_json), who=_who(client))
-            response = admin_pb2.ImportInterchangeResponse(
-                status=admin_pb2.RESPONSE_STATUS_OK,
-                validators=report.validators,
-                blocks_imported=report.blocks_imported,
-                attestations_imported=report.attestations_imported,
-                blocks_skipped=report.blocks_skipped,
-                attestations_skipped=report.attestations_skipped,
+            report = self.history.import_interchange(
+                client, bytes(request.interchange_json), who=_who(client), code=operator_code(context)
             )
-            return response, []
+            if isinstance(report, PendingOperation):
+                return admin_pb2.ImportInterchangeResponse(
+                    status=admin_pb2.RESPONSE_STATUS_PENDING,
+                    message=_pending_message(report),
+                    pending=pending_proto(report),
+                ), _pending_outcome(report)
+            return _interchange_response(report), []
 
         return self._call(context, "ImportInterchange", build, admin_pb2.ImportInterchangeResponse)
 
@@ -327,7 +435,9 @@ class ProtectionAdminServicer(_Calls, admin_pb2_grpc.ProtectionAdminServicer):
         self, request: admin_pb2.ExportInterchangeRequest, context: grpc.ServicerContext
     ) -> Iterator[admin_pb2.ExportInterchangeResponse]:
         def build(client: ClientIdentity) -> tuple[admin_pb2.ExportInterchangeResponse, list[Outcome]]:
-            document = self.history.export_interchange(client, [bytes(pk) for pk in request.public_keys])
+            document = self.history.export_interchange(
+                client, [bytes(pk) for pk in request.public_keys], code=operator_code(context)
+            )
             return (
                 admin_pb2.ExportInterchangeResponse(
                     status=admin_pb2.RESPONSE_STATUS_OK, interchange_json=_json(document)
@@ -341,10 +451,21 @@ class ProtectionAdminServicer(_Calls, admin_pb2_grpc.ProtectionAdminServicer):
         self, request: admin_pb2.ImportCometbftStateRequest, context: grpc.ServicerContext
     ) -> admin_pb2.ImportCometbftStateResponse:
         def build(client: ClientIdentity) -> tuple[admin_pb2.ImportCometbftStateResponse, list[Outcome]]:
-            self.history.import_cometbft_state(
-                client, request.chain_id, bytes(request.public_key), bytes(request.state_json), who=_who(client)
+            done = self.history.import_cometbft_state(
+                client,
+                request.chain_id,
+                bytes(request.public_key),
+                bytes(request.state_json),
+                who=_who(client),
+                code=operator_code(context),
             )
-            return admin_pb2.ImportCometbftStateResponse(status=admin_pb2.RESPONSE_STATUS_OK), []
+            if isinstance(done, PendingOperation):
+                return admin_pb2.ImportCometbftStateResponse(
+                    status=admin_pb2.RESPONSE_STATUS_PENDING,
+                    message=_pending_message(done),
+                    pending=pending_proto(done),
+                ), _pending_outcome(done)
+            return _cometbft_response(done), []
 
         return self._call(context, "ImportCometbftState", build, admin_pb2.ImportCometbftStateResponse)
 
@@ -352,13 +473,78 @@ class ProtectionAdminServicer(_Calls, admin_pb2_grpc.ProtectionAdminServicer):
         self, request: admin_pb2.ExportCometbftStateRequest, context: grpc.ServicerContext
     ) -> admin_pb2.ExportCometbftStateResponse:
         def build(client: ClientIdentity) -> tuple[admin_pb2.ExportCometbftStateResponse, list[Outcome]]:
-            document = self.history.export_cometbft_state(client, request.chain_id, bytes(request.public_key))
+            document = self.history.export_cometbft_state(
+                client, request.chain_id, bytes(request.public_key), code=operator_code(context)
+            )
             return (
                 admin_pb2.ExportCometbftStateResponse(status=admin_pb2.RESPONSE_STATUS_OK, state_json=_json(document)),
                 [],
             )
 
         return self._call(context, "ExportCometbftState", build, admin_pb2.ExportCometbftStateResponse)
+
+
+# --- Approvals ----------------------------------------------------------------------------------
+
+
+class ApprovalsServicer(_Calls, admin_pb2_grpc.ApprovalsServicer):
+    """Two-person approval: list what waits, and approve one operation of a kind (it runs then)."""
+
+    def __init__(self, admin: KeyAdmin, history: ProtectionAdmin, calls: CallContext) -> None:
+        super().__init__(calls)
+        self.admin = admin
+        self.history = history
+
+    def ListPending(
+        self, request: admin_pb2.ListPendingRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.ListPendingResponse:
+        def build(client: ClientIdentity) -> tuple[admin_pb2.ListPendingResponse, list[Outcome]]:
+            waiting = self.admin.pending(client, code=operator_code(context))
+            return admin_pb2.ListPendingResponse(
+                status=admin_pb2.RESPONSE_STATUS_OK, pending=[pending_proto(p) for p in waiting]
+            ), []
+
+        return self._call(context, "ListPending", build, admin_pb2.ListPendingResponse)
+
+    def ApproveDeleteKeys(
+        self, request: admin_pb2.ApproveRequest, context: grpc.ServicerContext
+    ) -> Iterator[admin_pb2.DeleteKeysResponse]:
+        def build(client: ClientIdentity) -> tuple[admin_pb2.DeleteKeysResponse, list[Outcome]]:
+            return _deletion_response(self.admin.approve_delete(client, request.id, code=operator_code(context)))
+
+        return self._stream(context, "ApproveDeleteKeys", build, admin_pb2.DeleteKeysResponse)
+
+    def ApproveImportKeystores(
+        self, request: admin_pb2.ApproveRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.ImportKeystoresResponse:
+        def build(client: ClientIdentity) -> tuple[admin_pb2.ImportKeystoresResponse, list[Outcome]]:
+            return _import_response(
+                self.admin.approve_import_keystores(client, request.id, who=_who(client), code=operator_code(context))
+            )
+
+        return self._call(context, "ApproveImportKeystores", build, admin_pb2.ImportKeystoresResponse)
+
+    def ApproveImportInterchange(
+        self, request: admin_pb2.ApproveRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.ImportInterchangeResponse:
+        def build(client: ClientIdentity) -> tuple[admin_pb2.ImportInterchangeResponse, list[Outcome]]:
+            report = self.history.approve_import_interchange(
+                client, request.id, who=_who(client), code=operator_code(context)
+            )
+            return _interchange_response(report), []
+
+        return self._call(context, "ApproveImportInterchange", build, admin_pb2.ImportInterchangeResponse)
+
+    def ApproveImportCometbftState(
+        self, request: admin_pb2.ApproveRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.ImportCometbftStateResponse:
+        def build(client: ClientIdentity) -> tuple[admin_pb2.ImportCometbftStateResponse, list[Outcome]]:
+            done = self.history.approve_import_cometbft_state(
+                client, request.id, who=_who(client), code=operator_code(context)
+            )
+            return _cometbft_response(done), []
+
+        return self._call(context, "ApproveImportCometbftState", build, admin_pb2.ImportCometbftStateResponse)
 
 
 # --- Status -------------------------------------------------------------------------------------
@@ -403,7 +589,7 @@ class StatusServicer(_Calls, admin_pb2_grpc.StatusServicer):
 def admin_servicers(
     admin: KeyAdmin, calls: CallContext, *, network: str, version: str = signer.__version__
 ) -> tuple[tuple[Callable[[Any, grpc.Server], None], object, str], ...]:
-    """The three admin servicers as ``GrpcServer(extra_servicers=...)`` wants them:
+    """The four admin servicers as ``GrpcServer(extra_servicers=...)`` wants them:
     (add_XServicer_to_server, servicer, full service name), so that each is registered, listed in
     reflection and reported by gRPC health checking. ``admin`` needs its protection store."""
     if admin.protection is None:
@@ -419,5 +605,10 @@ def admin_servicers(
             admin_pb2_grpc.add_StatusServicer_to_server,
             StatusServicer(admin, calls, network=network, version=version),
             SERVICE_NAMES[2],
+        ),
+        (
+            admin_pb2_grpc.add_ApprovalsServicer_to_server,
+            ApprovalsServicer(admin, admin.protection, calls),
+            SERVICE_NAMES[3],
         ),
     )

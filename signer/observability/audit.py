@@ -3,7 +3,8 @@
 A line holds ``ts`` (RFC 3339, UTC, milliseconds), ``client``, ``method``, ``outcome`` and, when
 known, ``operation``, ``key`` (0x public key), ``account``, ``slot``, ``epoch``, ``source_epoch``,
 ``target_epoch``, ``height``, ``round``, ``step``, ``offence``, ``reason``, ``duration_ms``,
-``request_id``. Only these public fields exist (``AuditEvent`` has no room for a secret). The file
+``request_id``, ``operator``, ``approval`` (admin calls). Only these public fields exist
+(``AuditEvent`` has no room for a secret). The file
 is opened with O_APPEND, mode 0640, so several processes may append to one file.
 
 Recording never blocks a signature: each line is handed to a ``LineWriter`` of its own (a bounded
@@ -50,6 +51,8 @@ _OPTIONAL_FIELDS = (
     "reason",
     "duration_ms",
     "request_id",
+    "operator",
+    "approval",
 )
 
 

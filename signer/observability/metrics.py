@@ -25,8 +25,8 @@ from prometheus_client import (
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 import signer
+from signer import approval, passphrase, totp
 from signer.errors import NotSafeToSign
-from signer.passphrase import SECURITY_EVENTS
 from signer.types import Scheme
 
 # No *_created series: they double the series count and nothing here queries them.
@@ -56,6 +56,8 @@ OTHER = "other"
 """The label value for anything outside a closed set."""
 
 LOG_STREAMS: tuple[str, ...] = ("log", "audit")
+SECURITY_EVENTS: tuple[str, ...] = passphrase.SECURITY_EVENTS + totp.SECURITY_EVENTS + approval.SECURITY_EVENTS
+"""Every ``event`` label of signer_security_events_total (each created at zero)."""
 """The ``stream`` label of signer_log_lines_dropped_total."""
 
 MAX_CLIENT_LABELS = 256
@@ -205,7 +207,8 @@ class PrometheusMonitor:
             self._lines_dropped.labels(stream=stream)
         self._security_events = Counter(
             "signer_security_events_total",
-            "Security events: wrong passphrases (module PIN) and refused, locked-out passphrase checks.",
+            "Security events: wrong passphrases (module PIN) and refused, locked-out passphrase checks; admin "
+            "calls refused by their one-time code or their approval (signer.totp, signer.approval).",
             ("event",),
             registry=reg,
         )

@@ -20,7 +20,8 @@ must verify (blspy over the hashlib SSZ signing root of tests.e2e.harness; coinc
 canonical CometBFT sign bytes). After the run the server still answers health checks and signs.
 
 The server runs from a config file (dev keys made with ``signer keys dev``; ``limits.max_batch_items
-= 16`` so a fuzzed GenerateKeys stays small; ``server.max_message_bytes = 1 MiB``).
+= 16`` so a fuzzed GenerateKeys stays small; ``server.max_message_bytes = 1 MiB``; ``admin.second_factor
+= false`` so that fuzzed admin calls reach their handlers instead of stopping at the missing code).
 """
 
 from __future__ import annotations
@@ -147,6 +148,12 @@ operations = ["sign_attestation", "sign_proposal", "sign_generic", "sign_volunta
 
 [limits]
 max_batch_items = 16
+
+# The fuzzer reaches the admin handlers with one certificate and no operator codes (codes are
+# single-use; the second factor has its own tests: tests/e2e/test_admin_second_factor_e2e.py).
+[admin]
+second_factor = false
+require_approval = []
 """,
         encoding="utf-8",
     )

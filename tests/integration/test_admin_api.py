@@ -828,6 +828,7 @@ def test_admin_services_are_in_reflection_and_health(signer_server: Signer) -> N
         "signer.admin.v1.KeyAdmin",
         "signer.admin.v1.ProtectionAdmin",
         "signer.admin.v1.Status",
+        "signer.admin.v1.Approvals",
     }
     assert set(SERVICE_NAMES) <= set(signer_server.server.service_names)
     health = health_pb2_grpc.HealthStub(signer_server.channel)

@@ -76,6 +76,21 @@ TABLE: dict[type[errors.SignerError], tuple[grpc.StatusCode, int, int, str]] = {
     errors.DkgSessionConflict: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
     errors.DkgSessionNotFound: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
     errors.DkgAborted: (C.INTERNAL, status.FAILED, ADMIN_FAILED, "failed"),
+    # Admin calls' second factor and two-person approval (issue 16): refusals of the caller.
+    errors.AdminRefusal: (C.PERMISSION_DENIED, status.DENIED, REFUSED, "denied"),
+    errors.OneTimeCodeMissing: (C.PERMISSION_DENIED, status.DENIED, REFUSED, "denied"),
+    errors.SecondFactorNotConfigured: (C.PERMISSION_DENIED, status.DENIED, REFUSED, "denied"),
+    errors.UnknownOperator: (C.PERMISSION_DENIED, status.DENIED, REFUSED, "denied"),
+    errors.WrongOneTimeCode: (C.PERMISSION_DENIED, status.DENIED, REFUSED, "denied"),
+    errors.OneTimeCodeExpired: (C.PERMISSION_DENIED, status.DENIED, REFUSED, "denied"),
+    errors.OneTimeCodeReplayed: (C.PERMISSION_DENIED, status.DENIED, REFUSED, "denied"),
+    errors.SameOperatorApproval: (C.PERMISSION_DENIED, status.DENIED, REFUSED, "denied"),
+    errors.UnknownPendingOperation: (C.PERMISSION_DENIED, status.DENIED, REFUSED, "denied"),
+    errors.PendingOperationExpired: (C.PERMISSION_DENIED, status.DENIED, REFUSED, "denied"),
+    errors.PendingOperationDone: (C.PERMISSION_DENIED, status.DENIED, REFUSED, "denied"),
+    errors.PendingKindMismatch: (C.PERMISSION_DENIED, status.DENIED, REFUSED, "denied"),
+    errors.SecondFactorLockedOut: (C.RESOURCE_EXHAUSTED, status.FAILED, ADMIN_FAILED, "rate_limited"),
+    errors.TooManyPending: (C.RESOURCE_EXHAUSTED, status.FAILED, ADMIN_FAILED, "rate_limited"),
 }
 
 

@@ -59,6 +59,7 @@ SERVICES: dict[str, tuple[FileDescriptor, ModuleType]] = {
     "signer.admin.v1.KeyAdmin": (admin_pb2.DESCRIPTOR, admin_pb2_grpc),
     "signer.admin.v1.ProtectionAdmin": (admin_pb2.DESCRIPTOR, admin_pb2_grpc),
     "signer.admin.v1.Status": (admin_pb2.DESCRIPTOR, admin_pb2_grpc),
+    "signer.admin.v1.Approvals": (admin_pb2.DESCRIPTOR, admin_pb2_grpc),
 }
 
 # Every method path with its request and response message, exactly as upstream names them.
@@ -130,10 +131,34 @@ METHODS: dict[str, tuple[str, str]] = {
         "signer.admin.v1.GetStatusRequest",
         "signer.admin.v1.GetStatusResponse",
     ),
+    "/signer.admin.v1.Approvals/ListPending": (
+        "signer.admin.v1.ListPendingRequest",
+        "signer.admin.v1.ListPendingResponse",
+    ),
+    "/signer.admin.v1.Approvals/ApproveDeleteKeys": (
+        "signer.admin.v1.ApproveRequest",
+        "signer.admin.v1.DeleteKeysResponse",
+    ),
+    "/signer.admin.v1.Approvals/ApproveImportKeystores": (
+        "signer.admin.v1.ApproveRequest",
+        "signer.admin.v1.ImportKeystoresResponse",
+    ),
+    "/signer.admin.v1.Approvals/ApproveImportInterchange": (
+        "signer.admin.v1.ApproveRequest",
+        "signer.admin.v1.ImportInterchangeResponse",
+    ),
+    "/signer.admin.v1.Approvals/ApproveImportCometbftState": (
+        "signer.admin.v1.ApproveRequest",
+        "signer.admin.v1.ImportCometbftStateResponse",
+    ),
 }
 
 # Our own admin API's documents can outgrow one gRPC message: these answer as a server stream.
-SERVER_STREAMING = {"/signer.admin.v1.KeyAdmin/DeleteKeys", "/signer.admin.v1.ProtectionAdmin/ExportInterchange"}
+SERVER_STREAMING = {
+    "/signer.admin.v1.KeyAdmin/DeleteKeys",
+    "/signer.admin.v1.ProtectionAdmin/ExportInterchange",
+    "/signer.admin.v1.Approvals/ApproveDeleteKeys",
+}
 
 _T = FieldDescriptor
 # (message full name, field, number, wire type) from the upstream sources named in the docstring.

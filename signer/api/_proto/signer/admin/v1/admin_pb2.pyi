@@ -14,6 +14,7 @@ class ResponseStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RESPONSE_STATUS_PARTIAL: _ClassVar[ResponseStatus]
     RESPONSE_STATUS_REFUSED: _ClassVar[ResponseStatus]
     RESPONSE_STATUS_FAILED: _ClassVar[ResponseStatus]
+    RESPONSE_STATUS_PENDING: _ClassVar[ResponseStatus]
 
 class ItemStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -44,11 +45,20 @@ class StoreBackend(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STORE_BACKEND_UNSPECIFIED: _ClassVar[StoreBackend]
     STORE_BACKEND_SQLITE: _ClassVar[StoreBackend]
     STORE_BACKEND_POSTGRES: _ClassVar[StoreBackend]
+
+class PendingKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PENDING_KIND_UNSPECIFIED: _ClassVar[PendingKind]
+    PENDING_KIND_DELETE_KEYS: _ClassVar[PendingKind]
+    PENDING_KIND_IMPORT_KEYSTORES: _ClassVar[PendingKind]
+    PENDING_KIND_IMPORT_INTERCHANGE: _ClassVar[PendingKind]
+    PENDING_KIND_IMPORT_COMETBFT_STATE: _ClassVar[PendingKind]
 RESPONSE_STATUS_UNSPECIFIED: ResponseStatus
 RESPONSE_STATUS_OK: ResponseStatus
 RESPONSE_STATUS_PARTIAL: ResponseStatus
 RESPONSE_STATUS_REFUSED: ResponseStatus
 RESPONSE_STATUS_FAILED: ResponseStatus
+RESPONSE_STATUS_PENDING: ResponseStatus
 ITEM_STATUS_UNSPECIFIED: ItemStatus
 ITEM_STATUS_IMPORTED: ItemStatus
 ITEM_STATUS_GENERATED: ItemStatus
@@ -67,6 +77,11 @@ KEY_MODULE_KIND_PKCS11: KeyModuleKind
 STORE_BACKEND_UNSPECIFIED: StoreBackend
 STORE_BACKEND_SQLITE: StoreBackend
 STORE_BACKEND_POSTGRES: StoreBackend
+PENDING_KIND_UNSPECIFIED: PendingKind
+PENDING_KIND_DELETE_KEYS: PendingKind
+PENDING_KIND_IMPORT_KEYSTORES: PendingKind
+PENDING_KIND_IMPORT_INTERCHANGE: PendingKind
+PENDING_KIND_IMPORT_COMETBFT_STATE: PendingKind
 
 class ItemResult(_message.Message):
     __slots__ = ("index", "public_key", "status", "message")
@@ -79,6 +94,34 @@ class ItemResult(_message.Message):
     status: ItemStatus
     message: str
     def __init__(self, index: _Optional[int] = ..., public_key: _Optional[bytes] = ..., status: _Optional[_Union[ItemStatus, str]] = ..., message: _Optional[str] = ...) -> None: ...
+
+class PendingOperation(_message.Message):
+    __slots__ = ("id", "kind", "requested_by_operator", "requested_by_client", "created_unix_s", "expires_unix_s", "public_keys", "document_sha256", "document_size", "keystores", "chain_id", "summary")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_BY_OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_BY_CLIENT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_UNIX_S_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_UNIX_S_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEYS_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_SIZE_FIELD_NUMBER: _ClassVar[int]
+    KEYSTORES_FIELD_NUMBER: _ClassVar[int]
+    CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    kind: PendingKind
+    requested_by_operator: str
+    requested_by_client: str
+    created_unix_s: int
+    expires_unix_s: int
+    public_keys: _containers.RepeatedScalarFieldContainer[bytes]
+    document_sha256: bytes
+    document_size: int
+    keystores: int
+    chain_id: str
+    summary: str
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[_Union[PendingKind, str]] = ..., requested_by_operator: _Optional[str] = ..., requested_by_client: _Optional[str] = ..., created_unix_s: _Optional[int] = ..., expires_unix_s: _Optional[int] = ..., public_keys: _Optional[_Iterable[bytes]] = ..., document_sha256: _Optional[bytes] = ..., document_size: _Optional[int] = ..., keystores: _Optional[int] = ..., chain_id: _Optional[str] = ..., summary: _Optional[str] = ...) -> None: ...
 
 class KeyInfo(_message.Message):
     __slots__ = ("public_key", "scheme", "account", "module", "derivation_path")
@@ -123,14 +166,16 @@ class ImportKeystoresRequest(_message.Message):
     def __init__(self, keystores: _Optional[_Iterable[bytes]] = ..., passwords: _Optional[_Iterable[str]] = ..., wallet: _Optional[str] = ..., slashing_protection: _Optional[bytes] = ...) -> None: ...
 
 class ImportKeystoresResponse(_message.Message):
-    __slots__ = ("status", "message", "results")
+    __slots__ = ("status", "message", "results", "pending")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
     status: ResponseStatus
     message: str
     results: _containers.RepeatedCompositeFieldContainer[ItemResult]
-    def __init__(self, status: _Optional[_Union[ResponseStatus, str]] = ..., message: _Optional[str] = ..., results: _Optional[_Iterable[_Union[ItemResult, _Mapping]]] = ...) -> None: ...
+    pending: PendingOperation
+    def __init__(self, status: _Optional[_Union[ResponseStatus, str]] = ..., message: _Optional[str] = ..., results: _Optional[_Iterable[_Union[ItemResult, _Mapping]]] = ..., pending: _Optional[_Union[PendingOperation, _Mapping]] = ...) -> None: ...
 
 class GenerateKeysRequest(_message.Message):
     __slots__ = ("count", "wallet", "scheme")
@@ -159,18 +204,20 @@ class DeleteKeysRequest(_message.Message):
     def __init__(self, public_keys: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class DeleteKeysResponse(_message.Message):
-    __slots__ = ("status", "message", "results", "slashing_protection", "slashing_protection_size")
+    __slots__ = ("status", "message", "results", "slashing_protection", "slashing_protection_size", "pending")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     SLASHING_PROTECTION_FIELD_NUMBER: _ClassVar[int]
     SLASHING_PROTECTION_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
     status: ResponseStatus
     message: str
     results: _containers.RepeatedCompositeFieldContainer[ItemResult]
     slashing_protection: bytes
     slashing_protection_size: int
-    def __init__(self, status: _Optional[_Union[ResponseStatus, str]] = ..., message: _Optional[str] = ..., results: _Optional[_Iterable[_Union[ItemResult, _Mapping]]] = ..., slashing_protection: _Optional[bytes] = ..., slashing_protection_size: _Optional[int] = ...) -> None: ...
+    pending: PendingOperation
+    def __init__(self, status: _Optional[_Union[ResponseStatus, str]] = ..., message: _Optional[str] = ..., results: _Optional[_Iterable[_Union[ItemResult, _Mapping]]] = ..., slashing_protection: _Optional[bytes] = ..., slashing_protection_size: _Optional[int] = ..., pending: _Optional[_Union[PendingOperation, _Mapping]] = ...) -> None: ...
 
 class ReloadKeysRequest(_message.Message):
     __slots__ = ()
@@ -193,7 +240,7 @@ class ImportInterchangeRequest(_message.Message):
     def __init__(self, interchange_json: _Optional[bytes] = ...) -> None: ...
 
 class ImportInterchangeResponse(_message.Message):
-    __slots__ = ("status", "message", "validators", "blocks_imported", "attestations_imported", "blocks_skipped", "attestations_skipped")
+    __slots__ = ("status", "message", "validators", "blocks_imported", "attestations_imported", "blocks_skipped", "attestations_skipped", "pending")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     VALIDATORS_FIELD_NUMBER: _ClassVar[int]
@@ -201,6 +248,7 @@ class ImportInterchangeResponse(_message.Message):
     ATTESTATIONS_IMPORTED_FIELD_NUMBER: _ClassVar[int]
     BLOCKS_SKIPPED_FIELD_NUMBER: _ClassVar[int]
     ATTESTATIONS_SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
     status: ResponseStatus
     message: str
     validators: int
@@ -208,7 +256,8 @@ class ImportInterchangeResponse(_message.Message):
     attestations_imported: int
     blocks_skipped: int
     attestations_skipped: int
-    def __init__(self, status: _Optional[_Union[ResponseStatus, str]] = ..., message: _Optional[str] = ..., validators: _Optional[int] = ..., blocks_imported: _Optional[int] = ..., attestations_imported: _Optional[int] = ..., blocks_skipped: _Optional[int] = ..., attestations_skipped: _Optional[int] = ...) -> None: ...
+    pending: PendingOperation
+    def __init__(self, status: _Optional[_Union[ResponseStatus, str]] = ..., message: _Optional[str] = ..., validators: _Optional[int] = ..., blocks_imported: _Optional[int] = ..., attestations_imported: _Optional[int] = ..., blocks_skipped: _Optional[int] = ..., attestations_skipped: _Optional[int] = ..., pending: _Optional[_Union[PendingOperation, _Mapping]] = ...) -> None: ...
 
 class ExportInterchangeRequest(_message.Message):
     __slots__ = ("public_keys",)
@@ -239,12 +288,14 @@ class ImportCometbftStateRequest(_message.Message):
     def __init__(self, chain_id: _Optional[str] = ..., public_key: _Optional[bytes] = ..., state_json: _Optional[bytes] = ...) -> None: ...
 
 class ImportCometbftStateResponse(_message.Message):
-    __slots__ = ("status", "message")
+    __slots__ = ("status", "message", "pending")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
     status: ResponseStatus
     message: str
-    def __init__(self, status: _Optional[_Union[ResponseStatus, str]] = ..., message: _Optional[str] = ...) -> None: ...
+    pending: PendingOperation
+    def __init__(self, status: _Optional[_Union[ResponseStatus, str]] = ..., message: _Optional[str] = ..., pending: _Optional[_Union[PendingOperation, _Mapping]] = ...) -> None: ...
 
 class ExportCometbftStateRequest(_message.Message):
     __slots__ = ("chain_id", "public_key")
@@ -263,6 +314,26 @@ class ExportCometbftStateResponse(_message.Message):
     message: str
     state_json: bytes
     def __init__(self, status: _Optional[_Union[ResponseStatus, str]] = ..., message: _Optional[str] = ..., state_json: _Optional[bytes] = ...) -> None: ...
+
+class ListPendingRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListPendingResponse(_message.Message):
+    __slots__ = ("status", "message", "pending")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    status: ResponseStatus
+    message: str
+    pending: _containers.RepeatedCompositeFieldContainer[PendingOperation]
+    def __init__(self, status: _Optional[_Union[ResponseStatus, str]] = ..., message: _Optional[str] = ..., pending: _Optional[_Iterable[_Union[PendingOperation, _Mapping]]] = ...) -> None: ...
+
+class ApproveRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class SchemeCount(_message.Message):
     __slots__ = ("scheme", "count")

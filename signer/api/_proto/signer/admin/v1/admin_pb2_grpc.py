@@ -502,6 +502,274 @@ class ProtectionAdmin:
             _registered_method=True)
 
 
+class ApprovalsStub:
+    """---------------------------------------------------------------- approvals
+
+    Two-person approval of pending operations. Each call needs the approving
+    operator's code (see the conventions at the top) and the permissions the
+    operation itself needs, for the approving client. The approving operator
+    must differ from the one who asked; an expired operation is refused and
+    forgotten; an approved one runs once (a second approval is refused).
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.ListPending = channel.unary_unary(
+                '/signer.admin.v1.Approvals/ListPending',
+                request_serializer=signer_dot_admin_dot_v1_dot_admin__pb2.ListPendingRequest.SerializeToString,
+                response_deserializer=signer_dot_admin_dot_v1_dot_admin__pb2.ListPendingResponse.FromString,
+                _registered_method=True)
+        self.ApproveDeleteKeys = channel.unary_stream(
+                '/signer.admin.v1.Approvals/ApproveDeleteKeys',
+                request_serializer=signer_dot_admin_dot_v1_dot_admin__pb2.ApproveRequest.SerializeToString,
+                response_deserializer=signer_dot_admin_dot_v1_dot_admin__pb2.DeleteKeysResponse.FromString,
+                _registered_method=True)
+        self.ApproveImportKeystores = channel.unary_unary(
+                '/signer.admin.v1.Approvals/ApproveImportKeystores',
+                request_serializer=signer_dot_admin_dot_v1_dot_admin__pb2.ApproveRequest.SerializeToString,
+                response_deserializer=signer_dot_admin_dot_v1_dot_admin__pb2.ImportKeystoresResponse.FromString,
+                _registered_method=True)
+        self.ApproveImportInterchange = channel.unary_unary(
+                '/signer.admin.v1.Approvals/ApproveImportInterchange',
+                request_serializer=signer_dot_admin_dot_v1_dot_admin__pb2.ApproveRequest.SerializeToString,
+                response_deserializer=signer_dot_admin_dot_v1_dot_admin__pb2.ImportInterchangeResponse.FromString,
+                _registered_method=True)
+        self.ApproveImportCometbftState = channel.unary_unary(
+                '/signer.admin.v1.Approvals/ApproveImportCometbftState',
+                request_serializer=signer_dot_admin_dot_v1_dot_admin__pb2.ApproveRequest.SerializeToString,
+                response_deserializer=signer_dot_admin_dot_v1_dot_admin__pb2.ImportCometbftStateResponse.FromString,
+                _registered_method=True)
+
+
+class ApprovalsServicer:
+    """---------------------------------------------------------------- approvals
+
+    Two-person approval of pending operations. Each call needs the approving
+    operator's code (see the conventions at the top) and the permissions the
+    operation itself needs, for the approving client. The approving operator
+    must differ from the one who asked; an expired operation is refused and
+    forgotten; an approved one runs once (a second approval is refused).
+    """
+
+    def ListPending(self, request, context):
+        """The operations waiting for approval.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApproveDeleteKeys(self, request, context):
+        """Each approves one kind of operation, runs it, and answers as the
+        operation itself does (DeleteKeys returns the history, as a stream).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApproveImportKeystores(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApproveImportInterchange(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApproveImportCometbftState(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ApprovalsServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'ListPending': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPending,
+                    request_deserializer=signer_dot_admin_dot_v1_dot_admin__pb2.ListPendingRequest.FromString,
+                    response_serializer=signer_dot_admin_dot_v1_dot_admin__pb2.ListPendingResponse.SerializeToString,
+            ),
+            'ApproveDeleteKeys': grpc.unary_stream_rpc_method_handler(
+                    servicer.ApproveDeleteKeys,
+                    request_deserializer=signer_dot_admin_dot_v1_dot_admin__pb2.ApproveRequest.FromString,
+                    response_serializer=signer_dot_admin_dot_v1_dot_admin__pb2.DeleteKeysResponse.SerializeToString,
+            ),
+            'ApproveImportKeystores': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveImportKeystores,
+                    request_deserializer=signer_dot_admin_dot_v1_dot_admin__pb2.ApproveRequest.FromString,
+                    response_serializer=signer_dot_admin_dot_v1_dot_admin__pb2.ImportKeystoresResponse.SerializeToString,
+            ),
+            'ApproveImportInterchange': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveImportInterchange,
+                    request_deserializer=signer_dot_admin_dot_v1_dot_admin__pb2.ApproveRequest.FromString,
+                    response_serializer=signer_dot_admin_dot_v1_dot_admin__pb2.ImportInterchangeResponse.SerializeToString,
+            ),
+            'ApproveImportCometbftState': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveImportCometbftState,
+                    request_deserializer=signer_dot_admin_dot_v1_dot_admin__pb2.ApproveRequest.FromString,
+                    response_serializer=signer_dot_admin_dot_v1_dot_admin__pb2.ImportCometbftStateResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'signer.admin.v1.Approvals', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('signer.admin.v1.Approvals', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Approvals:
+    """---------------------------------------------------------------- approvals
+
+    Two-person approval of pending operations. Each call needs the approving
+    operator's code (see the conventions at the top) and the permissions the
+    operation itself needs, for the approving client. The approving operator
+    must differ from the one who asked; an expired operation is refused and
+    forgotten; an approved one runs once (a second approval is refused).
+    """
+
+    @staticmethod
+    def ListPending(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signer.admin.v1.Approvals/ListPending',
+            signer_dot_admin_dot_v1_dot_admin__pb2.ListPendingRequest.SerializeToString,
+            signer_dot_admin_dot_v1_dot_admin__pb2.ListPendingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveDeleteKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/signer.admin.v1.Approvals/ApproveDeleteKeys',
+            signer_dot_admin_dot_v1_dot_admin__pb2.ApproveRequest.SerializeToString,
+            signer_dot_admin_dot_v1_dot_admin__pb2.DeleteKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveImportKeystores(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signer.admin.v1.Approvals/ApproveImportKeystores',
+            signer_dot_admin_dot_v1_dot_admin__pb2.ApproveRequest.SerializeToString,
+            signer_dot_admin_dot_v1_dot_admin__pb2.ImportKeystoresResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveImportInterchange(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signer.admin.v1.Approvals/ApproveImportInterchange',
+            signer_dot_admin_dot_v1_dot_admin__pb2.ApproveRequest.SerializeToString,
+            signer_dot_admin_dot_v1_dot_admin__pb2.ImportInterchangeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveImportCometbftState(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signer.admin.v1.Approvals/ApproveImportCometbftState',
+            signer_dot_admin_dot_v1_dot_admin__pb2.ApproveRequest.SerializeToString,
+            signer_dot_admin_dot_v1_dot_admin__pb2.ImportCometbftStateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
 class StatusStub:
     """---------------------------------------------------------------- status
 

@@ -22,6 +22,23 @@ Our own API (not wire-compatible with anything else). Conventions:
   its first chunk; every further message carries only the next chunk (at
   most 1 MiB). Join the chunks in order; the document is complete when the
   stream ends with gRPC status OK and its length equals the size.
+- Second factor: every call of KeyAdmin, ProtectionAdmin and Approvals
+  carries, besides the client certificate, the call metadata
+  `x-signer-operator` (an operator configured for that client) and
+  `x-signer-otp` (that operator's current TOTP code, RFC 6238: 6 digits,
+  30 s steps, SHA-1). A code is accepted once, within one step of the
+  server's clock. Missing, wrong, expired or replayed codes end the call
+  with PERMISSION_DENIED naming the refusal (`otp_missing: ...`,
+  `otp_wrong: ...`, `otp_expired: ...`, `otp_replayed: ...`); too many
+  failures with RESOURCE_EXHAUSTED (`otp_locked_out: ...`). Status is
+  read-only and needs no code.
+- Two-person approval: an operation that can remove a key or change
+  slashing history (DeleteKeys, ImportInterchange, ImportCometbftState,
+  ImportKeystores with slashing_protection; the config decides which) is
+  not done at once: it answers RESPONSE_STATUS_PENDING with a
+  PendingOperation (its id, what it does, who asked, until when). A
+  different operator approves it with the Approvals call of its kind, which
+  executes it once and answers what the operation itself would have.
 """
 
 from collections import abc as _abc
@@ -231,6 +248,103 @@ class ProtectionAdminServicer(metaclass=_abc_1.ABCMeta):
         """
 
 def add_ProtectionAdminServicer_to_server(servicer: ProtectionAdminServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class ApprovalsStub:
+    """---------------------------------------------------------------- approvals
+
+    Two-person approval of pending operations. Each call needs the approving
+    operator's code (see the conventions at the top) and the permissions the
+    operation itself needs, for the approving client. The approving operator
+    must differ from the one who asked; an expired operation is refused and
+    forgotten; an approved one runs once (a second approval is refused).
+    """
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> ApprovalsAsyncStub: ...
+    ListPending: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListPendingRequest, _admin_pb2.ListPendingResponse]
+    """The operations waiting for approval."""
+    ApproveDeleteKeys: _grpc.UnaryStreamMultiCallable[_admin_pb2.ApproveRequest, _admin_pb2.DeleteKeysResponse]
+    """Each approves one kind of operation, runs it, and answers as the
+    operation itself does (DeleteKeys returns the history, as a stream).
+    """
+    ApproveImportKeystores: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ApproveRequest, _admin_pb2.ImportKeystoresResponse]
+    ApproveImportInterchange: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ApproveRequest, _admin_pb2.ImportInterchangeResponse]
+    ApproveImportCometbftState: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ApproveRequest, _admin_pb2.ImportCometbftStateResponse]
+
+@_typing.type_check_only
+class ApprovalsAsyncStub(ApprovalsStub):
+    """---------------------------------------------------------------- approvals
+
+    Two-person approval of pending operations. Each call needs the approving
+    operator's code (see the conventions at the top) and the permissions the
+    operation itself needs, for the approving client. The approving operator
+    must differ from the one who asked; an expired operation is refused and
+    forgotten; an approved one runs once (a second approval is refused).
+    """
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    ListPending: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListPendingRequest, _admin_pb2.ListPendingResponse]  # type: ignore[assignment]
+    """The operations waiting for approval."""
+    ApproveDeleteKeys: _aio.UnaryStreamMultiCallable[_admin_pb2.ApproveRequest, _admin_pb2.DeleteKeysResponse]  # type: ignore[assignment]
+    """Each approves one kind of operation, runs it, and answers as the
+    operation itself does (DeleteKeys returns the history, as a stream).
+    """
+    ApproveImportKeystores: _aio.UnaryUnaryMultiCallable[_admin_pb2.ApproveRequest, _admin_pb2.ImportKeystoresResponse]  # type: ignore[assignment]
+    ApproveImportInterchange: _aio.UnaryUnaryMultiCallable[_admin_pb2.ApproveRequest, _admin_pb2.ImportInterchangeResponse]  # type: ignore[assignment]
+    ApproveImportCometbftState: _aio.UnaryUnaryMultiCallable[_admin_pb2.ApproveRequest, _admin_pb2.ImportCometbftStateResponse]  # type: ignore[assignment]
+
+class ApprovalsServicer(metaclass=_abc_1.ABCMeta):
+    """---------------------------------------------------------------- approvals
+
+    Two-person approval of pending operations. Each call needs the approving
+    operator's code (see the conventions at the top) and the permissions the
+    operation itself needs, for the approving client. The approving operator
+    must differ from the one who asked; an expired operation is refused and
+    forgotten; an approved one runs once (a second approval is refused).
+    """
+
+    @_abc_1.abstractmethod
+    def ListPending(
+        self,
+        request: _admin_pb2.ListPendingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListPendingResponse, _abc.Awaitable[_admin_pb2.ListPendingResponse]]:
+        """The operations waiting for approval."""
+
+    @_abc_1.abstractmethod
+    def ApproveDeleteKeys(
+        self,
+        request: _admin_pb2.ApproveRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_admin_pb2.DeleteKeysResponse], _abc.AsyncIterator[_admin_pb2.DeleteKeysResponse]]:
+        """Each approves one kind of operation, runs it, and answers as the
+        operation itself does (DeleteKeys returns the history, as a stream).
+        """
+
+    @_abc_1.abstractmethod
+    def ApproveImportKeystores(
+        self,
+        request: _admin_pb2.ApproveRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ImportKeystoresResponse, _abc.Awaitable[_admin_pb2.ImportKeystoresResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ApproveImportInterchange(
+        self,
+        request: _admin_pb2.ApproveRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ImportInterchangeResponse, _abc.Awaitable[_admin_pb2.ImportInterchangeResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ApproveImportCometbftState(
+        self,
+        request: _admin_pb2.ApproveRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ImportCometbftStateResponse, _abc.Awaitable[_admin_pb2.ImportCometbftStateResponse]]: ...
+
+def add_ApprovalsServicer_to_server(servicer: ApprovalsServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
 class StatusStub:
     """---------------------------------------------------------------- status

@@ -1,0 +1,198 @@
+"""Pending operations and their approval (signer.approval.AdminGate) with an injected clock, and the
+key-admin core's approved delete on a real emulated module and SQLite store (signer.keyadmin)."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from signer import errors
+from signer.approval import AdminGate, ApprovalKind
+from signer.eth2.networks import MAINNET
+from signer.keyadmin import Deletion, KeyAdmin, KeyStatus, PendingOperation, ProtectionAdmin
+from signer.keys.emulated import EmulatedKeyModule
+from signer.protection.sqlite import SqliteStore
+from signer.service import SigningService
+from signer.totp import OperatorCode, SecondFactor, code_at
+from signer.types import AttestationCheck, AuditEvent, ClientIdentity, Scheme
+from tests.stores import keys_never_signed
+
+ADMIN = ClientIdentity("admin-1")
+T0 = 1_800_000_001.0
+SECRETS = {
+    "alice": base64.b32encode(b"a" * 20).decode(),
+    "bob": base64.b32encode(b"b" * 20).decode(),
+    "carol": base64.b32encode(b"c" * 20).decode(),
+}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Audit:
+    def __init__(self) -> None:
+        self.events: list[AuditEvent] = []
+
+    def record(self, event: AuditEvent) -> None:
+        self.events.append(event)
+
+
+def _gate(clock: Clock, audit: Audit | None = None, *, expiry_s: float = 60.0, max_pending: int = 4) -> AdminGate:
+    factor = SecondFactor(lambda client: SECRETS, clock=clock)
+    return AdminGate(
+        factor,
+        require_approval=list(ApprovalKind),
+        expiry_s=expiry_s,
+        max_pending=max_pending,
+        clock=clock,
+        audit=audit,
+    )
+
+
+def _propose(
+    gate: AdminGate, operator: str = "alice", kind: ApprovalKind = ApprovalKind.DELETE_KEYS
+) -> PendingOperation:
+    return gate.propose(kind, ADMIN, operator, ("request",), public_keys=[b"\x01" * 48], summary="delete one key")
+
+
+def test_a_pending_operation_says_what_it_is_and_a_second_operator_takes_it_once() -> None:
+    clock, audit = Clock(), Audit()
+    gate = _gate(clock, audit)
+    pending = gate.propose(
+        ApprovalKind.IMPORT_INTERCHANGE,
+        ADMIN,
+        "alice",
+        ("request",),
+        public_keys=[b"\x02" * 48],
+        document=b"{}",
+        summary="import",
+    )
+    assert (pending.kind, pending.operator, pending.client, pending.expires_s) == (
+        ApprovalKind.IMPORT_INTERCHANGE,
+        "alice",
+        "admin-1",
+        T0 + 60.0,
+    )
+    assert pending.document_sha256.hex() == "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+    assert len(pending.id) == 32
+    assert gate.pending() == [pending]
+    assert gate.claim(ApprovalKind.IMPORT_INTERCHANGE, pending.id, ADMIN, "bob") is pending
+    gate.take(pending, ADMIN, "bob")
+    assert gate.pending() == []
+    with pytest.raises(errors.PendingOperationDone, match=r"^approval_done: .*approved by operator 'bob'"):
+        gate.claim(ApprovalKind.IMPORT_INTERCHANGE, pending.id, ADMIN, "carol")
+    with pytest.raises(errors.PendingOperationDone):  # a racing approval that claimed it as well
+        gate.take(pending, ADMIN, "carol")
+    assert [(e.outcome, e.operator, e.approval) for e in audit.events] == [
+        ("pending", "alice", pending.id),
+        ("approved", "bob", pending.id),
+        ("denied", "carol", pending.id),
+    ]
+
+
+def test_the_operator_who_asked_may_not_approve() -> None:
+    gate = _gate(Clock())
+    pending = _propose(gate)
+    with pytest.raises(errors.SameOperatorApproval, match=r"^approval_same_operator: operator 'alice'"):
+        gate.claim(ApprovalKind.DELETE_KEYS, pending.id, ADMIN, "alice")
+    assert gate.pending() == [pending]  # still waiting for a second operator
+
+
+def test_an_expired_operation_is_refused_and_forgotten() -> None:
+    clock = Clock()
+    gate = _gate(clock, expiry_s=10.0)
+    pending = _propose(gate)
+    clock.now = T0 + 10.0
+    with pytest.raises(errors.PendingOperationExpired, match=r"^approval_expired: "):
+        gate.claim(ApprovalKind.DELETE_KEYS, pending.id, ADMIN, "bob")
+    assert gate.pending() == []
+    with pytest.raises(errors.PendingOperationExpired):  # remembered as expired, not unknown
+        gate.claim(ApprovalKind.DELETE_KEYS, pending.id, ADMIN, "bob")
+
+
+def test_expired_operations_are_cleaned_when_listing() -> None:
+    clock = Clock()
+    gate = _gate(clock, expiry_s=10.0)
+    first = _propose(gate)
+    clock.now = T0 + 5.0
+    second = _propose(gate)
+    clock.now = T0 + 12.0
+    assert gate.pending() == [second]
+    with pytest.raises(errors.PendingOperationExpired):
+        gate.claim(ApprovalKind.DELETE_KEYS, first.id, ADMIN, "bob")
+
+
+def test_unknown_ids_and_other_kinds_are_refused_by_name() -> None:
+    gate = _gate(Clock())
+    pending = _propose(gate)
+    with pytest.raises(errors.UnknownPendingOperation, match=r"^approval_unknown: .*restarted"):
+        gate.claim(ApprovalKind.DELETE_KEYS, "0" * 32, ADMIN, "bob")
+    with pytest.raises(errors.PendingKindMismatch, match="is delete_keys, not import_interchange"):
+        gate.claim(ApprovalKind.IMPORT_INTERCHANGE, pending.id, ADMIN, "bob")
+
+
+def test_pending_operations_are_bounded() -> None:
+    clock = Clock()
+    gate = _gate(clock, max_pending=2, expiry_s=100.0)
+    _propose(gate)
+    clock.now = T0 + 30
+    _propose(gate)
+    with pytest.raises(errors.TooManyPending) as refused:
+        _propose(gate)
+    assert refused.value.retry_after_s == pytest.approx(70.0)
+    clock.now = T0 + 100.0  # the first expired: room again
+    _propose(gate)
+
+
+def test_a_gate_without_second_factor_asks_nobody_and_cannot_be_told_to() -> None:
+    gate = AdminGate()
+    assert gate.operator(ADMIN, None, method="m") is None
+    assert not any(gate.needs_approval(kind) for kind in ApprovalKind)
+    with pytest.raises(errors.ConfigError, match="second factor"):
+        AdminGate(require_approval=[ApprovalKind.DELETE_KEYS])
+
+
+# --- through the key-admin core -------------------------------------------------------------------
+
+
+def test_an_approved_delete_runs_once_with_the_approvers_permission_and_returns_the_history(tmp_path: Path) -> None:
+    clock = Clock()
+    module = EmulatedKeyModule(tmp_path / "keys", "pin", create=True, scrypt_n=2**10)
+    store = SqliteStore(tmp_path / "protection.sqlite", MAINNET.genesis_validators_root)
+    keys_never_signed(store)
+    service = SigningService(MAINNET, module, store)
+    gate = _gate(clock)
+    admin = KeyAdmin(module, service, ProtectionAdmin(store, loaded=service.list_keys, gate=gate))
+    key = module.generate("w/0", Scheme.BLS)
+    service.reload_keys()
+    (verdict,) = store.check_and_record([AttestationCheck(key.public_key, 3, 4, b"\x05" * 32)])
+    assert verdict.ok
+
+    def code(operator: str) -> OperatorCode:
+        return OperatorCode(operator, code_at(SECRETS[operator], clock.now))
+
+    asked = admin.delete(ADMIN, [key.public_key], code=code("alice"))
+    assert isinstance(asked, PendingOperation)
+    assert asked.public_keys == (key.public_key,)
+    assert key.public_key in {k.public_key for k in module.list_keys()}  # nothing done yet
+    clock.now += 30  # Alice's next code: the factor accepts it, the approval refuses her
+    with pytest.raises(errors.SameOperatorApproval):
+        admin.approve_delete(ADMIN, asked.id, code=code("alice"))
+    with pytest.raises(errors.OneTimeCodeMissing):
+        admin.approve_delete(ADMIN, asked.id)
+    done = admin.approve_delete(ADMIN, asked.id, code=code("bob"))
+    assert isinstance(done, Deletion)
+    assert [r.status for r in done.results] == [KeyStatus.DELETED]
+    (entry,) = done.slashing_protection["data"]
+    assert entry["signed_attestations"][0]["target_epoch"] == "4"
+    assert key.public_key not in {k.public_key for k in module.list_keys()}
+    with pytest.raises(errors.PendingOperationDone):
+        admin.approve_delete(ADMIN, asked.id, code=code("carol"))
+    store.close()
