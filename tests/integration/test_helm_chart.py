@@ -7,6 +7,7 @@ rendered signer.toml through signer.config.parse_config, so the chart and the co
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -178,6 +179,46 @@ def test_values_map_one_to_one_onto_config_keys() -> None:
     assert toml["protection"]["password"] == {"file": "/var/run/signer/postgres-password"}
 
 
+def test_operator_secrets_are_mounted_from_a_secret_where_the_config_reads_them() -> None:
+    """Each operator named in config.clients gets its secret file from secrets.operators (an existing
+    Secret in ci/sqlite-values.yaml; one the chart makes from values here), read-only under
+    /var/run/signer/operators/, and the rendered config names exactly that file."""
+    docs = rendered("sqlite")
+    config = parse_config(rendered_toml(docs))
+    (ops,) = [c for c in config.clients if c.name == "ops"]
+    assert {o.name: str(o.secret.file) for o in ops.operators} == {
+        "alice": "/var/run/signer/operators/alice",
+        "bob": "/var/run/signer/operators/bob",
+    }
+    assert config.admin.second_factor and config.admin.require_approval
+    volumes = {v["name"]: v for v in workload(docs)["spec"]["template"]["spec"]["volumes"]}
+    sources = [s["secret"] for s in volumes["secrets"]["projected"]["sources"]]
+    (operators,) = [s for s in sources if s["name"] == "signer-operators"]
+    assert operators["items"] == [
+        {"key": "alice", "path": "operators/alice"},
+        {"key": "bob", "path": "operators/bob"},
+    ]
+    assert volumes["secrets"]["projected"]["defaultMode"] == 0o440
+    assert not [d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"].endswith("-operators")]
+
+    secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+    result = run_helm(
+        *template_args(
+            "default",
+            "--set",
+            "config.clients[0].name=admin",
+            "--set",
+            "config.clients[0].operators[0].name=carol",
+            "--set",
+            f"secrets.operators.values.carol={secret}",
+        )
+    )
+    assert result.returncode == 0, result.stderr
+    made = [d for d in yaml.safe_load_all(result.stdout) if d and d["kind"] == "Secret"]
+    (operators_secret,) = [d for d in made if d["metadata"]["name"].endswith("-operators")]
+    assert operators_secret["data"] == {"carol": base64.b64encode(secret.encode()).decode()}
+
+
 # --- the schema and the config models cannot drift ---------------------------------------------
 
 CHART_OWNED = {
@@ -187,6 +228,7 @@ CHART_OWNED = {
     "KeysConfig": {"data_dir", "pin"},
     "Pkcs11Config": {"pin"},
     "ProtectionConfig": {"sqlite_path", "password"},
+    "OperatorConfig": {"secret"},
 }
 
 
@@ -287,6 +329,19 @@ def test_sqlite_with_several_replicas_fails_with_a_clear_message() -> None:
             "operations.0 must be one of",
         ),
         (["--set", "tls.existingSecret=", "--set", "tls.certificate=x"], "give all three"),
+        (
+            ["--set", "config.clients[0].name=a", "--set", "config.clients[0].operators[0].name=alice"],
+            "operator alice of config.clients has no secret",
+        ),
+        (
+            [
+                "--set",
+                "config.clients[0].name=a",
+                "--set-json",
+                'config.clients[0].operators=[{"name": "alice", "secret": {"file": "/etc/alice"}}]',
+            ],
+            "additional property secret is not allowed",
+        ),
     ],
     ids=[
         "loopback-listen",
@@ -296,6 +351,8 @@ def test_sqlite_with_several_replicas_fails_with_a_clear_message() -> None:
         "postgres-without-dsn",
         "unknown-operation",
         "partial-inline-tls",
+        "operator-without-secret",
+        "operator-secret-inline",
     ],
 )
 def test_inconsistent_values_fail_rendering(extra: list[str], message: str) -> None:

@@ -77,6 +77,23 @@ app.kubernetes.io/component: signer
 {{- if and (eq .Values.config.protection.backend "postgres") (or .Values.secrets.postgresPassword.existingSecret .Values.secrets.postgresPassword.value) }}true{{- end }}
 {{- end }}
 
+{{- define "signer.operatorsSecretName" -}}
+{{- default (printf "%s-operators" (include "signer.fullname" .)) .Values.secrets.operators.existingSecret }}
+{{- end }}
+
+{{/*
+The operator names of config.clients[].operators, each once, sorted (a JSON list).
+*/}}
+{{- define "signer.operatorNames" -}}
+{{- $names := list }}
+{{- range .Values.config.clients }}
+{{- range (default (list) .operators) }}
+{{- $names = append $names .name }}
+{{- end }}
+{{- end }}
+{{- $names | uniq | sortAlpha | toJson }}
+{{- end }}
+
 {{- define "signer.isSqlite" -}}
 {{- if eq .Values.config.protection.backend "sqlite" }}true{{- end }}
 {{- end }}
@@ -105,6 +122,11 @@ Checks that values.schema.json cannot express. Each fails rendering with a messa
 {{- end }}
 {{- if and .Values.tls.enabled (not .Values.tls.existingSecret) (or .Values.tls.certificate .Values.tls.privateKey .Values.tls.clientCA) (not (and .Values.tls.certificate .Values.tls.privateKey .Values.tls.clientCA)) }}
 {{- fail "tls: give all three of tls.certificate, tls.privateKey and tls.clientCA, or tls.existingSecret" }}
+{{- end }}
+{{- range $name := include "signer.operatorNames" . | fromJsonArray }}
+{{- if and (not $.Values.secrets.operators.existingSecret) (not (hasKey $.Values.secrets.operators.values $name)) }}
+{{- fail (printf "operator %s of config.clients has no secret: set secrets.operators.existingSecret (a Secret with one key per operator) or secrets.operators.values.%s" $name $name) }}
+{{- end }}
 {{- end }}
 {{- if and (eq .Values.config.keys.module "pkcs11") (not .Values.pkcs11.volume) (not .Values.pkcs11.sidecars) }}
 {{- fail "config.keys.module=pkcs11 needs pkcs11.volume (hostPath, csi, persistentVolumeClaim) holding the HSM library, or pkcs11.sidecars with an emptyDir volume it fills" }}
@@ -153,6 +175,11 @@ The signer's configuration: .Values.config plus what the chart owns (paths of vo
 {{- $_ := set $protection "sqlite_path" "/var/lib/signer/protection.sqlite" }}
 {{- else if include "signer.usesPostgresPassword" . }}
 {{- $_ := set $protection "password" (dict "file" "/var/run/signer/postgres-password") }}
+{{- end }}
+{{- range $cfg.clients }}
+{{- range (default (list) .operators) }}
+{{- $_ := set . "secret" (dict "file" (printf "/var/run/signer/operators/%s" .name)) }}
+{{- end }}
 {{- end }}
 {{- include "signer.wholeNumbersAsIntegers" $cfg }}
 {{- toToml $cfg }}
