@@ -201,7 +201,7 @@ def test_operator_secrets_are_mounted_from_a_secret_where_the_config_reads_them(
     assert volumes["secrets"]["projected"]["defaultMode"] == 0o440
     assert not [d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"].endswith("-operators")]
 
-    secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+    secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"  # noqa: S105 - a test TOTP secret
     result = run_helm(
         *template_args(
             "default",
