@@ -33,6 +33,7 @@ from signer.app import (
     listen_host,
     validate_config,
 )
+from signer.atomicfile import atomic_write
 from signer.cometbft.state import imported_sign_bytes_without_timestamp
 from signer.config import (
     Config,
@@ -208,11 +209,7 @@ def cmd_keys_generate(args: argparse.Namespace) -> int:
             if name not in taken:
                 names.append(name)
             index += 1
-        generate_many = getattr(module, "generate_many", None)
-        if generate_many is not None:
-            infos = generate_many(names, scheme)
-        else:
-            infos = [module.generate(name, scheme) for name in names]
+        infos = module.generate_many(names, scheme)
         for info in infos:
             print(f"{info.public_key_hex} {info.name} {info.scheme.value}")
     finally:
@@ -321,7 +318,7 @@ def serve_config_from_args(args: argparse.Namespace) -> Config:
         args.data_dir.mkdir(parents=True, exist_ok=True)
         pin_file = args.data_dir / "dev.pin"
         if not pin_file.exists():
-            pin_file.write_text(DEV_PIN + "\n", encoding="utf-8")
+            atomic_write(pin_file, (DEV_PIN + "\n").encode("utf-8"))
         config = parse_config(
             {
                 "keys": {"module": "emulated", "data_dir": str(args.data_dir), "pin": {"file": str(pin_file)}},
@@ -455,7 +452,10 @@ def _write_json(document: object, output: Path | None) -> None:
     if output is None or str(output) == "-":
         sys.stdout.write(text)
     else:
-        output.write_text(text, encoding="utf-8")
+        try:
+            atomic_write(output, text.encode("utf-8"), mode=0o644)
+        except OSError as exc:
+            raise ConfigError(f"cannot write {output}: {exc.strerror}") from exc
 
 
 def cmd_protection_import(args: argparse.Namespace) -> int:

@@ -54,7 +54,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, TypeVar
 
 import grpc
 
@@ -309,11 +309,6 @@ class _AdminBase:
         return keys
 
 
-@runtime_checkable
-class _GenerateMany(Protocol):
-    def generate_many(self, names: Sequence[str], scheme: Scheme) -> list[KeyInfo]: ...
-
-
 def _item_error(index: int, public_key: bytes | None, message: str) -> admin_pb2.ItemResult:
     return admin_pb2.ItemResult(
         index=index, public_key=public_key or b"", status=admin_pb2.ITEM_STATUS_ERROR, message=message
@@ -483,7 +478,6 @@ class KeyAdminServicer(_AdminBase, admin_pb2_grpc.KeyAdminServicer):
             assert scheme is not None
             wallet = _check_wallet(request.wallet or DEFAULT_GENERATE_WALLET)
             module = self.service.keys
-            items: list[admin_pb2.ItemResult] = []
             with self.lock:
                 taken = {k.name for k in module.list_keys()}
                 names: list[str] = []
@@ -493,24 +487,11 @@ class KeyAdminServicer(_AdminBase, admin_pb2_grpc.KeyAdminServicer):
                     if name not in taken:
                         names.append(name)
                     number += 1
-                if isinstance(module, _GenerateMany):
-                    infos = module.generate_many(names, scheme)  # one module write, all or nothing
-                    items = [
-                        admin_pb2.ItemResult(index=n, public_key=k.public_key, status=admin_pb2.ITEM_STATUS_GENERATED)
-                        for n, k in enumerate(infos)
-                    ]
-                else:
-                    for n, name in enumerate(names):
-                        try:
-                            info = module.generate(name, scheme)
-                        except errors.SignerError as exc:
-                            items.append(_item_error(n, None, status.describe(exc)))
-                        else:
-                            items.append(
-                                admin_pb2.ItemResult(
-                                    index=n, public_key=info.public_key, status=admin_pb2.ITEM_STATUS_GENERATED
-                                )
-                            )
+                infos = module.generate_many(names, scheme)  # one module write, all or nothing
+                items = [
+                    admin_pb2.ItemResult(index=n, public_key=k.public_key, status=admin_pb2.ITEM_STATUS_GENERATED)
+                    for n, k in enumerate(infos)
+                ]
                 self._refresh_keys()
             log.info(
                 "keys generated",

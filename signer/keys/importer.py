@@ -39,7 +39,7 @@ from signer.errors import (
     WrongPassword,
 )
 from signer.keys import eip2335
-from signer.keys.module import BulkImport, KeyModule, check_account_name
+from signer.keys.module import KeyModule, check_account_name
 from signer.types import Scheme
 
 DEFAULT_WALLET = "imported"
@@ -133,15 +133,14 @@ class _Sealer:
         pending, self.pending = self.pending, []
         if not pending:
             return
-        if isinstance(self.module, BulkImport):
-            try:
-                self.module.import_secrets([(name, Scheme.BLS, secret) for _, name, _, secret in pending])
-            except SignerError:
-                pass  # fall through: one by one, to say which keystore was refused
-            else:
-                for source, name, public_key, _ in pending:
-                    self.results[source] = ImportResult(source, ImportStatus.IMPORTED, "", public_key, name)
-                return
+        try:
+            self.module.import_secrets([(name, Scheme.BLS, secret) for _, name, _, secret in pending])
+        except SignerError:
+            pass  # fall through: one by one, to say which keystore was refused
+        else:
+            for source, name, public_key, _ in pending:
+                self.results[source] = ImportResult(source, ImportStatus.IMPORTED, "", public_key, name)
+            return
         for source, name, public_key, secret in pending:
             try:
                 self.module.import_secret(name, Scheme.BLS, secret)

@@ -334,9 +334,10 @@ def _crashed(worker: _Worker) -> errors.KeyModuleError:
 
 
 class ParallelSigner:
-    """``ParallelSigner(module, workers)`` is a KeyModule: it delegates everything to ``module``
-    and signs the BLS part of ``sign_many`` over ``workers`` forked processes (0: one per core),
-    with ``spares`` more forked beside them (default: as many) to replace workers that die.
+    """``ParallelSigner(module, workers)`` is a KeyModule: it delegates every KeyModule method (and
+    only those) to ``module`` and signs the BLS part of ``sign_many`` over ``workers`` forked
+    processes (0: one per core), with ``spares`` more forked beside them (default: as many) to
+    replace workers that die.
 
     Call ``start()`` before the process starts any thread (the gRPC server): it is the only fork.
     """
@@ -436,12 +437,10 @@ class ParallelSigner:
         return self.module.import_secret(name, scheme, secret)
 
     def import_secrets(self, items: Sequence[tuple[str, Scheme, bytes]]) -> list[KeyInfo]:
-        """BulkImport when the module has it (all or nothing), else one import per item."""
-        bulk = getattr(self.module, "import_secrets", None)
-        if bulk is not None:
-            result: list[KeyInfo] = bulk(items)
-            return result
-        return [self.module.import_secret(n, s, secret) for n, s, secret in items]
+        return self.module.import_secrets(items)
+
+    def generate_many(self, names: Sequence[str], scheme: Scheme) -> list[KeyInfo]:
+        return self.module.generate_many(names, scheme)
 
     def delete(self, public_key: bytes) -> KeyInfo:
         """Delete the key; from then on no worker is handed it (chunks in flight finish first)."""
@@ -453,16 +452,6 @@ class ParallelSigner:
                 info = self.module.delete(public_key)
                 self._removed.add(bytes(public_key))
                 return info
-
-    def __getattr__(self, name: str) -> Any:
-        """Read-only extras of the module (key_info, sign_recoverable, ...)."""
-        if name.startswith("_") or name in {"generate_many"}:
-            raise AttributeError(name)
-        return getattr(self.module, name)
-
-    def generate_many(self, names: Sequence[str], scheme: Scheme) -> list[KeyInfo]:
-        result: list[KeyInfo] = self.module.generate_many(names, scheme)  # type: ignore[attr-defined]
-        return result
 
     def sign(self, public_key: bytes, message: bytes) -> bytes:
         return self.sign_many([(public_key, message)])[0]

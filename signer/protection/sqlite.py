@@ -110,12 +110,11 @@ class SqliteStore:
         self.genesis_validators_root = bytes(genesis_validators_root)
         self.timeout_s = timeout_s
         self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
         self._refuse_stray_wal()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn: sqlite3.Connection | None = sqlite3.connect(
-                self.path, timeout=timeout_s, isolation_level=None, check_same_thread=False
-            )
+            self._conn = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None, check_same_thread=False)
             conn = self._conn
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
@@ -148,7 +147,7 @@ class SqliteStore:
             )
 
     def _close_quietly(self) -> None:
-        conn, self._conn = getattr(self, "_conn", None), None
+        conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
 
