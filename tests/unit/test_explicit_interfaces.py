@@ -21,13 +21,10 @@ def _python_files(*roots: Path) -> list[Path]:
 def _hits(path: Path, wanted: set[str]) -> list[str]:
     found = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        name = None
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            name = node.func.id
-        elif isinstance(node, ast.FunctionDef):
-            name = node.name
-        if name in wanted:
-            found.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno}: {name}")
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in wanted:
+            found.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno}: {node.func.id}")
+        elif isinstance(node, ast.FunctionDef) and node.name in wanted:
+            found.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno}: def {node.name}")
     return found
 
 
