@@ -448,7 +448,7 @@ class EmulatedKeyModule:
         return [info for _, info in prepared]
 
     def import_secrets(self, items: Sequence[tuple[str, Scheme, bytes]]) -> list[KeyInfo]:
-        """Seal many secrets in one write; all or nothing (see signer.keys.module.BulkImport)."""
+        """Seal many secrets in one write; all or nothing (KeyModule.import_secrets)."""
         with self._mutation() as (doc, keys):
             return self._seal_entries(doc, keys, items)
 
