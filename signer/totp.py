@@ -48,6 +48,8 @@ EXPIRED_LOOKBACK_STEPS = 10
 """How far back a code is still recognised as the operator's, to say "expired" instead of "wrong"."""
 MIN_SECRET_BYTES = 16
 """RFC 4226 section 4: a shared secret of at least 128 bits (``new_secret`` makes 160)."""
+MAX_NAME_CHARS = 64
+"""A claimed operator name is cut to this in refusals, logs and audit lines (it is the caller's text)."""
 MAX_TRACKED = 10_000
 """Bound on remembered failure counts; beyond it, the oldest are forgotten first."""
 ISSUER = "validator-signer"
@@ -145,7 +147,7 @@ class SecondFactor:
             return self._verify(client, presented)
         except (errors.AdminRefusal, errors.SecondFactorLockedOut) as exc:
             name = exc.name
-            operator = presented.operator if presented is not None else None
+            operator = presented.operator[:MAX_NAME_CHARS] if presented is not None else None
             self._monitor.security_event(name)
             self._audit.record(
                 AuditEvent(
@@ -178,7 +180,7 @@ class SecondFactor:
         key = (client.name, operator if operator in operators else "")
         now = self._clock()
         with self._lock:
-            self._check_lockout(key, operator, now)
+            self._check_lockout(key, operator[:MAX_NAME_CHARS], now)
             try:
                 step = self._accept(operators, operator, presented.code, now)
             except errors.AdminRefusal:
@@ -201,7 +203,7 @@ class SecondFactor:
         """The step of the accepted code; raises the refusal otherwise. Holds the lock."""
         secret = operators.get(operator)
         if secret is None:
-            raise errors.UnknownOperator(f"operator '{operator}' may not act through this client")
+            raise errors.UnknownOperator(f"operator '{operator[:MAX_NAME_CHARS]}' may not act through this client")
         totp = pyotp.TOTP(secret, digits=DIGITS, interval=STEP_S)
         if len(code) != DIGITS or not code.isdigit():
             raise errors.WrongOneTimeCode(f"the one-time code of operator '{operator}' is wrong ({DIGITS} digits)")

@@ -263,3 +263,12 @@ def test_the_provisioning_uri_is_a_standard_totp_uri() -> None:
     )
     assert f"secret={ALICE}" in uri
     assert "issuer=validator-signer" in uri
+
+
+def test_a_claimed_operator_name_is_cut_short_in_refusals_and_audit_lines() -> None:
+    audit = Audit()
+    factor = _factor(Clock(), audit=audit)
+    with pytest.raises(errors.UnknownOperator) as refused:
+        factor.verify(ADMIN, OperatorCode("x" * 5000, "123456"), method="m")
+    assert "x" * 64 in refused.value.message and "x" * 65 not in refused.value.message
+    assert audit.events[0].operator == "x" * 64
