@@ -4,14 +4,26 @@ key-admin core's approved delete on a real emulated module and SQLite store (sig
 from __future__ import annotations
 
 import base64
+import json
+import secrets
 from pathlib import Path
 
 import pytest
 
 from signer import errors
 from signer.approval import AdminGate, ApprovalKind
+from signer.crypto import bls
 from signer.eth2.networks import MAINNET
-from signer.keyadmin import Deletion, KeyAdmin, KeyStatus, PendingOperation, ProtectionAdmin
+from signer.keyadmin import (
+    Deletion,
+    ImportStatus,
+    KeyAdmin,
+    KeyStatus,
+    PendingOperation,
+    ProtectionAdmin,
+    keystore_documents,
+)
+from signer.keys import eip2335
 from signer.keys.emulated import EmulatedKeyModule
 from signer.protection.sqlite import SqliteStore
 from signer.service import SigningService
@@ -21,7 +33,7 @@ from tests.stores import keys_never_signed
 
 ADMIN = ClientIdentity("admin-1")
 T0 = 1_800_000_001.0
-SECRETS = {
+SECRETS: dict[str, str] = {
     "alice": base64.b32encode(b"a" * 20).decode(),
     "bob": base64.b32encode(b"b" * 20).decode(),
     "carol": base64.b32encode(b"c" * 20).decode(),
@@ -162,21 +174,75 @@ def test_a_gate_without_second_factor_asks_nobody_and_cannot_be_told_to() -> Non
 # --- through the key-admin core -------------------------------------------------------------------
 
 
-def test_an_approved_delete_runs_once_with_the_approvers_permission_and_returns_the_history(tmp_path: Path) -> None:
-    clock = Clock()
+def _admin(tmp_path: Path, clock: Clock) -> tuple[KeyAdmin, EmulatedKeyModule, SqliteStore, SigningService]:
     module = EmulatedKeyModule(tmp_path / "keys", "pin", create=True, scrypt_n=2**10)
     store = SqliteStore(tmp_path / "protection.sqlite", MAINNET.genesis_validators_root)
     keys_never_signed(store)
     service = SigningService(MAINNET, module, store)
     gate = _gate(clock)
-    admin = KeyAdmin(module, service, ProtectionAdmin(store, loaded=service.list_keys, gate=gate))
+    return (
+        KeyAdmin(module, service, ProtectionAdmin(store, loaded=service.list_keys, gate=gate)),
+        module,
+        store,
+        service,
+    )
+
+
+def _code(operator: str, clock: Clock) -> OperatorCode:
+    return OperatorCode(operator, code_at(SECRETS[operator], clock.now))
+
+
+def test_a_keystore_import_with_history_waits_and_imports_history_then_key_on_approval(tmp_path: Path) -> None:
+    clock = Clock()
+    admin, module, store, _service = _admin(tmp_path, clock)
+    secret = bls.random_secret()
+    public_key = bls.secret_to_public(secret)
+    kdf = eip2335.KdfParams("pbkdf2", secrets.token_bytes(32), 32, c=1000)
+    body = json.dumps(eip2335.encrypt_keystore(secret, "pw", kdf=kdf, pubkey=public_key)).encode()
+    history = json.dumps(
+        {
+            "metadata": {
+                "interchange_format_version": "5",
+                "genesis_validators_root": "0x" + MAINNET.genesis_validators_root.hex(),
+            },
+            "data": [{"pubkey": "0x" + public_key.hex(), "signed_blocks": [{"slot": "77"}], "signed_attestations": []}],
+        }
+    ).encode()
+    documents = keystore_documents([body], ["pw"])
+    asked = admin.import_keystores(ADMIN, documents, slashing_protection=history, code=_code("alice", clock))
+    assert isinstance(asked, PendingOperation)
+    assert (asked.kind, asked.keystores, asked.public_keys, asked.document_size) == (
+        ApprovalKind.IMPORT_KEYSTORES,
+        1,
+        (public_key,),
+        len(history),
+    )
+    assert "pw" not in repr(asked)  # the passwords stay in the request, which is never shown
+    assert public_key not in {k.public_key for k in module.list_keys()}
+    assert store.export_interchange([public_key])["data"] == []
+    (result,) = admin.approve_import_keystores(ADMIN, asked.id, who="test", code=_code("bob", clock))
+    assert result.status is ImportStatus.IMPORTED
+    assert public_key in {k.public_key for k in module.list_keys()}
+    (entry,) = store.export_interchange([public_key])["data"]
+    assert entry["signed_blocks"][0]["slot"] == "77"
+    # Without history nothing waits: an import of keys alone runs at once.
+    other = bls.random_secret()
+    body2 = json.dumps(eip2335.encrypt_keystore(other, "pw", kdf=kdf, pubkey=bls.secret_to_public(other))).encode()
+    (alone,) = admin.import_keystores(ADMIN, keystore_documents([body2], ["pw"]), code=_code("carol", clock))
+    assert alone.status is ImportStatus.IMPORTED
+    store.close()
+
+
+def test_an_approved_delete_runs_once_with_the_approvers_permission_and_returns_the_history(tmp_path: Path) -> None:
+    clock = Clock()
+    admin, module, store, service = _admin(tmp_path, clock)
     key = module.generate("w/0", Scheme.BLS)
     service.reload_keys()
     (verdict,) = store.check_and_record([AttestationCheck(key.public_key, 3, 4, b"\x05" * 32)])
     assert verdict.ok
 
     def code(operator: str) -> OperatorCode:
-        return OperatorCode(operator, code_at(SECRETS[operator], clock.now))
+        return _code(operator, clock)
 
     asked = admin.delete(ADMIN, [key.public_key], code=code("alice"))
     assert isinstance(asked, PendingOperation)
