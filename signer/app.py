@@ -27,6 +27,7 @@ from signer.instance import InstanceLock
 from signer.keys.dev import DEV_ED25519_ACCOUNT, DEV_SECP256K1_ACCOUNT
 from signer.keys.emulated import EmulatedKeyModule
 from signer.keys.module import KeyModule
+from signer.keys.pin_policy import PinPolicy
 from signer.keys.pool import ParallelSigner
 from signer.observability.audit import AuditLog
 from signer.observability.health import MetricsServer, parse_listen
@@ -49,7 +50,8 @@ def build_key_module(keys: KeysConfig, *, create: bool = False) -> KeyModule:
     if keys.module == "emulated":
         if keys.pin is None:
             raise ConfigError("keys.pin: the emulated module needs a PIN (file or env)")
-        module = EmulatedKeyModule(keys.data_dir, keys.pin.read(), create=create)
+        policy = PinPolicy(min_length=keys.min_pin_length)
+        module = EmulatedKeyModule(keys.data_dir, keys.pin.read(), create=create, pin_policy=policy)
     elif keys.module == "pkcs11":
         if keys.pkcs11 is None:
             raise ConfigError("keys.pkcs11: keys.module = 'pkcs11' needs a [keys.pkcs11] section")

@@ -112,12 +112,22 @@ class Pkcs11Config(_Frozen):
     pin: SecretRef
 
 
+DEFAULT_MIN_PIN_LENGTH = 16
+"""keys.min_pin_length by default (signer.keys.pin_policy)."""
+MIN_PIN_LENGTH_FLOOR = 8
+"""The lowest keys.min_pin_length a configuration may set."""
+
+
 class KeysConfig(_Frozen):
     module: Literal["emulated", "pkcs11"] = "emulated"
     data_dir: Path = Path("./signer-data")
     pin: SecretRef | None = None
     """Emulated module PIN (pkcs11 uses pkcs11.pin)."""
     pkcs11: Pkcs11Config | None = None
+    min_pin_length: int = Field(default=DEFAULT_MIN_PIN_LENGTH, ge=MIN_PIN_LENGTH_FLOOR, le=1024)
+    """The emulated module's PIN policy: the shortest PIN a new module or a PIN change accepts (common
+    PINs are refused at any length). A PIN set before that still opens the module, with a warning.
+    PKCS#11 tokens apply their own rules."""
 
     @model_validator(mode="after")
     def _module_complete(self) -> KeysConfig:
