@@ -202,6 +202,7 @@ class SignerApp:
         chains = {c.chain_id: c.account for c in config.cometbft.chains}
         self.audit = AuditLog(config.audit)
         self.audit.count_drops(self.monitor.lines_dropped)
+        self.audit.report_head(self.monitor.audit_chain_head)
         attach_drop_counter(self.monitor.lines_dropped)
         server = config.server
         self.credentials = ReloadingServerCredentials(server.tls) if checked.use_tls and server.tls else None

@@ -305,8 +305,25 @@ class BatchingConfig(_Frozen):
 
 
 class AuditConfig(_Frozen):
+    """The audit log: one JSON line per decision, in a hash chain (signer.observability.audit_chain)."""
+
     path: str = "-"
-    """'-' for stdout, otherwise a file path (appended)."""
+    """'-' for stdout, otherwise a file path (appended; one signer per file)."""
+    hmac_key: SecretRef | None = None
+    """A secret (a file's first line, at least 32 characters: ``openssl rand -hex 32``) that keys the
+    chain's link hashes (HMAC-SHA256): without it, whoever can write the log cannot rebuild the chain."""
+    checkpoint_interval_s: float = Field(default=60.0, gt=0, le=86400)
+    """How often the chain head is written to the audit log, logged and exported, while lines are
+    being written."""
+    rotate_bytes: int | None = Field(default=None, ge=1024)
+    """Rotate the audit file once it reaches this size: it is renamed to ``<path>.<seq>`` and a new file
+    begins whose first line links to its last. Unset: never rotate (a file only)."""
+
+    @model_validator(mode="after")
+    def _rotation_needs_a_file(self) -> AuditConfig:
+        if self.rotate_bytes is not None and self.path == "-":
+            raise ValueError("audit.rotate_bytes needs audit.path to be a file, not stdout ('-')")
+        return self
 
 
 class LoggingConfig(_Frozen):
