@@ -73,6 +73,14 @@ app.kubernetes.io/component: signer
 {{- default (printf "%s-postgres" (include "signer.fullname" .)) .Values.secrets.postgresPassword.existingSecret }}
 {{- end }}
 
+{{- define "signer.auditHmacSecretName" -}}
+{{- default (printf "%s-audit-hmac" (include "signer.fullname" .)) .Values.secrets.auditHmacKey.existingSecret }}
+{{- end }}
+
+{{- define "signer.usesAuditHmacKey" -}}
+{{- if or .Values.secrets.auditHmacKey.existingSecret .Values.secrets.auditHmacKey.value }}true{{- end }}
+{{- end }}
+
 {{- define "signer.usesPostgresPassword" -}}
 {{- if and (eq .Values.config.protection.backend "postgres") (or .Values.secrets.postgresPassword.existingSecret .Values.secrets.postgresPassword.value) }}true{{- end }}
 {{- end }}
@@ -105,6 +113,9 @@ Checks that values.schema.json cannot express. Each fails rendering with a messa
 {{- end }}
 {{- if and .Values.tls.enabled (not .Values.tls.existingSecret) (or .Values.tls.certificate .Values.tls.privateKey .Values.tls.clientCA) (not (and .Values.tls.certificate .Values.tls.privateKey .Values.tls.clientCA)) }}
 {{- fail "tls: give all three of tls.certificate, tls.privateKey and tls.clientCA, or tls.existingSecret" }}
+{{- end }}
+{{- if and .Values.config.audit.rotate_bytes (eq (toString .Values.config.audit.path) "-") }}
+{{- fail "config.audit.rotate_bytes needs config.audit.path to be a file under /var/lib/signer (stdout cannot be rotated)" }}
 {{- end }}
 {{- if and (eq .Values.config.keys.module "pkcs11") (not .Values.pkcs11.volume) (not .Values.pkcs11.sidecars) }}
 {{- fail "config.keys.module=pkcs11 needs pkcs11.volume (hostPath, csi, persistentVolumeClaim) holding the HSM library, or pkcs11.sidecars with an emptyDir volume it fills" }}
@@ -153,6 +164,9 @@ The signer's configuration: .Values.config plus what the chart owns (paths of vo
 {{- $_ := set $protection "sqlite_path" "/var/lib/signer/protection.sqlite" }}
 {{- else if include "signer.usesPostgresPassword" . }}
 {{- $_ := set $protection "password" (dict "file" "/var/run/signer/postgres-password") }}
+{{- end }}
+{{- if include "signer.usesAuditHmacKey" . }}
+{{- $_ := set $cfg.audit "hmac_key" (dict "file" "/var/run/signer/audit-hmac-key") }}
 {{- end }}
 {{- include "signer.wholeNumbersAsIntegers" $cfg }}
 {{- toToml $cfg }}
