@@ -324,7 +324,7 @@ class _ChainWriter(LineWriter):
         links: list[str] = []
         for item in items:
             line = chained(seq, prev, item.body)
-            prev = self._key.link(line.encode("ascii", "replace"))
+            prev = self._key.link(line.encode("utf-8"))
             texts.append(line + "\n")
             links.append(prev)
             seq += 1

@@ -193,11 +193,20 @@ class _Line:
 
 
 def _read_lines(path: Path) -> Iterator[_Line]:
+    """The lines of ``path``; one longer than MAX_LINE_BYTES comes cut to that length (it is not a
+    chain line either way), so a hostile file cannot make verify read a line into memory whole."""
     try:
         with path.open("rb") as fh:
-            for number, raw in enumerate(fh, start=1):
+            number = 0
+            while raw := fh.readline(MAX_LINE_BYTES + 1):
+                number += 1
                 complete = raw.endswith(b"\n")
-                yield _Line(str(path), number, raw[:-1] if complete else raw, complete)
+                if not complete and len(raw) > MAX_LINE_BYTES:
+                    while (rest := fh.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+                        pass
+                    complete = bool(rest)
+                    raw = raw[:MAX_LINE_BYTES] + b"\n"
+                yield _Line(str(path), number, raw[:-1] if raw.endswith(b"\n") else raw, complete)
     except OSError as exc:
         raise ConfigError(f"cannot read audit log {path}: {exc.strerror}") from exc
 
@@ -233,6 +242,7 @@ class _Walk:
     prev_seq: int | None = None
     prev_record: str | None = None
     fragment: _Line | None = None
+    first_plain_start: Finding | None = None
     first_seq: int | None = None
     lines: int = 0
     decisions: int = 0
@@ -243,18 +253,12 @@ class _Walk:
     def start_key(self, line: _Line, seq: int, record: dict[str, Any]) -> ChainKey:
         algorithm = record.get("hash")
         if algorithm == SHA256:
+            # Plain links before the first keyed start are covered by it (its prev is keyed); after
+            # it, a plain start would let whoever writes the log rebuild the rest.
             if self.keyed:
                 raise _Broken(Finding(line.file, line.number, seq, "the chain turns from hmac-sha256 to sha256 here"))
-            if self.key_given:
-                raise _Broken(
-                    Finding(
-                        line.file,
-                        line.number,
-                        seq,
-                        "this part of the log is hashed with plain sha256, not the HMAC key given: anyone "
-                        "who can write the log could have rebuilt it",
-                    )
-                )
+            if self.first_plain_start is None:
+                self.first_plain_start = Finding(line.file, line.number, seq, "")
             return ChainKey()
         if algorithm == HMAC_SHA256:
             key_id = record.get("key_id")
@@ -379,6 +383,17 @@ class _Walk:
                 raise _Broken(Finding(fragment.file, fragment.number, None, message))
         if self.prev_line is None:
             raise _Broken(Finding(last_file, 0, None, "no line of an audit chain in the given files"))
+        if self.key_given and not self.keyed and self.first_plain_start is not None:
+            start = self.first_plain_start
+            raise _Broken(
+                Finding(
+                    start.file,
+                    start.line,
+                    start.seq,
+                    "the log is hashed with plain sha256, not with the HMAC key given: anyone who can "
+                    "write the log could have rebuilt it",
+                )
+            )
         if not self.live and self.prev_record != STOP:
             prev = self.prev_line
             raise _Broken(

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from signer.cli import check_config
 from signer.config import AuditConfig, SecretRef, parse_config
 from signer.errors import ConfigError
 from signer.observability.audit import AuditLog
@@ -343,3 +344,48 @@ def test_rotation_needs_a_file_and_a_sane_size() -> None:
         parse_config({"keys": keys, "audit": {"path": "/x", "rotate_bytes": 10}})
     with pytest.raises(ConfigError, match=r"--head"):
         parse_head("12")
+
+
+def test_a_chain_that_gets_a_key_later_verifies_with_the_key_and_the_key_covers_what_came_before(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "audit.log"
+    write_log(path, 2)  # no key yet
+    write_log(path, 2, hmac_key=SecretRef(file=key_file(tmp_path, KEY)))  # the operator adds one
+    key = ChainKey.from_text(KEY)
+    assert verify([path], [key]).ok
+    lines = path.read_text().splitlines(keepends=True)
+    lines[1] = lines[1].replace('"slot":0', '"slot":7')  # an early, unkeyed line changed...
+    forged: list[str] = []
+    prev = GENESIS
+    for line in lines[:5]:  # ...and the plain chain rebuilt up to the keyed start record
+        record = json.loads(line)
+        body = json.dumps({k: v for k, v in record.items() if k not in ("seq", "prev")}, separators=(",", ":"))
+        text = chained(record["seq"], prev, body)
+        forged.append(text + "\n")
+        prev = hashlib.sha256(text.encode()).hexdigest()
+    path.write_text("".join(forged[:4] + lines[4:]))
+    caught = verify([path], [key])
+    assert caught.problem is not None and caught.problem.line == 4 and "changed" in caught.problem.message
+
+
+def test_check_config_reads_the_audit_hmac_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("X", "check-config-test-pin")
+    short = key_file(tmp_path, "too-short", "short.key")
+    config = tmp_path / "signer.toml"
+    config.write_text(
+        f'[keys]\npin = {{ env = "X" }}\n[audit]\npath = "{tmp_path / "a.log"}"\nhmac_key = {{ file = "{short}" }}\n'
+    )
+    with pytest.raises(ConfigError, match="at least 32 characters"):
+        check_config(config)
+
+
+def test_an_overlong_line_is_not_a_chain_line_and_is_not_read_whole(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    write_log(path, 2)
+    lines = path.read_text().splitlines(keepends=True)
+    lines[2] = '{"seq":2,' + "x" * (2 * 1024 * 1024) + "\n"
+    path.write_text("".join(lines))
+    result = verify([path])
+    assert result.problem is not None and (result.problem.line, result.problem.seq) == (3, None)
+    assert "not a line of the chain" in result.problem.message
