@@ -26,6 +26,7 @@ from signer.keys.emulated import MIN_SCRYPT_N, EmulatedKeyModule
 from signer.protection.sqlite import SqliteStore
 from signer.service import Outcome, SigningService
 from signer.types import LOCAL_CLIENT, Scheme
+from tests.stores import keys_never_signed
 from tests.support import vector_path
 
 SAMPLES_FILE = vector_path("lodestar", "request_samples.json")
@@ -138,7 +139,7 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Sig
     out: dict[str, SigningService] = {}
     stores = []
     for net in (dev_chain(), dev_chain(forks=False)):
-        store = SqliteStore(Path(tmp / f"{net.name}.sqlite"), net.genesis_validators_root)
+        store = keys_never_signed(SqliteStore(Path(tmp / f"{net.name}.sqlite"), net.genesis_validators_root))
         stores.append(store)
         out[net.name] = SigningService(net, module, store)
     yield out

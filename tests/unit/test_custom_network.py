@@ -20,6 +20,7 @@ from signer.keys.emulated import MIN_SCRYPT_N, EmulatedKeyModule
 from signer.protection.sqlite import SqliteStore
 from signer.service import KeyRef, ProposalRequest, SigningService
 from signer.types import LOCAL_CLIENT, Scheme
+from tests.stores import keys_never_signed
 
 PIN = "unit-test-module-pin"
 GVR = "0x270d43e74ce340de4bca2b1936beca0f4f5408d9e78aec4850920baf659d5b69"
@@ -83,7 +84,7 @@ def service(tmp_path: Path) -> Iterator[SigningService]:
     module = EmulatedKeyModule(tmp_path / "keys", PIN, create=True, scrypt_n=MIN_SCRYPT_N)
     module.import_secrets([("v/0", Scheme.BLS, dev_bls_secret(0))])
     net = lodestar_dev()
-    store = SqliteStore(tmp_path / "protection.sqlite", net.genesis_validators_root)
+    store = keys_never_signed(SqliteStore(tmp_path / "protection.sqlite", net.genesis_validators_root))
     yield SigningService(net, module, store)
     store.close()
 
