@@ -344,5 +344,8 @@ class SignerApp:
         if self.credentials is not None:
             reload_on_sighup(self.credentials)
         self.start()
-        self._stop.wait()
+        # Wake up now and then: Python runs a signal handler on the main thread only, and a SIGTERM
+        # the kernel hands to another thread would not wake a wait without a timeout.
+        while not self._stop.wait(0.5):
+            pass
         self.stop()

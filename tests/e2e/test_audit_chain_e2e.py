@@ -12,8 +12,11 @@ the real ``signer audit verify`` command checks it.
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -294,3 +297,37 @@ def test_a_broken_rotation_link_is_named(rotated: RotatedLog, tmp_path: Path) ->
     assert code == 1
     broken = broken_line(output)
     assert f"{tmp_path / first.name} line {last_line}" in broken and "changed" in broken, broken
+
+
+# --- a clean stop, whichever thread the SIGTERM reaches ---------------------------------------------
+
+_TGKILL = {"x86_64": 234, "aarch64": 131}
+"""The tgkill(2) syscall number: a signal to one thread of a process."""
+
+
+def tgkill(pid: int, tid: int, signum: int) -> None:
+    machine = os.uname().machine
+    assert machine in _TGKILL, f"no tgkill syscall number known for {machine}"
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(_TGKILL[machine], pid, tid, signum) != 0:
+        raise OSError(ctypes.get_errno(), "tgkill failed")
+
+
+def test_a_sigterm_that_reaches_another_thread_still_stops_the_signer_cleanly(tmp_path: Path) -> None:
+    """The kernel hands a process-directed SIGTERM to any thread that does not block it. Python runs
+    the handler on the main thread, which waited for the stop event without a timeout and so never
+    woke up: the signer ignored the SIGTERM (Kubernetes then kills it: no clean stop, no stop record).
+    Sent here to a thread other than the main one, every time."""
+    log = tmp_path / "audit.jsonl"
+    proc = SignerProcess.dev(tmp_path / "data", extra_args=["--audit-file", str(log)]).start()
+    try:
+        others = [int(t) for t in os.listdir(f"/proc/{proc.pid}/task") if int(t) != proc.pid]
+        assert others
+        tgkill(proc.pid, others[-1], signal.SIGTERM)
+        assert proc.wait(timeout_s=15) == 0
+    finally:
+        if proc.running:
+            proc.kill()
+    assert '"msg": "shutting down"' in proc.logs
+    assert json.loads(lines_of(log)[-1])["record"] == "stop"
+    assert audit_verify(log)[0] == 0
