@@ -24,6 +24,7 @@ from signer.config import Config, KeysConfig, ProtectionConfig
 from signer.errors import ConfigError, SignerError
 from signer.eth2.networks import Network, network_from_config
 from signer.instance import InstanceLock
+from signer.keyadmin import KeyAdmin, ProtectionAdmin
 from signer.keys.dev import DEV_ED25519_ACCOUNT, DEV_SECP256K1_ACCOUNT
 from signer.keys.emulated import EmulatedKeyModule
 from signer.keys.module import KeyModule
@@ -239,6 +240,21 @@ class SignerApp:
             max_batch_items=config.limits.max_batch_items,
             coalescer=self.batcher,
         )
+        # The key-admin core under the admin API: the service is its key index (retire/readmit/reload).
+        self.admin = KeyAdmin(
+            self.keys,
+            self.service,
+            ProtectionAdmin(
+                self.store,
+                loaded=self.service.list_keys,
+                authorizer=self.authorizer,
+                backend=config.protection.backend,
+            ),
+            authorizer=self.authorizer,
+            monitor=self.monitor,
+            readiness=self.readiness,
+            max_items=config.limits.max_batch_items,
+        )
         self.interceptor = SignerInterceptor(self.limiter, self.monitor, audit=self.audit)
         self.grpc = GrpcServer(
             self.service,
@@ -248,9 +264,7 @@ class SignerApp:
             max_concurrent_rpcs=config.server.concurrent_rpcs,
             reflection=config.server.reflection,
             interceptors=[self.interceptor],
-            extra_servicers=admin_servicers(
-                self.service, self.calls, readiness=self.readiness, store_backend=config.protection.backend
-            ),
+            extra_servicers=admin_servicers(self.admin, self.calls, network=self.network.name),
         )
         self.metrics = MetricsServer(config.server.metrics_listen, self.monitor, self.readiness)
         self._stop = threading.Event()

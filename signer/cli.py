@@ -33,7 +33,6 @@ from signer.app import (
     listen_host,
     validate_config,
 )
-from signer.cometbft.state import imported_sign_bytes_without_timestamp
 from signer.config import (
     DEFAULT_MIN_PIN_LENGTH,
     MIN_PIN_LENGTH_FLOOR,
@@ -53,17 +52,28 @@ from signer.errors import ConfigError, MalformedRequest, SignerError
 from signer.eth2.networks import network_from_config
 from signer.instance import InstanceLock
 from signer.jsondoc import read_at_most
+from signer.keyadmin import (
+    DEFAULT_GENERATE_WALLET,
+    DEFAULT_WALLET,
+    ImportStatus,
+    KeyAdmin,
+    KeyStatus,
+    KeystoreDocument,
+    ModuleIndex,
+    ProtectionAdmin,
+    check_cometbft_state,
+)
 from signer.keys.dev import DEV_PIN, create_dev_module
+from signer.keys.eip2335 import MAX_KEYSTORE_BYTES
 from signer.keys.emulated import MODULE_FILE, EmulatedKeyModule
-from signer.keys.importer import DEFAULT_WALLET, ImportStatus, find_keystores, import_keystores
 from signer.keys.module import KeyModule, check_account_name
 from signer.keys.pin_policy import PinPolicy, generate_pin
 from signer.observability.audit_chain import ChainKey, head_metric_value, parse_head, verify
 from signer.observability.logging import configure as configure_logging
-from signer.protection.cometbft_state import MAX_STATE_BYTES, parse_cometbft_state
+from signer.protection.cometbft_state import MAX_STATE_BYTES
 from signer.protection.interchange import MAX_INTERCHANGE_BYTES
-from signer.protection.store import InitializedBy, ProtectionStore
-from signer.types import Scheme, check_chain_id
+from signer.protection.store import ProtectionStore
+from signer.types import LOCAL_CLIENT, Scheme, check_chain_id
 
 PIN_ENV = "SIGNER_MODULE_PIN"
 PROTECTION_PASSWORD_ENV = "SIGNER_PROTECTION_PASSWORD"  # noqa: S105 - the name of a variable
@@ -182,18 +192,54 @@ def _positive(value: str) -> int:
 # --- keys -------------------------------------------------------------------------------------
 
 
+def find_keystores(paths: Sequence[Path]) -> list[Path]:
+    """Files as given; directories expanded to their ``*.json`` files (recursively, sorted), skipping
+    staking-deposit-cli's ``deposit_data-*.json``. Each file once, in the order found."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(
+                p for p in sorted(path.rglob("*.json")) if p.is_file() and not p.name.startswith("deposit_data-")
+            )
+        else:
+            found.append(path)
+    return list(dict.fromkeys(found))
+
+
+def read_keystores(paths: Sequence[Path], password: str) -> list[KeystoreDocument]:
+    """The keystore files as documents for the importer, named by path; a file that cannot be read
+    is a document that says why (the importer reports it as malformed, the others go on)."""
+    documents = []
+    for path in paths:
+        try:
+            with path.open("rb") as fh:
+                body = read_at_most(fh, MAX_KEYSTORE_BYTES)
+        except OSError as exc:
+            documents.append(KeystoreDocument(str(path), b"", password, f"cannot read keystore: {exc.strerror}"))
+        else:
+            documents.append(KeystoreDocument(str(path), body, password))
+    return documents
+
+
+def _key_admin(args: argparse.Namespace, *, create: bool) -> KeyAdmin:
+    """The key-admin core on the module the options name: the local operator, no limits per call,
+    no protection store (the ``keys`` commands work on the module alone)."""
+    module = _open_module(args, create=create)
+    return KeyAdmin(module, ModuleIndex(module), import_workers=getattr(args, "workers", None))
+
+
 def cmd_keys_import(args: argparse.Namespace) -> int:
     password = _read_first_line(args.password_file, "password file")
     keystores = find_keystores(args.keystores)
     if not keystores:
         raise ConfigError("no keystore files found in the given paths")
-    module = _open_module(args, create=True)
+    admin = _key_admin(args, create=True)
     try:
-        results = import_keystores(
-            module, keystores, password, wallet=args.wallet, workers=args.workers, progress=not args.quiet
+        results = admin.import_keystores(
+            LOCAL_CLIENT, read_keystores(keystores, password), wallet=args.wallet, progress=not args.quiet
         )
     finally:
-        module.close()
+        admin.module.close()
     for result in results:
         if result.status is ImportStatus.IMPORTED:
             assert result.public_key is not None
@@ -204,42 +250,31 @@ def cmd_keys_import(args: argparse.Namespace) -> int:
     counts = {status: sum(r.status is status for r in results) for status in ImportStatus}
     summary = ", ".join(f"{n} {status.value}" for status, n in counts.items() if n)
     print(f"{len(results)} keystores: {summary}", file=sys.stderr)
-    failed = any(r.status not in (ImportStatus.IMPORTED, ImportStatus.DUPLICATE) for r in results)
-    return EXIT_FAILED if failed else EXIT_OK
+    return EXIT_FAILED if any(r.refused for r in results) else EXIT_OK
 
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
-    module = _open_module(args, create=False)
+    admin = _key_admin(args, create=False)
     try:
-        for info in sorted(module.list_keys(), key=lambda k: k.name):
+        for info in admin.list_keys(LOCAL_CLIENT):
             print(f"{info.public_key_hex} {info.name} {info.scheme.value}")
     finally:
-        module.close()
+        admin.module.close()
     return EXIT_OK
 
 
 def cmd_keys_generate(args: argparse.Namespace) -> int:
-    scheme = Scheme(args.scheme)
-    module = _open_module(args, create=True)
+    admin = _key_admin(args, create=True)
     try:
-        taken = {k.name for k in module.list_keys()}
-        names: list[str] = []
-        index = 0
-        while len(names) < args.count:
-            name = f"{args.wallet}/{index}"
-            if name not in taken:
-                names.append(name)
-            index += 1
-        generate_many = getattr(module, "generate_many", None)
-        if generate_many is not None:
-            infos = generate_many(names, scheme)
-        else:
-            infos = [module.generate(name, scheme) for name in names]
-        for info in infos:
-            print(f"{info.public_key_hex} {info.name} {info.scheme.value}")
+        results = admin.generate(LOCAL_CLIENT, args.count, Scheme(args.scheme), args.wallet)
     finally:
-        module.close()
-    return EXIT_OK
+        admin.module.close()
+    for result in results:
+        if result.status is KeyStatus.GENERATED:
+            print(f"0x{result.public_key.hex()} {result.name} {args.scheme}")
+        else:
+            print(f"error {result.name}: {result.message}", file=sys.stderr)
+    return EXIT_FAILED if any(r.status is not KeyStatus.GENERATED for r in results) else EXIT_OK
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -399,7 +434,7 @@ def _add_keys(subparsers: Any) -> None:
     p = keys_sub.add_parser("generate", help="create new keys inside the module")
     _add_module_options(p)
     p.add_argument("--count", type=_positive, required=True)
-    p.add_argument("--wallet", type=_wallet, default="generated")
+    p.add_argument("--wallet", type=_wallet, default=DEFAULT_GENERATE_WALLET)
     p.add_argument("--scheme", choices=[s.value for s in Scheme], default=Scheme.BLS.value)
     p.set_defaults(func=cmd_keys_generate)
 
@@ -581,6 +616,11 @@ def _open_store(args: argparse.Namespace) -> ProtectionStore:
     return build_store(protection, args.data_dir, network.genesis_validators_root)
 
 
+def _protection_admin(args: argparse.Namespace) -> ProtectionAdmin:
+    """The key-admin core's history operations on the store the options name, for the local operator."""
+    return ProtectionAdmin(_open_store(args))
+
+
 def _add_store_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="the signer's TOML configuration")
     parser.add_argument("--data-dir", type=Path, help="data directory of the SQLite store (without --config)")
@@ -612,11 +652,11 @@ def _write_json(document: object, output: Path | None) -> None:
 
 def cmd_protection_import(args: argparse.Namespace) -> int:
     document = _read_input(args.file, MAX_INTERCHANGE_BYTES)
-    store = _open_store(args)
+    history = _protection_admin(args)
     try:
-        report = store.import_interchange(document, who=_who("signer protection import"))
+        report = history.import_interchange(LOCAL_CLIENT, document, who=_who("signer protection import"))
     finally:
-        store.close()
+        history.store.close()
     print(f"imported: {report}")
     return EXIT_OK
 
@@ -627,13 +667,12 @@ def cmd_protection_init(args: argparse.Namespace) -> int:
             "signer protection init records that the keys have never signed: say so with --keys-never-signed. "
             "If they have signed anywhere, import their history instead (signer protection import FILE)"
         )
-    store = _open_store(args)
+    history = _protection_admin(args)
     try:
-        before = store.initialization()
-        record = before or store.initialize(InitializedBy.KEYS_NEVER_SIGNED, _who("signer protection init"))
+        record, changed = history.declare_keys_never_signed(LOCAL_CLIENT, who=_who("signer protection init"))
     finally:
-        store.close()
-    if before is not None or record.how != InitializedBy.KEYS_NEVER_SIGNED:
+        history.store.close()
+    if not changed:
         print(f"already initialized ({record.describe()}); nothing changed")
     else:
         print(f"initialized: recorded that the keys have never signed ({record.describe()})")
@@ -641,14 +680,14 @@ def cmd_protection_init(args: argparse.Namespace) -> int:
 
 
 def cmd_protection_export(args: argparse.Namespace) -> int:
-    store = _open_store(args)
+    history = _protection_admin(args)
     try:
-        keys = [bytes.fromhex(k.removeprefix("0x")) for k in args.public_key] if args.public_key else None
-        document = store.export_interchange(keys)
+        keys = [bytes.fromhex(k.removeprefix("0x")) for k in args.public_key or ()]
+        document = history.export_interchange(LOCAL_CLIENT, keys)
     except ValueError as exc:
         raise ConfigError(f"--public-key must be 0x-prefixed hex: {exc}") from exc
     finally:
-        store.close()
+        history.store.close()
     _write_json(document, args.output)
     return EXIT_OK
 
@@ -711,17 +750,16 @@ def _cometbft_target(args: argparse.Namespace) -> tuple[str, bytes]:
 def cmd_protection_import_cometbft_state(args: argparse.Namespace) -> int:
     chain_id, public_key = _cometbft_target(args)
     document = _read_input(args.file, MAX_STATE_BYTES)
-    state = parse_cometbft_state(document)
-    without_timestamp = imported_sign_bytes_without_timestamp(public_key, state.sign_bytes, state.signature)
-    store = _open_store(args)
+    check_cometbft_state(public_key, document)  # a refused document never opens (or creates) the store
+    history = _protection_admin(args)
     try:
-        moved = store.import_cometbft_state(
-            chain_id, public_key, document, without_timestamp, who=_who("signer protection import-cometbft-state")
+        imported = history.import_cometbft_state(
+            LOCAL_CLIENT, chain_id, public_key, document, who=_who("signer protection import-cometbft-state")
         )
     finally:
-        store.close()
-    where = f"height {state.height} round {state.round} step {state.step}"
-    if moved:
+        history.store.close()
+    where = f"height {imported.height} round {imported.round} step {imported.step}"
+    if imported.moved_forward:
         print(f"imported: the state of chain {chain_id} moved forward to {where}")
     else:
         print(f"imported: nothing changed, the stored state of chain {chain_id} is already at or beyond {where}")
@@ -730,11 +768,11 @@ def cmd_protection_import_cometbft_state(args: argparse.Namespace) -> int:
 
 def cmd_protection_export_cometbft_state(args: argparse.Namespace) -> int:
     chain_id, public_key = _cometbft_target(args)
-    store = _open_store(args)
+    history = _protection_admin(args)
     try:
-        document = store.export_cometbft_state(chain_id, public_key)
+        document = history.export_cometbft_state(LOCAL_CLIENT, chain_id, public_key)
     finally:
-        store.close()
+        history.store.close()
     _write_json(document, args.output)
     return EXIT_OK
 

@@ -136,6 +136,9 @@ class ProtectionStore(Protocol):
     Every method raises ProtectionStoreError when the store fails; a failure never fails open.
     """
 
+    genesis_validators_root: bytes
+    """The network this store keeps history for (32 bytes): documents for another are refused."""
+
     def check_and_record(self, checks: Sequence[ProtectionCheck]) -> list[Verdict]:
         """Decide and record a batch in ONE transaction, durably committed before returning.
 

@@ -36,11 +36,12 @@ from signer.crypto import bls
 from signer.eth2.containers import AttestationData, Checkpoint
 from signer.eth2.networks import MAINNET
 from signer.eth2.signing import DomainType, compute_signing_root
+from signer.keyadmin import KeyAdmin, ProtectionAdmin
 from signer.keys import eip2335
 from signer.keys.emulated import EmulatedKeyModule
 from signer.protection.sqlite import SqliteStore
 from signer.service import SigningService
-from signer.types import AttestationCheck, Authorizer, Scheme
+from signer.types import AttestationCheck, AuditEvent, AuditSink, Authorizer, NullMonitor, Scheme
 from tests.stores import keys_never_signed
 from tests.support import vector_path
 
@@ -79,15 +80,21 @@ class Signer:
         return signer_pb2_grpc.SignerStub(self.channel)
 
 
-def _start(tmp_path: Path, authorizer: Authorizer | None = None, *, max_batch_items: int = 1000) -> Signer:
+def _start(
+    tmp_path: Path,
+    authorizer: Authorizer | None = None,
+    *,
+    max_batch_items: int = 1000,
+    audit: AuditSink | None = None,
+) -> Signer:
     module = EmulatedKeyModule(tmp_path / "keys", PIN, create=True, scrypt_n=2**10)
     store = SqliteStore(tmp_path / "protection.sqlite", GVR)
     keys_never_signed(store)  # module and store are made together here
     service = SigningService(MAINNET, module, store, authorizer=authorizer)
-    calls = CallContext(service, max_batch_items=max_batch_items)
-    server = GrpcServer(
-        service, calls, workers=4, extra_servicers=admin_servicers(service, calls, store_backend="sqlite")
-    )
+    calls = CallContext(service, max_batch_items=max_batch_items, audit=audit)
+    history = ProtectionAdmin(store, loaded=service.list_keys, authorizer=service.authorizer)
+    admin = KeyAdmin(module, service, history, authorizer=service.authorizer, max_items=max_batch_items)
+    server = GrpcServer(service, calls, workers=4, extra_servicers=admin_servicers(admin, calls, network=MAINNET.name))
     port = server.bind("127.0.0.1:0", None)
     server.start()
     server.set_serving(True)
@@ -331,6 +338,65 @@ def test_import_with_interchange_for_another_network_imports_nothing(signer_serv
     assert signer_server.eth2.SignBeaconAttestation(attestation(public_key, 1, 2)).state == responsestate_pb2.DENIED
 
 
+def test_keystore_import_brings_the_history_of_the_keys_it_imports_and_of_no_other(signer_server: Signer) -> None:
+    """The slashing_protection document is imported for the keys the call imports, and only for
+    them: not for a keystore refused (wrong password), not for a key already loaded (duplicate), not
+    for a key the call does not import at all (issue 14.2; the Keymanager API's semantics)."""
+    loaded_body, loaded = cheap_keystore("pw")
+    assert signer_server.keys.ImportKeystores(
+        admin_pb2.ImportKeystoresRequest(keystores=[loaded_body], passwords=["pw"])
+    ).results[0].status == (admin_pb2.ITEM_STATUS_IMPORTED)
+    new_body, new = cheap_keystore("pw")
+    refused_body, refused = cheap_keystore("another password")
+    outsider = bls.secret_to_public(bls.random_secret())
+    document = json.loads(interchange(new, target_epoch=10))
+    for public_key in (refused, loaded, outsider):
+        document["data"].append(json.loads(interchange(public_key, target_epoch=20))["data"][0])
+
+    response = signer_server.keys.ImportKeystores(
+        admin_pb2.ImportKeystoresRequest(
+            keystores=[new_body, refused_body, loaded_body],
+            passwords=["pw", "pw", "pw"],
+            slashing_protection=json.dumps(document).encode(),
+        )
+    )
+    assert [r.status for r in response.results] == [
+        admin_pb2.ITEM_STATUS_IMPORTED,
+        admin_pb2.ITEM_STATUS_ERROR,
+        admin_pb2.ITEM_STATUS_DUPLICATE,
+    ]
+    exported = signer_server.store.export_interchange()
+    assert [d["pubkey"] for d in exported["data"]] == ["0x" + new.hex()]
+    assert signer_server.eth2.SignBeaconAttestation(attestation(new, 5, 10)).state == responsestate_pb2.DENIED
+    assert signer_server.eth2.SignBeaconAttestation(attestation(loaded, 5, 10)).state == responsestate_pb2.SUCCEEDED
+
+
+def test_a_history_for_another_network_is_refused_even_when_no_keystore_is_new(signer_server: Signer) -> None:
+    body, public_key = cheap_keystore("pw")
+    first = signer_server.keys.ImportKeystores(admin_pb2.ImportKeystoresRequest(keystores=[body], passwords=["pw"]))
+    assert first.results[0].status == admin_pb2.ITEM_STATUS_IMPORTED
+    again = signer_server.keys.ImportKeystores(
+        admin_pb2.ImportKeystoresRequest(
+            keystores=[body], passwords=["pw"], slashing_protection=interchange(public_key, gvr=OTHER_GVR)
+        )
+    )
+    assert again.status == admin_pb2.RESPONSE_STATUS_REFUSED
+    assert "genesis_validators_root" in again.message and not again.results
+
+
+def test_a_history_the_store_cannot_take_imports_no_keystore(signer_server: Signer) -> None:
+    body, public_key = cheap_keystore("pw")
+    signer_server.store.close()
+    response = signer_server.keys.ImportKeystores(
+        admin_pb2.ImportKeystoresRequest(
+            keystores=[body], passwords=["pw"], slashing_protection=interchange(public_key)
+        )
+    )
+    assert response.status == admin_pb2.RESPONSE_STATUS_FAILED
+    assert "closed" in response.message and not response.results
+    assert signer_server.module.list_keys() == []
+
+
 # --- delete -----------------------------------------------------------------------------------
 
 
@@ -383,6 +449,42 @@ def test_delete_answers_not_active_not_found_and_bad_keys_per_item(signer_server
     assert [d["pubkey"] for d in document["data"]] == ["0x" + public_key.hex()]
     refused, nothing = read_document(signer_server.keys.DeleteKeys(admin_pb2.DeleteKeysRequest()))
     assert refused.status == admin_pb2.RESPONSE_STATUS_REFUSED and nothing == b""
+
+
+class RecordingMonitor(NullMonitor):
+    def __init__(self) -> None:
+        self.denied: list[tuple[str, str]] = []
+
+    def access_denied(self, client: str, operation: str) -> None:
+        self.denied.append((client, operation))
+
+
+class RecordingAudit:
+    def __init__(self) -> None:
+        self.events: list[AuditEvent] = []
+
+    def record(self, event: AuditEvent) -> None:
+        self.events.append(event)
+
+
+def test_delete_reports_a_malformed_public_key_as_invalid_not_as_an_outage(tmp_path: Path) -> None:
+    """Per-item outcomes of DeleteKeys name what refused each item: a public key of no key's length
+    is the caller's mistake (outcome "invalid"), not an unavailable key module."""
+    audit = RecordingAudit()
+    s = _start(tmp_path, audit=audit)
+    try:
+        public_key = import_one(s)
+        answer, _ = read_document(s.keys.DeleteKeys(admin_pb2.DeleteKeysRequest(public_keys=[public_key, b"\x01" * 5])))
+        assert [r.status for r in answer.results] == [admin_pb2.ITEM_STATUS_DELETED, admin_pb2.ITEM_STATUS_ERROR]
+        deleted = [e for e in audit.events if e.method == "DeleteKeys"]
+        assert [(e.outcome, e.reason) for e in deleted] == [
+            ("succeeded", None),
+            ("invalid", "a public key is 48 (BLS12-381), 33 (secp256k1) or 32 (Ed25519) bytes, got 5"),
+        ]
+    finally:
+        s.channel.close()
+        s.server.stop(0)
+        s.store.close()
 
 
 def test_delete_refused_by_a_closed_store_deletes_nothing(signer_server: Signer) -> None:
@@ -888,6 +990,31 @@ def test_keystore_import_with_history_for_a_key_the_client_may_not_use_is_refuse
         assert "0x" + theirs.hex() in (caught.value.details() or "")
         assert s.store.export_interchange()["data"] == []
         assert {k.name for k in s.module.list_keys()} == {"mine/0", "theirs/0"}  # no keystore imported
+    finally:
+        s.channel.close()
+        s.server.stop(0)
+        s.store.close()
+
+
+def test_an_export_leaving_keys_out_records_no_refusal(tmp_path: Path) -> None:
+    """An export that names no keys is filtered to the caller's keys: the keys it leaves out are not
+    refusals (no access_denied metric, no denied audit event), only the keys it may see."""
+    monitor = RecordingMonitor()
+    scoped = ClientConfig(name="local", allow_accounts=("mine/*",), operations=("key_admin", "protection_export"))
+    try:
+        from signer.api.auth import PermissionAuthorizer  # noqa: PLC0415 - as _permission_authorizer
+    except ImportError:  # pragma: no cover
+        pytest.fail("signer/api/auth.py (PermissionAuthorizer) is missing")
+    s = _start(tmp_path, PermissionAuthorizer([scoped], monitor=monitor))
+    try:
+        mine = s.module.generate("mine/0", Scheme.BLS).public_key
+        theirs = s.module.generate("theirs/0", Scheme.BLS).public_key
+        s.service.reload_keys()
+        s.store.import_interchange(_two_keys(mine, theirs))
+        answer, document = read_document(s.protection.ExportInterchange(admin_pb2.ExportInterchangeRequest()))
+        assert answer.status == OK, answer.message
+        assert [d["pubkey"] for d in json.loads(document)["data"]] == ["0x" + mine.hex()]
+        assert monitor.denied == []
     finally:
         s.channel.close()
         s.server.stop(0)

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from signer.cli import find_keystores, read_keystores
 from signer.crypto import bls, ed25519, secp256k1
 from signer.errors import MalformedRequest
 from signer.keys import dev, eip2333, eip2335
 from signer.keys.emulated import EmulatedKeyModule
-from signer.keys.importer import ImportStatus, account_name, find_keystores, import_keystores
+from signer.keys.importer import ImportStatus, account_name, import_keystores
 from signer.types import Scheme
 
 FAST_N = 2**10
@@ -74,7 +75,7 @@ def test_parallel_import_reports_every_keystore(tmp_path: Path) -> None:
     paths.append(ks / "not-json.json")
     paths.append(ks / "absent.json")
 
-    results = import_keystores(module, paths, "pw", wallet="batch", workers=2, progress=False)
+    results = import_keystores(module, read_keystores(paths, "pw"), wallet="batch", workers=2, progress=False)
     assert [r.source for r in results] == [str(p) for p in paths]
     statuses = {Path(r.source).name: r.status for r in results}
     assert statuses == {
@@ -115,4 +116,4 @@ def test_find_keystores_and_bad_wallet(tmp_path: Path) -> None:
     assert find_keystores([tmp_path]) == [tmp_path / "b.json", tmp_path / "sub/a.json"]
     module = EmulatedKeyModule(tmp_path / "data", PIN, create=True, scrypt_n=FAST_N)
     with pytest.raises(MalformedRequest):
-        import_keystores(module, [], "pw", wallet="bad wallet", progress=False)
+        import_keystores(module, [], wallet="bad wallet", progress=False)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from signer.cli import read_keystores
 from signer.keys import dev, eip2335
 from signer.keys.emulated import EmulatedKeyModule
 from signer.keys.importer import ImportStatus, import_keystores
@@ -33,7 +34,7 @@ def _import(tmp_path: Path, *, progress: bool) -> tuple[list[ImportStatus], str]
     screen = io.StringIO()
     console = Console(file=screen, force_terminal=True, width=100)
     paths = _keystores(tmp_path / "ks", 3)
-    results = import_keystores(module, paths, "pw", workers=2, progress=progress, console=console)
+    results = import_keystores(module, read_keystores(paths, "pw"), workers=2, progress=progress, console=console)
     return [r.status for r in results], screen.getvalue()
 
 

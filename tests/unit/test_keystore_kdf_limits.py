@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from signer.cli import PIN_ENV, main
+from signer.cli import PIN_ENV, main, read_keystores
 from signer.crypto import bls
 from signer.errors import KdfLimitExceeded, MalformedKeystore
 from signer.keys import eip2335
@@ -103,7 +103,7 @@ def test_importer_reports_hostile_keystores_as_malformed_and_imports_the_rest(tm
         paths.append(path)
     good = tmp_path / "good.json"
     good.write_text(json.dumps(keystore()))
-    results = import_keystores(module, [*paths, good], PASSWORD, workers=1, progress=False)
+    results = import_keystores(module, read_keystores([*paths, good], PASSWORD), workers=1, progress=False)
     assert [r.status for r in results] == [ImportStatus.MALFORMED] * len(HOSTILE) + [ImportStatus.IMPORTED]
     assert all("over the limit" in r.message and "crypto.kdf.params" in r.message for r in results[:-1])
     assert not any("worker failed" in r.message for r in results)
@@ -117,7 +117,7 @@ def test_importer_refuses_a_call_over_its_work_budget_before_any_kdf(tmp_path: P
         path.write_text(json.dumps(keystore(c=2**20)))  # 4 standard keystores of work each
         paths.append(path)
     with pytest.raises(KdfLimitExceeded, match=r"the 3 keystores to decrypt need 12\.0 .* over the limit of 10 per"):
-        import_keystores(module, paths, PASSWORD, workers=1, progress=False, max_work=10)
+        import_keystores(module, read_keystores(paths, PASSWORD), workers=1, progress=False, max_work=10)
     assert module.list_keys() == []
 
 
