@@ -33,6 +33,7 @@ from signer.app import (
     listen_host,
     validate_config,
 )
+from signer.atomicfile import atomic_write
 from signer.config import (
     DEFAULT_MIN_PIN_LENGTH,
     MIN_PIN_LENGTH_FLOOR,
@@ -505,7 +506,7 @@ def serve_config_from_args(args: argparse.Namespace) -> Config:
         args.data_dir.mkdir(parents=True, exist_ok=True)
         pin_file = args.data_dir / "dev.pin"
         if not pin_file.exists():
-            pin_file.write_text(DEV_PIN + "\n", encoding="utf-8")
+            atomic_write(pin_file, (DEV_PIN + "\n").encode("utf-8"))
         config = parse_config(
             {
                 "keys": {"module": "emulated", "data_dir": str(args.data_dir), "pin": {"file": str(pin_file)}},
@@ -647,7 +648,10 @@ def _write_json(document: object, output: Path | None) -> None:
     if output is None or str(output) == "-":
         sys.stdout.write(text)
     else:
-        output.write_text(text, encoding="utf-8")
+        try:
+            atomic_write(output, text.encode("utf-8"), mode=0o644)
+        except OSError as exc:
+            raise ConfigError(f"cannot write {output}: {exc.strerror}") from exc
 
 
 def cmd_protection_import(args: argparse.Namespace) -> int:

@@ -43,7 +43,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 from rich.console import Console
 
@@ -409,11 +409,6 @@ class ProtectionAdmin:
 # --- keys ---------------------------------------------------------------------------------------
 
 
-@runtime_checkable
-class _GenerateMany(Protocol):
-    def generate_many(self, names: Sequence[str], scheme: Scheme) -> list[KeyInfo]: ...
-
-
 class KeyAdmin:
     """The key operations on one key module and the signer's index of it.
 
@@ -470,18 +465,8 @@ class KeyAdmin:
         return results
 
     def _generate(self, names: list[str], scheme: Scheme) -> list[KeyResult]:
-        if isinstance(self.module, _GenerateMany):  # one module write, all or nothing
-            infos = self.module.generate_many(names, scheme)
-            return [KeyResult(KeyStatus.GENERATED, k.public_key, k.name) for k in infos]
-        results = []
-        for name in names:
-            try:
-                info = self.module.generate(name, scheme)
-            except errors.SignerError as exc:
-                results.append(KeyResult(KeyStatus.ERROR, name=name, message=exc.message, error=exc))
-            else:
-                results.append(KeyResult(KeyStatus.GENERATED, info.public_key, info.name))
-        return results
+        infos = self.module.generate_many(names, scheme)  # all or nothing (KeyModule.generate_many)
+        return [KeyResult(KeyStatus.GENERATED, k.public_key, k.name) for k in infos]
 
     def import_keystores(
         self,

@@ -25,9 +25,9 @@ no scrypt per guess.
 PIN policy (signer.keys.pin_policy): creating a module or changing its PIN refuses a PIN the
 module's ``pin_policy`` refuses (WeakPin); opening a module whose PIN it would refuse logs a warning.
 
-No plaintext secret ever reaches disk: the file is written to a temporary file in the same
-directory (mode 0600), fsynced, renamed over the old one, and the directory is fsynced; a PIN
-change is that one rename, so a crash leaves either the old PIN or the new one working. Writers
+No plaintext secret ever reaches disk, and the file is replaced atomically (``signer.atomicfile``:
+temporary file with mode 0600, fsync, rename, fsync of the directory); a PIN change is that one
+replacement, so a crash leaves either the old PIN or the new one working. Writers
 serialise on an ``flock`` of ``<data_dir>/emulated-module.lock`` and re-read the file first, so
 the CLI and a running server can both add keys without losing one another's writes.
 
@@ -46,7 +46,6 @@ import json
 import logging
 import os
 import secrets as _secrets
-import tempfile
 import threading
 import unicodedata
 from collections.abc import Iterator, Sequence
@@ -58,6 +57,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from signer.atomicfile import atomic_write
 from signer.crypto import bls, ed25519, secp256k1
 from signer.errors import (
     KeyModuleError,
@@ -502,25 +502,9 @@ class EmulatedKeyModule:
             os.close(fd)  # closing releases the flock
 
     def _write(self, doc: dict[str, Any], keys: _Keys) -> None:
-        """Set ``doc["mac"]`` and write ``doc`` atomically (temp file, fsync, rename, fsync dir)."""
+        """Set ``doc["mac"]`` and replace the module file with ``doc`` (``atomic_write``, mode 0600)."""
         doc["mac"] = _file_mac(keys.mac, doc)
-        data = json.dumps(doc, indent=1).encode()
-        fd, tmp = tempfile.mkstemp(prefix=".emulated-module.", suffix=".tmp", dir=self.data_dir)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        dir_fd = os.open(self.data_dir, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        atomic_write(self.path, json.dumps(doc, indent=1).encode())
         self._last_mac = doc["mac"]
 
     def _require_keys(self) -> _Keys:
@@ -581,7 +565,7 @@ class EmulatedKeyModule:
         return [info for _, info in prepared]
 
     def import_secrets(self, items: Sequence[tuple[str, Scheme, bytes]]) -> list[KeyInfo]:
-        """Seal many secrets in one write; all or nothing (see signer.keys.module.BulkImport)."""
+        """Seal many secrets in one write; all or nothing (KeyModule.import_secrets)."""
         with self._mutation() as (doc, keys):
             return self._seal_entries(doc, keys, items)
 

@@ -42,7 +42,7 @@ from signer.errors import (
     WrongPassword,
 )
 from signer.keys import eip2335
-from signer.keys.module import BulkImport, KeyModule, check_account_name
+from signer.keys.module import KeyModule, check_account_name
 from signer.types import Scheme
 
 DEFAULT_WALLET = "imported"
@@ -257,8 +257,9 @@ def _run_pool(
 
 def seal_keystores(module: KeyModule, decryption: Decryption, wallet: str = DEFAULT_WALLET) -> list[ImportResult]:
     """Step two: seal the decrypted keys into ``module`` (unlocked) under ``wallet``, in chunks of
-    ``SEAL_CHUNK`` (one module write each where the module can, else one by one); return one result
-    per keystore, in the order given to ``decrypt_keystores``."""
+    ``SEAL_CHUNK`` (one ``import_secrets`` each, all or nothing; a refused chunk again one by one, to
+    name the keystore refused); return one result per keystore, in the order given to
+    ``decrypt_keystores``."""
     check_account_name(f"{wallet}/x")
     results = dict(decryption.results)
     taken = {k.name for k in module.list_keys()}
@@ -276,15 +277,14 @@ def seal_keystores(module: KeyModule, decryption: Decryption, wallet: str = DEFA
 def _seal(
     module: KeyModule, chunk: list[tuple[int, str, _Decrypted]], sources: tuple[str, ...]
 ) -> Iterator[tuple[int, ImportResult]]:
-    if isinstance(module, BulkImport):
-        try:
-            module.import_secrets([(name, Scheme.BLS, key.secret) for _, name, key in chunk])
-        except SignerError:
-            pass  # fall through: one by one, to say which keystore was refused
-        else:
-            for index, name, key in chunk:
-                yield index, ImportResult(sources[index], ImportStatus.IMPORTED, "", key.public_key, name)
-            return
+    try:
+        module.import_secrets([(name, Scheme.BLS, key.secret) for _, name, key in chunk])
+    except SignerError:
+        pass  # fall through: one by one, to say which keystore was refused
+    else:
+        for index, name, key in chunk:
+            yield index, ImportResult(sources[index], ImportStatus.IMPORTED, "", key.public_key, name)
+        return
     for index, name, key in chunk:
         try:
             module.import_secret(name, Scheme.BLS, key.secret)

@@ -29,7 +29,11 @@ def check_account_name(name: str) -> str:
     return name
 
 
+@runtime_checkable
 class KeyModule(Protocol):
+    """Every module offers all of it (no optional parts to probe for). Runtime-checkable so a test can
+    assert that an object has every member."""
+
     kind: str
     """"emulated" or "pkcs11": a metric label, never a key."""
 
@@ -56,12 +60,21 @@ class KeyModule(Protocol):
     def generate(self, name: str, scheme: Scheme) -> KeyInfo:
         """Create a new key inside the module. ``name`` is ``wallet/account`` and must be new."""
 
+    def generate_many(self, names: Sequence[str], scheme: Scheme) -> list[KeyInfo]:
+        """Create one new key per name, all or nothing (every name is checked before any key is made);
+        results in order."""
+
     def import_secret(self, name: str, scheme: Scheme, secret: bytes) -> KeyInfo:
         """Seal an existing secret into the module (EIP-2335 import, EIP-2333 derivation).
 
         BLS secrets are 32 big-endian bytes. Raises MalformedRequest for a name in use or a public
         key already present (the message says which).
         """
+
+    def import_secrets(self, items: Sequence[tuple[str, Scheme, bytes]]) -> list[KeyInfo]:
+        """Seal many (name, scheme, secret) items, all or nothing: every item is checked first (names,
+        duplicates within the call, secret ranges) and nothing is stored if one is refused. The
+        importer seals keystores in chunks through it (the emulated module writes its file once)."""
 
     def delete(self, public_key: bytes) -> KeyInfo: ...
 
@@ -78,14 +91,3 @@ class KeyModule(Protocol):
         """Sign (public_key, message) pairs; same rules as ``sign``; results in order."""
 
     def close(self) -> None: ...
-
-
-@runtime_checkable
-class BulkImport(Protocol):
-    """Optional: modules that can seal many secrets in one write (the emulated module does).
-
-    All or nothing: the items are checked first (names, duplicates, secret ranges) and nothing is
-    stored if any is refused. The importer uses it when a module offers it.
-    """
-
-    def import_secrets(self, items: Sequence[tuple[str, Scheme, bytes]]) -> list[KeyInfo]: ...

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import logging
 import math
 import multiprocessing
@@ -50,7 +51,7 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -257,66 +258,93 @@ class _Pool:
 
     def run(self, chunks: list[list[tuple[bytes, bytes]]]) -> list[list[bytes]]:
         """Sign every chunk on the workers; raises the first refusal (or KeyModuleError on a crash)."""
-        results: list[list[bytes] | None] = [None] * len(chunks)
-        pending = list(range(len(chunks)))
-        pending.reverse()
-        inflight: dict[Connection, tuple[_Worker, int, float]] = {}
-        """conn -> (worker, chunk index, deadline): a worker still silent at its deadline is killed."""
-        failure: errors.SignerError | None = None
-        while pending or inflight:
-            while pending:
-                worker = self.take(block=not inflight)
-                if worker is None:
-                    break
-                index = pending.pop()
-                try:
-                    worker.conn.send(chunks[index])
-                except (OSError, ValueError):  # the chunk never left: another worker signs it
-                    _crashed(worker)
-                    self.put_back(self.replace(worker))
-                    pending.append(index)
-                    continue
-                inflight[worker.conn] = (worker, index, time.monotonic() + self.chunk_timeout_s)
-            if not inflight:
+        run = _Run(chunks)
+        while run.pending or run.inflight:
+            self._hand_out(run)
+            if not run.inflight:
                 # No worker left at all: the chunks that never left are signed here.
-                for index in pending:
-                    results[index] = self.module.sign_many(chunks[index])
-                pending.clear()
+                for index in run.pending:
+                    run.results[index] = self.module.sign_many(chunks[index])
+                run.pending.clear()
                 continue
-            earliest = min(deadline for _, _, deadline in inflight.values())
-            ready = wait(list(inflight), timeout=max(0.0, min(_LIVENESS_CHECK_S, earliest - time.monotonic())))
-            now = time.monotonic()
-            for quiet_conn, (worker, _, deadline) in list(inflight.items()):
-                if quiet_conn in ready:
-                    continue
-                if not ready and not worker.alive():  # belt and braces: died without closing its pipe
-                    del inflight[quiet_conn]
-                    failure = failure or _crashed(worker)
-                    self.put_back(self.replace(worker))
-                elif now >= deadline:  # alive but silent (stopped, stuck): a timeout refuses
-                    del inflight[quiet_conn]
-                    failure = failure or _hung(worker, self.chunk_timeout_s)
-                    self.put_back(self.replace(worker))
+            earliest = min(deadline for _, _, deadline in run.inflight.values())
+            ready = wait(list(run.inflight), timeout=max(0.0, min(_LIVENESS_CHECK_S, earliest - time.monotonic())))
+            self._drop_silent(run, ready)
             for conn in ready:
                 assert isinstance(conn, Connection)
-                worker, index, _ = inflight.pop(conn)
-                try:
-                    status, payload = conn.recv()
-                except (EOFError, OSError, ValueError, TypeError):
-                    failure = failure or _crashed(worker)
-                    self.put_back(self.replace(worker))
-                    continue
-                self.idle.put(worker)
-                if status == "ok" and isinstance(payload, list) and len(payload) == len(chunks[index]):
-                    results[index] = payload
-                elif status == "error":
-                    name, message = payload
-                    failure = failure or _WORKER_ERRORS.get(name, errors.KeyModuleError)(message)
-                else:
-                    failure = failure or errors.KeyModuleError("signing worker answered malformed data")
-        if failure is not None:
-            raise failure
-        return [r if r is not None else [] for r in results]
+                self._receive(run, conn)
+        if run.failure is not None:
+            raise run.failure
+        return [r if r is not None else [] for r in run.results]
+
+    def _hand_out(self, run: _Run) -> None:
+        """Send pending chunks to idle workers (waiting for one only while nothing is in flight)."""
+        while run.pending:
+            worker = self.take(block=not run.inflight)
+            if worker is None:
+                return
+            index = run.pending.pop()
+            try:
+                worker.conn.send(run.chunks[index])
+            except (OSError, ValueError):  # the chunk never left: another worker signs it
+                _crashed(worker)
+                self.put_back(self.replace(worker))
+                run.pending.append(index)
+                continue
+            run.inflight[worker.conn] = (worker, index, time.monotonic() + self.chunk_timeout_s)
+
+    def _drop_silent(self, run: _Run, ready: Sequence[object]) -> None:
+        """Replace the workers in flight that died without a word, or stayed silent past their deadline."""
+        now = time.monotonic()
+        for quiet_conn, (worker, _, deadline) in list(run.inflight.items()):
+            if quiet_conn in ready:
+                continue
+            if not ready and not worker.alive():  # belt and braces: died without closing its pipe
+                del run.inflight[quiet_conn]
+                run.fail(functools.partial(_crashed, worker))
+                self.put_back(self.replace(worker))
+            elif now >= deadline:  # alive but silent (stopped, stuck): a timeout refuses
+                del run.inflight[quiet_conn]
+                run.fail(functools.partial(_hung, worker, self.chunk_timeout_s))
+                self.put_back(self.replace(worker))
+
+    def _receive(self, run: _Run, conn: Connection) -> None:
+        """Take one worker's answer: its signatures, or the refusal it reports."""
+        worker, index, _ = run.inflight.pop(conn)
+        try:
+            status, payload = conn.recv()
+        except (EOFError, OSError, ValueError, TypeError):
+            run.fail(functools.partial(_crashed, worker))
+            self.put_back(self.replace(worker))
+            return
+        self.idle.put(worker)
+        if status == "ok" and isinstance(payload, list) and len(payload) == len(run.chunks[index]):
+            run.results[index] = payload
+        elif status == "error":
+            name, message = payload
+            run.fail(lambda: _WORKER_ERRORS.get(name, errors.KeyModuleError)(message))
+        else:
+            run.fail(lambda: errors.KeyModuleError("signing worker answered malformed data"))
+
+
+class _Run:
+    """The bookkeeping of one ``_Pool.run`` call."""
+
+    __slots__ = ("chunks", "failure", "inflight", "pending", "results")
+
+    def __init__(self, chunks: list[list[tuple[bytes, bytes]]]) -> None:
+        self.chunks = chunks
+        self.results: list[list[bytes] | None] = [None] * len(chunks)
+        self.pending = list(range(len(chunks)))[::-1]
+        """Chunk indexes not sent yet, the next one last."""
+        self.inflight: dict[Connection, tuple[_Worker, int, float]] = {}
+        """conn -> (worker, chunk index, deadline): a worker still silent at its deadline is killed."""
+        self.failure: errors.SignerError | None = None
+
+    def fail(self, error: Callable[[], errors.SignerError]) -> None:
+        """Keep the first failure of the call; ``error`` (which logs) is called only for that one."""
+        if self.failure is None:
+            self.failure = error()
 
 
 def _hung(worker: _Worker, timeout_s: float) -> errors.KeyModuleError:
@@ -334,9 +362,10 @@ def _crashed(worker: _Worker) -> errors.KeyModuleError:
 
 
 class ParallelSigner:
-    """``ParallelSigner(module, workers)`` is a KeyModule: it delegates everything to ``module``
-    and signs the BLS part of ``sign_many`` over ``workers`` forked processes (0: one per core),
-    with ``spares`` more forked beside them (default: as many) to replace workers that die.
+    """``ParallelSigner(module, workers)`` is a KeyModule: it delegates every KeyModule method (and
+    only those) to ``module`` and signs the BLS part of ``sign_many`` over ``workers`` forked
+    processes (0: one per core), with ``spares`` more forked beside them (default: as many) to
+    replace workers that die.
 
     Call ``start()`` before the process starts any thread (the gRPC server): it is the only fork.
     """
@@ -436,12 +465,10 @@ class ParallelSigner:
         return self.module.import_secret(name, scheme, secret)
 
     def import_secrets(self, items: Sequence[tuple[str, Scheme, bytes]]) -> list[KeyInfo]:
-        """BulkImport when the module has it (all or nothing), else one import per item."""
-        bulk = getattr(self.module, "import_secrets", None)
-        if bulk is not None:
-            result: list[KeyInfo] = bulk(items)
-            return result
-        return [self.module.import_secret(n, s, secret) for n, s, secret in items]
+        return self.module.import_secrets(items)
+
+    def generate_many(self, names: Sequence[str], scheme: Scheme) -> list[KeyInfo]:
+        return self.module.generate_many(names, scheme)
 
     def delete(self, public_key: bytes) -> KeyInfo:
         """Delete the key; from then on no worker is handed it (chunks in flight finish first)."""
@@ -453,16 +480,6 @@ class ParallelSigner:
                 info = self.module.delete(public_key)
                 self._removed.add(bytes(public_key))
                 return info
-
-    def __getattr__(self, name: str) -> Any:
-        """Read-only extras of the module (key_info, sign_recoverable, ...)."""
-        if name.startswith("_") or name in {"generate_many"}:
-            raise AttributeError(name)
-        return getattr(self.module, name)
-
-    def generate_many(self, names: Sequence[str], scheme: Scheme) -> list[KeyInfo]:
-        result: list[KeyInfo] = self.module.generate_many(names, scheme)  # type: ignore[attr-defined]
-        return result
 
     def sign(self, public_key: bytes, message: bytes) -> bytes:
         return self.sign_many([(public_key, message)])[0]

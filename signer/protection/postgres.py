@@ -1,8 +1,8 @@
 """The shared slashing-protection store: PostgreSQL, for several signer replicas on one database.
 
 Same contract and semantics as the SQLite store (``store.ProtectionStore``); every decision is made
-by ``rules`` in Python, the database only fetches history and records. psycopg 3 with a
-psycopg_pool connection pool; psycopg is imported here and nowhere else.
+in Python (``decide``, calling ``rules``), the database only fetches history and records. psycopg 3
+with a psycopg_pool connection pool; psycopg is imported here and nowhere else.
 
 Serialisation (why advisory locks). Two replicas that each check and then insert in READ COMMITTED
 really do store a slashable pair: both read a history without the other's vote and both insert
@@ -26,8 +26,8 @@ Round trips per batch are constant, not per item. Phase 1, pipelined: BEGIN, the
 then one fetch per kind for the whole batch (the same neighbour queries as SQLite, LATERAL per
 item). READ COMMITTED takes a new snapshot per statement and a pipeline runs the statements in
 order, so the fetches see everything committed before the locks were granted. (Lock and fetch in
-ONE statement would not: its snapshot predates the lock.) Decisions in Python. Phase 2, pipelined:
-one ``unnest`` INSERT per table, the watermark UPDATEs, COMMIT (5 statements for a batch of known
+ONE statement would not: its snapshot predates the lock.) ``decide_batch`` decides. Phase 2,
+pipelined: one ``unnest`` INSERT per table, the watermark UPDATEs, COMMIT (5 statements for a batch of known
 validators, 1 item or 200: tests/integration/test_postgres_store.py counts them). Measured here
 (bench/protection_stores.py, fsync on, one connection): ~1.0 ms per batch of 1 (875 items/s),
 ~1.2 ms per batch of 10 (6.0k/s), ~10 ms per batch of 100 (8.0k/s); SQLite does 4-7x that on one
@@ -77,16 +77,16 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool
 
-from signer.errors import NotSafeToSign, ProtectionStoreError
+from signer.errors import ProtectionStoreError
 from signer.protection import rules
 from signer.protection.cometbft_state import check_state_chain_id, parse_cometbft_state, serialize_cometbft_state
+from signer.protection.decide import BatchHistory, BatchWrites, ConsensusRow, decide_batch
 from signer.protection.history import (
     GENESIS_VALIDATORS_ROOT_KEY,
     check_interchange_network,
     check_schema_version,
     load_migrations,
     merge_consensus_state,
-    recorded_consensus_state,
     wrong_network,
 )
 from signer.protection.interchange import ValidatorHistory, parse_interchange, serialize_interchange
@@ -98,7 +98,7 @@ from signer.protection.store import (
     InitializedBy,
     ordered_batch,
 )
-from signer.types import AttestationCheck, BlockCheck, ConsensusCheck, ProtectionCheck, Safe, Verdict
+from signer.types import AttestationCheck, BlockCheck, ConsensusCheck, ProtectionCheck, Verdict
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 T = TypeVar("T")
@@ -557,125 +557,10 @@ class PostgresStore:
         )
 
     def _check_and_record(self, conn: Conn, checks: Sequence[ProtectionCheck], order: list[int]) -> list[Verdict]:
-        blocks = [(i, c) for i, c in enumerate(checks) if isinstance(c, BlockCheck)]
-        attestations = [(i, c) for i, c in enumerate(checks) if isinstance(c, AttestationCheck)]
-        consensus = [(i, c) for i, c in enumerate(checks) if isinstance(c, ConsensusCheck)]
-        keys = sorted({check_lock_key(c) for c in checks})
-
-        # Phase 1 (one round trip): BEGIN, lock, fetch.
-        with conn.pipeline():
-            conn.execute(LOCK_SQL, (keys,))
-            block_cur = attestation_cur = consensus_cur = None
-            if blocks:
-                block_cur = conn.execute(
-                    BLOCK_FETCH_SQL, ([c.public_key for _, c in blocks], [c.slot for _, c in blocks])
-                )
-            if attestations:
-                attestation_cur = conn.execute(
-                    ATTESTATION_FETCH_SQL,
-                    (
-                        [c.public_key for _, c in attestations],
-                        [c.source_epoch for _, c in attestations],
-                        [c.target_epoch for _, c in attestations],
-                    ),
-                )
-            if consensus:
-                consensus_cur = conn.execute(
-                    CONSENSUS_FETCH_SQL,
-                    ([c.chain_id for _, c in consensus], [c.public_key for _, c in consensus]),
-                )
-
-        bounds: dict[int, LowerBounds] = {}
-        """Per batch index: the validator's lower bounds (absent: no validator row yet)."""
-        block_history: dict[int, list[BlockRecord]] = {}
-        attestation_history: dict[int, list[AttestationRecord]] = {}
-        states: dict[int, ConsensusState] = {}
-        if block_cur is not None:
-            for n, vid, min_slot, slot, root in block_cur.fetchall():
-                index = blocks[n - 1][0]
-                if vid is not None:
-                    bounds[index] = LowerBounds(slot=min_slot)
-                if slot is not None:
-                    block_history.setdefault(index, []).append(BlockRecord(slot, _root_out(root)))
-        if attestation_cur is not None:
-            for n, vid, min_source, min_target, source, target, root in attestation_cur.fetchall():
-                index = attestations[n - 1][0]
-                if vid is not None:
-                    bounds[index] = LowerBounds(source_epoch=min_source, target_epoch=min_target)
-                if source is not None:
-                    attestation_history.setdefault(index, []).append(AttestationRecord(source, target, _root_out(root)))
-        if consensus_cur is not None:
-            for n, *row in consensus_cur.fetchall():
-                states[consensus[n - 1][0]] = _consensus_state(row)
-
-        # Decide, in sorted key order: rules.py decides; the store only records.
-        verdicts: list[Verdict | None] = [None] * len(checks)
-        new_validators: set[bytes] = set()
-        block_rows: list[BlockCheck] = []
-        attestation_rows: list[AttestationCheck] = []
-        consensus_rows: list[ConsensusCheck] = []
-        first_records: dict[bytes, LowerBounds] = {}
-        """Per public key: the watermarks its new records set where the validator has none yet."""
-        for index in order:
-            check = checks[index]
-            known = bounds.get(index)
-            try:
-                if isinstance(check, BlockCheck):
-                    safe = rules.check_block(check, block_history.get(index, ()), known or LowerBounds())
-                    if safe is Safe.VALID:
-                        block_rows.append(check)
-                    if safe is Safe.VALID and (known is None or known.slot is None):
-                        mark = first_records.get(check.public_key, LowerBounds())
-                        first_records[check.public_key] = LowerBounds(check.slot, mark.source_epoch, mark.target_epoch)
-                elif isinstance(check, AttestationCheck):
-                    safe = rules.check_attestation(check, attestation_history.get(index, ()), known or LowerBounds())
-                    if safe is Safe.VALID:
-                        attestation_rows.append(check)
-                    if safe is Safe.VALID and (known is None or known.target_epoch is None):
-                        mark = first_records.get(check.public_key, LowerBounds())
-                        first_records[check.public_key] = LowerBounds(mark.slot, check.source_epoch, check.target_epoch)
-                else:
-                    decision = rules.check_consensus(check, states.get(index))
-                    if decision.safe is Safe.VALID:
-                        consensus_rows.append(check)
-                    verdicts[index] = Verdict(safe=decision.safe, prior=decision.prior)
-                    continue
-                if safe is Safe.VALID and known is None:
-                    new_validators.add(check.public_key)
-                verdicts[index] = Verdict(safe=safe)
-            except NotSafeToSign as refusal:
-                verdicts[index] = Verdict(refusal=refusal)
-
-        # Phase 2 (one round trip): write everything, COMMIT.
-        with conn.pipeline():
-            if new_validators:
-                conn.execute(INSERT_VALIDATORS_SQL, (sorted(new_validators),))
-            if block_rows:
-                conn.execute(
-                    INSERT_BLOCKS_SQL,
-                    (
-                        [c.public_key for c in block_rows],
-                        [c.slot for c in block_rows],
-                        [_root_in(c.signing_root) for c in block_rows],
-                    ),
-                )
-            if attestation_rows:
-                conn.execute(
-                    INSERT_ATTESTATIONS_SQL,
-                    (
-                        [c.public_key for c in attestation_rows],
-                        [c.target_epoch for c in attestation_rows],
-                        [c.source_epoch for c in attestation_rows],
-                        [_root_in(c.signing_root) for c in attestation_rows],
-                    ),
-                )
-            if first_records:
-                conn.execute(FILL_BOUNDS_SQL, _bounds_columns(first_records))
-            if consensus_rows:
-                states_new = [recorded_consensus_state(c) for c in consensus_rows]
-                conn.execute(UPSERT_CONSENSUS_SQL, _consensus_columns(consensus_rows, states_new))
-            conn.commit()
-        return [v for v in verdicts if v is not None]
+        history = _fetch(conn, checks)  # one round trip: BEGIN, lock, fetch
+        decision = decide_batch(checks, order, history)
+        _write(conn, decision.writes)  # one round trip: write, COMMIT
+        return decision.verdicts
 
     # --- CometBFT -------------------------------------------------------------------------------
 
@@ -715,7 +600,7 @@ class PostgresStore:
             row = conn.execute(SELECT_CONSENSUS_SQL, (chain_id, public_key)).fetchone()
             moved, state = merge_consensus_state(None if row is None else _consensus_state(row), imported)
             if state is not None:
-                conn.execute(UPSERT_CONSENSUS_SQL, _consensus_columns([(chain_id, public_key)], [state]))
+                conn.execute(UPSERT_CONSENSUS_SQL, _consensus_columns([ConsensusRow(chain_id, public_key, state)]))
             conn.commit()
             return moved
 
@@ -921,6 +806,102 @@ class PostgresStore:
         self._pool.close(timeout=self.timeout_s)
 
 
+# --- check_and_record: fetch and write (decide.py decides) -----------------------------------------
+
+
+def _fetch(conn: Conn, checks: Sequence[ProtectionCheck]) -> BatchHistory:
+    """Phase 1, one pipelined round trip: BEGIN, the advisory locks in sorted order, then one fetch per
+    kind for the whole batch (each statement's snapshot is taken after the locks are granted)."""
+    blocks = [(i, c) for i, c in enumerate(checks) if isinstance(c, BlockCheck)]
+    attestations = [(i, c) for i, c in enumerate(checks) if isinstance(c, AttestationCheck)]
+    consensus = [(i, c) for i, c in enumerate(checks) if isinstance(c, ConsensusCheck)]
+    with conn.pipeline():
+        conn.execute(LOCK_SQL, (sorted({check_lock_key(c) for c in checks}),))
+        block_cur = attestation_cur = consensus_cur = None
+        if blocks:
+            block_cur = conn.execute(BLOCK_FETCH_SQL, ([c.public_key for _, c in blocks], [c.slot for _, c in blocks]))
+        if attestations:
+            attestation_cur = conn.execute(
+                ATTESTATION_FETCH_SQL,
+                (
+                    [c.public_key for _, c in attestations],
+                    [c.source_epoch for _, c in attestations],
+                    [c.target_epoch for _, c in attestations],
+                ),
+            )
+        if consensus:
+            consensus_cur = conn.execute(
+                CONSENSUS_FETCH_SQL, ([c.chain_id for _, c in consensus], [c.public_key for _, c in consensus])
+            )
+    return _history(
+        (blocks, _rows(block_cur)), (attestations, _rows(attestation_cur)), (consensus, _rows(consensus_cur))
+    )
+
+
+def _rows(cursor: psycopg.Cursor[tuple[Any, ...]] | None) -> list[tuple[Any, ...]]:
+    return [] if cursor is None else cursor.fetchall()
+
+
+_Fetched = tuple[Sequence[tuple[int, ProtectionCheck]], Sequence[tuple[Any, ...]]]
+"""The (batch index, check) pairs of one kind and the rows fetched for them. Each row starts with the
+1-based ordinal of its request in the unnest() arrays, so ``pairs[n - 1]`` is the request it answers."""
+
+
+def _history(blocks: _Fetched, attestations: _Fetched, consensus: _Fetched) -> BatchHistory:
+    bounds: dict[int, LowerBounds] = {}
+    """Per batch index: the validator's lower bounds (absent: no validator row yet)."""
+    block_history: dict[int, list[BlockRecord]] = {}
+    attestation_history: dict[int, list[AttestationRecord]] = {}
+    pairs, rows = blocks
+    for n, vid, min_slot, slot, root in rows:
+        index = pairs[n - 1][0]
+        if vid is not None:
+            bounds[index] = LowerBounds(slot=min_slot)
+        if slot is not None:
+            block_history.setdefault(index, []).append(BlockRecord(slot, _root_out(root)))
+    pairs, rows = attestations
+    for n, vid, min_source, min_target, source, target, root in rows:
+        index = pairs[n - 1][0]
+        if vid is not None:
+            bounds[index] = LowerBounds(source_epoch=min_source, target_epoch=min_target)
+        if source is not None:
+            attestation_history.setdefault(index, []).append(AttestationRecord(source, target, _root_out(root)))
+    pairs, rows = consensus
+    states = {pairs[n - 1][0]: _consensus_state(row) for n, *row in rows}
+    return BatchHistory(bounds, block_history, attestation_history, states)
+
+
+def _write(conn: Conn, writes: BatchWrites) -> None:
+    """Phase 2, one pipelined round trip: one statement per table with rows to write, then COMMIT."""
+    with conn.pipeline():
+        if writes.new_validators:
+            conn.execute(INSERT_VALIDATORS_SQL, (list(writes.new_validators),))
+        if writes.blocks:
+            conn.execute(
+                INSERT_BLOCKS_SQL,
+                (
+                    [c.public_key for c in writes.blocks],
+                    [c.slot for c in writes.blocks],
+                    [_root_in(c.signing_root) for c in writes.blocks],
+                ),
+            )
+        if writes.attestations:
+            conn.execute(
+                INSERT_ATTESTATIONS_SQL,
+                (
+                    [c.public_key for c in writes.attestations],
+                    [c.target_epoch for c in writes.attestations],
+                    [c.source_epoch for c in writes.attestations],
+                    [_root_in(c.signing_root) for c in writes.attestations],
+                ),
+            )
+        if writes.first_bounds:
+            conn.execute(FILL_BOUNDS_SQL, _bounds_columns(writes.first_bounds))
+        if writes.consensus:
+            conn.execute(UPSERT_CONSENSUS_SQL, _consensus_columns(writes.consensus))
+        conn.commit()
+
+
 def _execute_and_commit(conn: Conn, query: str, params: tuple[Any, ...]) -> None:
     conn.execute(query, params)
     conn.commit()
@@ -936,13 +917,11 @@ def _bounds_columns(bounds: Mapping[bytes, LowerBounds]) -> tuple[list[Any], ...
     )
 
 
-def _consensus_columns(
-    where: Sequence[ConsensusCheck] | Sequence[tuple[str, bytes]], states: Sequence[ConsensusState]
-) -> tuple[list[Any], ...]:
-    ids = [(w.chain_id, w.public_key) if isinstance(w, ConsensusCheck) else w for w in where]
+def _consensus_columns(rows: Sequence[ConsensusRow]) -> tuple[list[Any], ...]:
+    states = [r.state for r in rows]
     return (
-        [chain_id for chain_id, _ in ids],
-        [public_key for _, public_key in ids],
+        [r.chain_id for r in rows],
+        [r.public_key for r in rows],
         [s.height for s in states],
         [s.round for s in states],
         [s.step for s in states],

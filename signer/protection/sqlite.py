@@ -21,9 +21,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from signer.errors import NotSafeToSign, ProtectionStoreError
+from signer.errors import ProtectionStoreError
 from signer.protection import rules
 from signer.protection.cometbft_state import check_state_chain_id, parse_cometbft_state, serialize_cometbft_state
+from signer.protection.decide import BatchHistory, BatchWrites, decide_batch
 from signer.protection.history import (
     GENESIS_VALIDATORS_ROOT_KEY,
     MIGRATIONS_ROOT,
@@ -31,7 +32,6 @@ from signer.protection.history import (
     check_schema_version,
     load_migrations,
     merge_consensus_state,
-    recorded_consensus_state,
     wrong_network,
 )
 from signer.protection.interchange import (
@@ -47,7 +47,7 @@ from signer.protection.store import (
     InitializedBy,
     ordered_batch,
 )
-from signer.types import AttestationCheck, BlockCheck, ConsensusCheck, ProtectionCheck, Safe, Verdict
+from signer.types import BlockCheck, ConsensusCheck, ProtectionCheck, Verdict
 
 MIGRATIONS_DIR = MIGRATIONS_ROOT / "sqlite"
 UNKNOWN_ROOT = b""
@@ -110,12 +110,11 @@ class SqliteStore:
         self.genesis_validators_root = bytes(genesis_validators_root)
         self.timeout_s = timeout_s
         self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
         self._refuse_stray_wal()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn: sqlite3.Connection | None = sqlite3.connect(
-                self.path, timeout=timeout_s, isolation_level=None, check_same_thread=False
-            )
+            self._conn = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None, check_same_thread=False)
             conn = self._conn
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
@@ -148,7 +147,7 @@ class SqliteStore:
             )
 
     def _close_quietly(self) -> None:
-        conn, self._conn = getattr(self, "_conn", None), None
+        conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
 
@@ -273,72 +272,6 @@ class SqliteStore:
         assert vid is not None
         return vid
 
-    # --- the protocol -------------------------------------------------------------------------
-
-    def check_and_record(self, checks: Sequence[ProtectionCheck]) -> list[Verdict]:
-        order = ordered_batch(checks)
-        verdicts: list[Verdict | None] = [None] * len(checks)
-        with self._transaction("check_and_record") as conn:
-            for index in order:
-                check = checks[index]
-                try:
-                    if isinstance(check, BlockCheck):
-                        verdicts[index] = Verdict(safe=self._block(conn, check))
-                    elif isinstance(check, AttestationCheck):
-                        verdicts[index] = Verdict(safe=self._attestation(conn, check))
-                    else:
-                        verdicts[index] = self._consensus(conn, check)
-                except NotSafeToSign as refusal:
-                    verdicts[index] = Verdict(refusal=refusal)
-        return [v for v in verdicts if v is not None]
-
-    def _block(self, conn: sqlite3.Connection, check: BlockCheck) -> Safe:
-        vid, bounds = self._validator(conn, check.public_key)
-        history: list[BlockRecord] = []
-        if vid is not None:
-            history = [
-                BlockRecord(row[0], _root_out(row[1])) for row in conn.execute(BLOCK_SAME_SLOT_SQL, (vid, check.slot))
-            ]
-        safe = rules.check_block(check, history, bounds)
-        if safe is Safe.VALID:
-            if vid is None:
-                vid = self._create_validator(conn, check.public_key)
-            conn.execute(
-                "INSERT INTO signed_blocks (validator_id, slot, signing_root) VALUES (?, ?, ?)",
-                (vid, check.slot, _root_in(check.signing_root)),
-            )
-            if bounds.slot is None:
-                conn.execute("UPDATE validators SET min_slot = ? WHERE id = ?", (check.slot, vid))
-        return safe
-
-    def _attestation(self, conn: sqlite3.Connection, check: AttestationCheck) -> Safe:
-        vid, bounds = self._validator(conn, check.public_key)
-        history: list[AttestationRecord] = []
-        if vid is not None:
-            history = [
-                AttestationRecord(row[0], row[1], _root_out(row[2]))
-                for row in conn.execute(
-                    ATTESTATION_NEIGHBOURS_SQL,
-                    {"vid": vid, "source": check.source_epoch, "target": check.target_epoch},
-                )
-            ]
-        safe = rules.check_attestation(check, history, bounds)
-        if safe is Safe.VALID:
-            if vid is None:
-                vid = self._create_validator(conn, check.public_key)
-            conn.execute(
-                "INSERT INTO signed_attestations (validator_id, target_epoch, source_epoch, signing_root) "
-                "VALUES (?, ?, ?, ?)",
-                (vid, check.target_epoch, check.source_epoch, _root_in(check.signing_root)),
-            )
-            if bounds.source_epoch is None or bounds.target_epoch is None:
-                conn.execute(
-                    "UPDATE validators SET min_source_epoch = coalesce(min_source_epoch, ?), "
-                    "min_target_epoch = coalesce(min_target_epoch, ?) WHERE id = ?",
-                    (check.source_epoch, check.target_epoch, vid),
-                )
-        return safe
-
     @staticmethod
     def _consensus_state(conn: sqlite3.Connection, chain_id: str, public_key: bytes) -> ConsensusState | None:
         row = conn.execute(
@@ -374,12 +307,72 @@ class SqliteStore:
             ),
         )
 
-    def _consensus(self, conn: sqlite3.Connection, check: ConsensusCheck) -> Verdict:
-        state = self._consensus_state(conn, check.chain_id, check.public_key)
-        decision = rules.check_consensus(check, state)
-        if decision.safe is Safe.VALID:
-            self._put_consensus_state(conn, check.chain_id, check.public_key, recorded_consensus_state(check))
-        return Verdict(safe=decision.safe, prior=decision.prior)
+    # --- the protocol -------------------------------------------------------------------------
+
+    def check_and_record(self, checks: Sequence[ProtectionCheck]) -> list[Verdict]:
+        order = ordered_batch(checks)
+        with self._transaction("check_and_record") as conn:
+            history, vids = self._fetch(conn, checks, order)
+            decision = decide_batch(checks, order, history)
+            self._write(conn, decision.writes, vids)
+        return decision.verdicts
+
+    def _fetch(
+        self, conn: sqlite3.Connection, checks: Sequence[ProtectionCheck], order: Sequence[int]
+    ) -> tuple[BatchHistory, dict[bytes, int]]:
+        """The batch's history (per item: the validator row and the few records rules needs), and the
+        row id of each validator that has one."""
+        validators: dict[bytes, tuple[int | None, LowerBounds]] = {}
+        bounds: dict[int, LowerBounds] = {}
+        blocks: dict[int, list[BlockRecord]] = {}
+        attestations: dict[int, list[AttestationRecord]] = {}
+        consensus: dict[int, ConsensusState] = {}
+        for index in order:
+            check = checks[index]
+            if isinstance(check, ConsensusCheck):
+                state = self._consensus_state(conn, check.chain_id, check.public_key)
+                if state is not None:
+                    consensus[index] = state
+                continue
+            if check.public_key not in validators:
+                validators[check.public_key] = self._validator(conn, check.public_key)
+            vid, known = validators[check.public_key]
+            if vid is None:
+                continue
+            bounds[index] = known
+            if isinstance(check, BlockCheck):
+                rows = conn.execute(BLOCK_SAME_SLOT_SQL, (vid, check.slot))
+                blocks[index] = [BlockRecord(row[0], _root_out(row[1])) for row in rows]
+            else:
+                params = {"vid": vid, "source": check.source_epoch, "target": check.target_epoch}
+                rows = conn.execute(ATTESTATION_NEIGHBOURS_SQL, params)
+                attestations[index] = [AttestationRecord(row[0], row[1], _root_out(row[2])) for row in rows]
+        vids = {public_key: vid for public_key, (vid, _) in validators.items() if vid is not None}
+        return BatchHistory(bounds, blocks, attestations, consensus), vids
+
+    def _write(self, conn: sqlite3.Connection, writes: BatchWrites, vids: dict[bytes, int]) -> None:
+        """Record what ``decide_batch`` accepted, in the caller's transaction."""
+        for public_key in writes.new_validators:
+            vids[public_key] = self._create_validator(conn, public_key)
+        conn.executemany(
+            "INSERT INTO signed_blocks (validator_id, slot, signing_root) VALUES (?, ?, ?)",
+            [(vids[c.public_key], c.slot, _root_in(c.signing_root)) for c in writes.blocks],
+        )
+        conn.executemany(
+            "INSERT INTO signed_attestations (validator_id, target_epoch, source_epoch, signing_root) "
+            "VALUES (?, ?, ?, ?)",
+            [
+                (vids[c.public_key], c.target_epoch, c.source_epoch, _root_in(c.signing_root))
+                for c in writes.attestations
+            ],
+        )
+        conn.executemany(
+            "UPDATE validators SET min_slot = coalesce(min_slot, ?), min_source_epoch = coalesce(min_source_epoch, ?), "
+            "min_target_epoch = coalesce(min_target_epoch, ?) WHERE id = ?",
+            [(b.slot, b.source_epoch, b.target_epoch, vids[pk]) for pk, b in writes.first_bounds.items()],
+        )
+        for row in writes.consensus:
+            self._put_consensus_state(conn, row.chain_id, row.public_key, row.state)
 
     def record_consensus_signatures(self, signatures: Sequence[ConsensusSignature]) -> None:
         if not signatures:

@@ -1,6 +1,7 @@
 """The ProtectionStore protocol: what every slashing-protection backend implements.
 
-Stores fetch history and record; they never decide (``signer.protection.rules`` decides). The
+Stores fetch history and record; they never decide (``signer.protection.decide`` decides a batch,
+with the pure rules of ``signer.protection.rules``). The
 contract is tested once, for every backend, by tests/unit/test_store_contract.py, the interchange
 conformance vectors and the property tests (backends are listed in tests/stores.py).
 """

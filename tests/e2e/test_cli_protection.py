@@ -76,6 +76,20 @@ def test_export_import_round_trip(signed_data_dir: Path, tmp_path: Path) -> None
     assert records(json.loads(again.read_text())) == got
 
 
+def test_export_replaces_its_output_whole_and_an_unwritable_output_is_a_named_error(
+    signed_data_dir: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "export.json"
+    target.write_text("an older export, much longer than the new document " * 10_000)
+    assert protection("export", "--data-dir", signed_data_dir, "-o", target).returncode == 0
+    assert set(records(json.loads(target.read_text()))) == {"0x" + public_key(n).hex() for n in (0, 1)}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export.json"]
+    missing = tmp_path / "no-such-dir" / "export.json"
+    done = protection("export", "--data-dir", signed_data_dir, "-o", missing)
+    assert done.returncode == 2, done.stderr
+    assert f"error: cannot write {missing}" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_import_for_another_network_fails_clearly(signed_data_dir: Path, tmp_path: Path) -> None:
     done = protection("export", "--data-dir", signed_data_dir)
     assert done.returncode == 0, done.stderr

@@ -218,3 +218,41 @@ def test_delete(open_module: Opener) -> None:
     assert [k.public_key for k in again.list_keys()] == [keep.public_key]
     # A deleted name can be used again.
     again.generate("wallet/del-bls", Scheme.BLS)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES, ids=str)
+def test_generate_many_is_all_or_nothing(open_module: Opener, scheme: Scheme) -> None:
+    module = open_module()
+    module.unlock()
+    module.generate("wallet/taken", Scheme.ED25519)
+    with pytest.raises(MalformedRequest, match="wallet/taken"):
+        module.generate_many(["wallet/a", "wallet/b", "wallet/taken"], scheme)
+    with pytest.raises(MalformedRequest, match="wallet/a"):
+        module.generate_many(["wallet/a", "wallet/b", "wallet/a"], scheme)
+    assert [k.name for k in module.list_keys()] == ["wallet/taken"]
+    module.close()
+    again = open_module()
+    again.unlock()
+    assert [k.name for k in again.list_keys()] == ["wallet/taken"]
+    infos = again.generate_many(["wallet/a", "wallet/b", "wallet/c"], scheme)
+    assert [(k.name, k.scheme) for k in infos] == [(f"wallet/{n}", scheme) for n in "abc"]
+    for info in infos:
+        message = message_for(scheme)
+        assert verifies(scheme, info.public_key, message, again.sign(info.public_key, message))
+
+
+def test_import_secrets_is_all_or_nothing(open_module: Opener) -> None:
+    module = open_module()
+    module.unlock()
+    items = [(f"wallet/{scheme}", scheme, SECRETS[scheme]) for scheme in SCHEMES]
+    with pytest.raises(MalformedRequest):
+        module.import_secrets([*items, ("wallet/zero", Scheme.BLS, b"\x00" * 32)])
+    with pytest.raises(MalformedRequest, match=r"twice|already"):
+        module.import_secrets([*items, ("wallet/again", Scheme.SECP256K1, SECRETS[Scheme.SECP256K1])])
+    assert module.list_keys() == []
+    infos = module.import_secrets(items)
+    assert [(k.name, k.scheme) for k in infos] == [(name, scheme) for name, scheme, _ in items]
+    module.close()
+    again = open_module()
+    again.unlock()
+    assert sorted(k.public_key for k in again.list_keys()) == sorted(k.public_key for k in infos)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from signer.cli import PIN_ENV, main
+from signer.cli import PIN_ENV, build_parser, main, serve_config_from_args
 from signer.keys import eip2335
 from tests.support import REPO_ROOT
 
@@ -216,3 +216,12 @@ def test_python_dash_m_signer_runs_the_cli(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: no emulated key module") and "Traceback" not in proc.stderr
+
+
+def test_serve_dev_writes_its_pin_file_for_the_owner_only(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    config = serve_config_from_args(build_parser().parse_args(["serve", "--dev", "--data-dir", str(data_dir)]))
+    pin_file = data_dir / "dev.pin"
+    assert config.keys.pin is not None
+    assert oct(pin_file.stat().st_mode & 0o777) == "0o600"
+    assert sorted(p.name for p in data_dir.iterdir()) == ["dev.pin"]

@@ -15,7 +15,7 @@ import pytest
 from signer import errors
 from signer.crypto import bls, ed25519, secp256k1
 from signer.keys.emulated import EmulatedKeyModule
-from signer.keys.module import BulkImport
+from signer.keys.module import KeyModule
 from signer.keys.pool import ParallelSigner
 from signer.types import KeyInfo, Scheme
 
@@ -115,7 +115,7 @@ def test_deletion_waits_for_the_chunks_in_flight(module: EmulatedKeyModule, pool
 
 
 def test_new_keys_are_signed_and_lock_stops_the_workers(module: EmulatedKeyModule, pool: ParallelSigner) -> None:
-    assert isinstance(pool, BulkImport)
+    assert isinstance(pool, KeyModule)
     new = pool.generate("w/new", Scheme.BLS)
     imported = pool.import_secrets([("w/imp", Scheme.BLS, bls.random_secret())])[0]
     items = [(new.public_key, b"\x03" * 32), (imported.public_key, b"\x04" * 32)]
@@ -129,6 +129,27 @@ def test_new_keys_are_signed_and_lock_stops_the_workers(module: EmulatedKeyModul
     pool.unlock()
     assert len(pool.worker_pids()) == 2
     assert pool.sign_many(items) == module.sign_many(items)
+
+
+def test_bulk_generate_and_import_reach_the_module_all_or_nothing(
+    module: EmulatedKeyModule, pool: ParallelSigner
+) -> None:
+    before = {k.name for k in module.list_keys()}
+    with pytest.raises(errors.MalformedRequest, match="w/0"):
+        pool.generate_many(["n/0", "w/0"], Scheme.BLS)
+    with pytest.raises(errors.MalformedRequest):
+        pool.import_secrets([("n/1", Scheme.BLS, bls.random_secret()), ("n/2", Scheme.BLS, b"\x00" * 32)])
+    assert {k.name for k in module.list_keys()} == before
+    made = pool.generate_many(["n/0", "n/1"], Scheme.SECP256K1)
+    imported = pool.import_secrets([("n/2", Scheme.BLS, bls.random_secret())])
+    assert {k.name for k in module.list_keys()} == before | {"n/0", "n/1", "n/2"}
+    items = [(k.public_key, bytes(32)) for k in [*made, *imported]]
+    assert pool.sign_many(items) == module.sign_many(items)
+
+
+def test_the_pool_offers_the_key_module_and_forwards_nothing_else(pool: ParallelSigner) -> None:
+    assert isinstance(pool, KeyModule)
+    assert not hasattr(pool, "key_info")  # an extra of the emulated module, not part of the protocol
 
 
 def test_worker_crash_refuses_the_call_then_the_pool_recovers(module: EmulatedKeyModule, pool: ParallelSigner) -> None:

@@ -1,0 +1,43 @@
+"""Replacing a file atomically and durably: the one way the signer rewrites a file.
+
+A reader (or a crash, or a power cut) sees either the old file or the new one, never a mix: the data
+goes to a new temporary file in the same directory (created with the final permissions, so a
+secret is never readable by others, not even for a moment), is fsynced, renamed over the target,
+and the directory is fsynced so that the rename itself survives a power cut.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+SECRET_MODE = 0o600
+"""Owner read/write only: the mode of every file that holds key material or a PIN."""
+
+
+def atomic_write(path: Path, data: bytes, *, mode: int = SECRET_MODE) -> None:
+    """Replace ``path`` with ``data`` (see the module docstring); the file gets ``mode``.
+
+    Raises OSError; on failure ``path`` is unchanged and no temporary file is left behind.
+    """
+    path = Path(path)
+    directory = path.parent
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), mode)
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
