@@ -58,6 +58,7 @@ from signer.keys.dev import (  # noqa: E402
     dev_secp256k1_secret,
 )
 from signer.keys.emulated import MODULE_FILE, EmulatedKeyModule  # noqa: E402
+from signer.keys.pin_policy import PUBLIC_KEYS_ONLY  # noqa: E402
 from signer.keys.pool import ParallelSigner  # noqa: E402
 from signer.protection.sqlite import SqliteStore  # noqa: E402
 from signer.service import SigningService  # noqa: E402
@@ -92,7 +93,8 @@ def ensure_data(keys: int) -> Path:
     with multiprocessing.get_context("fork").Pool() as pool:
         secrets = pool.map(dev_bls_secret, range(keys), chunksize=100)
     tmp = Path(tempfile.mkdtemp(prefix=f"dev-{keys}-", dir=OUT))
-    module = EmulatedKeyModule(tmp, DEV_PIN, create=True)
+    # The dev PIN (published) on throwaway keys: exempt from the PIN policy, as the dev module is.
+    module = EmulatedKeyModule(tmp, DEV_PIN, create=True, pin_policy=PUBLIC_KEYS_ONLY)
     items: list[tuple[str, Scheme, bytes]] = [(dev_account(i), Scheme.BLS, s) for i, s in enumerate(secrets)]
     items.append((DEV_SECP256K1_ACCOUNT, Scheme.SECP256K1, dev_secp256k1_secret()))
     items.append((DEV_ED25519_ACCOUNT, Scheme.ED25519, dev_ed25519_secret()))
@@ -225,7 +227,7 @@ class EpochCounter:
 
 
 def in_process_server(module_dir: Path, store: Any, workers: int) -> tuple[GrpcServer, Batcher, ParallelSigner]:
-    module = EmulatedKeyModule(module_dir, DEV_PIN)
+    module = EmulatedKeyModule(module_dir, DEV_PIN, pin_policy=PUBLIC_KEYS_ONLY)
     module.unlock()
     keys = ParallelSigner(module, workers)
     keys.start()
@@ -309,7 +311,7 @@ def main() -> int:
         "grpc_workers": GRPC_WORKERS,
     }
 
-    module = EmulatedKeyModule(data, DEV_PIN)
+    module = EmulatedKeyModule(data, DEV_PIN, pin_policy=PUBLIC_KEYS_ONLY)
     module.unlock()
     raw_before = raw_rate(module, duration / 2)
     print(f"raw single-core BLS: {raw_before:,.0f}/s", flush=True)

@@ -26,7 +26,7 @@ from signer.crypto import bls
 from signer.keys.emulated import DEFAULT_SCRYPT_N, MODULE_FILE, EmulatedKeyModule
 from signer.types import Scheme
 
-PIN = "bench-pin"
+PIN = "bench-unlock-module-pin"
 
 
 def main() -> int:

@@ -29,6 +29,7 @@ from signer.keyadmin import KeyAdmin, ProtectionAdmin
 from signer.keys.dev import DEV_ED25519_ACCOUNT, DEV_SECP256K1_ACCOUNT
 from signer.keys.emulated import EmulatedKeyModule
 from signer.keys.module import KeyModule
+from signer.keys.pin_policy import PinPolicy
 from signer.keys.pool import ParallelSigner
 from signer.observability.audit import AuditLog
 from signer.observability.health import MetricsServer, parse_listen
@@ -52,7 +53,8 @@ def build_key_module(keys: KeysConfig, *, create: bool = False) -> KeyModule:
     if keys.module == "emulated":
         if keys.pin is None:
             raise ConfigError("keys.pin: the emulated module needs a PIN (file or env)")
-        module = EmulatedKeyModule(keys.data_dir, keys.pin.read(), create=create)
+        policy = PinPolicy(min_length=keys.min_pin_length)
+        module = EmulatedKeyModule(keys.data_dir, keys.pin.read(), create=create, pin_policy=policy)
     elif keys.module == "pkcs11":
         if keys.pkcs11 is None:
             raise ConfigError("keys.pkcs11: keys.module = 'pkcs11' needs a [keys.pkcs11] section")
@@ -269,6 +271,7 @@ class SignerApp:
         chains = {c.chain_id: c.account for c in config.cometbft.chains}
         self.audit = AuditLog(config.audit)
         self.audit.count_drops(self.monitor.lines_dropped)
+        self.audit.report_head(self.monitor.audit_chain_head)
         attach_drop_counter(self.monitor.lines_dropped)
         server = config.server
         self.credentials = ReloadingServerCredentials(server.tls) if checked.use_tls and server.tls else None
@@ -432,5 +435,8 @@ class SignerApp:
         if self.credentials is not None:
             reload_on_sighup(self.credentials)
         self.start()
-        self._stop.wait()
+        # Wake up now and then: Python runs a signal handler on the main thread only, and a SIGTERM
+        # the kernel hands to another thread would not wake a wait without a timeout.
+        while not self._stop.wait(0.5):
+            pass
         self.stop()

@@ -1,5 +1,6 @@
-"""The ``signer`` command line: ``keys import|list|generate|dev``, ``check-config``, ``admin
-enroll-operator`` (and, added by their owners, ``serve`` and ``protection import|export``).
+"""The ``signer`` command line: ``keys init|change-pin|import|list|generate|dev``, ``check-config``,
+``audit verify``, ``admin enroll-operator`` (and, added by their owners, ``serve`` and ``protection
+import|export``).
 
 To add a command: write ``_add_<name>(subparsers)`` that creates its parser and sets
 ``func=<one small function taking the parsed args and returning an exit code>``, and call it from
@@ -40,7 +41,10 @@ from signer.app import (
 )
 from signer.atomicfile import atomic_write
 from signer.config import (
+    DEFAULT_MIN_PIN_LENGTH,
+    MIN_PIN_LENGTH_FLOOR,
     OPERATOR_NAME_PATTERN,
+    AuditConfig,
     Config,
     KeysConfig,
     NetworkConfig,
@@ -70,8 +74,10 @@ from signer.keyadmin import (
 )
 from signer.keys.dev import DEV_PIN, create_dev_module
 from signer.keys.eip2335 import MAX_KEYSTORE_BYTES
-from signer.keys.emulated import MODULE_FILE
+from signer.keys.emulated import MODULE_FILE, EmulatedKeyModule
 from signer.keys.module import KeyModule, check_account_name
+from signer.keys.pin_policy import PinPolicy, generate_pin
+from signer.observability.audit_chain import ChainKey, head_metric_value, parse_head, verify
 from signer.observability.logging import configure as configure_logging
 from signer.protection.cometbft_state import MAX_STATE_BYTES
 from signer.protection.interchange import MAX_INTERCHANGE_BYTES
@@ -155,16 +161,33 @@ def keys_config_from_args(args: argparse.Namespace) -> KeysConfig:
             raise ConfigError("--module pkcs11 needs --pkcs11-library PATH and --token-label LABEL")
         pkcs11 = Pkcs11Config(library_path=args.pkcs11_library, token_label=args.token_label, pin=pin)
         return KeysConfig(module="pkcs11", data_dir=args.data_dir, pkcs11=pkcs11)
-    return KeysConfig(module="emulated", data_dir=args.data_dir, pin=pin)
+    return KeysConfig(module="emulated", data_dir=args.data_dir, pin=pin, min_pin_length=args.min_pin_length)
 
 
 def _open_module(args: argparse.Namespace, *, create: bool) -> KeyModule:
     return build_key_module(keys_config_from_args(args), create=create)
 
 
+def _min_pin_length(value: str) -> int:
+    number = int(value)
+    if number < MIN_PIN_LENGTH_FLOOR:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_PIN_LENGTH_FLOOR}")
+    return number
+
+
+def _add_pin_policy_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--min-pin-length",
+        type=_min_pin_length,
+        default=DEFAULT_MIN_PIN_LENGTH,
+        help=f"PIN policy of a new module or PIN: the shortest PIN accepted (default {DEFAULT_MIN_PIN_LENGTH})",
+    )
+
+
 def _add_module_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, required=True, help="the key module's data directory")
     parser.add_argument("--pin-file", type=Path, help=f"file whose first line is the module PIN (default: ${PIN_ENV})")
+    _add_pin_policy_option(parser)
     parser.add_argument("--module", choices=("emulated", "pkcs11"), default="emulated")
     parser.add_argument("--pkcs11-library", type=Path, help="PKCS#11 library (with --module pkcs11)")
     parser.add_argument("--token-label", help="PKCS#11 token label (with --module pkcs11)")
@@ -275,6 +298,111 @@ def cmd_keys_generate(args: argparse.Namespace) -> int:
     return EXIT_FAILED if any(r.status is not KeyStatus.GENERATED for r in results) else EXIT_OK
 
 
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_new_secret_file(path: Path, secret: str) -> None:
+    """Write ``secret`` and a newline to a NEW file ``path``, mode 0600, fsynced (and its directory):
+    never over an existing file, never through a symlink."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise ConfigError(
+            f"{path} exists: a PIN file is never overwritten (remove it, or choose another path)"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot create {path}: {exc.strerror}") from exc
+    try:
+        os.fchmod(fd, 0o600)  # whatever the umask
+        data = (secret + "\n").encode("utf-8")
+        while data:
+            data = data[os.write(fd, data) :]
+        os.fsync(fd)
+    except OSError as exc:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        raise ConfigError(f"cannot write {path}: {exc.strerror}") from exc
+    os.close(fd)
+    _fsync_dir(path.parent)
+
+
+def _new_pin(args: argparse.Namespace, generate: Path | None, given: Path | None, what: str) -> tuple[str, bool]:
+    """(the new PIN, whether it was generated into ``generate``)."""
+    if generate is not None:
+        if given is not None:
+            raise ConfigError(f"give {what} as a file or generate it, not both")
+        pin = generate_pin()
+        write_new_secret_file(generate, pin)
+        return pin, True
+    if given is None:
+        raise ConfigError(f"no {what}: pass a file with it, or let the signer generate one")
+    return SecretRef(file=given).read(), False
+
+
+def cmd_keys_init(args: argparse.Namespace) -> int:
+    if (args.data_dir / MODULE_FILE).exists():
+        raise ConfigError(f"{args.data_dir} already holds an emulated key module; nothing changed")
+    policy = PinPolicy(min_length=args.min_pin_length)
+    if args.generate_pin is None and args.pin_file is None:
+        pin, generated = _pin_ref(args).read(), False
+    else:
+        pin, generated = _new_pin(args, args.generate_pin, args.pin_file, "the module PIN")
+    try:
+        module = EmulatedKeyModule(args.data_dir, pin, create=True, pin_policy=policy)
+        if not module.unlocked:
+            raise ConfigError(
+                f"{args.data_dir} already holds an emulated key module (created meanwhile); nothing changed"
+            )
+    except BaseException:
+        if generated:  # no module uses it
+            args.generate_pin.unlink(missing_ok=True)
+        raise
+    module.close()
+    where = f"; PIN in {args.generate_pin} (mode 0600)" if generated else ""
+    print(f"created an empty emulated key module in {args.data_dir}{where}", file=sys.stderr)
+    if generated and args.print_pin:
+        print(pin)
+    return EXIT_OK
+
+
+def cmd_keys_change_pin(args: argparse.Namespace) -> int:
+    old_pin = _pin_ref(args).read()
+    policy = PinPolicy(min_length=args.min_pin_length)
+    module = EmulatedKeyModule(args.data_dir, old_pin, pin_policy=policy)
+    if args.generate_new_pin is None:
+        new_pin, generated = _new_pin(args, None, args.new_pin_file, "new PIN")
+        policy.check(new_pin)
+    else:
+        new_pin, generated = _new_pin(args, args.generate_new_pin, args.new_pin_file, "new PIN")
+    try:
+        module.change_pin(new_pin)
+    except SignerError:  # refused before anything was written: the old PIN still opens the module
+        if generated:
+            args.generate_new_pin.unlink(missing_ok=True)
+        raise
+    finally:
+        module.close()
+    check = EmulatedKeyModule(args.data_dir, new_pin, pin_policy=policy)
+    check.unlock()  # the module on disk opens with the new PIN
+    count = len(check.list_keys())
+    check.close()
+    where = args.generate_new_pin if generated else args.new_pin_file
+    print(
+        f"PIN changed: the module in {args.data_dir} ({count} keys, unchanged) now opens with the PIN in {where}; "
+        "point keys.pin at it and restart the signer",
+        file=sys.stderr,
+    )
+    if generated and args.print_pin:
+        print(new_pin)
+    return EXIT_OK
+
+
 def cmd_keys_dev(args: argparse.Namespace) -> int:
     from signer.keys.dev import DEV_PIN, create_dev_module  # noqa: PLC0415 - dev only
 
@@ -291,6 +419,25 @@ def cmd_keys_dev(args: argparse.Namespace) -> int:
 def _add_keys(subparsers: Any) -> None:
     keys = subparsers.add_parser("keys", help="manage the keys of the key module")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
+
+    p = keys_sub.add_parser("init", help="create an empty emulated key module (optionally with a generated PIN)")
+    p.add_argument("--data-dir", type=Path, required=True, help="the key module's data directory")
+    p.add_argument("--pin-file", type=Path, help=f"file whose first line is the PIN to use (default: ${PIN_ENV})")
+    p.add_argument("--generate-pin", type=Path, metavar="FILE", help="generate a random PIN into FILE (new, mode 0600)")
+    p.add_argument("--print-pin", action="store_true", help="with --generate-pin: also print the PIN on stdout")
+    _add_pin_policy_option(p)
+    p.set_defaults(func=cmd_keys_init)
+
+    p = keys_sub.add_parser("change-pin", help="re-seal the emulated module under a new PIN (keys unchanged)")
+    p.add_argument("--data-dir", type=Path, required=True, help="the key module's data directory")
+    p.add_argument("--pin-file", type=Path, help=f"file whose first line is the current PIN (default: ${PIN_ENV})")
+    p.add_argument("--new-pin-file", type=Path, metavar="FILE", help="file whose first line is the new PIN")
+    p.add_argument(
+        "--generate-new-pin", type=Path, metavar="FILE", help="generate a random new PIN into FILE (new, mode 0600)"
+    )
+    p.add_argument("--print-pin", action="store_true", help="with --generate-new-pin: also print it on stdout")
+    _add_pin_policy_option(p)
+    p.set_defaults(func=cmd_keys_change_pin)
 
     p = keys_sub.add_parser("import", help="import EIP-2335 keystores (decrypted in parallel)")
     _add_module_options(p)
@@ -393,6 +540,7 @@ def check_config(path: Path) -> None:
         ("keys.pin", config.keys.pin),
         ("keys.pkcs11.pin", config.keys.pkcs11.pin if config.keys.pkcs11 else None),
         ("protection.password", config.protection.password),
+        ("audit.hmac_key", config.audit.hmac_key),
     ]
     for where, ref in refs:
         if ref is None:
@@ -403,6 +551,8 @@ def check_config(path: Path) -> None:
             raise ConfigError(f"{where}: {exc.message}") from exc
         if not value:
             raise ConfigError(f"{where}: the secret is empty")
+        if where == "audit.hmac_key":
+            ChainKey.from_text(value)
     operator_secrets(config)
 
 
@@ -474,6 +624,8 @@ def serve_config_from_args(args: argparse.Namespace) -> Config:
         updates["protection"] = config.protection.model_copy(update=protection)
     if args.rate_limit is not None:
         updates["limits"] = config.limits.model_copy(update={"default_rate": parse_rate_limit(args.rate_limit)})
+    if args.audit_file is not None:
+        updates["audit"] = AuditConfig(**{**config.audit.model_dump(), "path": str(args.audit_file)})
     if args.dev and args.config is None:
         listen = updates.get("server", config.server).grpc_listen
         if not is_loopback(listen_host(listen)):
@@ -517,6 +669,7 @@ def _add_serve(subparsers: Any) -> None:
     p.add_argument("--tls-key", type=Path, help="server private key (PEM) for mTLS")
     p.add_argument("--tls-client-ca", type=Path, help="CA (PEM) that issues client certificates")
     p.add_argument("--rate-limit", help="per-client default rate limit PER_SECOND[:BURST]")
+    p.add_argument("--audit-file", type=Path, help="append the audit log (a hash chain) to this file (audit.path)")
     p.set_defaults(func=cmd_serve)
 
 
@@ -737,6 +890,54 @@ def _add_cometbft_state(sub: Any) -> None:
         p.set_defaults(func=func)
 
 
+# --- audit verify ---------------------------------------------------------------------------------
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    keys = [
+        ChainKey.from_text(_read_first_line(path, "HMAC key file"), "--hmac-key-file") for path in args.hmac_key_file
+    ]
+    head = parse_head(args.head) if args.head is not None else None
+    result = verify(args.files, keys, live=args.live, head=head)
+    for note in result.notes:
+        print(f"note: {note}")
+    if result.problem is not None:
+        print(f"BROKEN: {result.problem}")
+        return EXIT_FAILED
+    assert result.head is not None and result.last_seq is not None
+    print(
+        f"OK: {len(result.files)} file(s), seq {result.first_seq} to {result.last_seq}, {result.lines} lines "
+        f"({result.decisions} decisions; not written but counted in the chain: {result.dropped} dropped, "
+        f"{result.lost} lost)"
+    )
+    print(
+        f"head: seq {result.last_seq} hash {result.head} "
+        f"(signer_audit_chain_head_hash {head_metric_value(result.head)})"
+    )
+    return EXIT_OK
+
+
+def _add_audit(subparsers: Any) -> None:
+    audit = subparsers.add_parser("audit", help="the audit log's hash chain")
+    sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    p = sub.add_parser(
+        "verify", help="check an audit log (or a rotated series, any order): names the first broken or missing line"
+    )
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    p.add_argument(
+        "--hmac-key-file",
+        type=Path,
+        action="append",
+        default=[],
+        help="the audit.hmac_key file the log was written with (repeat for a series written under several keys)",
+    )
+    p.add_argument("--live", action="store_true", help="the signer still writes the newest file: no stop record yet")
+    p.add_argument(
+        "--head", metavar="SEQ:HASH", help="a head recorded elsewhere (log line, metric) the log must contain"
+    )
+    p.set_defaults(func=cmd_audit_verify)
+
+
 # --- entry point ------------------------------------------------------------------------------
 
 
@@ -748,6 +949,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_admin(subparsers)
     _add_serve(subparsers)
     _add_protection(subparsers)
+    _add_audit(subparsers)
     return parser
 
 

@@ -112,12 +112,22 @@ class Pkcs11Config(_Frozen):
     pin: SecretRef
 
 
+DEFAULT_MIN_PIN_LENGTH = 16
+"""keys.min_pin_length by default (signer.keys.pin_policy)."""
+MIN_PIN_LENGTH_FLOOR = 8
+"""The lowest keys.min_pin_length a configuration may set."""
+
+
 class KeysConfig(_Frozen):
     module: Literal["emulated", "pkcs11"] = "emulated"
     data_dir: Path = Path("./signer-data")
     pin: SecretRef | None = None
     """Emulated module PIN (pkcs11 uses pkcs11.pin)."""
     pkcs11: Pkcs11Config | None = None
+    min_pin_length: int = Field(default=DEFAULT_MIN_PIN_LENGTH, ge=MIN_PIN_LENGTH_FLOOR, le=1024)
+    """The emulated module's PIN policy: the shortest PIN a new module or a PIN change accepts (common
+    PINs are refused at any length). A PIN set before that still opens the module, with a warning.
+    PKCS#11 tokens apply their own rules."""
 
     @model_validator(mode="after")
     def _module_complete(self) -> KeysConfig:
@@ -369,8 +379,25 @@ class AdminConfig(_Frozen):
 
 
 class AuditConfig(_Frozen):
+    """The audit log: one JSON line per decision, in a hash chain (signer.observability.audit_chain)."""
+
     path: str = "-"
-    """'-' for stdout, otherwise a file path (appended)."""
+    """'-' for stdout, otherwise a file path (appended; one signer per file)."""
+    hmac_key: SecretRef | None = None
+    """A secret (a file's first line, at least 32 characters: ``openssl rand -hex 32``) that keys the
+    chain's link hashes (HMAC-SHA256): without it, whoever can write the log cannot rebuild the chain."""
+    checkpoint_interval_s: float = Field(default=60.0, gt=0, le=86400)
+    """How often the chain head is written to the audit log, logged and exported, while lines are
+    being written."""
+    rotate_bytes: int | None = Field(default=None, ge=1024)
+    """Rotate the audit file once it reaches this size: it is renamed to ``<path>.<seq>`` and a new file
+    begins whose first line links to its last. Unset: never rotate (a file only)."""
+
+    @model_validator(mode="after")
+    def _rotation_needs_a_file(self) -> AuditConfig:
+        if self.rotate_bytes is not None and self.path == "-":
+            raise ValueError("audit.rotate_bytes needs audit.path to be a file, not stdout ('-')")
+        return self
 
 
 class LoggingConfig(_Frozen):

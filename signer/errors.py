@@ -357,5 +357,10 @@ class ConfigError(SignerError):
     """The configuration is invalid; the message names the key path."""
 
 
+class WeakPin(ConfigError):
+    """A new emulated-module PIN does not satisfy the PIN policy (too short, a common or published
+    PIN, a repeated pattern); the message names the rule, never the PIN (signer.keys.pin_policy)."""
+
+
 class InternalError(SignerError):
     """A bug or an unexpected state (INTERNAL)."""

@@ -9,7 +9,9 @@ NEVER use these keys for anything of value: the seed is printed right here.
   (it is in [1, n-1]; checked), account ``dev/cometbft-secp256k1``.
 * CometBFT ed25519: the RFC 8032 seed ``sha256(DEV_SEED || b"cometbft/ed25519")``, account
   ``dev/cometbft-ed25519``.
-* ``DEV_PIN`` is the emulated module PIN of a dev module.
+* ``DEV_PIN`` is the emulated module PIN of a dev module. A dev module is exempt from the PIN policy
+  (``signer.keys.pin_policy.PUBLIC_KEYS_ONLY``): every key in it derives from the seed above, so no
+  PIN could protect it. The policy refuses DEV_PIN for any other module (it is published).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Final
 from signer.crypto import secp256k1
 from signer.keys import eip2333
 from signer.keys.emulated import DEFAULT_SCRYPT_N, MODULE_FILE, EmulatedKeyModule
+from signer.keys.pin_policy import PUBLIC_KEYS_ONLY
 from signer.types import Scheme
 
 DEV_SEED: Final = hashlib.sha256(b"validator-signer dev seed").digest()
@@ -73,10 +76,10 @@ def create_dev_module(
     If ``data_dir`` already holds a module, it is opened (and unlocked) instead, unchanged.
     """
     if (Path(data_dir) / MODULE_FILE).exists():
-        module = EmulatedKeyModule(data_dir, pin)
+        module = EmulatedKeyModule(data_dir, pin, pin_policy=PUBLIC_KEYS_ONLY)
         module.unlock()
         return module
-    module = EmulatedKeyModule(data_dir, pin, create=True, scrypt_n=scrypt_n)
+    module = EmulatedKeyModule(data_dir, pin, create=True, scrypt_n=scrypt_n, pin_policy=PUBLIC_KEYS_ONLY)
     if not module.unlocked:  # another process created it meanwhile: open theirs
         module.unlock()
         return module

@@ -2,7 +2,8 @@
 
 One module file (``<data_dir>/emulated-module.json``) holds:
 
-* a header: format and version, the scrypt parameters and salt, and a PIN verifier;
+* a header: format and version, the scrypt parameters and salt, a PIN verifier and (version 2) the
+  master key, sealed under the PIN;
 * one entry per key: account name, scheme, public key, a 96-bit nonce and the AES-256-GCM sealed
   secret. The associated data binds the public key (and the scheme and name) to the ciphertext, so
   the stored public key is authenticated and never recomputed at unlock (deriving 10,000 BLS public
@@ -10,14 +11,23 @@ One module file (``<data_dir>/emulated-module.json``) holds:
 * a file MAC (HMAC-SHA256) over everything else, so entries cannot be removed, reordered or
   swapped between files without the module noticing.
 
-Keys: ``ikm = scrypt(NFKD(PIN), salt, n, r, p)`` runs ONCE per unlock; the sealing key, the file
-MAC key and the PIN verifier are HMAC-SHA256(ikm, label) for three distinct labels. A wrong PIN is
-told apart from a tampered file by the verifier (constant-time comparison). After unlock, a
-passphrase check (``verify_pin``: AccountManager Unlock, Generate) compares a keyed HMAC of the
-guess with one of the PIN made at unlock, in constant time: no scrypt per guess.
+Keys: ``ikm = scrypt(NFKD(PIN), salt, n, r, p)`` runs ONCE per unlock; the PIN verifier is
+HMAC-SHA256(ikm, "pin-verifier"). Version 2 (every new module): a random 32-byte master key is sealed
+(AES-256-GCM) under HMAC-SHA256(ikm, "master-key-wrap"); version 1 (modules made before): the master
+key IS ikm. The sealing key and the file MAC key are HMAC-SHA256(master, label) for two distinct
+labels. So ``change_pin`` re-seals the master key under a new PIN (new salt) and leaves every key
+entry as it is, byte for byte; a version 1 module becomes version 2 on its first PIN change, its
+master key the old ikm. A wrong PIN is told apart from a tampered file by the verifier
+(constant-time comparison). After unlock, a passphrase check (``verify_pin``: AccountManager Unlock,
+Generate) compares a keyed HMAC of the guess with one of the PIN made at unlock, in constant time:
+no scrypt per guess.
+
+PIN policy (signer.keys.pin_policy): creating a module or changing its PIN refuses a PIN the
+module's ``pin_policy`` refuses (WeakPin); opening a module whose PIN it would refuse logs a warning.
 
 No plaintext secret ever reaches disk, and the file is replaced atomically (``signer.atomicfile``:
-temporary file with mode 0600, fsync, rename, fsync of the directory). Writers
+temporary file with mode 0600, fsync, rename, fsync of the directory); a PIN change is that one
+replacement, so a crash leaves either the old PIN or the new one working. Writers
 serialise on an ``flock`` of ``<data_dir>/emulated-module.lock`` and re-read the file first, so
 the CLI and a running server can both add keys without losing one another's writes.
 
@@ -33,6 +43,7 @@ import fcntl
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets as _secrets
 import threading
@@ -44,7 +55,7 @@ from typing import Any, Final, Literal
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from signer.atomicfile import atomic_write
 from signer.crypto import bls, ed25519, secp256k1
@@ -53,16 +64,21 @@ from signer.errors import (
     MalformedRequest,
     ModuleTampered,
     UnknownKey,
+    WeakPin,
     WrongPin,
 )
 from signer.jsondoc import load_json, read_at_most
 from signer.keys.module import check_account_name
+from signer.keys.pin_policy import DEFAULT_PIN_POLICY, PinPolicy
 from signer.types import KeyInfo, Scheme
+
+log = logging.getLogger(__name__)
 
 MODULE_FILE: Final = "emulated-module.json"
 LOCK_FILE: Final = "emulated-module.lock"
 FORMAT: Final = "validator-signer/emulated-module"
-VERSION: Final = 1
+VERSION: Final = 2
+"""What new modules are written as; version 1 modules (master key = the PIN's ikm) still open."""
 DEFAULT_SCRYPT_N: Final = 2**17
 """~0.4 s and 128 MiB on this machine kind; paid once per unlock, not per key."""
 SCRYPT_R: Final = 8
@@ -73,9 +89,12 @@ MAX_MODULE_FILE_BYTES: Final = 256 * 1024 * 1024
 """About 300 bytes per key: room for far more keys than one signer holds."""
 
 _AAD_PREFIX: Final = b"validator-signer/emulated-module/v1\x00"
+_MASTER_AAD: Final = b"validator-signer/emulated-module/v2\x00master-key"
 _SEAL_LABEL: Final = b"seal-key"
 _MAC_LABEL: Final = b"file-mac"
 _VERIFIER_LABEL: Final = b"pin-verifier"
+_WRAP_LABEL: Final = b"master-key-wrap"
+MASTER_KEY_BYTES: Final = 32
 
 
 # --- the file format (an I/O edge: pydantic) --------------------------------------------------
@@ -113,19 +132,43 @@ class _EntryModel(_FileModel):
     sealed: str = Field(pattern=r"^([0-9a-f]{2})+$")
 
 
+class _SealedMasterModel(_FileModel):
+    """The master key (version 2), AES-256-GCM under the PIN's wrapping key: 32 bytes + 16 of tag."""
+
+    nonce: str = Field(pattern=r"^[0-9a-f]{24}$")
+    sealed: str = Field(pattern=r"^[0-9a-f]{96}$")
+
+
 class _ModuleFileModel(_FileModel):
     format: Literal["validator-signer/emulated-module"]
-    version: Literal[1]
+    version: Literal[1, 2]
     kdf: _KdfModel
     pin_verifier: str = Field(pattern=r"^[0-9a-f]{64}$")
+    master_key: _SealedMasterModel | None = None
     keys: list[_EntryModel]
     mac: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+    @model_validator(mode="after")
+    def _master_key_iff_version_2(self) -> _ModuleFileModel:
+        if (self.version == 2) != (self.master_key is not None):
+            raise ValueError("a version 2 module has a master_key, a version 1 module none")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class _PinKeys:
+    """What one scrypt run of a PIN gives: its verifier and the key that seals the master key."""
+
+    verifier: bytes
+    wrap: bytes
+    ikm: bytes
 
 
 @dataclass(frozen=True, slots=True)
 class _Keys:
-    """What one scrypt run gives: the sealing key, the file MAC key and the PIN verifier."""
+    """The unlocked module: the master key, the sealing key, the file MAC key and the PIN verifier."""
 
+    master: bytes
     seal: bytes
     mac: bytes
     verifier: bytes
@@ -135,7 +178,11 @@ def _normalize_pin(pin: str) -> bytes:
     return unicodedata.normalize("NFKD", pin).encode("utf-8")
 
 
-def _derive(pin: str, kdf: dict[str, Any]) -> _Keys:
+def _label(key: bytes, tag: bytes) -> bytes:
+    return hmac.new(key, tag, hashlib.sha256).digest()
+
+
+def _derive_pin(pin: str, kdf: dict[str, Any]) -> _PinKeys:
     n, r, p = int(kdf["n"]), int(kdf["r"]), int(kdf["p"])
     ikm = hashlib.scrypt(
         _normalize_pin(pin),
@@ -146,11 +193,34 @@ def _derive(pin: str, kdf: dict[str, Any]) -> _Keys:
         maxmem=128 * r * (n + p + 2) + 1024 * 1024,
         dklen=32,
     )
+    return _PinKeys(verifier=_label(ikm, _VERIFIER_LABEL), wrap=_label(ikm, _WRAP_LABEL), ikm=ikm)
 
-    def label(tag: bytes) -> bytes:
-        return hmac.new(ikm, tag, hashlib.sha256).digest()
 
-    return _Keys(seal=label(_SEAL_LABEL), mac=label(_MAC_LABEL), verifier=label(_VERIFIER_LABEL))
+def _keys_of(master: bytes, verifier: bytes) -> _Keys:
+    return _Keys(master=master, seal=_label(master, _SEAL_LABEL), mac=_label(master, _MAC_LABEL), verifier=verifier)
+
+
+def _new_kdf(scrypt_n: int) -> dict[str, Any]:
+    return {"function": "scrypt", "n": scrypt_n, "r": SCRYPT_R, "p": SCRYPT_P, "salt": _secrets.token_bytes(32).hex()}
+
+
+def _seal_master(pin_keys: _PinKeys, master: bytes) -> dict[str, str]:
+    nonce = _secrets.token_bytes(12)
+    return {"nonce": nonce.hex(), "sealed": AESGCM(pin_keys.wrap).encrypt(nonce, master, _MASTER_AAD).hex()}
+
+
+def _header(pin: str, master: bytes, scrypt_n: int) -> tuple[dict[str, Any], _Keys]:
+    """A version 2 header sealing ``master`` under ``pin`` (one scrypt run, a fresh salt)."""
+    kdf = _new_kdf(scrypt_n)
+    pin_keys = _derive_pin(pin, kdf)
+    header = {
+        "format": FORMAT,
+        "version": VERSION,
+        "kdf": kdf,
+        "pin_verifier": pin_keys.verifier.hex(),
+        "master_key": _seal_master(pin_keys, master),
+    }
+    return header, _keys_of(master, pin_keys.verifier)
 
 
 _KDF_LOCK = threading.Lock()
@@ -210,19 +280,30 @@ def _sign_with(scheme: Scheme, secret: bytes, message: bytes) -> bytes:
 
 
 class EmulatedKeyModule:
-    """KeyModule in software: one sealed module file under a PIN-derived master key.
+    """KeyModule in software: one sealed module file, its master key sealed under the PIN.
 
     ``EmulatedKeyModule(data_dir, pin)`` opens an existing module (locked: call ``unlock()``).
     With ``create=True`` a missing module is created (and is then unlocked); an existing one is
     opened as usual. ``scrypt_n`` only applies when creating (tests use a small one).
+    ``pin_policy`` decides which PINs a new module or a PIN change accepts (signer.keys.pin_policy).
     """
 
     kind = "emulated"
 
-    def __init__(self, data_dir: Path, pin: str, *, create: bool = False, scrypt_n: int = DEFAULT_SCRYPT_N) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        pin: str,
+        *,
+        create: bool = False,
+        scrypt_n: int = DEFAULT_SCRYPT_N,
+        pin_policy: PinPolicy = DEFAULT_PIN_POLICY,
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.path = self.data_dir / MODULE_FILE
         self._pin = pin
+        self.pin_policy = pin_policy
+        self._policy_warned = False
         self._mutex = threading.RLock()
         self._keys: _Keys | None = None
         self._secrets: dict[bytes, bytes] = {}
@@ -251,24 +332,12 @@ class EmulatedKeyModule:
     def _create(self, scrypt_n: int) -> None:
         if not self._pin:
             raise KeyModuleError("the module PIN must not be empty")
+        self.pin_policy.check(self._pin)
         if not MIN_SCRYPT_N <= scrypt_n <= MAX_SCRYPT_N or scrypt_n & (scrypt_n - 1):
             raise KeyModuleError(f"scrypt n must be a power of two in [2**10, 2**20], got {scrypt_n}")
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        kdf = {
-            "function": "scrypt",
-            "n": scrypt_n,
-            "r": SCRYPT_R,
-            "p": SCRYPT_P,
-            "salt": _secrets.token_bytes(32).hex(),
-        }
-        keys = _derive(self._pin, kdf)
-        doc: dict[str, Any] = {
-            "format": FORMAT,
-            "version": VERSION,
-            "kdf": kdf,
-            "pin_verifier": keys.verifier.hex(),
-            "keys": [],
-        }
+        header, keys = _header(self._pin, _secrets.token_bytes(MASTER_KEY_BYTES), scrypt_n)
+        doc: dict[str, Any] = {**header, "keys": []}
         with self._file_lock():
             if self.path.exists():  # created meanwhile by someone else: open theirs
                 return
@@ -296,10 +365,19 @@ class EmulatedKeyModule:
         return result
 
     def _check_pin(self, doc: dict[str, Any], pin: str) -> _Keys:
-        keys = _derive(pin, doc["kdf"])
-        if not hmac.compare_digest(keys.verifier, bytes.fromhex(doc["pin_verifier"])):
+        pin_keys = _derive_pin(pin, doc["kdf"])
+        if not hmac.compare_digest(pin_keys.verifier, bytes.fromhex(doc["pin_verifier"])):
             raise WrongPin(f"wrong PIN for the emulated key module in {self.data_dir}")
-        return keys
+        sealed = doc.get("master_key")
+        if sealed is None:  # version 1: the master key is the PIN's ikm
+            return _keys_of(pin_keys.ikm, pin_keys.verifier)
+        try:
+            master = AESGCM(pin_keys.wrap).decrypt(
+                bytes.fromhex(sealed["nonce"]), bytes.fromhex(sealed["sealed"]), _MASTER_AAD
+            )
+        except InvalidTag as exc:
+            raise ModuleTampered(f"module file {self.path}: the sealed master key failed authentication") from exc
+        return _keys_of(master, pin_keys.verifier)
 
     def _load(self, doc: dict[str, Any], keys: _Keys) -> None:
         """Authenticate and unseal every entry of ``doc``; replace the in-memory state."""
@@ -342,6 +420,40 @@ class EmulatedKeyModule:
             self._load(doc, keys)
             self._keys = keys
             self._pin_tag = _pin_tag(self._tag_key, self._pin)
+        self._warn_if_weak()
+
+    def _warn_if_weak(self) -> None:
+        """Once per module object: the PIN that opened the module breaks the PIN policy."""
+        problem = self.pin_policy.problem(self._pin)
+        if problem is not None and not self._policy_warned:
+            self._policy_warned = True
+            log.warning(
+                "the emulated key module's PIN does not satisfy the PIN policy: change it with "
+                "'signer keys change-pin'",
+                extra={"data_dir": str(self.data_dir), "rule": problem},
+            )
+
+    def change_pin(self, new_pin: str) -> None:
+        """Re-seal the master key under ``new_pin`` (a fresh salt, the same scrypt cost); every key
+        entry stays as it is. The old PIN is the one this object was opened with. One atomic file
+        replacement: before it the old PIN opens the module, after it the new one. Leaves the module
+        unlocked (under the new PIN).
+
+        Raises WeakPin (the policy refuses ``new_pin``, or it is the current PIN), WrongPin,
+        ModuleTampered (the file is not intact: nothing is re-sealed)."""
+        self.pin_policy.check(new_pin)
+        if hmac.compare_digest(_normalize_pin(new_pin), _normalize_pin(self._pin)):
+            raise WeakPin("PIN refused: the new PIN is the current one")
+        with self._mutex, self._file_lock():
+            doc = self._read_doc()
+            keys = self._check_pin(doc, self._pin)
+            self._load(doc, keys)  # every entry and the file MAC authenticate before anything changes
+            header, new_keys = _header(new_pin, keys.master, int(doc["kdf"]["n"]))
+            new_doc: dict[str, Any] = {**header, "keys": doc["keys"]}
+            self._write(new_doc, new_keys)
+            self._pin = new_pin
+            self._keys = new_keys
+            self._pin_tag = _pin_tag(self._tag_key, new_pin)
 
     def lock(self) -> None:
         with self._mutex:
@@ -409,6 +521,11 @@ class EmulatedKeyModule:
                 doc = self._read_doc()
                 if doc["mac"] != self._last_mac:
                     if not hmac.compare_digest(keys.verifier, bytes.fromhex(doc["pin_verifier"])):
+                        if hmac.compare_digest(_file_mac(keys.mac, doc), doc["mac"]):
+                            raise KeyModuleError(
+                                f"the PIN of the emulated key module in {self.data_dir} was changed since "
+                                "this signer unlocked it (signer keys change-pin): restart it with the new PIN"
+                            )
                         raise ModuleTampered(f"module file {self.path} was replaced by one with another PIN")
                     self._load(doc, keys)
                 yield doc, keys

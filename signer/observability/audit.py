@@ -1,11 +1,27 @@
-"""The audit log: one JSON line per signing decision, to stdout ('-') or a file (appended).
+"""The audit log: one JSON line per signing decision, to stdout ('-') or a file (appended), every
+line a link of a hash chain.
 
-A line holds ``ts`` (RFC 3339, UTC, milliseconds), ``client``, ``method``, ``outcome`` and, when
-known, ``operation``, ``key`` (0x public key), ``account``, ``slot``, ``epoch``, ``source_epoch``,
-``target_epoch``, ``height``, ``round``, ``step``, ``offence``, ``reason``, ``duration_ms``,
-``request_id``, ``operator``, ``approval`` (admin calls). Only these public fields exist
-(``AuditEvent`` has no room for a secret). The file
-is opened with O_APPEND, mode 0640, so several processes may append to one file.
+A decision line holds ``seq`` and ``prev`` (the chain, below), ``ts`` (RFC 3339, UTC, milliseconds),
+``client``, ``method``, ``outcome`` and, when known, ``operation``, ``key`` (0x public key),
+``account``, ``slot``, ``epoch``, ``source_epoch``, ``target_epoch``, ``height``, ``round``,
+``step``, ``offence``, ``reason``, ``duration_ms``, ``request_id``, ``operator``, ``approval`` (admin
+calls). Only these public fields exist
+(``AuditEvent`` has no room for a secret). The file is opened with O_APPEND, mode 0640, and locked
+(``flock``): one signer writes one chain, a second one refuses to start on the same file.
+
+The chain (format and checks: ``signer.observability.audit_chain``) is computed on the writer thread
+over exactly what is written, so it never has a hole it does not explain: lines dropped before they
+reach the writer (the queue was full) become a ``dropped`` record with their count, lines a failing
+write lost a ``lost`` record, and a write that stopped mid-line is followed by a newline and a record
+marked ``after_partial_line``. A restarted signer continues the chain its file ends with (a
+``start`` record linking to its last line); a file that does not end with a chain line (written by
+an older signer, or damaged) is renamed to ``<path>.unchained-<time>`` and a new chain begins, with
+a warning. With ``audit.rotate_bytes``, a file that reached that size ends with a ``rotate`` record,
+is renamed to ``<path>.<seq of that record, 12 digits>`` and a new file begins with a ``start``
+record linking to it. Every ``audit.checkpoint_interval_s`` while lines are written, at each
+rotation and at the stop, a record's seq and link hash (the chain head) are logged ("audit chain
+head", INFO) and reported to ``report_head`` (the metrics signer_audit_chain_head_seq and
+signer_audit_chain_head_hash): copies outside the file to check it against.
 
 Recording never blocks a signature: each line is handed to a ``LineWriter`` of its own (a bounded
 queue and a writer thread; one whole line per queued item, so lines never interleave). When the
@@ -19,23 +35,46 @@ decision is made and, for a signature, the protection record is already committe
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import fcntl
 import json
 import logging
 import os
+import stat
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
 
+import signer
 from signer.config import AuditConfig
 from signer.errors import ConfigError
+from signer.observability.audit_chain import (
+    CHECKPOINT,
+    DROPPED,
+    GENESIS,
+    LOST,
+    MAX_LINE_BYTES,
+    ROTATE,
+    START,
+    STOP,
+    ChainKey,
+    chained,
+    parse_chain_line,
+    record_body,
+)
 from signer.observability.logging import CLOSE_TIMEOUT_S, DEFAULT_CAPACITY, LineWriter
 from signer.types import AuditEvent, AuditSink, NullAudit
 
 __all__ = ["AuditEvent", "AuditLog", "AuditSink", "NullAudit", "audit_line"]
 
 log = logging.getLogger(__name__)
+
+HeadSink = Callable[[int, str], None]
+"""Told ``(seq, link hash)`` of each chain head (checkpoint, rotation, start, stop)."""
 
 _OPTIONAL_FIELDS = (
     "operation",
@@ -83,8 +122,361 @@ def audit_line(event: AuditEvent, now: float) -> str:
     return json.dumps(record, ensure_ascii=True, separators=(",", ":")) + "\n"
 
 
+# --- where a chain starts ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Opening:
+    """How the writer begins: the next seq and the line it links to (None: a new chain)."""
+
+    seq: int
+    last_line: bytes | None
+    reason: str
+    after_partial_line: bool = False
+    unchained_file: str | None = None
+
+
+_NEW_CHAIN = _Opening(seq=0, last_line=None, reason="new")
+
+
+def _last_chain_line(path: Path, size: int) -> tuple[bytes | None, bool]:
+    """(the file's last whole line if it is a chain line, whether an incomplete line follows it)."""
+    with path.open("rb") as fh:
+        offset = max(0, size - 2 * MAX_LINE_BYTES)
+        fh.seek(offset)
+        data = fh.read()
+    partial = not data.endswith(b"\n")
+    whole = data[: data.rfind(b"\n") + 1] if partial else data
+    if not whole:
+        return None, partial
+    before, _, last = whole[:-1].rpartition(b"\n")
+    if offset > 0 and not before and len(whole) == len(data):  # no line start seen within the window
+        return None, partial
+    return (last if parse_chain_line(last) is not None else None), partial
+
+
+def _utc_stamp(now: float) -> str:
+    return datetime.datetime.fromtimestamp(now, tz=datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _lock(fd: int, path: Path) -> None:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ConfigError(
+            f"audit.path: {path} is being written by another process: one signer per audit file (one chain)"
+        ) from None
+
+
+def _open_append(path: Path) -> int:
+    try:
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    except OSError as exc:
+        raise ConfigError(f"audit.path: cannot open {path} for appending: {exc.strerror}") from exc
+
+
+def _open_audit_file(path: Path, now: float) -> tuple[int, _Opening, int]:
+    """Open (create) the audit file, lock it, and read where its chain stands: (fd, opening, size)."""
+    fd = _open_append(path)
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):  # a pipe or a device: nothing to continue, nothing to lock
+        return fd, _NEW_CHAIN, 0
+    _lock(fd, path)
+    if info.st_size == 0:
+        return fd, _NEW_CHAIN, 0
+    try:
+        last, partial = _last_chain_line(path, info.st_size)
+    except OSError as exc:
+        os.close(fd)
+        raise ConfigError(f"audit.path: cannot read {path}: {exc.strerror}") from exc
+    if last is not None:
+        record = parse_chain_line(last)
+        assert record is not None
+        return fd, _Opening(int(record["seq"]) + 1, last, "restart", after_partial_line=partial), info.st_size
+    aside = path.with_name(f"{path.name}.unchained-{_utc_stamp(now)}")
+    counter = 0
+    while aside.exists():
+        counter += 1
+        aside = path.with_name(f"{path.name}.unchained-{_utc_stamp(now)}-{counter}")
+    try:
+        os.rename(path, aside)
+    except OSError as exc:
+        log.warning(
+            "audit.path does not end with a line of a hash chain and cannot be renamed: a new chain starts "
+            "after its lines (they are outside it)",
+            extra={"path": str(path), "error": exc.strerror},
+        )
+        return fd, _Opening(0, None, "new", after_partial_line=partial), info.st_size
+    os.close(fd)
+    log.warning(
+        "audit.path did not end with a line of a hash chain (written by an older signer, or damaged): "
+        "renamed; a new chain starts",
+        extra={"path": str(path), "renamed_to": str(aside)},
+    )
+    fd = _open_append(path)
+    _lock(fd, path)
+    return fd, _Opening(0, None, "new", unchained_file=aside.name), os.fstat(fd).st_size
+
+
+# --- the writer -------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Item:
+    """One line of a batch: its body, what it is (None: a decision) and the count it reports."""
+
+    kind: str | None
+    body: str
+    count: int = 0
+
+
+class _ChainWriter(LineWriter):
+    """A LineWriter whose lines form the hash chain (see the module docstring). Everything below
+    runs on the writer thread, except the constructor."""
+
+    def __init__(
+        self,
+        target: int | IO[str],
+        *,
+        key: ChainKey,
+        opening: _Opening,
+        path: Path | None,
+        size: int,
+        rotate_bytes: int | None,
+        checkpoint_interval_s: float,
+        clock: Callable[[], float],
+        on_head: HeadSink,
+        **kwargs: Any,
+    ) -> None:
+        self._key = key
+        self._seq = opening.seq
+        self._prev = key.link(opening.last_line) if opening.last_line is not None else GENESIS
+        self._path = path
+        self._size = size
+        self._rotate_bytes = rotate_bytes
+        self._next_rotation = rotate_bytes
+        self._checkpoint_interval_s = checkpoint_interval_s
+        self._clock = clock
+        self.on_head = on_head
+        self._need_newline = opening.after_partial_line
+        start: dict[str, Any] = {"reason": opening.reason}
+        if opening.unchained_file is not None:
+            start["unchained_file"] = opening.unchained_file
+        self._start: dict[str, Any] | None = start
+        self._dropped_recorded = 0
+        self._lost_pending = 0
+        self.lost = 0
+        self.written = 0
+        self._since_checkpoint = 0
+        self._last_checkpoint = time.monotonic()
+        super().__init__(target, **kwargs)
+
+    @classmethod
+    def for_path(cls, config: AuditConfig, key: ChainKey, clock: Callable[[], float], **kwargs: Any) -> _ChainWriter:
+        chain: dict[str, Any] = {
+            "key": key,
+            "rotate_bytes": config.rotate_bytes,
+            "checkpoint_interval_s": config.checkpoint_interval_s,
+            "clock": clock,
+            **kwargs,
+        }
+        if config.path == "-":
+            writer = cls.for_stream(sys.stdout, opening=_NEW_CHAIN, path=None, size=0, **chain)
+            assert isinstance(writer, _ChainWriter)
+            return writer
+        path = Path(config.path)
+        fd, opening, size = _open_audit_file(path, clock())
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+        return cls(fd, opening=opening, path=path if regular else None, size=size, **chain)
+
+    # -- building lines ----------------------------------------------------------------------------
+
+    def _ts(self) -> str:
+        return _timestamp(self._clock())
+
+    def _pending(self) -> list[_Item]:
+        """The chain records that must precede the next lines: the start record (until written), and
+        what was dropped or lost since the last record of it. The first is marked after a fragment."""
+        items: list[_Item] = []
+        if self._start is not None:
+            fields = {**self._start, **self._key.describe(), "pid": os.getpid(), "version": signer.__version__}
+            items.append(_Item(START, record_body(START, self._ts(), **fields)))
+        dropped = self.dropped - self._dropped_recorded
+        if dropped > 0:
+            items.append(_Item(DROPPED, record_body(DROPPED, self._ts(), count=dropped), dropped))
+        if self._lost_pending > 0 or (self._need_newline and not items):  # (a cut record loses no decision)
+            items.append(_Item(LOST, record_body(LOST, self._ts(), count=self._lost_pending), self._lost_pending))
+        if self._need_newline and items:
+            first = json.loads(items[0].body)
+            first["after_partial_line"] = True
+            items[0].body = json.dumps(first, ensure_ascii=True, separators=(",", ":"))
+        return items
+
+    def _write_items(self, items: list[_Item]) -> bool:
+        """Chain and write ``items`` after the pending records; True if all of them were written.
+
+        On a failed write the chain goes on from the last whole line written: the decision lines
+        not written are counted as lost (a ``lost`` record follows), records not written are made
+        again."""
+        items = self._pending() + items
+        if not items:
+            return True
+        seq, prev = self._seq, self._prev
+        texts: list[str] = []
+        links: list[str] = []
+        for item in items:
+            line = chained(seq, prev, item.body)
+            prev = self._key.link(line.encode("utf-8"))
+            texts.append(line + "\n")
+            links.append(prev)
+            seq += 1
+        prefix = "\n" if self._need_newline else ""
+        data = prefix + "".join(texts)
+        done = self._emit(data) - len(prefix)
+        if done < 0:  # not even the newline that ends the fragment: nothing written
+            whole = 0
+        else:
+            self._need_newline = False
+            whole, offset = 0, 0
+            while whole < len(texts) and offset + len(texts[whole]) <= done:
+                offset += len(texts[whole])
+                whole += 1
+            if offset < done:  # a line was cut off mid-way: end it before writing on
+                self._need_newline = True
+            self._size += done + len(prefix)
+        for item in items[:whole]:
+            if item.kind == START:
+                self._start = None
+            elif item.kind == DROPPED:
+                self._dropped_recorded += item.count
+            elif item.kind == LOST:
+                self._lost_pending -= item.count
+        lost = sum(1 for item in items[whole:] if item.kind is None)
+        self._lost_pending += lost
+        self.lost += lost
+        if whole:
+            self._seq += whole
+            self._prev = links[whole - 1]
+            decisions = sum(1 for item in items[:whole] if item.kind is None)
+            self.written += decisions
+            self._since_checkpoint += decisions
+        return whole == len(items)
+
+    def _head(self) -> None:
+        """Report the chain head: the last line written."""
+        seq = self._seq - 1
+        if seq < 0:
+            return
+        with contextlib.suppress(Exception):
+            self.on_head(seq, self._prev)
+        log.info("audit chain head", extra={"seq": seq, "head": self._prev, "audit_path": str(self._path or "-")})
+
+    def _record(self, kind: str, **fields: Any) -> bool:
+        written = self._write_items([_Item(kind, record_body(kind, self._ts(), **fields))])
+        if written:
+            self._head()
+        return written
+
+    def _counts(self) -> dict[str, int]:
+        return {"written": self.written, "dropped": self.dropped, "lost": self.lost}
+
+    # -- the LineWriter hooks ----------------------------------------------------------------------
+
+    def _begin(self) -> None:
+        if self._write_items([]):
+            self._head()
+
+    def _write_batch(self, lines: list[str]) -> None:
+        items = [_Item(None, line.rstrip("\n")) for line in lines]
+        while items:  # in chunks that end where the file reaches its rotation size
+            room = None if self._path is None or self._next_rotation is None else self._next_rotation - self._size
+            take, size = 0, 0
+            while take < len(items) and (room is None or size < room):
+                size += len(items[take].body) + 100  # + seq and prev
+                take += 1
+            self._write_items(items[:take])
+            del items[:take]
+            self._maybe_checkpoint()
+            self._maybe_rotate()
+
+    def _idle(self) -> None:
+        if self._start is not None or self._lost_pending or self.dropped > self._dropped_recorded:
+            self._write_items([])
+        self._maybe_checkpoint()
+
+    def _end(self) -> None:
+        self._record(STOP, **self._counts())
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.fsync(self._fd)
+        super()._end()
+
+    def _maybe_checkpoint(self) -> None:
+        now = time.monotonic()
+        due = self._since_checkpoint and now - self._last_checkpoint >= self._checkpoint_interval_s
+        if due and self._record(CHECKPOINT, **self._counts()):
+            self._since_checkpoint = 0
+            self._last_checkpoint = now
+
+    # -- rotation ----------------------------------------------------------------------------------
+
+    def _maybe_rotate(self) -> None:
+        if self._path is None or self._next_rotation is None or self._size < self._next_rotation:
+            return
+        assert self._rotate_bytes is not None
+        self._next_rotation = self._size + self._rotate_bytes  # unless it works (then: a new file)
+        try:
+            self._rotate(self._path, self._rotate_bytes)
+        except OSError as exc:
+            log.error(
+                "audit log rotation failed; writing on to the same file",
+                extra={"audit_path": str(self._path), "error": exc.strerror},
+            )
+
+    def _rotated_name(self, path: Path) -> Path:
+        target = path.with_name(f"{path.name}.{self._seq:012d}")
+        counter = 0
+        while target.exists():
+            counter += 1
+            target = path.with_name(f"{path.name}.{self._seq:012d}-{counter}")
+        return target
+
+    def _rotate(self, path: Path, rotate_bytes: int) -> None:
+        """End this file with a rotate record, rename it, and begin a new one that links to it."""
+        target = self._rotated_name(path)
+        if not self._record(ROTATE, file=target.name):
+            return
+        assert self._fd is not None
+        os.fsync(self._fd)
+        os.rename(path, target)
+        with contextlib.suppress(OSError):
+            dir_fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            # The renamed file stays open: the chain goes on in it (it has a rotate record mid-way).
+            log.error(
+                "audit log rotation: cannot open a new file; writing on to the renamed one",
+                extra={"audit_path": str(path), "renamed_to": str(target), "error": exc.strerror},
+            )
+            return
+        old, self._fd = self._fd, fd
+        os.close(old)
+        self._size = 0
+        self._next_rotation = rotate_bytes
+        self._start = {"reason": "rotation", "previous_file": target.name}
+        if self._write_items([]):
+            self._head()
+
+
 class AuditLog:
-    """An AuditSink writing JSON lines to stdout (``path = "-"``) or appending to a file."""
+    """An AuditSink writing chained JSON lines to stdout (``path = "-"``) or appending to a file."""
 
     def __init__(
         self,
@@ -96,24 +488,28 @@ class AuditLog:
         self.config = config
         self._clock = clock
         self._closed_writes = 0
-        hooks: dict[str, Any] = {
-            "name": "audit",
-            "capacity": capacity,
-            "on_first_drop": self._first_drop,
-            "on_error": self._write_failed,
-        }
-        if config.path == "-":
-            self._writer = LineWriter.for_stream(sys.stdout, **hooks)
-        else:
+        self._head_sink: HeadSink | None = None
+        self._last_head: tuple[int, str] | None = None
+        key = ChainKey()
+        if config.hmac_key is not None:
             try:
-                fd = os.open(config.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-            except OSError as exc:
-                raise ConfigError(f"audit.path: cannot open {config.path} for appending: {exc.strerror}") from exc
-            self._writer = LineWriter(fd, **hooks)
+                key = ChainKey.from_text(config.hmac_key.read())
+            except ConfigError as exc:
+                raise ConfigError(f"audit.hmac_key: {exc.message.removeprefix('audit.hmac_key: ')}") from exc
+        self._writer = _ChainWriter.for_path(
+            config,
+            key,
+            clock,
+            on_head=self._on_head,
+            name="audit",
+            capacity=capacity,
+            on_first_drop=self._first_drop,
+            on_error=self._write_failed,
+        )
 
     @property
     def write_errors(self) -> int:
-        """Lines lost to a failing write, or recorded after close."""
+        """Failed writes, and lines recorded after close."""
         return self._writer.write_errors + self._closed_writes
 
     @property
@@ -121,15 +517,38 @@ class AuditLog:
         """Lines dropped because the output did not keep up."""
         return self._writer.dropped
 
+    @property
+    def lost(self) -> int:
+        """Decision lines a failing write lost (each counted in a ``lost`` record of the chain)."""
+        return self._writer.lost
+
     def count_drops(self, count: Callable[[str, int], None]) -> None:
         """Report dropped lines to ``count("audit", n)`` from now on (the metric)."""
         self._writer.on_drop = lambda n: count("audit", n)
+
+    def report_head(self, sink: HeadSink) -> None:
+        """Tell ``sink(seq, link hash)`` the chain head: the last one so far, and each from now on."""
+        self._head_sink = sink
+        last = self._last_head
+        if last is not None:
+            sink(*last)
+
+    @property
+    def head(self) -> tuple[int, str] | None:
+        """The last chain head reported: (seq, link hash)."""
+        return self._last_head
+
+    def _on_head(self, seq: int, head: str) -> None:
+        self._last_head = (seq, head)
+        sink = self._head_sink
+        if sink is not None:
+            sink(seq, head)
 
     @staticmethod
     def _first_drop() -> None:
         log.error(
             "audit output is not keeping up: audit lines are being dropped (counted in "
-            'signer_log_lines_dropped_total{stream="audit"}); the decisions stand'
+            'signer_log_lines_dropped_total{stream="audit"} and in the chain); the decisions stand'
         )
 
     @staticmethod
@@ -148,7 +567,8 @@ class AuditLog:
         return self._writer.flush(timeout_s)
 
     def close(self) -> None:
-        """Write what is queued (bounded wait) and stop; never hangs on a stalled output."""
+        """Write what is queued and the stop record (bounded wait) and stop; never hangs on a stalled
+        output."""
         self._writer.close()
 
     def __enter__(self) -> AuditLog:

@@ -58,6 +58,11 @@ class LineWriter:
     (pytest's capture). ``on_drop(n)`` is told of every dropped line; ``on_first_drop`` is called
     once, on the caller's thread, when the first line is dropped. ``on_error`` is told of a failed
     write (disk full), which loses that line and nothing else.
+
+    A subclass may shape what is written (the audit log's hash chain) by overriding the hooks that
+    run on the writer thread: ``_begin`` (first), ``_write_batch`` (each batch of queued lines),
+    ``_idle`` (the queue stayed empty for a while) and ``_end`` (closed and drained; closes the
+    descriptor).
     """
 
     def __init__(
@@ -122,15 +127,15 @@ class LineWriter:
 
     def _run(self) -> None:
         """Write batches of queued lines until closed and drained (checked at least every 0.2 s)."""
+        self._begin()
         while True:
             try:
                 first = self._queue.get(timeout=_IDLE_CHECK_S)
             except queue.Empty:
                 if self._closed:
-                    if self._fd is not None:  # the writer thread alone closes its descriptor
-                        with contextlib.suppress(OSError):
-                            os.close(self._fd)
+                    self._end()
                     return
+                self._idle()
                 continue
             lines = [str(first)]
             while len(lines) < _BATCH_LINES:
@@ -138,25 +143,47 @@ class LineWriter:
                     lines.append(str(self._queue.get_nowait()))
                 except queue.Empty:
                     break
-            self._emit("".join(lines))
-            for _ in lines:
-                self._queue.task_done()
+            try:
+                self._write_batch(lines)
+            finally:
+                for _ in lines:
+                    self._queue.task_done()
 
-    def _emit(self, text: str) -> None:
+    def _begin(self) -> None:
+        """Hook: runs first on the writer thread."""
+
+    def _idle(self) -> None:
+        """Hook: the queue stayed empty for the idle interval (0.2 s)."""
+
+    def _write_batch(self, lines: list[str]) -> None:
+        """Hook: write one batch of queued lines (each with its newline)."""
+        self._emit("".join(lines))
+
+    def _end(self) -> None:
+        """Hook: closed and drained; the writer thread alone closes its descriptor."""
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+
+    def _emit(self, text: str) -> int:
+        """Write ``text``; returns the bytes of its UTF-8 encoding that were written (all of them
+        unless a write failed; a stream writes all or nothing)."""
+        data = text.encode("utf-8", "replace")
+        done = 0
         try:
             if self._fd is not None:
-                data = text.encode("utf-8", "replace")
-                while data:
-                    written = os.write(self._fd, data)
-                    data = data[written:]
+                while done < len(data):
+                    done += os.write(self._fd, data[done:])
             elif self._stream is not None:
                 self._stream.write(text)
                 self._stream.flush()
+                done = len(data)
         except (OSError, ValueError) as exc:
             self.write_errors += 1
             if self._on_error is not None and isinstance(exc, OSError):
                 with contextlib.suppress(Exception):
                     self._on_error(exc)
+        return done
 
     def flush(self, timeout_s: float = CLOSE_TIMEOUT_S) -> bool:
         """Wait (at most ``timeout_s``) until every queued line is written; True if they were."""

@@ -27,6 +27,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 import signer
 from signer import approval, passphrase, totp
 from signer.errors import NotSafeToSign
+from signer.observability.audit_chain import head_metric_value
 from signer.types import Scheme
 
 # No *_created series: they double the series count and nothing here queries them.
@@ -108,6 +109,8 @@ METRIC_NAMES: tuple[str, ...] = (
     "signer_log_lines_dropped_total",
     "signer_security_events_total",
     "signer_protection_initialized",
+    "signer_audit_chain_head_seq",
+    "signer_audit_chain_head_hash",
 )
 """The metric families this module defines (as a Prometheus query names them)."""
 
@@ -220,6 +223,19 @@ class PrometheusMonitor:
             "signed, or history found at upgrade); 0: a new or emptied store, signing refused.",
             registry=reg,
         )
+        self._audit_head_seq = Gauge(
+            "signer_audit_chain_head_seq",
+            "The seq of the audit chain's head (the last checkpoint, rotation, start or stop record); "
+            "-1 before the first.",
+            registry=reg,
+        )
+        self._audit_head_hash = Gauge(
+            "signer_audit_chain_head_hash",
+            "The first 52 bits (13 hex digits) of the audit chain head's link hash, as an integer: "
+            "signer audit verify --head SEQ:HASH checks a log against it (the full hash is logged).",
+            registry=reg,
+        )
+        self._audit_head_seq.set(-1)
         self._build_info.labels(version=version or _version(), python=platform.python_version()).set(1)
         self._ready.set(0)
         self._protection_initialized.set(0)
@@ -298,6 +314,11 @@ class PrometheusMonitor:
     def protection_initialized(self, initialized: bool) -> None:
         """Not part of the core's Monitor: set by the app's readiness check."""
         self._protection_initialized.set(1 if initialized else 0)
+
+    def audit_chain_head(self, seq: int, head: str) -> None:
+        """Not part of the core's Monitor: the audit writer's chain head (signer.observability.audit)."""
+        self._audit_head_hash.set(head_metric_value(head))
+        self._audit_head_seq.set(seq)
 
     def access_denied(self, client: str, operation: str) -> None:
         """No series of its own: the request is counted as outcome="denied" by request_done, and

@@ -33,6 +33,7 @@ SAMPLES_FILE = vector_path("lodestar", "request_samples.json")
 SAMPLES: dict[str, dict[str, Any]] = json.loads(SAMPLES_FILE.read_text())
 SIGN_SAMPLES = {name: s for name, s in SAMPLES.items() if s["method"] == "POST"}
 GVR = "0x270d43e74ce340de4bca2b1936beca0f4f5408d9e78aec4850920baf659d5b69"
+PIN = "conformance-test-module-pin"
 CURVE_ORDER = 0x73EDA753299D7D483339D80809A1D80553BDA402FFFE5BFEFFFFFFFF00000001
 
 
@@ -134,7 +135,7 @@ def test_with_32_slots_per_epoch_the_capella_block_is_refused() -> None:
 @pytest.fixture(scope="module")
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, SigningService]]:
     tmp = tmp_path_factory.mktemp("lodestar")
-    module = EmulatedKeyModule(tmp / "keys", "pin", create=True, scrypt_n=MIN_SCRYPT_N)
+    module = EmulatedKeyModule(tmp / "keys", PIN, create=True, scrypt_n=MIN_SCRYPT_N)
     module.import_secrets([(f"interop/{i}", Scheme.BLS, interop_secret(i)) for i in range(8)])
     out: dict[str, SigningService] = {}
     stores = []

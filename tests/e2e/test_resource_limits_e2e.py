@@ -317,13 +317,16 @@ path = "{audit}"
     proc, grpc_port, metrics_port = _serve_on_unread_pipes(["--config", str(config)])
     try:
         _sign_many(grpc_port, 1100, "audit-file")
-        lines = audit.read_text(encoding="utf-8").splitlines() if audit.exists() else []
+
+        def signed() -> int:
+            lines = audit.read_text(encoding="utf-8").splitlines() if audit.exists() else []
+            records = [json.loads(line) for line in lines]
+            return sum(1 for r in records if r.get("method") == "Sign" and r.get("outcome") == "succeeded")
+
         deadline = time.monotonic() + 10
-        while len(lines) < 1100 and time.monotonic() < deadline:
+        while signed() < 1100 and time.monotonic() < deadline:
             time.sleep(0.1)
-            lines = audit.read_text(encoding="utf-8").splitlines()
-        records = [json.loads(line) for line in lines]
-        assert sum(1 for r in records if r["method"] == "Sign" and r["outcome"] == "succeeded") == 1100
+        assert signed() == 1100
         assert _metric(metrics_port, "signer_log_lines_dropped_total", 'stream="audit"') == 0
     finally:
         assert _stop(proc) == 0

@@ -178,8 +178,9 @@ class SecureSigner:
         return signer_pb2_grpc.SignerStub(self.channel(client))
 
     def audit_records(self) -> list[dict[str, object]]:
+        """The decision lines (the hash chain's own records have a ``record`` field)."""
         lines = self.audit.read_text(encoding="utf-8").splitlines()
-        return [json.loads(line) for line in lines]
+        return [r for r in (json.loads(line) for line in lines) if "record" not in r]
 
 
 def credentials(ca: CertPair, client: CertPair | None) -> grpc.ChannelCredentials:

@@ -45,7 +45,7 @@ from signer.types import AttestationCheck, AuditEvent, AuditSink, Authorizer, Nu
 from tests.stores import keys_never_signed
 from tests.support import vector_path
 
-PIN = "admin-test-pin"
+PIN = "admin-api-test-pin"
 OK = admin_pb2.RESPONSE_STATUS_OK
 GVR = MAINNET.genesis_validators_root
 OTHER_GVR = bytes(range(32))

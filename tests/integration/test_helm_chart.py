@@ -229,6 +229,7 @@ CHART_OWNED = {
     "Pkcs11Config": {"pin"},
     "ProtectionConfig": {"sqlite_path", "password"},
     "OperatorConfig": {"secret"},
+    "AuditConfig": {"hmac_key"},
 }
 
 
@@ -342,6 +343,8 @@ def test_sqlite_with_several_replicas_fails_with_a_clear_message() -> None:
             ],
             "additional property secret is not allowed",
         ),
+        (["--set", "config.audit.rotate_bytes=1048576"], "stdout cannot be rotated"),
+        (["--set", "secrets.auditHmacKey.value=too-short"], "auditHmacKey.value"),
     ],
     ids=[
         "loopback-listen",
@@ -353,12 +356,47 @@ def test_sqlite_with_several_replicas_fails_with_a_clear_message() -> None:
         "partial-inline-tls",
         "operator-without-secret",
         "operator-secret-inline",
+        "rotating-stdout",
+        "short-audit-hmac-key",
     ],
 )
 def test_inconsistent_values_fail_rendering(extra: list[str], message: str) -> None:
     result = run_helm(*template_args("default", *extra))
     assert result.returncode != 0, "rendered although it should not"
     assert message.lower() in result.stderr.lower(), result.stderr
+
+
+def _projected_secrets(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    volumes = {v["name"]: v for v in workload(docs)["spec"]["template"]["spec"]["volumes"]}
+    return [s["secret"] for s in volumes["secrets"]["projected"]["sources"]]
+
+
+def test_the_audit_hmac_key_is_mounted_from_a_secret_and_named_in_the_config() -> None:
+    docs = rendered("sqlite")  # secrets.auditHmacKey.existingSecret: signer-audit-hmac
+    toml = rendered_toml(docs)
+    assert toml["audit"]["hmac_key"] == {"file": "/var/run/signer/audit-hmac-key"}
+    assert toml["audit"]["rotate_bytes"] == 104857600
+    assert {"name": "signer-audit-hmac", "items": [{"key": "hmac-key", "path": "audit-hmac-key"}]} in (
+        _projected_secrets(docs)
+    )
+    assert not [d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"].endswith("-audit-hmac")]
+
+
+def test_the_chart_creates_the_audit_hmac_secret_from_a_value_and_without_one_there_is_no_key() -> None:
+    key = "9f" * 32
+    result = run_helm(*template_args("default", "--set", f"secrets.auditHmacKey.value={key}"))
+    assert result.returncode == 0, result.stderr
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    secret = one(docs, "Secret", "-audit-hmac")
+    assert base64.b64decode(secret["data"]["hmac-key"]).decode() == key
+    assert {"name": secret["metadata"]["name"], "items": [{"key": "hmac-key", "path": "audit-hmac-key"}]} in (
+        _projected_secrets(docs)
+    )
+    assert rendered_toml(docs)["audit"]["hmac_key"] == {"file": "/var/run/signer/audit-hmac-key"}
+    plain = rendered("default")
+    assert "hmac_key" not in rendered_toml(plain)["audit"]
+    assert all(item["path"] != "audit-hmac-key" for s in _projected_secrets(plain) for item in s["items"])
+    assert not [d for d in plain if d["kind"] == "Secret" and d["metadata"]["name"].endswith("-audit-hmac")]
 
 
 def test_pkcs11_mounts_the_library_volume_and_runs_the_sidecar() -> None:

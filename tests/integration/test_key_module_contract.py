@@ -18,7 +18,7 @@ from tests.softhsm import SoftHsm, clean_token, softhsm  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration
 
-PIN = "contract-pin"
+PIN = "key-module-contract-pin"
 KINDS = ["emulated", "pkcs11"]
 SCHEMES = [Scheme.BLS, Scheme.SECP256K1, Scheme.ED25519]
 

@@ -62,6 +62,7 @@ TABLE: dict[type[errors.SignerError], tuple[grpc.StatusCode, int, int, str]] = {
     errors.WrongPin: (C.PERMISSION_DENIED, status.FAILED, ADMIN_FAILED, "unavailable"),
     errors.ModuleTampered: (C.INTERNAL, status.FAILED, ADMIN_FAILED, "unavailable"),
     errors.ConfigError: (C.INVALID_ARGUMENT, status.FAILED, REFUSED, "failed"),
+    errors.WeakPin: (C.INVALID_ARGUMENT, status.FAILED, REFUSED, "failed"),  # a CLI refusal: never on the wire
     errors.InternalError: (C.INTERNAL, status.FAILED, ADMIN_FAILED, "failed"),
     errors.DataDirLocked: (C.INTERNAL, status.FAILED, ADMIN_FAILED, "failed"),  # at start only: never on the wire
     # Distributed accounts (issue 17). Threshold and session refusals are the caller's: DENIED. The

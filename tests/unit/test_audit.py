@@ -1,4 +1,5 @@
-"""AuditLog: one JSON line per decision, stdout or appended file, thread-safe, no secrets."""
+"""AuditLog: one JSON line per decision, stdout or appended file, thread-safe, no secrets. (The hash
+chain the lines form: tests/unit/test_audit_chain.py.)"""
 
 from __future__ import annotations
 
@@ -17,6 +18,11 @@ from signer.types import AuditEvent, ConsensusStep
 
 PUBLIC_KEY = bytes.fromhex("a1" * 48)
 TS = 1_700_000_000.25  # 2023-11-14T22:13:20.250Z
+
+
+def decisions(lines: list[str]) -> list[dict[str, object]]:
+    """The decision lines among audit lines (the chain's own records have a ``record`` field)."""
+    return [r for r in (json.loads(line) for line in lines) if "record" not in r]
 
 
 def attestation_event(**overrides: object) -> AuditEvent:
@@ -96,23 +102,24 @@ def test_stdout(capsys: pytest.CaptureFixture[str]) -> None:
     assert log.flush()  # written by the audit writer thread, not the caller
     log.close()
     lines = capsys.readouterr().out.splitlines()
-    assert [json.loads(line)["client"] for line in lines] == ["vc-1", "vc-2"]
-    assert json.loads(lines[0])["ts"] == "2023-11-14T22:13:20.250Z"
+    assert [r["client"] for r in decisions(lines)] == ["vc-1", "vc-2"]
+    assert decisions(lines)[0]["ts"] == "2023-11-14T22:13:20.250Z"
+    assert [json.loads(line)["seq"] for line in lines] == list(range(4))  # start, 2 decisions, stop
 
 
 def test_file_is_appended_with_private_mode(tmp_path: Path) -> None:
     path = tmp_path / "audit.log"
-    path.write_text('{"earlier":"line"}\n')
     with AuditLog(AuditConfig(path=str(path))) as log:
         log.record(attestation_event())
         # visible as soon as the writer thread has it, before close
         assert log.flush()
-        assert len(path.read_text().splitlines()) == 2
+        assert [r["client"] for r in decisions(path.read_text().splitlines())] == ["vc-1"]
+    first_run = path.read_text()
     with AuditLog(AuditConfig(path=str(path))) as log:
         log.record(attestation_event(client="vc-2"))
-    lines = path.read_text().splitlines()
-    assert json.loads(lines[0]) == {"earlier": "line"}
-    assert [json.loads(line)["client"] for line in lines[1:]] == ["vc-1", "vc-2"]
+    text = path.read_text()
+    assert text.startswith(first_run)
+    assert [r["client"] for r in decisions(text.splitlines())] == ["vc-1", "vc-2"]
     fresh = tmp_path / "fresh.log"
     AuditLog(AuditConfig(path=str(fresh))).close()
     assert fresh.stat().st_mode & 0o007 == 0  # never world-readable (0640 before the umask)
@@ -129,7 +136,7 @@ def test_write_after_close_is_counted_not_raised(tmp_path: Path) -> None:
     log.close()
     log.record(attestation_event())
     assert log.write_errors == 1
-    assert path.read_text() == ""
+    assert decisions(path.read_text().splitlines()) == []
 
 
 def test_many_threads_write_whole_lines(tmp_path: Path) -> None:
@@ -146,7 +153,7 @@ def test_many_threads_write_whole_lines(tmp_path: Path) -> None:
             thread.start()
         for thread in threads:
             thread.join()
-    records = [json.loads(line) for line in path.read_text().splitlines()]
+    records = decisions(path.read_text().splitlines())
     assert len(records) == threads_n * per_thread
     for n in range(threads_n):
         assert [r["slot"] for r in records if r["client"] == f"vc-{n}"] == list(range(per_thread))
@@ -195,7 +202,7 @@ def test_an_audit_file_keeps_working_while_stdout_stalls(tmp_path: Path) -> None
                 stalled.record(attestation_event(slot=n, reason="y" * 300))
                 audit_file.record(attestation_event(slot=n))
             assert audit_file.flush()
-        assert [json.loads(line)["slot"] for line in path.read_text().splitlines()] == list(range(500))
+        assert [r["slot"] for r in decisions(path.read_text().splitlines())] == list(range(500))
         assert stalled.dropped > 0
     finally:
         stalled.close()

@@ -38,6 +38,7 @@ from signer.types import LOCAL_CLIENT, ClientIdentity, KeyInfo, ProtectionCheck,
 from tests.stores import keys_never_signed
 
 KEYS = 12
+PIN = "unit-test-module-pin"
 
 
 class ObservedStore(SqliteStore):
@@ -64,7 +65,7 @@ def network() -> Network:
 
 @pytest.fixture(scope="module")
 def module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatedKeyModule]:
-    m = EmulatedKeyModule(tmp_path_factory.mktemp("keys"), "pin", create=True, scrypt_n=1024)
+    m = EmulatedKeyModule(tmp_path_factory.mktemp("keys"), PIN, create=True, scrypt_n=1024)
     m.generate_many([f"w/{i}" for i in range(KEYS)], Scheme.BLS)
     yield m
     m.close()
@@ -417,7 +418,7 @@ def test_votes_of_several_chains_share_one_transaction_and_one_signature_record(
     tmp_path: Path, network: Network, store: ObservedStore
 ) -> None:
     chains = [f"chain-{n}" for n in range(4)]
-    comet = EmulatedKeyModule(tmp_path / "comet", "pin", create=True, scrypt_n=1024)
+    comet = EmulatedKeyModule(tmp_path / "comet", PIN, create=True, scrypt_n=1024)
     try:
         infos = {c: comet.generate(f"comet/{c}", Scheme.SECP256K1) for c in [*chains, "chain-hold"]}
         shared = comet.generate("comet/shared", Scheme.ED25519)

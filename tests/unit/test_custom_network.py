@@ -22,6 +22,7 @@ from signer.service import KeyRef, ProposalRequest, SigningService
 from signer.types import LOCAL_CLIENT, Scheme
 from tests.stores import keys_never_signed
 
+PIN = "unit-test-module-pin"
 GVR = "0x270d43e74ce340de4bca2b1936beca0f4f5408d9e78aec4850920baf659d5b69"
 """Lodestar's minimal-preset dev chain with 8 interop validators (notes/lodestar.md)."""
 
@@ -80,7 +81,7 @@ def test_block_at_slot_17_on_an_8_slot_network_takes_the_fork_version_of_epoch_2
 
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[SigningService]:
-    module = EmulatedKeyModule(tmp_path / "keys", "pin", create=True, scrypt_n=MIN_SCRYPT_N)
+    module = EmulatedKeyModule(tmp_path / "keys", PIN, create=True, scrypt_n=MIN_SCRYPT_N)
     module.import_secrets([("v/0", Scheme.BLS, dev_bls_secret(0))])
     net = lodestar_dev()
     store = keys_never_signed(SqliteStore(tmp_path / "protection.sqlite", net.genesis_validators_root))

@@ -17,6 +17,7 @@ from signer.keys.importer import ImportStatus, account_name, import_keystores
 from signer.types import Scheme
 
 FAST_N = 2**10
+PIN = "unit-test-module-pin"
 CHEAP_KDF_C = 1024  # pbkdf2 rounds for keystores made here (the vector keystores use 2**18)
 
 
@@ -53,7 +54,7 @@ def _keystore(path: Path, secret: bytes, password: str, *, pubkey: bytes | None 
 
 
 def test_parallel_import_reports_every_keystore(tmp_path: Path) -> None:
-    module = EmulatedKeyModule(tmp_path / "data", "pin", create=True, scrypt_n=FAST_N)
+    module = EmulatedKeyModule(tmp_path / "data", PIN, create=True, scrypt_n=FAST_N)
     module.import_secret("old/0", Scheme.BLS, dev.dev_bls_secret(0))
     ks = tmp_path / "ks"
     ks.mkdir()
@@ -92,7 +93,7 @@ def test_parallel_import_reports_every_keystore(tmp_path: Path) -> None:
     assert "r-1" in messages["zero-secret.json"]
     assert messages["wrong-pw.json"].startswith("checksum mismatch")
     # Each imported key is in the module under batch/<first 8 hex>, and signs.
-    reopened = EmulatedKeyModule(tmp_path / "data", "pin")
+    reopened = EmulatedKeyModule(tmp_path / "data", PIN)
     reopened.unlock()
     names = {k.public_key: k.name for k in reopened.list_keys()}
     for secret in secrets:
@@ -113,6 +114,6 @@ def test_find_keystores_and_bad_wallet(tmp_path: Path) -> None:
     for name in ("b.json", "sub/a.json", "deposit_data-1.json", "notes.txt"):
         (tmp_path / name).write_text("{}")
     assert find_keystores([tmp_path]) == [tmp_path / "b.json", tmp_path / "sub/a.json"]
-    module = EmulatedKeyModule(tmp_path / "data", "pin", create=True, scrypt_n=FAST_N)
+    module = EmulatedKeyModule(tmp_path / "data", PIN, create=True, scrypt_n=FAST_N)
     with pytest.raises(MalformedRequest):
         import_keystores(module, [], wallet="bad wallet", progress=False)

@@ -15,7 +15,7 @@ from signer.keys.emulated import MODULE_FILE, EmulatedKeyModule
 from signer.keys.module import KeyModule
 from signer.types import Scheme
 
-PIN = "correct horse battery staple"
+PIN = "unit-test-module-pin-0123"
 FAST_N = 2**10  # the tests' scrypt cost; the default (2**17) is exercised by bench/unlock.py
 BLS_SECRET = bytes.fromhex("000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f")
 BLS_PUBKEY = bytes.fromhex(

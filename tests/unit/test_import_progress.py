@@ -14,6 +14,7 @@ from signer.keys.emulated import EmulatedKeyModule
 from signer.keys.importer import ImportStatus, import_keystores
 
 FAST_N = 2**10
+PIN = "unit-test-module-pin"
 
 
 def _keystores(where: Path, count: int) -> list[Path]:
@@ -29,7 +30,7 @@ def _keystores(where: Path, count: int) -> list[Path]:
 
 
 def _import(tmp_path: Path, *, progress: bool) -> tuple[list[ImportStatus], str]:
-    module = EmulatedKeyModule(tmp_path / "data", "pin", create=True, scrypt_n=FAST_N)
+    module = EmulatedKeyModule(tmp_path / "data", PIN, create=True, scrypt_n=FAST_N)
     screen = io.StringIO()
     console = Console(file=screen, force_terminal=True, width=100)
     paths = _keystores(tmp_path / "ks", 3)

@@ -31,10 +31,11 @@ from signer.types import LOCAL_CLIENT, AttestationCheck, KeyInfo, Scheme
 from tests.stores import keys_never_signed
 
 GVR = MAINNET.genesis_validators_root
+PIN = "unit-test-module-pin"
 
 
 def _module(tmp_path: Path) -> EmulatedKeyModule:
-    return EmulatedKeyModule(tmp_path / "keys", "pin", create=True, scrypt_n=2**10)
+    return EmulatedKeyModule(tmp_path / "keys", PIN, create=True, scrypt_n=2**10)
 
 
 def _keystore(password: str) -> tuple[bytes, bytes]:
@@ -118,7 +119,7 @@ def test_delete_retires_then_exports_then_deletes_and_keeps_the_history(tmp_path
     the Keymanager semantics: the history stays in the store, a second delete returns it again
     (not_active), a key with no history is not_found, and nothing is an error of the call."""
     log: list[str] = []
-    module = _RecordingModule(tmp_path / "keys", "pin", create=True, scrypt_n=2**10)
+    module = _RecordingModule(tmp_path / "keys", PIN, create=True, scrypt_n=2**10)
     module.log = log
     store = _RecordingStore(tmp_path / "protection.sqlite", GVR)
     store.log = log

@@ -20,7 +20,7 @@ from signer.keys.emulated import EmulatedKeyModule
 from signer.keys.importer import ImportStatus, import_keystores
 
 PASSWORD = "hostile keystore password"  # noqa: S105 - a test keystore's password
-PIN = "kdf-limits-pin"
+PIN = "kdf-limits-test-pin"
 SECRET = bls.random_secret()
 
 pytestmark = pytest.mark.timeout(60)

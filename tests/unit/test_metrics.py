@@ -84,6 +84,8 @@ def test_exposes_exactly_the_documented_families() -> None:
         "signer_log_lines_dropped": "counter",
         "signer_security_events": "counter",
         "signer_protection_initialized": "gauge",
+        "signer_audit_chain_head_seq": "gauge",
+        "signer_audit_chain_head_hash": "gauge",
     }
     assert families == expected
     assert {n.removesuffix("_total") for n in METRIC_NAMES} == set(expected)
@@ -245,3 +247,13 @@ def test_security_events_are_counted_per_event() -> None:
     assert value(monitor, "signer_security_events_total", event="wrong_passphrase") == 1
     assert value(monitor, "signer_security_events_total", event="passphrase_lockout") == 1
     assert value(monitor, "signer_security_events_total", event="other") == 1
+
+
+def test_the_audit_chain_head_is_exported_as_its_seq_and_the_first_52_bits_of_its_hash() -> None:
+    monitor = PrometheusMonitor()
+    assert value(monitor, "signer_audit_chain_head_seq") == -1  # none yet
+    head = "f" * 13 + "0" * 51
+    monitor.audit_chain_head(41, head)
+    assert value(monitor, "signer_audit_chain_head_seq") == 41
+    assert value(monitor, "signer_audit_chain_head_hash") == 2**52 - 1  # exact in a float64
+    assert f"{int(value(monitor, 'signer_audit_chain_head_hash')):013x}" == head[:13]

@@ -42,7 +42,7 @@ from signer.service import (
 from signer.types import LOCAL_CLIENT, AttestationCheck, ClientIdentity, ProtectionCheck, Scheme, Verdict
 from tests.stores import keys_never_signed
 
-PIN = "unit-test-pin"
+PIN = "unit-test-module-pin"
 KEYS = 4
 SECRETS = [dev_bls_secret(i) for i in range(KEYS)]
 ALL_SECRETS = [*SECRETS, dev_secp256k1_secret(), dev_ed25519_secret()]

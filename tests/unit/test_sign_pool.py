@@ -19,6 +19,8 @@ from signer.keys.module import KeyModule
 from signer.keys.pool import ParallelSigner
 from signer.types import KeyInfo, Scheme
 
+PIN = "unit-test-module-pin"
+
 
 def alive(pid: int) -> bool:
     try:
@@ -35,7 +37,7 @@ def alive(pid: int) -> bool:
 
 @pytest.fixture
 def module(tmp_path: Path) -> Iterator[EmulatedKeyModule]:
-    m = EmulatedKeyModule(tmp_path / "keys", "pin", create=True, scrypt_n=1024)
+    m = EmulatedKeyModule(tmp_path / "keys", PIN, create=True, scrypt_n=1024)
     m.generate_many([f"w/{i}" for i in range(40)], Scheme.BLS)
     m.generate("c/secp", Scheme.SECP256K1)
     m.generate("c/ed", Scheme.ED25519)

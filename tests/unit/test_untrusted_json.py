@@ -115,7 +115,7 @@ def test_import_cometbft_state_of_a_bomb(tmp_path: Path, capsys: pytest.CaptureF
 def test_keys_import_of_a_bomb(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv(PIN_ENV, "bomb-test-pin")
+    monkeypatch.setenv(PIN_ENV, "bomb-test-module-pin")
     bomb = tmp_path / "keystore-bomb.json"
     bomb.write_text(bomb_in("crypto"))
     (tmp_path / "pw").write_text("pw\n")

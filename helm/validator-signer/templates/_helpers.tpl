@@ -73,6 +73,14 @@ app.kubernetes.io/component: signer
 {{- default (printf "%s-postgres" (include "signer.fullname" .)) .Values.secrets.postgresPassword.existingSecret }}
 {{- end }}
 
+{{- define "signer.auditHmacSecretName" -}}
+{{- default (printf "%s-audit-hmac" (include "signer.fullname" .)) .Values.secrets.auditHmacKey.existingSecret }}
+{{- end }}
+
+{{- define "signer.usesAuditHmacKey" -}}
+{{- if or .Values.secrets.auditHmacKey.existingSecret .Values.secrets.auditHmacKey.value }}true{{- end }}
+{{- end }}
+
 {{- define "signer.usesPostgresPassword" -}}
 {{- if and (eq .Values.config.protection.backend "postgres") (or .Values.secrets.postgresPassword.existingSecret .Values.secrets.postgresPassword.value) }}true{{- end }}
 {{- end }}
@@ -128,6 +136,9 @@ Checks that values.schema.json cannot express. Each fails rendering with a messa
 {{- fail (printf "operator %s of config.clients has no secret: set secrets.operators.existingSecret (a Secret with one key per operator) or secrets.operators.values.%s" $name $name) }}
 {{- end }}
 {{- end }}
+{{- if and .Values.config.audit.rotate_bytes (eq (toString .Values.config.audit.path) "-") }}
+{{- fail "config.audit.rotate_bytes needs config.audit.path to be a file under /var/lib/signer (stdout cannot be rotated)" }}
+{{- end }}
 {{- if and (eq .Values.config.keys.module "pkcs11") (not .Values.pkcs11.volume) (not .Values.pkcs11.sidecars) }}
 {{- fail "config.keys.module=pkcs11 needs pkcs11.volume (hostPath, csi, persistentVolumeClaim) holding the HSM library, or pkcs11.sidecars with an emptyDir volume it fills" }}
 {{- end }}
@@ -180,6 +191,9 @@ The signer's configuration: .Values.config plus what the chart owns (paths of vo
 {{- range (default (list) .operators) }}
 {{- $_ := set . "secret" (dict "file" (printf "/var/run/signer/operators/%s" .name)) }}
 {{- end }}
+{{- end }}
+{{- if include "signer.usesAuditHmacKey" . }}
+{{- $_ := set $cfg.audit "hmac_key" (dict "file" "/var/run/signer/audit-hmac-key") }}
 {{- end }}
 {{- include "signer.wholeNumbersAsIntegers" $cfg }}
 {{- toToml $cfg }}
