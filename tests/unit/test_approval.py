@@ -175,7 +175,7 @@ def test_a_gate_without_second_factor_asks_nobody_and_cannot_be_told_to() -> Non
 
 
 def _admin(tmp_path: Path, clock: Clock) -> tuple[KeyAdmin, EmulatedKeyModule, SqliteStore, SigningService]:
-    module = EmulatedKeyModule(tmp_path / "keys", "pin", create=True, scrypt_n=2**10)
+    module = EmulatedKeyModule(tmp_path / "keys", "approval-test-module-pin", create=True, scrypt_n=2**10)
     store = SqliteStore(tmp_path / "protection.sqlite", MAINNET.genesis_validators_root)
     keys_never_signed(store)
     service = SigningService(MAINNET, module, store)
