@@ -1,4 +1,4 @@
-"""Replacing a file atomically and durably: the one way the signer rewrites a file.
+"""Replacing or moving a file atomically and durably: the one way the signer rewrites or renames a file.
 
 A reader (or a crash, or a power cut) sees either the old file or the new one, never a mix: the data
 goes to a new temporary file in the same directory (created with the final permissions, so a
@@ -36,6 +36,21 @@ def atomic_write(path: Path, data: bytes, *, mode: int = SECRET_MODE) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    _sync_directory(directory)
+
+
+def move(source: Path, target: Path) -> None:
+    """Rename ``source`` to ``target`` in one directory and make the rename survive a power cut.
+
+    Raises OSError when the rename fails (``source`` is then where it was); a directory that cannot
+    be fsynced after a successful rename is not an error (the rename happened).
+    """
+    os.rename(source, target)
+    with contextlib.suppress(OSError):
+        _sync_directory(Path(target).parent)
+
+
+def _sync_directory(directory: Path) -> None:
     dir_fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import signer
+from signer import atomicfile
 from signer.config import AuditConfig
 from signer.errors import ConfigError
 from signer.observability.audit_chain import (
@@ -200,7 +201,7 @@ def _open_audit_file(path: Path, now: float) -> tuple[int, _Opening, int]:
         counter += 1
         aside = path.with_name(f"{path.name}.unchained-{_utc_stamp(now)}-{counter}")
     try:
-        os.rename(path, aside)
+        atomicfile.move(path, aside)
     except OSError as exc:
         log.warning(
             "audit.path does not end with a line of a hash chain and cannot be renamed: a new chain starts "
@@ -449,13 +450,7 @@ class _ChainWriter(LineWriter):
             return
         assert self._fd is not None
         os.fsync(self._fd)
-        os.rename(path, target)
-        with contextlib.suppress(OSError):
-            dir_fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+        atomicfile.move(path, target)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

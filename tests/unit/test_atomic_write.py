@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from signer.atomicfile import atomic_write
+from signer.atomicfile import atomic_write, move
 from tests.support import REPO_ROOT
 
 
@@ -116,3 +116,14 @@ def test_every_file_the_signer_rewrites_goes_through_atomic_write() -> None:
         for hit in _replacing_calls(path)
     ]
     assert offenders == []
+
+
+def test_move_renames_durably_and_a_failed_move_leaves_the_source(tmp_path: Path) -> None:
+    source, target = tmp_path / "log", tmp_path / "log.1"
+    source.write_bytes(b"lines")
+    move(source, target)
+    assert not source.exists()
+    assert target.read_bytes() == b"lines"
+    with pytest.raises(FileNotFoundError):
+        move(source, tmp_path / "log.2")
+    assert not (tmp_path / "log.2").exists()
