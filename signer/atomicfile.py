@@ -1,4 +1,5 @@
-"""Replacing or moving a file atomically and durably: the one way the signer rewrites or renames a file.
+"""Replacing, creating or moving a file atomically and durably: the one way the signer rewrites,
+creates a secret file, or renames a file.
 
 A reader (or a crash, or a power cut) sees either the old file or the new one, never a mix: the data
 goes to a new temporary file in the same directory (created with the final permissions, so a
@@ -37,6 +38,34 @@ def atomic_write(path: Path, data: bytes, *, mode: int = SECRET_MODE) -> None:
             os.unlink(tmp)
         raise
     _sync_directory(directory)
+
+
+def create_new(path: Path, data: bytes, *, mode: int = SECRET_MODE) -> bool:
+    """Create ``path`` holding ``data`` unless a file is there already; never replaces one.
+
+    The data is written and fsynced in a temporary file (with ``mode`` from the start), then linked to
+    ``path`` in one step that fails if ``path`` exists: two processes racing to create the same file
+    end with one file, whole, and each can read it. Returns True if this call created the file,
+    False if one existed. Raises OSError otherwise; no temporary file is left behind.
+    """
+    path = Path(path)
+    directory = path.parent
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), mode)
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    _sync_directory(directory)
+    return True
 
 
 def move(source: Path, target: Path) -> None:

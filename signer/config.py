@@ -400,6 +400,17 @@ class AuditConfig(_Frozen):
         return self
 
 
+class KeymanagerConfig(_Frozen):
+    """The Keymanager API (``/eth/v1/keystores``) on the REST listener (signer.api.keymanager)."""
+
+    enabled: bool = True
+    """Serve it wherever the REST listener (``server.http_listen``) is on."""
+    token_file: Path | None = None
+    """The bearer token every Keymanager call must carry. Default: ``<keys.data_dir>/keymanager-token``.
+    Created (0600, 256 random bits as 64 hex characters) on first start when absent; an existing file
+    must hold at least 256 bits' worth of token (signer.api.bearer)."""
+
+
 class LoggingConfig(_Frozen):
     level: Literal["debug", "info", "warning", "error"] = "info"
     json_format: bool = True
@@ -417,6 +428,7 @@ class Config(_Frozen):
     audit: AuditConfig = AuditConfig()
     logging: LoggingConfig = LoggingConfig()
     admin: AdminConfig = AdminConfig()
+    keymanager: KeymanagerConfig = KeymanagerConfig()
 
     @model_validator(mode="after")
     def _one_entry_per_client(self) -> Config:
@@ -440,6 +452,11 @@ class Config(_Frozen):
                 f"({self.server.grpc_workers}): open streams hold worker threads, signing needs the rest"
             )
         return self
+
+    @property
+    def keymanager_token_file(self) -> Path:
+        """Where the Keymanager API's bearer token lives: ``keymanager.token_file``, else in the data dir."""
+        return self.keymanager.token_file or (self.keys.data_dir / "keymanager-token")
 
     @property
     def max_streams(self) -> int:

@@ -243,6 +243,18 @@ class TooManyPending(RateLimited):
         super().__init__(f"{self.name}: {message}", retry_after_s)
 
 
+# --- the Keymanager API's bearer token (signer.api.bearer) -------------------------------------
+
+
+class BearerTokenMissing(AccessDenied):
+    """An HTTP call that needs the Keymanager API token carries none, or not as
+    ``Authorization: Bearer TOKEN`` (HTTP 401)."""
+
+
+class BearerTokenWrong(AccessDenied):
+    """An HTTP call carries a bearer token that is not the signer's (HTTP 403)."""
+
+
 # --- slashing protection --------------------------------------------------------------------
 
 

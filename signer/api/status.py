@@ -31,6 +31,7 @@ _CODES: tuple[tuple[type[errors.SignerError], grpc.StatusCode], ...] = (
     (errors.RequestError, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.InterchangeError, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.ConfigError, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.BearerTokenMissing, grpc.StatusCode.UNAUTHENTICATED),
     (errors.AccessDenied, grpc.StatusCode.PERMISSION_DENIED),
     (errors.RateLimited, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.NotSafeToSign, grpc.StatusCode.FAILED_PRECONDITION),
@@ -47,6 +48,32 @@ def grpc_code(error: errors.SignerError) -> grpc.StatusCode:
         if isinstance(error, cls):
             return code
     return grpc.StatusCode.INTERNAL
+
+
+_HTTP: tuple[tuple[type[errors.SignerError], int], ...] = (
+    (errors.UnknownKey, 404),
+    (errors.MalformedRequest, 400),
+    (errors.RequestError, 400),
+    (errors.InterchangeError, 400),
+    (errors.BearerTokenMissing, 401),
+    (errors.AccessDenied, 403),
+    (errors.RateLimited, 429),
+    (errors.NotSafeToSign, 412),
+    (errors.ProtectionStoreError, 503),
+    (errors.WrongPin, 503),
+    (errors.ModuleTampered, 500),
+    (errors.KeyModuleError, 503),
+    (errors.ConfigError, 500),
+    (errors.InternalError, 500),
+)
+
+
+def http_status(error: errors.SignerError) -> int:
+    """The HTTP status of a refused REST call (Web3Signer signing API, Keymanager API)."""
+    for cls, code in _HTTP:
+        if isinstance(error, cls):
+            return code
+    return 500
 
 
 def response_state(error: errors.SignerError | None) -> responsestate_pb2.ResponseState:

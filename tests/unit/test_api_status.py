@@ -92,6 +92,9 @@ TABLE: dict[type[errors.SignerError], tuple[grpc.StatusCode, int, int, str]] = {
     errors.PendingKindMismatch: (C.PERMISSION_DENIED, status.DENIED, REFUSED, "denied"),
     errors.SecondFactorLockedOut: (C.RESOURCE_EXHAUSTED, status.FAILED, ADMIN_FAILED, "rate_limited"),
     errors.TooManyPending: (C.RESOURCE_EXHAUSTED, status.FAILED, ADMIN_FAILED, "rate_limited"),
+    # The Keymanager API's bearer token (issue 15): HTTP only, refusals of the caller.
+    errors.BearerTokenMissing: (C.UNAUTHENTICATED, status.DENIED, REFUSED, "denied"),
+    errors.BearerTokenWrong: (C.PERMISSION_DENIED, status.DENIED, REFUSED, "denied"),
 }
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from signer.atomicfile import atomic_write, move
+from signer.atomicfile import atomic_write, create_new, move
 from tests.support import REPO_ROOT
 
 
@@ -127,3 +127,13 @@ def test_move_renames_durably_and_a_failed_move_leaves_the_source(tmp_path: Path
     with pytest.raises(FileNotFoundError):
         move(source, tmp_path / "log.2")
     assert not (tmp_path / "log.2").exists()
+
+
+def test_create_new_creates_a_missing_file_with_the_mode_and_never_replaces_one(tmp_path: Path) -> None:
+    target = tmp_path / "token"
+    assert create_new(target, b"first") is True
+    assert target.read_bytes() == b"first"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert create_new(target, b"second") is False
+    assert target.read_bytes() == b"first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["token"]
