@@ -106,12 +106,23 @@ class CallContext:
     def report(
         self, context: grpc.ServicerContext, method: str, outcomes: Sequence[Outcome], duration_s: float
     ) -> None:
+        label = self.audit_outcomes(
+            self.client(context).name if self._audit is not None and outcomes else "",
+            self._request_id(context) if self._audit is not None and outcomes else None,
+            method,
+            outcomes,
+            duration_s,
+        )
+        self._outcome_sink(context, label)
+
+    def audit_outcomes(
+        self, client: str, request_id: str | None, method: str, outcomes: Sequence[Outcome], duration_s: float
+    ) -> str:
+        """Write one audit line per item (any front: gRPC here, the REST front directly) and return
+        the call's outcome label (the worst of its items)."""
         labels = [status.outcome_label(o.error) for o in outcomes]
-        self._outcome_sink(context, status.worst_outcome(labels))
         if self._audit is None or not outcomes:
-            return
-        client = self.client(context).name
-        request_id = self._request_id(context)
+            return status.worst_outcome(labels)
         duration_ms = round(duration_s * 1000, 3)
         for outcome, label in zip(outcomes, labels, strict=True):
             error = outcome.error
@@ -135,3 +146,4 @@ class CallContext:
                     request_id=request_id,
                 )
             )
+        return status.worst_outcome(labels)

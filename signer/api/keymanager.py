@@ -6,11 +6,15 @@ the key-admin core (``signer.keyadmin``, where every rule lives: who may, limits
 import and of a deletion, the second factor, approvals) and its answer is put back in the
 Keymanager API's words. Only what the wire looks like is decided here:
 
-* Authentication first: ``Authorization: Bearer TOKEN`` (``signer.api.bearer``): none or malformed
-  is 401, a wrong token 403; nothing else is looked at before. Then the caller's identity, as on
-  gRPC (``identify``: the client certificate's CN and SANs under TLS, ``local`` on plaintext
-  loopback), whose ``[[clients]]`` entry needs ``key_admin`` (and ``protection_import`` for an
-  import that carries ``slashing_protection``), exactly as for the admin API.
+* The routes are mounted through the REST front's pipeline (``signer.api.rest.RestContext``): the
+  caller's identity as on gRPC (the client certificate's CN and SANs under TLS, ``local`` on
+  plaintext loopback; a TLS caller without a certificate is refused, 403), the rate limiter (429),
+  the body bounded by ``server.max_message_bytes``, the worker pool (the core's calls block: keystore
+  decryption, the store, the module), error -> HTTP status, the request metrics.
+* Then the bearer token, before anything else is looked at: ``Authorization: Bearer TOKEN``
+  (``signer.api.bearer``): none or malformed is 401, a wrong token 403. Then the caller's
+  ``[[clients]]`` entry needs ``key_admin`` (and ``protection_import`` for an import that carries
+  ``slashing_protection``), exactly as for the admin API.
 * The second factor (issue 16): the operator and one-time code travel as the headers
   ``X-Signer-Operator`` and ``X-Signer-Otp`` (when ``admin.second_factor`` is on; the core checks
   them, once per call, codes are single-use).
@@ -33,13 +37,11 @@ Keymanager API's words. Only what the wire looks like is decided here:
   same bearer token, their own operator headers), which answers what the Keymanager call would
   have answered (its body, 200), or with the gRPC Approvals service (same pending operations).
 * Every refusal of a whole call is JSON ``{"message": ...}`` naming the problem, with the HTTP
-  status of ``signer.api.status.http_status`` (429 with ``Retry-After``); an unexpected exception is
-  a 500 naming its type only (its text may hold input).
+  status of the one error table (``signer.api.status.http_status``; 429 with ``Retry-After``); an
+  unexpected exception is a 500 that names the request id only (its text may hold input).
 * Each call is reported once: its outcome to the request metrics (``method`` one of ``METHODS``),
-  one audit line per keystore or key (or one for a refused call).
-
-The core's calls block (keystore decryption, the store, the module): they run in the thread pool,
-never on the event loop.
+  one audit line per keystore or key (or one for a refused call, the bearer token's refusals
+  included; the token itself is never written anywhere).
 """
 
 from __future__ import annotations
@@ -47,22 +49,20 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.responses import Response
+from starlette.routing import BaseRoute
 
 from signer import errors
-from signer.api import status
 from signer.api.bearer import BearerToken
+from signer.api.context import CallContext
+from signer.api.rest import RestCall, RestContext, json_response
 from signer.jsondoc import load_json
 from signer.keyadmin import (
-    ApprovalKind,
     Deletion,
     ImportResult,
     ImportStatus,
@@ -73,17 +73,7 @@ from signer.keyadmin import (
     keystore_documents,
 )
 from signer.service import Outcome
-from signer.types import (
-    LOCAL_CLIENT,
-    AuditEvent,
-    AuditSink,
-    ClientIdentity,
-    KeyInfo,
-    Monitor,
-    NullAudit,
-    NullMonitor,
-    Scheme,
-)
+from signer.types import ClientIdentity, KeyInfo, Scheme
 
 log = logging.getLogger("signer.keymanager")
 
@@ -93,8 +83,6 @@ OPERATOR_HEADER = "x-signer-operator"
 """The operator acting (one of the client's ``[[clients]]`` operators)."""
 OTP_HEADER = "x-signer-otp"
 """That operator's current one-time code."""
-MAX_BODY_BYTES = 64 * 1024 * 1024
-"""A request body larger than this is refused unread (400)."""
 
 METHODS: tuple[str, ...] = (
     "KeymanagerListKeys",
@@ -113,18 +101,6 @@ DELETE_STATUSES: dict[KeyStatus, str] = {
     KeyStatus.NOT_FOUND: "not_found",
     KeyStatus.ERROR: "error",
 }
-APPROVABLE: dict[str, ApprovalKind] = {
-    ApprovalKind.DELETE_KEYS.value: ApprovalKind.DELETE_KEYS,
-    ApprovalKind.IMPORT_KEYSTORES.value: ApprovalKind.IMPORT_KEYSTORES,
-}
-"""The pending operations a Keymanager call can leave, approvable over HTTP."""
-
-Identify = Callable[[Request], ClientIdentity]
-
-
-def _local(request: Request) -> ClientIdentity:
-    return LOCAL_CLIENT
-
 
 # --- request bodies (validated at the edge) -----------------------------------------------------
 
@@ -152,7 +128,7 @@ def _describe(exc: ValidationError) -> str:
 
 
 def _parse(model: type[_Body], body: bytes, what: str) -> Any:
-    document = load_json(body, what=what, max_bytes=MAX_BODY_BYTES, error=errors.MalformedRequest)
+    document = load_json(body, what=what, max_bytes=max(len(body), 1), error=errors.MalformedRequest)
     try:
         return model.model_validate(document)
     except ValidationError as exc:
@@ -182,9 +158,9 @@ def parse_delete(body: bytes) -> list[bytes]:
     return keys
 
 
-def operator_code(request: Request) -> OperatorCode | None:
-    """The operator and code the request's headers name; None when they name neither."""
-    operator, code = request.headers.get(OPERATOR_HEADER), request.headers.get(OTP_HEADER)
+def operator_code(headers: Mapping[str, str]) -> OperatorCode | None:
+    """The operator and code the request's headers (lower-case names) carry; None when neither."""
+    operator, code = headers.get(OPERATOR_HEADER), headers.get(OTP_HEADER)
     if operator is None and code is None:
         return None
     return OperatorCode(operator or "", code or "")
@@ -252,167 +228,110 @@ def pending_answer(pending: PendingOperation) -> Answer:
     return Answer(202, body, [])
 
 
-def error_response(error: errors.SignerError) -> JSONResponse:
-    """A refused call: ``{"message": ...}`` with the status of the one error table."""
-    headers = {}
-    if isinstance(error, errors.RateLimited):
-        headers["Retry-After"] = str(max(1, round(error.retry_after_s + 0.499)))
-    return JSONResponse({"message": status.describe(error)}, status_code=status.http_status(error), headers=headers)
-
-
-# --- the routes ---------------------------------------------------------------------------------
-
-
 class KeymanagerApi:
-    """The routes of the module docstring, on one key-admin core."""
+    """The routes of the module docstring, on one key-admin core, mounted through the REST front's
+    pipeline (``signer.api.rest.RestContext``: identity, rate limit, bounded body, worker pool,
+    error -> HTTP status, request metrics)."""
 
-    def __init__(
-        self,
-        admin: KeyAdmin,
-        token: BearerToken,
-        *,
-        identify: Identify = _local,
-        audit: AuditSink | None = None,
-        monitor: Monitor | None = None,
-    ) -> None:
+    def __init__(self, rest: RestContext, calls: CallContext, admin: KeyAdmin, token: BearerToken) -> None:
+        self.rest = rest
+        self.calls = calls
         self.admin = admin
         self.token = token
-        self.identify = identify
-        self.audit: AuditSink = audit or NullAudit()
-        self.monitor: Monitor = monitor or NullMonitor()
 
     def routes(self) -> list[BaseRoute]:
+        route = self.rest.route
         return [
-            Route(KEYSTORES_PATH, self.keystores, methods=["GET", "POST", "DELETE"]),
-            Route(APPROVALS_PATH + "/{kind}/{id}", self.approve, methods=["POST"]),
+            route(KEYSTORES_PATH, self._list, methods=["GET"], label=METHODS[0]),
+            route(KEYSTORES_PATH, self._import, methods=["POST"], label=METHODS[1]),
+            route(KEYSTORES_PATH, self._delete, methods=["DELETE"], label=METHODS[2]),
+            route(f"{APPROVALS_PATH}/delete_keys/{{id}}", self._approve_delete, methods=["POST"], label=METHODS[3]),
+            route(
+                f"{APPROVALS_PATH}/import_keystores/{{id}}", self._approve_import, methods=["POST"], label=METHODS[4]
+            ),
         ]
 
-    async def keystores(self, request: Request) -> Response:
-        if request.method == "GET":
-            return await self._call(request, "KeymanagerListKeys", self._list, read_body=False)
-        if request.method == "POST":
-            return await self._call(request, "KeymanagerImportKeystores", self._import)
-        return await self._call(request, "KeymanagerDeleteKeys", self._delete)
+    # the handlers (on the REST front's worker pool)
 
-    async def approve(self, request: Request) -> Response:
-        kind = APPROVABLE.get(request.path_params["kind"])
-        if kind is ApprovalKind.DELETE_KEYS:
-            return await self._call(request, "KeymanagerApproveDeleteKeys", self._approve_delete, read_body=False)
-        if kind is ApprovalKind.IMPORT_KEYSTORES:
-            return await self._call(request, "KeymanagerApproveImportKeystores", self._approve_import, read_body=False)
-        return JSONResponse(
-            {"message": f"no such approval: {APPROVALS_PATH}/{{kind}}/{{id}} takes kind {' or '.join(APPROVABLE)}"},
-            status_code=404,
-        )
+    def _list(self, call: RestCall) -> Response:
+        def run(client: ClientIdentity, code: OperatorCode | None) -> Answer:
+            keys = self.admin.list_keys(client, Scheme.BLS, code=code)
+            data = [{"validating_pubkey": "0x" + k.public_key.hex(), "readonly": False} for k in keys]
+            return Answer(200, {"data": data}, [])
 
-    # the calls, on a worker thread
+        return self._run(call, run)
 
-    def _list(self, client: ClientIdentity, code: OperatorCode | None, request: Request, body: bytes) -> Answer:
-        keys = self.admin.list_keys(client, Scheme.BLS, code=code)
-        data = [{"validating_pubkey": "0x" + k.public_key.hex(), "readonly": False} for k in keys]
-        return Answer(200, {"data": data}, [])
+    def _import(self, call: RestCall) -> Response:
+        def run(client: ClientIdentity, code: OperatorCode | None) -> Answer:
+            parsed = parse_import(call.body)
+            if not parsed.keystores:
+                return Answer(200, {"data": []}, [])
+            results = self.admin.import_keystores(
+                client,
+                keystore_documents([k.encode() for k in parsed.keystores], parsed.passwords),
+                slashing_protection=(parsed.slashing_protection or "").encode(),
+                who=_who(client),
+                code=code,
+            )
+            if isinstance(results, PendingOperation):
+                return pending_answer(results)
+            return import_answer(results)
 
-    def _import(self, client: ClientIdentity, code: OperatorCode | None, request: Request, body: bytes) -> Answer:
-        parsed = parse_import(body)
-        if not parsed.keystores:
-            return Answer(200, {"data": []}, [])
-        results = self.admin.import_keystores(
-            client,
-            keystore_documents([k.encode() for k in parsed.keystores], parsed.passwords),
-            slashing_protection=(parsed.slashing_protection or "").encode(),
-            who=f"Keymanager API client '{client.name}'",
-            code=code,
-        )
-        if isinstance(results, PendingOperation):
-            return pending_answer(results)
-        return import_answer(results)
+        return self._run(call, run)
 
-    def _delete(self, client: ClientIdentity, code: OperatorCode | None, request: Request, body: bytes) -> Answer:
-        deletion = self.admin.delete(client, parse_delete(body), code=code)
-        if isinstance(deletion, PendingOperation):
-            return pending_answer(deletion)
-        return delete_answer(deletion)
+    def _delete(self, call: RestCall) -> Response:
+        def run(client: ClientIdentity, code: OperatorCode | None) -> Answer:
+            deletion = self.admin.delete(client, parse_delete(call.body), code=code)
+            if isinstance(deletion, PendingOperation):
+                return pending_answer(deletion)
+            return delete_answer(deletion)
 
-    def _approve_delete(
-        self, client: ClientIdentity, code: OperatorCode | None, request: Request, body: bytes
-    ) -> Answer:
-        return delete_answer(self.admin.approve_delete(client, request.path_params["id"], code=code))
+        return self._run(call, run)
 
-    def _approve_import(
-        self, client: ClientIdentity, code: OperatorCode | None, request: Request, body: bytes
-    ) -> Answer:
-        who = f"Keymanager API client '{client.name}'"
-        return import_answer(self.admin.approve_import_keystores(client, request.path_params["id"], who=who, code=code))
+    def _approve_delete(self, call: RestCall) -> Response:
+        def run(client: ClientIdentity, code: OperatorCode | None) -> Answer:
+            return delete_answer(self.admin.approve_delete(client, str(call.path_params["id"]), code=code))
 
-    # one call: authentication, identity, the core on a thread, the answer, the report
+        return self._run(call, run)
 
-    async def _call(
-        self,
-        request: Request,
-        method: str,
-        run: Callable[[ClientIdentity, OperatorCode | None, Request, bytes], Answer],
-        *,
-        read_body: bool = True,
-    ) -> Response:
+    def _approve_import(self, call: RestCall) -> Response:
+        def run(client: ClientIdentity, code: OperatorCode | None) -> Answer:
+            pending_id = str(call.path_params["id"])
+            return import_answer(self.admin.approve_import_keystores(client, pending_id, who=_who(client), code=code))
+
+        return self._run(call, run)
+
+    def _run(self, call: RestCall, run: Callable[[ClientIdentity, OperatorCode | None], Answer]) -> Response:
+        """The bearer token first, then the call; its outcomes to the audit log (a refusal too) and
+        its outcome label to the request metrics. A refusal is raised on to the pipeline, which
+        answers it with its HTTP status and ``{"message": ...}``."""
         started = time.perf_counter()
-        client = LOCAL_CLIENT
-        operator: str | None = None
+        client = call.client or ClientIdentity(name="anonymous")
         try:
-            self.token.check(request.headers.get("authorization"))
-            client = self.identify(request)
-            code = operator_code(request)
-            operator = code.operator if code is not None else None
-            body = await self._body(request) if read_body else b""
-            answer = await run_in_threadpool(run, client, code, request, body)
+            self.token.check(call.headers.get("authorization"))
+            if call.client is None:  # pragma: no cover - the route needs a client (RestContext)
+                raise errors.AccessDenied(
+                    "the Keymanager API needs a client certificate (the TLS handshake carried none)"
+                )
+            answer = run(call.client, operator_code(call.headers))
         except errors.SignerError as exc:
             level = logging.WARNING if isinstance(exc, errors.AccessDenied | errors.RateLimited) else logging.INFO
             log.log(
-                level, "keymanager call refused", extra={"method": method, "client": client.name, "reason": exc.message}
+                level,
+                "keymanager call refused",
+                extra={"method": call.method, "client": client.name, "reason": exc.message},
             )
-            self._report(client, method, operator, [Outcome(error=exc)], started)
-            return error_response(exc)
-        except Exception as exc:  # a bug: say which kind, never the details (they may hold input)
-            log.error(
-                "keymanager call failed", extra={"method": method, "client": client.name, "error": type(exc).__name__}
-            )
-            error = errors.InternalError(f"internal error ({type(exc).__name__})")
-            self._report(client, method, operator, [Outcome(error=error)], started)
-            return error_response(error)
-        self._report(client, method, operator, answer.outcomes, started)
-        return JSONResponse(answer.body, status_code=answer.status_code)
+            call.outcome = self._audit(call, client, [Outcome(error=exc)], started)
+            raise
+        call.outcome = self._audit(call, client, answer.outcomes, started)
+        return json_response(answer.body, answer.status_code)
 
-    @staticmethod
-    async def _body(request: Request) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            raise errors.MalformedRequest(f"the request body is over {MAX_BODY_BYTES} bytes")
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                raise errors.MalformedRequest(f"the request body is over {MAX_BODY_BYTES} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+    def _audit(self, call: RestCall, client: ClientIdentity, outcomes: Sequence[Outcome], started: float) -> str:
+        return self.calls.audit_outcomes(
+            client.name, call.request_id, call.method, outcomes, time.perf_counter() - started
+        )
 
-    def _report(
-        self, client: ClientIdentity, method: str, operator: str | None, outcomes: Sequence[Outcome], started: float
-    ) -> None:
-        duration_s = time.perf_counter() - started
-        labels = [status.outcome_label(o.error) for o in outcomes]
-        self.monitor.request_done(method, status.worst_outcome(labels), duration_s)
-        for outcome, label in zip(outcomes, labels, strict=True):
-            error = outcome.error
-            self.audit.record(
-                AuditEvent(
-                    client=client.name,
-                    method=method,
-                    outcome=label,
-                    operation="key_admin",
-                    public_key=outcome.key.public_key if outcome.key is not None else None,
-                    account=outcome.key.name if outcome.key is not None else None,
-                    reason=status.describe(error) if error is not None else None,
-                    duration_ms=round(duration_s * 1000, 3),
-                    operator=operator,
-                )
-            )
+
+def _who(client: ClientIdentity) -> str:
+    """Who a Keymanager import is recorded as, should it initialize the protection store."""
+    return f"Keymanager API client '{client.name}'"

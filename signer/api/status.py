@@ -1,9 +1,12 @@
-"""The one mapping from the error tree to gRPC status codes and to the Dirk API's ResponseState.
+"""The one mapping from the error tree to gRPC status codes, HTTP statuses (the REST front) and the
+Dirk API's ResponseState.
 
 Nothing else in the code base decides what a refusal looks like on the wire.
 """
 
 from __future__ import annotations
+
+import math
 
 import grpc
 
@@ -25,55 +28,46 @@ OUTCOME_RATE_LIMITED = "rate_limited"
 OUTCOME_INVALID = "invalid"
 OUTCOME_UNAVAILABLE = "unavailable"
 
-_CODES: tuple[tuple[type[errors.SignerError], grpc.StatusCode], ...] = (
-    (errors.UnknownKey, grpc.StatusCode.NOT_FOUND),
-    (errors.KeyLocked, grpc.StatusCode.FAILED_PRECONDITION),
-    (errors.RequestError, grpc.StatusCode.INVALID_ARGUMENT),
-    (errors.InterchangeError, grpc.StatusCode.INVALID_ARGUMENT),
-    (errors.ConfigError, grpc.StatusCode.INVALID_ARGUMENT),
-    (errors.BearerTokenMissing, grpc.StatusCode.UNAUTHENTICATED),
-    (errors.AccessDenied, grpc.StatusCode.PERMISSION_DENIED),
-    (errors.RateLimited, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    (errors.NotSafeToSign, grpc.StatusCode.FAILED_PRECONDITION),
-    (errors.ProtectionStoreError, grpc.StatusCode.UNAVAILABLE),
-    (errors.WrongPin, grpc.StatusCode.PERMISSION_DENIED),
-    (errors.ModuleTampered, grpc.StatusCode.INTERNAL),
-    (errors.KeyModuleError, grpc.StatusCode.UNAVAILABLE),
-    (errors.InternalError, grpc.StatusCode.INTERNAL),
+_CODES: tuple[tuple[type[errors.SignerError], grpc.StatusCode, int], ...] = (
+    # error class (first match wins)   gRPC status when a call fails      HTTP status (REST front)
+    (errors.UnknownKey, grpc.StatusCode.NOT_FOUND, 404),
+    (errors.KeyLocked, grpc.StatusCode.FAILED_PRECONDITION, 403),
+    (errors.RequestError, grpc.StatusCode.INVALID_ARGUMENT, 400),
+    (errors.InterchangeError, grpc.StatusCode.INVALID_ARGUMENT, 400),
+    (errors.ConfigError, grpc.StatusCode.INVALID_ARGUMENT, 400),
+    (errors.BearerTokenMissing, grpc.StatusCode.UNAUTHENTICATED, 401),
+    (errors.AccessDenied, grpc.StatusCode.PERMISSION_DENIED, 403),
+    (errors.RateLimited, grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
+    (errors.NotSafeToSign, grpc.StatusCode.FAILED_PRECONDITION, 412),
+    (errors.ProtectionStoreError, grpc.StatusCode.UNAVAILABLE, 503),
+    (errors.WrongPin, grpc.StatusCode.PERMISSION_DENIED, 403),
+    (errors.ModuleTampered, grpc.StatusCode.INTERNAL, 500),
+    (errors.KeyModuleError, grpc.StatusCode.UNAVAILABLE, 503),
+    (errors.InternalError, grpc.StatusCode.INTERNAL, 500),
 )
+"""The one error -> wire table: gRPC status and HTTP status side by side (Web3Signer's API: 400
+malformed, 404 unknown key, 412 slashing protection, 429 rate limited, 503 store or module
+unavailable, 500 only for a bug)."""
 
 
 def grpc_code(error: errors.SignerError) -> grpc.StatusCode:
-    for cls, code in _CODES:
+    for cls, code, _http in _CODES:
         if isinstance(error, cls):
             return code
     return grpc.StatusCode.INTERNAL
 
 
-_HTTP: tuple[tuple[type[errors.SignerError], int], ...] = (
-    (errors.UnknownKey, 404),
-    (errors.MalformedRequest, 400),
-    (errors.RequestError, 400),
-    (errors.InterchangeError, 400),
-    (errors.BearerTokenMissing, 401),
-    (errors.AccessDenied, 403),
-    (errors.RateLimited, 429),
-    (errors.NotSafeToSign, 412),
-    (errors.ProtectionStoreError, 503),
-    (errors.WrongPin, 503),
-    (errors.ModuleTampered, 500),
-    (errors.KeyModuleError, 503),
-    (errors.ConfigError, 500),
-    (errors.InternalError, 500),
-)
-
-
 def http_status(error: errors.SignerError) -> int:
-    """The HTTP status of a refused REST call (Web3Signer signing API, Keymanager API)."""
-    for cls, code in _HTTP:
+    """The HTTP status of a refusal on the REST front (same table as ``grpc_code``)."""
+    for cls, _code, http in _CODES:
         if isinstance(error, cls):
-            return code
+            return http
     return 500
+
+
+def retry_after_header(error: errors.RateLimited) -> str:
+    """HTTP ``Retry-After`` (whole seconds, at least 1) of a rate-limit refusal."""
+    return str(max(1, math.ceil(error.retry_after_s)))
 
 
 def response_state(error: errors.SignerError | None) -> responsestate_pb2.ResponseState:

@@ -15,12 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from starlette.applications import Starlette
 from starlette.testclient import TestClient
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from signer.api.auth import PermissionAuthorizer
 from signer.api.bearer import BearerToken
+from signer.api.context import CallContext
+from signer.api.http_server import PEER_KEY
 from signer.api.keymanager import KEYSTORES_PATH, OPERATOR_HEADER, OTP_HEADER, KeymanagerApi
+from signer.api.rest import RestContext, build_rest_app
 from signer.approval import AdminGate, ApprovalKind
 from signer.config import ClientConfig
 from signer.crypto import bls
@@ -31,7 +34,7 @@ from signer.keys.emulated import EmulatedKeyModule
 from signer.protection.sqlite import SqliteStore
 from signer.service import SigningService
 from signer.totp import STEP_S, SecondFactor, code_at
-from signer.types import AttestationCheck, AuditEvent, ClientIdentity, Operation
+from signer.types import AttestationCheck, AuditEvent, ClientIdentity, NullMonitor, Operation
 from tests.stores import keys_never_signed
 
 GVR = MAINNET.genesis_validators_root
@@ -61,6 +64,17 @@ class Rig:
     audit: Audit
 
 
+class Peer:
+    """What the HTTP server does for every request: the caller's identity in the ASGI scope."""
+
+    def __init__(self, app: ASGIApp, client: ClientIdentity) -> None:
+        self.app = app
+        self.client = client
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app({**scope, PEER_KEY: self.client}, receive, send)
+
+
 def _rig(
     tmp_path: Path, *, authorizer: PermissionAuthorizer | None = None, gate: AdminGate | None = None
 ) -> Iterator[Rig]:
@@ -70,9 +84,12 @@ def _rig(
     history = ProtectionAdmin(store, loaded=service.list_keys, authorizer=authorizer, gate=gate)
     admin = KeyAdmin(module, service, history, authorizer=authorizer, import_workers=1)
     audit = Audit()
-    api = KeymanagerApi(admin, BearerToken(TOKEN), identify=lambda request: ClientIdentity("admin-1"), audit=audit)
-    with TestClient(Starlette(routes=api.routes()), raise_server_exceptions=True) as http:
+    rest = RestContext(None, NullMonitor(), audit=audit, workers=2)
+    api = KeymanagerApi(rest, CallContext(service, audit=audit), admin, BearerToken(TOKEN))
+    app = Peer(build_rest_app([api.routes()]), ClientIdentity("admin-1"))
+    with TestClient(app, raise_server_exceptions=True) as http:
         yield Rig(http, store, service, audit)
+    rest.close()
     store.close()
 
 
@@ -324,4 +341,4 @@ def test_with_the_second_factor_on_a_missing_code_is_refused_by_name_and_a_delet
 
         unknown = rig.http.post("/signer/v1/approvals/reload_keys/abc", headers={**AUTH, **clock.code("bob")})
         assert unknown.status_code == 404
-        assert "delete_keys or import_keystores" in unknown.json()["message"]
+        assert "no such endpoint" in unknown.json()["message"]
