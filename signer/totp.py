@@ -168,7 +168,8 @@ class SecondFactor:
     def _verify(self, client: ClientIdentity, presented: OperatorCode | None) -> str:
         if presented is None or not presented.operator or not presented.code:
             raise errors.OneTimeCodeMissing(
-                "admin calls need an operator and its one-time code (metadata x-signer-operator and x-signer-otp)"
+                "admin calls need an operator and its one-time code (x-signer-operator and x-signer-otp: gRPC "
+                "metadata or HTTP headers)"
             )
         operators = self._operators_of(client)
         if not operators:
