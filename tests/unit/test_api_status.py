@@ -139,3 +139,41 @@ def test_worst_outcome_of_a_batch() -> None:
     assert status.worst_outcome(["denied", "rate_limited", "succeeded"]) == "rate_limited"
     assert status.worst_outcome(["rate_limited", "unavailable"]) == "unavailable"
     assert status.worst_outcome(["unavailable", "failed", "succeeded"]) == "failed"
+
+
+# The REST front's column of the same table: the HTTP status follows the gRPC code, except that a
+# locked key is 403 (412 is kept for slashing protection, which Web3Signer clients read as such).
+HTTP_OF_CODE: dict[grpc.StatusCode, int] = {
+    C.INVALID_ARGUMENT: 400,
+    C.NOT_FOUND: 404,
+    C.PERMISSION_DENIED: 403,
+    C.RESOURCE_EXHAUSTED: 429,
+    C.FAILED_PRECONDITION: 412,
+    C.UNAVAILABLE: 503,
+    C.INTERNAL: 500,
+}
+HTTP_EXCEPTIONS: dict[type[errors.SignerError], int] = {errors.KeyLocked: 403}
+
+
+@pytest.mark.parametrize("cls", list(TABLE), ids=lambda cls: cls.__name__)
+def test_error_maps_to_its_http_status(cls: type[errors.SignerError]) -> None:
+    expected = HTTP_EXCEPTIONS.get(cls, HTTP_OF_CODE[TABLE[cls][0]])
+    assert status.http_status(_make(cls)) == expected
+
+
+def test_web3signer_statuses_for_the_refusals_clients_see() -> None:
+    assert status.http_status(errors.MalformedRequest("x")) == 400
+    assert status.http_status(errors.SigningRootMismatch("x")) == 400
+    assert status.http_status(errors.WrongNetwork("x")) == 400
+    assert status.http_status(errors.UnknownKey("x")) == 404
+    assert status.http_status(errors.DoubleVote("x")) == 412
+    assert status.http_status(errors.DoubleBlockProposal("x")) == 412
+    assert status.http_status(errors.RateLimited("x", retry_after_s=0.2)) == 429
+    assert status.http_status(errors.ProtectionStoreError("x")) == 503
+    assert status.http_status(errors.InternalError("x")) == 500
+
+
+def test_retry_after_is_whole_seconds_rounded_up_and_at_least_one() -> None:
+    assert status.retry_after_header(errors.RateLimited("x", retry_after_s=0.001)) == "1"
+    assert status.retry_after_header(errors.RateLimited("x", retry_after_s=1.2)) == "2"
+    assert status.retry_after_header(errors.RateLimited("x", retry_after_s=0.0)) == "1"
