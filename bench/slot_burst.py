@@ -139,7 +139,12 @@ def drive(server_pid: int, **args: Any) -> dict[str, Any]:
     """Run the REST load generator in its own process; add the server's CPU seconds it caused."""
     total_before, main_before = _cpu_s(server_pid), _cpu_s_self(server_pid)
     out = subprocess.run(
-        [sys.executable, __file__, "--drive", json.dumps(args)], check=True, capture_output=True, text=True, timeout=600
+        [sys.executable, __file__, "--drive", "-"],
+        input=json.dumps(args),  # on stdin: thousands of keys do not fit an argument list
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     main = _cpu_s_self(server_pid) - main_before
@@ -193,7 +198,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=3.0, help="per single-request CPU run")
     args = parser.parse_args()
     if args.drive:
-        print(json.dumps(asyncio.run(_drive(json.loads(args.drive)))))
+        print(json.dumps(asyncio.run(_drive(json.loads(sys.stdin.read())))))
         return 0
     most = max(args.validators)
     keys_needed = 1 << max(10, math.ceil(math.log2(math.ceil(most / SLOTS_PER_EPOCH))))
