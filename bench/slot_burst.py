@@ -250,7 +250,14 @@ def main() -> int:
         epoch += 2
         rest = drive(proc.pid, mode="single", base=base, keys=keys, in_flight=16, seconds=args.seconds, epoch=epoch)
         grpc = loadgen(
-            proc.address, "single", proc.pid, keys=16, in_flight=16, duration_s=args.seconds, warmup=32, epoch=epoch + 10_000
+            proc.address,
+            "single",
+            proc.pid,
+            keys=16,
+            in_flight=16,
+            duration_s=args.seconds,
+            warmup=32,
+            epoch=epoch + 10_000,
         )
         signed_rest = max(1, rest["requests"] - rest["failed"])
         result["single_rest"] = rest | {
