@@ -65,14 +65,18 @@ class AdminServer:
             return []
         return [json.loads(line) for line in self.audit.read_text(encoding="utf-8").splitlines() if line]
 
-    def offences(self, *expected: str, timeout_s: float = 10.0) -> list[str]:
-        """The offences audited so far, once the last ones are ``expected`` (the audit file is
-        written by its own thread, after the answer; bounded wait)."""
+    def offences(self) -> list[str]:
+        """The offences audited so far, oldest first."""
+        return [str(r["offence"]) for r in self.audit_records() if r.get("offence")]
+
+    def offences_after(self, seen: int, count: int, timeout_s: float = 10.0) -> list[str]:
+        """The ``count`` offences audited after the first ``seen`` ones, waiting for them (the audit
+        file is written by its own thread, after the answer; bounded wait: fewer if they never come)."""
         deadline = time.monotonic() + timeout_s
         while True:
-            offences = [str(r["offence"]) for r in self.audit_records() if r.get("offence")]
-            if offences[-len(expected) :] == list(expected) or time.monotonic() > deadline:
-                return offences
+            offences = self.offences()
+            if len(offences) >= seen + count or time.monotonic() > deadline:
+                return offences[seen : seen + count]
             time.sleep(0.05)
 
 

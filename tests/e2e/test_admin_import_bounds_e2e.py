@@ -86,12 +86,12 @@ def sign_local_history(server: AdminServer, index: int) -> None:
 
 def assert_bounds_raised(server: AdminServer, index: int) -> None:
     """(50,60) and slot 2000 are refused by the imported bounds; what lies above them signs."""
-    stub, key = server.signer(), public_key(index)
+    stub, key, seen = server.signer(), public_key(index), len(server.offences())
     below_vote = by_public_key(att(index, 50, 60).request(), key)
     below_block = by_public_key(proposal(index, 2000, "gap")[0], key)
     assert stub.SignBeaconAttestation(below_vote, timeout=TIMEOUT_S).state == DENIED
     assert stub.SignBeaconProposal(below_block, timeout=TIMEOUT_S).state == DENIED
-    assert server.offences(*LOWER_BOUND_OFFENCES)[-2:] == LOWER_BOUND_OFFENCES
+    assert server.offences_after(seen, 2) == LOWER_BOUND_OFFENCES
     above_vote = by_public_key(att(index, 100, 102).request(), key)
     above_block = by_public_key(proposal(index, 3201, "next")[0], key)
     assert stub.SignBeaconAttestation(above_vote, timeout=TIMEOUT_S).state == SUCCEEDED
