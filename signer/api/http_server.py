@@ -151,6 +151,6 @@ class HttpServer:
         """Stop accepting, answer what is in flight (up to the grace period), close, join."""
         self.server.should_exit = True
         if self._thread is not None:
-            self._thread.join(self.config.timeout_graceful_shutdown or 10 + 5)
+            self._thread.join((self.config.timeout_graceful_shutdown or 0) + 5.0)
         if self._sock is not None:
             self._sock.close()

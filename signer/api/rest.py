@@ -37,7 +37,7 @@ from typing import Any
 
 import orjson
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
@@ -206,6 +206,9 @@ class RestContext:
             except errors.SignerError as exc:
                 call.outcome = call.outcome or status.outcome_label(exc)
                 response = error_response(exc, call.request_id)
+            except ClientDisconnect:  # the caller left while sending its body: nothing was done
+                call.outcome = status.OUTCOME_INVALID
+                response = error_response(errors.MalformedRequest("the client closed the connection mid-request"))
             except Exception:
                 log.exception("unexpected error in %s (request %s)", call.method, call.request_id)
                 call.outcome = status.OUTCOME_FAILED

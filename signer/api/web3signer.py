@@ -111,7 +111,15 @@ class Web3SignerApi:
             r(SIGN_PATH, self.sign, methods=["POST"], label=LABEL_PREFIX + "sign"),
             r("/api/v1/eth2/publicKeys", self.public_keys, methods=["GET"], label=LABEL_PREFIX + "publicKeys"),
             r("/api/v1/eth2/highWatermark", self.high_watermark, methods=["GET"], label=LABEL_PREFIX + "highWatermark"),
-            r("/upcheck", self.upcheck, methods=["GET"], label=LABEL_PREFIX + "upcheck", rated=False, blocking=False),
+            r(
+                "/upcheck",
+                self.upcheck,
+                methods=["GET"],
+                label=LABEL_PREFIX + "upcheck",
+                needs_client=False,  # liveness: says nothing about keys or history
+                rated=False,
+                blocking=False,
+            ),
             r("/healthcheck", self.healthcheck, methods=["GET"], label=LABEL_PREFIX + "healthcheck", rated=False),
             r("/reload", self.reload, methods=["POST"], label=LABEL_PREFIX + "reload"),
             r("/reload", self.reload_status, methods=["GET"], label=LABEL_PREFIX + "reloadStatus", rated=False),

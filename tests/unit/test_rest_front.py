@@ -304,6 +304,9 @@ def test_caller_without_a_certificate_may_not_sign(front: Front) -> None:
     response = sign(front, attestation_body(1, 2))
     assert response.status_code == 403
     assert "client certificate" in response.json()["message"]
+    assert front.client.get("/api/v1/eth2/publicKeys").status_code == 403
+    assert front.client.get("/healthcheck").status_code == 403
+    assert front.client.get("/upcheck").status_code == 200  # liveness only
 
 
 def test_a_bug_is_500_with_the_request_id_and_the_server_keeps_serving(front: Front) -> None:

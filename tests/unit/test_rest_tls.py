@@ -38,11 +38,13 @@ async def whoami(request: Request) -> JSONResponse:
 
 
 release = threading.Event()
+entered = threading.Event()
 
 
 async def slow(request: Request) -> JSONResponse:
     import asyncio  # noqa: PLC0415
 
+    entered.set()
     while not release.is_set():
         await asyncio.sleep(0.01)
     return JSONResponse({"done": True})
@@ -170,6 +172,7 @@ def test_port_in_use_is_a_named_error() -> None:
 
 def test_stop_answers_the_request_in_flight() -> None:
     release.clear()
+    entered.clear()
     server = HttpServer(APP, ("127.0.0.1", 0), shutdown_grace_s=5)
     server.start()
     result: list[httpx.Response] = []
@@ -177,10 +180,11 @@ def test_stop_answers_the_request_in_flight() -> None:
         target=lambda: result.append(httpx.get(f"http://127.0.0.1:{server.port}/slow", timeout=TIMEOUT_S))
     )
     caller.start()
-    time.sleep(0.2)
+    assert entered.wait(TIMEOUT_S), "the request never reached the handler"
     stopper = threading.Thread(target=server.stop)
     stopper.start()
-    time.sleep(0.2)
+    time.sleep(0.2)  # the server is stopping: the listener is closed, the request still in flight
+    assert stopper.is_alive()
     release.set()
     caller.join(TIMEOUT_S)
     stopper.join(TIMEOUT_S)
