@@ -142,11 +142,13 @@ def test_worst_outcome_of_a_batch() -> None:
 
 
 # The REST front's column of the same table: the HTTP status follows the gRPC code, except that a
-# locked key is 403 (412 is kept for slashing protection, which Web3Signer clients read as such).
+# locked key is 403 (412 is kept for slashing protection, which Web3Signer clients read as such). A
+# missing Keymanager bearer token is UNAUTHENTICATED / 401, a wrong one PERMISSION_DENIED / 403.
 HTTP_OF_CODE: dict[grpc.StatusCode, int] = {
     C.INVALID_ARGUMENT: 400,
     C.NOT_FOUND: 404,
     C.PERMISSION_DENIED: 403,
+    C.UNAUTHENTICATED: 401,
     C.RESOURCE_EXHAUSTED: 429,
     C.FAILED_PRECONDITION: 412,
     C.UNAVAILABLE: 503,
