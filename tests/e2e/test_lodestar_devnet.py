@@ -20,8 +20,8 @@ naming the offence. A fresh Lodestar validator client never re-requests duties i
 signed (measured), so the conflicting request is sent directly.
 
 Wall clock (this signer, `python -m pytest tests/e2e/test_lodestar_devnet.py`, 2-core machine loaded by
-other test runs, load average ~5): scenario 1 setup 19 s + 164 s, scenario 2 setup 36 s + 193 s; the
-file 7 min 1 s. Lodestar's install (scripts/install-lodestar.sh, ``npm ci``) is ~50 s once, cached.
+other test runs, load average ~5): scenario 1 setup 16 s + 150 s, scenario 2 setup 16 s + 197 s; the
+file 6 min 25 s. Lodestar's install (scripts/install-lodestar.sh, ``npm ci``) is ~50 s once, cached.
 """
 
 from __future__ import annotations
