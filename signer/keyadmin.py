@@ -124,8 +124,8 @@ Readiness = Callable[[], tuple[bool, str]]
 
 
 class KeyIndex(Protocol):
-    """The index of the keys a signer signs with (SigningService today; the key ring once it holds
-    them). The key operations tell it when keys come and go."""
+    """The index of the keys a signer signs with (``signer.keys.keyring.KeyRing``). The key
+    operations tell it when keys come and go."""
 
     def list_keys(self) -> list[KeyInfo]: ...
 
