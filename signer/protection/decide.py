@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 from signer.errors import NotSafeToSign
 from signer.protection import rules
-from signer.protection.history import recorded_consensus_state
 from signer.protection.rules import AttestationRecord, BlockRecord, ConsensusState, LowerBounds
+from signer.protection.sql_common import recorded_consensus_state
 from signer.types import (
     Accepted,
     AttestationCheck,

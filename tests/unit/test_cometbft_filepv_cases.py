@@ -5,7 +5,7 @@ TestVoteExtensionsAreSignedIfSignExtensionIsTrue / ...IsFalse, TestUnmarshalVali
 re-expressed here as rows of our own tables; the row names cite the upstream test. The facts carry
 over (what FilePV signs, refuses, or answers with an earlier signature), the code does not.
 
-Everything runs through ``SigningService.sign_consensus`` with the real emulated key module (one
+Everything runs through ``SigningService.sign`` with the real emulated key module (one
 secp256k1 and one ed25519 key) and the real protection store of EVERY backend in tests/stores.py.
 Every signature that comes back is verified here, independently: sign bytes are built from the
 generated ``CanonicalVote`` / ``CanonicalProposal`` / ``CanonicalVoteExtension`` protobuf classes (never
