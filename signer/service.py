@@ -258,6 +258,8 @@ class SigningService:
                 validate_check(item.check)  # e.g. a slot above 2**63-1: refused alone, not the batch
         except errors.SignerError as exc:
             item.error = exc
+        except Exception as exc:  # a bug refuses its own item, never the batch, never open
+            item.error = errors.InternalError(f"preparing the request failed: {type(exc).__name__}")
         return item
 
     def commit(self, items: Sequence[Prepared]) -> Staged:

@@ -30,6 +30,7 @@ from signer.protection.store import ConsensusSignature
 from signer.service import (
     AttestationRequest,
     ConsensusRequest,
+    GenericRequest,
     KeyRef,
     Outcome,
     SigningService,
@@ -376,6 +377,59 @@ def test_explicit_batches_pass_straight_through_in_order(
         assert [verifies(keys[n], r, o) for n, r, o in zip((5, 3, 7), reqs, outcomes, strict=True)] == [True] * 3
         assert [len(t) for t in store.transactions] == [3]
     finally:
+        batcher.close()
+
+
+def test_requests_of_several_clients_share_one_transaction(
+    service: SigningService, store: ObservedStore, network: Network, keys: list[KeyInfo]
+) -> None:
+    # Each request was authorized for its own client when it was prepared: one queue serves all.
+    batcher = Batcher(service, window_ms=20, max_batch=256, max_running=1)
+    try:
+        first = hold_first(batcher, store, request(network, keys[0], 0, 1))
+        results: list[Outcome | BaseException] = []
+        clients = [ClientIdentity("vc-a"), ClientIdentity("vc-b"), ClientIdentity("vc-c")]
+        runners = [
+            threading.Thread(
+                target=lambda n=n: results.extend(
+                    submit_all(batcher, [request(network, keys[n + 1], 0, 1)], clients[n])
+                )
+            )
+            for n in range(3)
+        ]
+        for runner in runners:
+            runner.start()
+        wait_pending(batcher, 3)
+        store.gate.set()
+        for runner in runners:
+            runner.join(30)
+        first.join(30)
+        assert [len(t) for t in store.transactions] == [1, 3]
+        assert len(results) == 3 and all(isinstance(r, Outcome) and r.ok for r in results)
+    finally:
+        store.gate.set()
+        batcher.close()
+
+
+def test_a_request_with_nothing_to_protect_is_signed_while_the_store_is_held(
+    service: SigningService, store: ObservedStore, network: Network, keys: list[KeyInfo]
+) -> None:
+    batcher = Batcher(service, window_ms=100, max_running=1)
+    try:
+        first = hold_first(batcher, store, request(network, keys[0], 0, 1))
+        randao = GenericRequest(KeyRef(public_key=keys[1].public_key), network.domain(DomainType.RANDAO, 1), b"\5" * 32)
+        started = time.monotonic()
+        (outcome,) = batcher.sign(LOCAL_CLIENT, [randao])  # queued, it would wait for the gate (10 s)
+        assert time.monotonic() - started < 5
+        assert not store.gate.is_set()  # the first batch is still held in its transaction
+        assert outcome.ok and outcome.signature is not None
+        root = compute_signing_root(randao.data, randao.domain)
+        assert bls.verify(keys[1].public_key, root, outcome.signature)
+        assert batcher.pending == 0 and len(store.transactions) == 1
+        store.gate.set()
+        first.join(10)
+    finally:
+        store.gate.set()
         batcher.close()
 
 

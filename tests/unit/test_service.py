@@ -283,6 +283,56 @@ def test_one_outcome_per_item_in_order(service: SigningService) -> None:
     assert outcomes[0].key.public_key == bls.secret_to_public(SECRETS[0])
 
 
+def test_one_batch_mixes_every_request_type_in_one_transaction(
+    service: SigningService, store: FailingStore, module: CountingModule
+) -> None:
+    calls: list[int] = []
+    record = store.check_and_record
+
+    def counted(checks: Sequence[ProtectionCheck]) -> list[Verdict]:
+        calls.append(len(checks))
+        return record(checks)
+
+    store.check_and_record = counted  # type: ignore[method-assign]
+    header = BeaconBlockHeader(slot=64, proposer_index=1, parent_root=b"\1" * 32, state_root=b"\2" * 32,
+                               body_root=b"\3" * 32)  # fmt: skip
+    batch = [
+        att(0, 1, 2),
+        ProposalRequest(KeyRef(account="v/1"), PROPOSER, header),
+        GenericRequest(KeyRef(account="v/2"), RANDAO, b"\5" * 32),
+        ConsensusRequest("chain-secp", vote(3)),
+    ]
+    outcomes = service.sign(LOCAL_CLIENT, batch)
+    assert [o.ok for o in outcomes] == [True, True, True, True]
+    assert calls == [3]  # the generic request has no history to check
+    assert [o.subject for o in outcomes] == [
+        {"source_epoch": 1, "target_epoch": 2},
+        {"slot": 64},
+        None,
+        {"height": 3, "round": 0, "step": 2},
+    ]
+    assert [o.key.name for o in outcomes if o.key is not None] == ["v/0", "v/1", "v/2", DEV_SECP256K1_ACCOUNT]
+    assert len(module.signed) == 4
+
+
+def test_a_failure_while_preparing_refuses_only_its_item(module: CountingModule, store: FailingStore) -> None:
+    class BrokenFor:
+        """An authorizer with a bug for one key: it raises something that is not a SignerError."""
+
+        def authorize(self, client: ClientIdentity, operation: object, key: object) -> None:
+            if getattr(key, "name", None) == "v/1":
+                raise RuntimeError("a bug")
+
+        def permits(self, client: ClientIdentity, operation: object, key: object) -> bool:
+            return True
+
+    service = SigningService(MAINNET, KeyRing(module), store, authorizer=BrokenFor())  # type: ignore[arg-type]
+    outcomes = service.sign(LOCAL_CLIENT, [att(0, 1, 2), att(1, 1, 2)])
+    assert errors_of(outcomes) == [None, errors.InternalError]
+    assert "RuntimeError" in str(outcomes[1].error) and "a bug" not in str(outcomes[1].error)
+    assert len(module.signed) == 1
+
+
 def test_duplicate_key_in_one_batch_refused(service: SigningService, module: CountingModule) -> None:
     outcomes = service.sign(LOCAL_CLIENT, [att(0, 1, 2), att(0, 2, 3), att(1, 1, 2)])
     assert errors_of(outcomes) == [None, errors.MalformedRequest, None]
