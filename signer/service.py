@@ -231,12 +231,6 @@ class SigningService:
         """Failure counts and lockouts of AccountManager passphrase (module PIN) checks."""
         self._initialized = False
         """Cached once true: a store's initialization is never undone."""
-        self._prepare: Mapping[type, Callable[[ClientIdentity, SignRequest, Prepared], None]] = {
-            AttestationRequest: self._prepare_attestation,  # type: ignore[dict-item]
-            ProposalRequest: self._prepare_proposal,  # type: ignore[dict-item]
-            GenericRequest: self._prepare_generic,  # type: ignore[dict-item]
-            ConsensusRequest: self._prepare_consensus,  # type: ignore[dict-item]
-        }
 
     # --- the entry ------------------------------------------------------------------------
 
@@ -253,7 +247,17 @@ class SigningService:
         protection check. A refusal is kept in the item (with as much as was known: key, subject)."""
         item = Prepared()
         try:
-            self._prepare[type(request)](client, request, item)
+            match request:  # the prepare step of the request's type
+                case AttestationRequest():
+                    self._prepare_attestation(client, request, item)
+                case ProposalRequest():
+                    self._prepare_proposal(client, request, item)
+                case GenericRequest():
+                    self._prepare_generic(client, request, item)
+                case ConsensusRequest():
+                    self._prepare_consensus(client, request, item)
+                case _:
+                    raise errors.MalformedRequest(f"cannot sign a {type(request).__name__}")
             if item.check is not None:
                 validate_check(item.check)  # e.g. a slot above 2**63-1: refused alone, not the batch
         except errors.SignerError as exc:
