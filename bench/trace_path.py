@@ -57,10 +57,6 @@ def _relative(filename: str) -> str:
     return Path(filename).relative_to(Path(SIGNER_DIR).parent).as_posix()
 
 
-def _relative(filename: str) -> str:
-    return Path(filename).relative_to(Path(SIGNER_DIR).parent).as_posix()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--json", type=Path, help="write the functions found to this file")
@@ -117,7 +113,7 @@ def main() -> int:
         finally:
             channel.close()
             app.stop()
-    threading.setprofile(None)  # type: ignore[arg-type]
+    threading.setprofile(None)
     sys.setprofile(None)
     if warm.state != responsestate_pb2.SUCCEEDED or answer.state != responsestate_pb2.SUCCEEDED:
         print(f"the requests failed: {warm.state}, {answer.state}", file=sys.stderr)

@@ -39,6 +39,7 @@ from signer.service import (
     KeyRef,
     ProposalRequest,
     SigningService,
+    SignRequest,
 )
 from signer.types import LOCAL_CLIENT, AttestationCheck, ClientIdentity, ProtectionCheck, Scheme, Verdict
 from tests.stores import keys_never_signed
@@ -296,7 +297,7 @@ def test_one_batch_mixes_every_request_type_in_one_transaction(
     store.check_and_record = counted  # type: ignore[method-assign]
     header = BeaconBlockHeader(slot=64, proposer_index=1, parent_root=b"\1" * 32, state_root=b"\2" * 32,
                                body_root=b"\3" * 32)  # fmt: skip
-    batch = [
+    batch: list[SignRequest] = [
         att(0, 1, 2),
         ProposalRequest(KeyRef(account="v/1"), PROPOSER, header),
         GenericRequest(KeyRef(account="v/2"), RANDAO, b"\5" * 32),
@@ -326,7 +327,7 @@ def test_a_failure_while_preparing_refuses_only_its_item(module: CountingModule,
         def permits(self, client: ClientIdentity, operation: object, key: object) -> bool:
             return True
 
-    service = SigningService(MAINNET, KeyRing(module), store, authorizer=BrokenFor())  # type: ignore[arg-type]
+    service = SigningService(MAINNET, KeyRing(module), store, authorizer=BrokenFor())
     outcomes = service.sign(LOCAL_CLIENT, [att(0, 1, 2), att(1, 1, 2)])
     assert errors_of(outcomes) == [None, errors.InternalError]
     assert "RuntimeError" in str(outcomes[1].error) and "a bug" not in str(outcomes[1].error)
