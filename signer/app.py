@@ -40,6 +40,7 @@ from signer.instance import InstanceLock
 from signer.keyadmin import KeyAdmin, ProtectionAdmin
 from signer.keys.dev import DEV_ED25519_ACCOUNT, DEV_SECP256K1_ACCOUNT
 from signer.keys.emulated import EmulatedKeyModule
+from signer.keys.keyring import KeyRing
 from signer.keys.module import KeyModule
 from signer.keys.pin_policy import PinPolicy
 from signer.keys.pool import ParallelSigner
@@ -305,13 +306,13 @@ class SignerApp:
         else:
             self.authorizer = PermissionAuthorizer(config.clients, monitor=self.monitor)
         self.limiter = RateLimiter(config.limits, config.clients, max_streams=config.max_streams)
+        self.keyring = KeyRing(self.keys, chains=chains)
         self.service = SigningService(
             self.network,
-            self.keys,
+            self.keyring,
             self.store,
             monitor=self.monitor,
             authorizer=self.authorizer,
-            comet_chains=chains,
             key_rate=self.limiter.check_key if config.limits.per_key_rate is not None else None,
         )
         self.batcher = Batcher(
@@ -327,9 +328,9 @@ class SignerApp:
             audit=self.audit,
             request_id=call_request_id,
             max_batch_items=config.limits.max_batch_items,
-            coalescer=self.batcher,
+            signer=self.batcher,
         )
-        # The key-admin core under the admin API: the service is its key index (retire/readmit/reload).
+        # The key-admin core under the admin API: the key ring is its key index (retire/readmit/reload).
         self.gate = build_admin_gate(
             config,
             dev_plaintext_loopback=(
@@ -340,10 +341,10 @@ class SignerApp:
         )
         self.admin = KeyAdmin(
             self.keys,
-            self.service,
+            self.keyring,
             ProtectionAdmin(
                 self.store,
-                loaded=self.service.list_keys,
+                loaded=self.keyring.list_keys,
                 authorizer=self.authorizer,
                 backend=config.protection.backend,
                 gate=self.gate,
@@ -421,7 +422,7 @@ class SignerApp:
         except SignerError as exc:
             return False, "protection store unreachable", exc.message
         self.monitor.protection_initialized(initialized)
-        if not initialized and self.service.list_keys():
+        if not initialized and self.keyring.list_keys():
             return False, NOT_INITIALIZED, ""
         stalled_s = self.interceptor.stalled_s(self.grpc.workers)
         if stalled_s > STALLED_S:
@@ -432,7 +433,7 @@ class SignerApp:
     def health_checks(self) -> list[dict[str, object]]:
         """Per-check detail for the REST front's /healthcheck: keys loaded, protection store. Says
         what failed, never where (no database host), as /readyz."""
-        keys = len(self.service.list_keys()) if self.keys.unlocked else 0
+        keys = len(self.keyring.list_keys()) if self.keys.unlocked else 0
         checks: list[dict[str, object]] = [
             {"id": "keys-check", "status": "UP" if self.keys.unlocked and keys > 0 else "DOWN", "keys_loaded": keys}
         ]

@@ -72,8 +72,8 @@ from signer.keyadmin import (
     PendingOperation,
     keystore_documents,
 )
-from signer.service import Outcome
-from signer.types import ClientIdentity, KeyInfo, Scheme
+from signer.service import Outcome, Refused, Signed
+from signer.types import ClientIdentity, KeyInfo, RequestOutcome, Scheme
 
 log = logging.getLogger("signer.keymanager")
 
@@ -185,6 +185,11 @@ def _key(public_key: bytes | None, name: str | None) -> KeyInfo | None:
     return KeyInfo(handle="", name=name or "", scheme=Scheme.BLS, public_key=public_key)
 
 
+def _item(error: errors.SignerError | None, key: KeyInfo | None) -> Outcome:
+    """What one keystore or key of a call is reported as (audit, metrics): it signs nothing."""
+    return Refused(error, key=key) if error is not None else Signed(b"", key=key)
+
+
 def import_answer(results: Sequence[ImportResult]) -> Answer:
     data = []
     outcomes = []
@@ -192,14 +197,14 @@ def import_answer(results: Sequence[ImportResult]) -> Answer:
         word = IMPORT_STATUSES.get(result.status, "error")
         data.append({"status": word, "message": result.describe() if word == "error" else result.message})
         error = errors.KeystoreError(result.describe()) if result.refused else None
-        outcomes.append(Outcome(error=error, key=_key(result.public_key, result.name)))
+        outcomes.append(_item(error, _key(result.public_key, result.name)))
     return Answer(200, {"data": data}, outcomes)
 
 
 def delete_answer(deletion: Deletion) -> Answer:
     data = [{"status": DELETE_STATUSES[r.status], "message": r.message} for r in deletion.results]
     body = {"data": data, "slashing_protection": json.dumps(deletion.slashing_protection)}
-    return Answer(200, body, [Outcome(error=r.error, key=_key(r.public_key, r.name)) for r in deletion.results])
+    return Answer(200, body, [_item(r.error, _key(r.public_key, r.name)) for r in deletion.results])
 
 
 def pending_answer(pending: PendingOperation) -> Answer:
@@ -321,12 +326,14 @@ class KeymanagerApi:
                 "keymanager call refused",
                 extra={"method": call.method, "client": client.name, "reason": exc.message},
             )
-            call.outcome = self._audit(call, client, [Outcome(error=exc)], started)
+            call.outcome = self._audit(call, client, [Refused(exc)], started)
             raise
         call.outcome = self._audit(call, client, answer.outcomes, started)
         return json_response(answer.body, answer.status_code)
 
-    def _audit(self, call: RestCall, client: ClientIdentity, outcomes: Sequence[Outcome], started: float) -> str:
+    def _audit(
+        self, call: RestCall, client: ClientIdentity, outcomes: Sequence[Outcome], started: float
+    ) -> RequestOutcome:
         return self.calls.audit_outcomes(
             client.name, call.request_id, call.method, outcomes, time.perf_counter() - started
         )

@@ -46,7 +46,7 @@ from signer.api import status
 from signer.api.http_server import PEER_ERROR_KEY, PEER_KEY
 from signer.api.interceptors import request_id_of
 from signer.api.ratelimit import Permit, RateLimiter
-from signer.types import AuditEvent, AuditSink, ClientIdentity, Monitor, NullAudit
+from signer.types import AuditEvent, AuditSink, ClientIdentity, Monitor, NullAudit, RequestOutcome
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class RestCall:
     query: dict[str, str]
     headers: dict[str, str]
     body: bytes = b""
-    outcome: str | None = field(default=None)
+    outcome: RequestOutcome | None = field(default=None)
     """The outcome label, when the handler answers a refusal itself (else derived)."""
 
     @property
@@ -201,24 +201,24 @@ class RestContext:
                     response = handler(call)
             except errors.RateLimited as exc:
                 self._rate_limited(call, exc, started)
-                call.outcome = status.OUTCOME_RATE_LIMITED
+                call.outcome = RequestOutcome.RATE_LIMITED
                 response = error_response(exc, call.request_id)
             except errors.SignerError as exc:
                 call.outcome = call.outcome or status.outcome_label(exc)
                 response = error_response(exc, call.request_id)
             except ClientDisconnect:  # the caller left while sending its body: nothing was done
-                call.outcome = status.OUTCOME_INVALID
+                call.outcome = RequestOutcome.INVALID
                 response = error_response(errors.MalformedRequest("the client closed the connection mid-request"))
             except Exception:
                 log.exception("unexpected error in %s (request %s)", call.method, call.request_id)
-                call.outcome = status.OUTCOME_FAILED
+                call.outcome = RequestOutcome.FAILED
                 response = error_response(
                     errors.InternalError(f"internal error (request {call.request_id})"), call.request_id
                 )
         finally:
             if permit is not None:
                 permit.release()
-        outcome = call.outcome or (status.OUTCOME_SUCCEEDED if response.status_code < 400 else status.OUTCOME_FAILED)
+        outcome = call.outcome or (RequestOutcome.SUCCEEDED if response.status_code < 400 else RequestOutcome.FAILED)
         self.monitor.request_done(call.method, outcome, self._clock() - started)
         return response
 
@@ -244,7 +244,7 @@ class RestContext:
             AuditEvent(
                 client=name,
                 method=call.method,
-                outcome=status.OUTCOME_RATE_LIMITED,
+                outcome=RequestOutcome.RATE_LIMITED,
                 reason=exc.message,
                 duration_ms=(self._clock() - started) * 1000.0,
                 request_id=call.request_id,

@@ -4,14 +4,14 @@ route group of the REST front (``signer.api.rest``). It translates, the core dec
 ``POST /api/v1/eth2/sign/{0x-pubkey}``: the JSON body is validated by ``signer.api.rest_models``,
 ``signer.eth2.remote_signing.prepare`` computes the signing root from the typed payload and OUR
 network (checking ``fork_info`` and a client's ``signingRoot``), and the result goes to the same core
-as the gRPC front, in ``_core_sign`` (the one place this front calls it):
+as the gRPC front, in ``_core_sign`` (the one place this front calls it: ``CallContext.sign``, the
+batcher, which coalesces concurrent requests into one slashing-protection transaction):
 
-* ATTESTATION -> an AttestationRequest through the batcher (coalesced with concurrent ones into one
-  slashing-protection transaction), exactly as gRPC's SignBeaconAttestation;
-* BLOCK / BLOCK_V2 -> a ProposalRequest (the block header) through the batcher, as SignBeaconProposal;
-* every other type -> a GenericRequest (the object root under its domain) through
-  ``sign_generic``, as Sign: the same permissions (``sign_generic``; VOLUNTARY_EXIT needs
-  ``sign_voluntary_exit``, DEPOSIT ``sign_deposit``).
+* ATTESTATION -> an AttestationRequest, exactly as gRPC's SignBeaconAttestation;
+* BLOCK / BLOCK_V2 -> a ProposalRequest (the block header), as SignBeaconProposal;
+* every other type -> a GenericRequest (the object root under its domain), as Sign: the same
+  permissions (``sign_generic``; VOLUNTARY_EXIT needs ``sign_voluntary_exit``, DEPOSIT
+  ``sign_deposit``).
 
 Answers: 200 with ``{"signature": "0x..."}`` when Accept allows JSON, the bare ``0x...`` as
 text/plain otherwise; refusals from the one table (400, 403, 404, 412, 429, 503, 500).
@@ -40,9 +40,9 @@ from signer.api.rest import TEXT, RestCall, RestContext, RouteGroup, json_respon
 from signer.api.rest_models import parse_sign_request
 from signer.eth2.networks import Network
 from signer.eth2.remote_signing import Prepared, SignType, prepare
-from signer.service import AttestationRequest, GenericRequest, KeyRef, Outcome, ProposalRequest, SigningService
+from signer.service import AttestationRequest, GenericRequest, Outcome, ProposalRequest, Refused, SigningService
 from signer.totp import OperatorCode
-from signer.types import ClientIdentity, KeyInfo, Operation, Scheme
+from signer.types import ClientIdentity, KeyInfo, KeyRef, Operation, Scheme
 
 SIGN_PATH = "/api/v1/eth2/sign/{identifier}"
 _PUBKEY = re.compile(r"0x[0-9a-fA-F]{96}")
@@ -127,14 +127,10 @@ class Web3SignerApi:
 
     # --- signing ---------------------------------------------------------------------------------
 
-    def _core_sign(self, client: ClientIdentity, request: CoreRequest, method: str) -> Outcome:
-        """THE one place the REST front calls the signing core (the batcher for attestations and
-        blocks, ``sign_generic`` for the rest), exactly as the gRPC servicers do."""
-        if isinstance(request, AttestationRequest):
-            return self.calls.attestations(client, [request], method)[0]
-        if isinstance(request, ProposalRequest):
-            return self.calls.proposals(client, [request], method)[0]
-        return self.service.sign_generic(client, [request], method)[0]
+    def _core_sign(self, client: ClientIdentity, request: CoreRequest) -> Outcome:
+        """THE one place the REST front calls the signing core: ``CallContext.sign``, the batcher in
+        front of the SigningService, exactly as the gRPC servicers sign."""
+        return self.calls.sign(client, [request])[0]
 
     def sign(self, call: RestCall) -> Response:
         started = time.perf_counter()
@@ -144,9 +140,9 @@ class Web3SignerApi:
             request = parse_sign_request(call.body)
             call.method = LABEL_PREFIX + request.sign_type.value
             prepared = prepare(self.network, request)
-            outcome = self._core_sign(call.client, core_request(public_key, prepared), call.method)
+            outcome = self._core_sign(call.client, core_request(public_key, prepared))
         except errors.SignerError as exc:
-            outcome = Outcome(error=exc)
+            outcome = Refused(exc)
         self.calls.audit_outcomes(
             call.client.name, call.request_id, call.method, [outcome], time.perf_counter() - started
         )
@@ -171,7 +167,7 @@ class Web3SignerApi:
             raise errors.AccessDenied(f"client '{client.name}' may not list keys: it may do none of {ops}")
         keys = [
             "0x" + k.public_key.hex()
-            for k in self.service.list_keys()
+            for k in self.service.keyring.list_keys()
             if k.scheme == Scheme.BLS and any(permits(client, op, k) for op in _SIGNING_OPERATIONS)
         ]
         return json_response(keys)

@@ -48,7 +48,7 @@ def _api(service: SigningService) -> tuple[Web3SignerApi, Batcher, RestContext]:
     api = Web3SignerApi(
         rest,
         service,
-        CallContext(service, coalescer=batcher),
+        CallContext(service, signer=batcher),
         service.network,
         readiness=lambda: (True, "ready"),
         health_checks=list,

@@ -31,6 +31,7 @@ from signer.eth2.networks import MAINNET
 from signer.keyadmin import KeyAdmin, ProtectionAdmin
 from signer.keys import eip2335
 from signer.keys.emulated import EmulatedKeyModule
+from signer.keys.keyring import KeyRing
 from signer.protection.sqlite import SqliteStore
 from signer.service import SigningService
 from signer.totp import STEP_S, SecondFactor, code_at
@@ -60,7 +61,8 @@ class Audit:
 class Rig:
     http: TestClient
     store: SqliteStore
-    service: SigningService
+    keys: KeyRing
+    """The signer's key index: what signs."""
     audit: Audit
 
 
@@ -80,15 +82,16 @@ def _rig(
 ) -> Iterator[Rig]:
     module = EmulatedKeyModule(tmp_path / "keys", PIN, create=True, scrypt_n=2**10)
     store = keys_never_signed(SqliteStore(tmp_path / "protection.sqlite", GVR))
-    service = SigningService(MAINNET, module, store)
-    history = ProtectionAdmin(store, loaded=service.list_keys, authorizer=authorizer, gate=gate)
-    admin = KeyAdmin(module, service, history, authorizer=authorizer, import_workers=1)
+    ring = KeyRing(module)
+    service = SigningService(MAINNET, ring, store)
+    history = ProtectionAdmin(store, loaded=ring.list_keys, authorizer=authorizer, gate=gate)
+    admin = KeyAdmin(module, ring, history, authorizer=authorizer, import_workers=1)
     audit = Audit()
     rest = RestContext(None, NullMonitor(), audit=audit, workers=2)
     api = KeymanagerApi(rest, CallContext(service, audit=audit), admin, BearerToken(TOKEN))
     app = Peer(build_rest_app([api.routes()]), ClientIdentity("admin-1"))
     with TestClient(app, raise_server_exceptions=True) as http:
-        yield Rig(http, store, service, audit)
+        yield Rig(http, store, ring, audit)
     rest.close()
     store.close()
 
@@ -203,7 +206,7 @@ def test_a_malformed_import_is_400_naming_the_problem(rig: Rig, body: bytes, wor
     answer = rig.http.post(KEYSTORES_PATH, content=body, headers={**AUTH, "Content-Type": "application/json"})
     assert answer.status_code == 400, answer.text
     assert words in answer.json()["message"]
-    assert rig.service.list_keys() == []
+    assert rig.keys.list_keys() == []
 
 
 def test_a_refused_history_document_is_400_and_imports_nothing(rig: Rig) -> None:
@@ -216,7 +219,7 @@ def test_a_refused_history_document_is_400_and_imports_nothing(rig: Rig) -> None
     )
     assert answer.status_code == 400, answer.text
     assert "genesis_validators_root" in answer.json()["message"]
-    assert rig.service.list_keys() == []
+    assert rig.keys.list_keys() == []
 
 
 def test_an_empty_import_answers_an_empty_list(rig: Rig) -> None:
@@ -241,7 +244,7 @@ def test_delete_returns_and_retains_the_history_and_is_never_404(rig: Rig) -> No
     assert history["metadata"]["genesis_validators_root"] == "0x" + GVR.hex()
     assert [d["pubkey"] for d in history["data"]] == [_hex(public_key)]
     assert [(a["source_epoch"], a["target_epoch"]) for a in history["data"][0]["signed_attestations"]] == [("1", "2")]
-    assert rig.service.list_keys() == []
+    assert rig.keys.list_keys() == []
     assert rig.http.get(KEYSTORES_PATH, headers=AUTH).json() == {"data": []}
 
     again = rig.http.request("DELETE", KEYSTORES_PATH, json={"pubkeys": [_hex(public_key)]}, headers=AUTH)
@@ -327,7 +330,7 @@ def test_with_the_second_factor_on_a_missing_code_is_refused_by_name_and_a_delet
         assert pending["kind"] == "delete_keys" and pending["requested_by_operator"] == "alice"
         assert pending["public_keys"] == [_hex(public_key)]
         assert "nothing done yet" in asked.json()["message"] and pending["approve"] in asked.json()["message"]
-        assert [k.public_key for k in rig.service.list_keys()] == [public_key]
+        assert [k.public_key for k in rig.keys.list_keys()] == [public_key]
 
         same = rig.http.post(pending["approve"], headers={**AUTH, **clock.code("alice")})
         assert same.status_code == 403
@@ -337,7 +340,7 @@ def test_with_the_second_factor_on_a_missing_code_is_refused_by_name_and_a_delet
         assert approved.status_code == 200, approved.text
         assert [d["status"] for d in approved.json()["data"]] == ["deleted"]
         assert json.loads(approved.json()["slashing_protection"])["data"][0]["pubkey"] == _hex(public_key)
-        assert rig.service.list_keys() == []
+        assert rig.keys.list_keys() == []
 
         unknown = rig.http.post("/signer/v1/approvals/reload_keys/abc", headers={**AUTH, **clock.code("bob")})
         assert unknown.status_code == 404

@@ -30,6 +30,7 @@ from signer.crypto import bls
 from signer.eth2 import network_from_config
 from signer.eth2.remote_signing import prepare
 from signer.keys.emulated import MIN_SCRYPT_N, EmulatedKeyModule
+from signer.keys.keyring import KeyRing
 from signer.protection.sqlite import SqliteStore
 from signer.service import SigningService
 from signer.types import LOCAL_CLIENT, AuditEvent, ClientIdentity, NullMonitor, Operation, Scheme
@@ -156,11 +157,7 @@ def _front(
     store = keys_never_signed(SqliteStore(tmp_path / "p.sqlite", NETWORK.genesis_validators_root))
     recorder = Recorder()
     authorizer = PermissionAuthorizer(clients) if clients is not None else None
-    service = (
-        SigningService(NETWORK, module, store, authorizer=authorizer)
-        if authorizer
-        else SigningService(NETWORK, module, store)
-    )
+    service = SigningService(NETWORK, KeyRing(module), store, authorizer=authorizer)
     batcher = Batcher(service)
     limiter = RateLimiter(limits or LimitsConfig(), clients or ())
     rest = RestContext(limiter, recorder, audit=recorder, workers=4, max_body_bytes=max_body_bytes)  # type: ignore[arg-type]
@@ -172,11 +169,11 @@ def _front(
     api = Web3SignerApi(
         rest,
         service,
-        CallContext(service, coalescer=batcher, audit=recorder),  # type: ignore[arg-type]
+        CallContext(service, signer=batcher, audit=recorder),  # type: ignore[arg-type]
         NETWORK,
         readiness=lambda: (ready[0], "ready" if ready[0] else "protection store unreachable"),
         health_checks=lambda: [{"id": "keys-check", "status": "UP", "keys_loaded": 3}],
-        reload_keys=lambda client, code: service.reload_keys(),
+        reload_keys=lambda client, code: service.keyring.reload_keys(),
     )
     peer = _Peer(build_rest_app([api.routes(), [rest.route("/bug", boom, methods=["GET"], label="bug")]]))
     with TestClient(peer, raise_server_exceptions=False) as client:
