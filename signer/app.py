@@ -15,13 +15,15 @@ from pathlib import Path
 from signer.api.admin import admin_servicers
 from signer.api.auth import DevAuthorizer, PermissionAuthorizer, match_client
 from signer.api.context import CallContext
+from signer.api.dkg import DistributedNode, PeerChannels, PeerCredentials, dkg_servicers
 from signer.api.interceptors import SignerInterceptor, call_client, call_request_id, set_outcome
 from signer.api.ratelimit import RateLimiter
 from signer.api.server import GrpcServer
 from signer.api.tls import ReloadingServerCredentials, is_loopback, load_material, reload_on_sighup, require_tls
 from signer.approval import AdminGate, ApprovalKind
 from signer.batching import Batcher
-from signer.config import Config, KeysConfig, ProtectionConfig
+from signer.config import Config, DistributedConfig, KeysConfig, ProtectionConfig, TlsConfig
+from signer.distributed.accounts import DistributedAccounts
 from signer.errors import ConfigError, SignerError
 from signer.eth2.networks import Network, network_from_config
 from signer.instance import InstanceLock
@@ -144,6 +146,25 @@ def build_admin_gate(config: Config, *, dev_plaintext_loopback: bool, monitor: M
         max_pending=admin.max_pending,
         monitor=monitor,
         audit=audit,
+    )
+
+
+def peer_credentials(distributed: DistributedConfig, tls: TlsConfig | None, dev_plaintext: bool) -> PeerCredentials:
+    """How this signer calls its peers: mTLS with its certificate (``distributed.client_cert_file``,
+    else the server's) and the peers' CA (``distributed.peers_ca_file``, else the client CA), or
+    plaintext, which only ``serve --dev`` on loopback may use. ConfigError otherwise."""
+    if tls is None:
+        if not dev_plaintext:
+            raise ConfigError(
+                "distributed: the DKG service between signers needs mTLS (server.tls); plaintext only "
+                "with serve --dev on loopback"
+            )
+        return PeerCredentials(distributed.id)
+    return PeerCredentials.from_files(
+        distributed.id,
+        distributed.client_cert_file or tls.cert_file,
+        distributed.client_key_file or tls.key_file,
+        distributed.peers_ca_file or tls.client_ca_file,
     )
 
 
@@ -284,6 +305,9 @@ class SignerApp:
         else:
             self.authorizer = PermissionAuthorizer(config.clients, monitor=self.monitor)
         self.limiter = RateLimiter(config.limits, config.clients, max_streams=config.max_streams)
+        # Shares of distributed accounts, always read (with or without [distributed]): a share's
+        # slashing history is its composite key's, whatever the config says about peers.
+        self.distributed_accounts = DistributedAccounts(self.keys, config.keys.data_dir, on_change=self._reload_keys)
         self.service = SigningService(
             self.network,
             self.keys,
@@ -292,6 +316,7 @@ class SignerApp:
             authorizer=self.authorizer,
             comet_chains=chains,
             key_rate=self.limiter.check_key if config.limits.per_key_rate is not None else None,
+            validator_keys=self.distributed_accounts,
         )
         self.batcher = Batcher(
             self.service,
@@ -332,6 +357,18 @@ class SignerApp:
             readiness=self.readiness,
             max_items=config.limits.max_batch_items,
         )
+        self.distributed: DistributedNode | None = None
+        if config.distributed is not None:
+            dev_plaintext = (
+                self.credentials is None and self.options.dev and is_loopback(listen_host(server.grpc_listen))
+            )
+            self.distributed = DistributedNode(
+                config.distributed,
+                self.distributed_accounts,
+                self.service,
+                PeerChannels(config.distributed, peer_credentials(config.distributed, server.tls, dev_plaintext)),
+                trust_peer_metadata=dev_plaintext,
+            )
         self.interceptor = SignerInterceptor(self.limiter, self.monitor, audit=self.audit)
         self.grpc = GrpcServer(
             self.service,
@@ -341,12 +378,20 @@ class SignerApp:
             max_concurrent_rpcs=config.server.concurrent_rpcs,
             reflection=config.server.reflection,
             interceptors=[self.interceptor],
-            extra_servicers=admin_servicers(self.admin, self.calls, network=self.network.name),
+            extra_servicers=[
+                *admin_servicers(self.admin, self.calls, network=self.network.name),
+                *(dkg_servicers(self.distributed, self.calls) if self.distributed is not None else []),
+            ],
+            distributed=self.distributed,
         )
         self.metrics = MetricsServer(config.server.metrics_listen, self.monitor, self.readiness)
         self._stop = threading.Event()
         self._ready_thread: threading.Thread | None = None
         self._last_ready: bool | None = None
+
+    def _reload_keys(self) -> None:
+        """A distributed account's share came or went: the service re-reads the module."""
+        self.service.reload_keys()
 
     # --- readiness --------------------------------------------------------------------------
 
@@ -418,6 +463,8 @@ class SignerApp:
         self._stop.set()
         self.grpc.stop(self.config.server.shutdown_grace_s)
         self.batcher.close()
+        if self.distributed is not None:
+            self.distributed.close()
         self.metrics.stop()
         self.audit.close()
         self.store.close()

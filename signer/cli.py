@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import qrcode
+from pydantic import ValidationError
 
 from signer.api.ratelimit import parse_rate_limit
 from signer.api.tls import is_loopback
@@ -46,6 +47,7 @@ from signer.config import (
     OPERATOR_NAME_PATTERN,
     AuditConfig,
     Config,
+    DistributedConfig,
     KeysConfig,
     NetworkConfig,
     Pkcs11Config,
@@ -626,12 +628,37 @@ def serve_config_from_args(args: argparse.Namespace) -> Config:
         updates["limits"] = config.limits.model_copy(update={"default_rate": parse_rate_limit(args.rate_limit)})
     if args.audit_file is not None:
         updates["audit"] = AuditConfig(**{**config.audit.model_dump(), "path": str(args.audit_file)})
+    if args.peer_id is not None or args.peers is not None:
+        if not args.dev or args.config is not None:
+            raise ConfigError("--peer-id and --peers are for --dev; a config file has [distributed]")
+        if args.peer_id is None or args.peers is None:
+            raise ConfigError("a distributed dev signer needs both --peer-id N and --peers ID=HOST:PORT,...")
+        updates["distributed"] = distributed_config(args.peer_id, parse_peers(args.peers))
     if args.dev and args.config is None:
         listen = updates.get("server", config.server).grpc_listen
         if not is_loopback(listen_host(listen)):
             raise ConfigError(f"--dev serves on loopback only; {listen} is not a loopback address")
     # Re-validate the whole object, so flags obey the same rules as the file.
     return parse_config(config.model_copy(update=updates).model_dump(mode="python"))
+
+
+def parse_peers(text: str) -> list[dict[str, Any]]:
+    """``1=HOST:PORT,2=HOST:PORT,...`` (``serve --dev --peers``) as [[distributed.peers]] entries."""
+    peers: list[dict[str, Any]] = []
+    for item in text.split(","):
+        peer_id, sep, address = item.strip().partition("=")
+        if not sep or not peer_id.strip().isdigit() or not address.strip():
+            raise ConfigError(f"--peers: {item.strip()!r} is not ID=HOST:PORT")
+        peers.append({"id": int(peer_id), "address": address.strip()})
+    return peers
+
+
+def distributed_config(peer_id: int, peers: list[dict[str, Any]]) -> DistributedConfig:
+    try:
+        return DistributedConfig.model_validate({"id": peer_id, "peers": peers})
+    except ValidationError as exc:
+        details = "; ".join(str(e["msg"]) for e in exc.errors())
+        raise ConfigError(f"--peer-id/--peers: {details}") from None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -670,6 +697,8 @@ def _add_serve(subparsers: Any) -> None:
     p.add_argument("--tls-client-ca", type=Path, help="CA (PEM) that issues client certificates")
     p.add_argument("--rate-limit", help="per-client default rate limit PER_SECOND[:BURST]")
     p.add_argument("--audit-file", type=Path, help="append the audit log (a hash chain) to this file (audit.path)")
+    p.add_argument("--peer-id", type=_positive, help="with --dev: this signer's participant id (distributed accounts)")
+    p.add_argument("--peers", metavar="ID=HOST:PORT,...", help="with --dev: every participant, this one included")
     p.set_defaults(func=cmd_serve)
 
 

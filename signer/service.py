@@ -34,7 +34,7 @@ from signer.crypto import secp256k1
 from signer.eth2.containers import AttestationData, BeaconBlockHeader
 from signer.eth2.networks import Network
 from signer.eth2.signing import DomainType, compute_signing_root
-from signer.keys.module import KeyModule
+from signer.keys.module import KeyModule, check_account_name
 from signer.passphrase import PassphraseGuard
 from signer.protection.store import ConsensusSignature, ProtectionStore, validate_check
 from signer.types import (
@@ -50,6 +50,7 @@ from signer.types import (
     Operation,
     ProtectionCheck,
     Scheme,
+    ValidatorKeys,
     Verdict,
 )
 
@@ -201,6 +202,7 @@ class SigningService:
         clock: Callable[[], float] = time.perf_counter,
         key_rate: Callable[[bytes], None] | None = None,
         passphrases: PassphraseGuard | None = None,
+        validator_keys: ValidatorKeys | None = None,
     ) -> None:
         self.network = network
         self.keys = keys
@@ -212,6 +214,9 @@ class SigningService:
         self._clock = clock
         self._key_rate = key_rate
         """Optional per-key rate limit: raises RateLimited for a key over its rate."""
+        self.validator_keys = validator_keys
+        """Shares of distributed accounts: their history is their composite key's, and a request
+        may name them by it (signer.distributed.accounts)."""
         self.passphrases = passphrases or PassphraseGuard(monitor=self.monitor)
         """Failure counts and lockouts of AccountManager passphrase (module PIN) checks."""
         self._index_lock = threading.Lock()
@@ -290,11 +295,20 @@ class SigningService:
 
     def generate_account(self, client: ClientIdentity, name: str, passphrase: str) -> KeyInfo:
         """AccountManager/Generate: a new BLS key named ``name``, made inside the module."""
-        self.authorizer.authorize(client, Operation.ACCOUNT_MANAGEMENT, None)
-        self._check_passphrase(client, passphrase, "wrong passphrase: generating a key needs the module PIN")
+        self.admit_generate(client, name, passphrase)
         key = self.keys.generate(name, Scheme.BLS)
         self.reload_keys()
         return key
+
+    def admit_generate(self, client: ClientIdentity, name: str, passphrase: str) -> None:
+        """May this client generate an account named ``name`` here (also a distributed one): the
+        permission, the module PIN as passphrase, a valid name not in use."""
+        self.authorizer.authorize(client, Operation.ACCOUNT_MANAGEMENT, None)
+        self._check_passphrase(client, passphrase, "wrong passphrase: generating a key needs the module PIN")
+        check_account_name(name)
+        with self._index_lock:
+            if name in self._by_name:
+                raise errors.MalformedRequest(f"account {name!r} already exists")
 
     def _check_passphrase(self, client: ClientIdentity, passphrase: str, wrong: str) -> None:
         """The module PIN, checked under the PassphraseGuard: refused at once while the client (or
@@ -322,9 +336,16 @@ class SigningService:
             else:
                 assert ref.public_key is not None
                 key = self._by_public_key.get(ref.public_key)
+                if key is None and self.validator_keys is not None:
+                    share = self.validator_keys.key_for(ref.public_key)
+                    key = None if share is None else self._by_public_key.get(share)
         if key is None:
             raise errors.UnknownKey(f"no key loaded for {ref.describe()}")
         return key
+
+    def _history_key(self, key: KeyInfo) -> bytes:
+        """The validator whose slashing history ``key`` signs under (a share: its composite key)."""
+        return key.public_key if self.validator_keys is None else self.validator_keys.history_key(key.public_key)
 
     def key_of(self, ref: KeyRef) -> KeyInfo | None:
         """The key ``ref`` names, or None if it names none (the batcher keeps one item per key per batch)."""
@@ -377,7 +398,7 @@ class SigningService:
                     )
                 root = compute_signing_root(data.hash_tree_root(), req.domain)
                 item.message = root
-                item.check = AttestationCheck(item.key.public_key, data.source.epoch, data.target.epoch, root)
+                item.check = AttestationCheck(self._history_key(item.key), data.source.epoch, data.target.epoch, root)
             except errors.SignerError as exc:
                 item.error = exc
         return self._stage_eth2(items)
@@ -405,7 +426,7 @@ class SigningService:
                     )
                 root = compute_signing_root(header.hash_tree_root(), req.domain)
                 item.message = root
-                item.check = BlockCheck(item.key.public_key, header.slot, root)
+                item.check = BlockCheck(self._history_key(item.key), header.slot, root)
             except errors.SignerError as exc:
                 item.error = exc
         return self._stage_eth2(items)

@@ -38,8 +38,12 @@ _CODES: tuple[tuple[type[errors.SignerError], grpc.StatusCode], ...] = (
     (errors.WrongPin, grpc.StatusCode.PERMISSION_DENIED),
     (errors.ModuleTampered, grpc.StatusCode.INTERNAL),
     (errors.KeyModuleError, grpc.StatusCode.UNAVAILABLE),
+    (errors.DkgAborted, grpc.StatusCode.ABORTED),
     (errors.InternalError, grpc.StatusCode.INTERNAL),
 )
+
+CULPRIT_KEY = "x-dkg-culprit"
+"""Trailing metadata of an ABORTED DKG call: the participant id at fault, when known."""
 
 
 def grpc_code(error: errors.SignerError) -> grpc.StatusCode:
@@ -114,4 +118,6 @@ def abort(context: grpc.ServicerContext, error: errors.SignerError) -> None:
     """End the call with the status of ``error`` (raises, as grpc's abort does)."""
     if isinstance(error, errors.RateLimited):
         context.set_trailing_metadata((("retry-after-ms", str(max(1, round(error.retry_after_s * 1000)))),))
+    if isinstance(error, errors.DkgAborted) and error.culprit is not None:
+        context.set_trailing_metadata(((CULPRIT_KEY, str(error.culprit)),))
     context.abort(grpc_code(error), describe(error))

@@ -65,9 +65,8 @@ TABLE: dict[type[errors.SignerError], tuple[grpc.StatusCode, int, int, str]] = {
     errors.WeakPin: (C.INVALID_ARGUMENT, status.FAILED, REFUSED, "failed"),  # a CLI refusal: never on the wire
     errors.InternalError: (C.INTERNAL, status.FAILED, ADMIN_FAILED, "failed"),
     errors.DataDirLocked: (C.INTERNAL, status.FAILED, ADMIN_FAILED, "failed"),  # at start only: never on the wire
-    # Distributed accounts (issue 17). Threshold and session refusals are the caller's: DENIED. The
-    # DKG service is not wired yet; DkgAborted falls through to INTERNAL/FAILED until it gets its own
-    # row in signer/api/status.py (ABORTED would fit) when it is.
+    # Distributed accounts (issue 17). Threshold and session refusals are the caller's: DENIED. An
+    # aborted key generation is ABORTED (its culprit in the x-dkg-culprit trailer).
     errors.InvalidParticipantId: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
     errors.DuplicateParticipantId: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
     errors.InvalidThreshold: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
@@ -76,7 +75,7 @@ TABLE: dict[type[errors.SignerError], tuple[grpc.StatusCode, int, int, str]] = {
     errors.NotEnoughShares: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
     errors.DkgSessionConflict: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
     errors.DkgSessionNotFound: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
-    errors.DkgAborted: (C.INTERNAL, status.FAILED, ADMIN_FAILED, "failed"),
+    errors.DkgAborted: (C.ABORTED, status.FAILED, ADMIN_FAILED, "failed"),
     # Admin calls' second factor and two-person approval (issue 16): refusals of the caller.
     errors.AdminRefusal: (C.PERMISSION_DENIED, status.DENIED, REFUSED, "denied"),
     errors.OneTimeCodeMissing: (C.PERMISSION_DENIED, status.DENIED, REFUSED, "denied"),
