@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import qrcode
 from pydantic import ValidationError
 
+from signer.api.distributed_client import ClientTls, sign_generic
 from signer.api.ratelimit import parse_rate_limit
 from signer.api.tls import is_loopback
 from signer.app import (
@@ -58,8 +59,12 @@ from signer.config import (
     parse_config,
 )
 from signer.crypto import ed25519, secp256k1
+from signer.crypto.threshold import SecretShare
+from signer.distributed.accounts import DistributedAccounts
+from signer.distributed.dkg import Endpoint
 from signer.errors import ConfigError, InternalError, MalformedRequest, SignerError
 from signer.eth2.networks import network_from_config
+from signer.eth2.signing import compute_signing_root
 from signer.instance import InstanceLock
 from signer.jsondoc import read_at_most
 from signer.keyadmin import (
@@ -75,7 +80,7 @@ from signer.keyadmin import (
     check_cometbft_state,
 )
 from signer.keys.dev import DEV_PIN, create_dev_module
-from signer.keys.eip2335 import MAX_KEYSTORE_BYTES
+from signer.keys.eip2335 import MAX_KEYSTORE_BYTES, decrypt_keystore, load_keystore
 from signer.keys.emulated import MODULE_FILE, EmulatedKeyModule
 from signer.keys.module import KeyModule, check_account_name
 from signer.keys.pin_policy import PinPolicy, generate_pin
@@ -967,6 +972,137 @@ def _add_audit(subparsers: Any) -> None:
     p.set_defaults(func=cmd_audit_verify)
 
 
+# --- distributed import | sign -----------------------------------------------------------------
+
+
+def _hex_arg(value: str, what: str) -> bytes:
+    text = value.strip()
+    try:
+        return bytes.fromhex(text[2:] if text.startswith("0x") else text)
+    except ValueError:
+        raise ConfigError(f"{what}: {value!r} is not hex") from None
+
+
+def _endpoints(text: str) -> list[Endpoint]:
+    endpoints = []
+    for peer in parse_peers(text):
+        host, _, port = str(peer["address"]).rpartition(":")
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if not host or not port.isdigit():
+            raise ConfigError(f"--participants: {peer['address']!r} is not HOST:PORT")
+        endpoints.append(Endpoint(int(peer["id"]), host, int(port)))
+    return endpoints
+
+
+def cmd_distributed_import(args: argparse.Namespace) -> int:
+    """Seal a pre-dealt share (from Dirk or ethdo: an EIP-2335 keystore of the share) with its
+    distributed metadata. The verification vector is required: it binds the share to the composite
+    key, so that a mistyped composite key cannot put the share's history under another validator."""
+    password = _read_first_line(args.password_file, "password file")
+    keystore = load_keystore(args.keystore)
+    secret = decrypt_keystore(keystore, password, source=str(args.keystore))
+    share = SecretShare.from_bytes(args.id, secret)
+    vector = [_hex_arg(c, "--verification-vector") for c in args.verification_vector.split(",") if c.strip()]
+    composite = vector[0] if vector else b""
+    if args.composite_key is not None and _hex_arg(args.composite_key, "--composite-key") != composite:
+        raise ConfigError("--composite-key is not element 0 of --verification-vector")
+    lock = InstanceLock.acquire([args.data_dir])  # not while a signer runs on this module
+    try:
+        module = _open_module(args, create=True)
+        try:
+            accounts = DistributedAccounts(module, args.data_dir)
+            account = accounts.add(
+                args.account,
+                share,
+                threshold=args.threshold,
+                participants=_endpoints(args.participants),
+                composite_public_key=composite,
+                verification_vector=vector,
+            )
+        finally:
+            module.close()
+    finally:
+        lock.release()
+    print(
+        f"imported 0x{account.share_public_key.hex()} {account.name}: participant {account.participant_id}, "
+        f"{account.threshold} of {len(account.participants)}, composite key 0x{account.composite_public_key.hex()}"
+    )
+    print(
+        "import the validator's slashing-protection history under the composite key before it signs "
+        "(signer protection import)",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def _client_tls(args: argparse.Namespace) -> ClientTls | None:
+    files = (args.tls_cert, args.tls_key, args.tls_ca)
+    if all(f is None for f in files):
+        return None
+    if any(f is None for f in files):
+        raise ConfigError("mTLS needs all of --tls-cert, --tls-key and --tls-ca")
+    try:
+        cert, key, ca = (f.read_bytes() for f in files)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {exc.filename}: {exc.strerror}") from None
+    return ClientTls(cert, key, ca)
+
+
+def cmd_distributed_sign(args: argparse.Namespace) -> int:
+    """Sign through a cluster as Vouch does (Sign by account name on every participant), combine a
+    threshold of partial signatures and check the result under the composite key."""
+    domain = _hex_arg(args.domain, "--domain")
+    data = _hex_arg(args.data, "--data")
+    remote, combined = sign_generic(
+        args.endpoint,
+        args.account,
+        domain,
+        data,
+        compute_signing_root(data, domain),
+        tls=_client_tls(args),
+        timeout_s=args.timeout,
+    )
+    result = {
+        "signature": "0x" + combined.signature.hex(),
+        "composite_public_key": "0x" + remote.composite_public_key.hex(),
+        "signers": list(combined.signers),
+        "refusals": {str(i): why for i, why in combined.refusals.items()},
+    }
+    print(json.dumps(result, indent=2))
+    return EXIT_OK
+
+
+def _add_distributed(subparsers: Any) -> None:
+    dist = subparsers.add_parser("distributed", help="distributed (threshold) accounts")
+    sub = dist.add_subparsers(dest="distributed_command", required=True, metavar="ACTION")
+    p = sub.add_parser("import", help="seal a pre-dealt share (Dirk/ethdo) with its distributed metadata")
+    _add_module_options(p)
+    p.add_argument("--account", required=True, help="wallet/account, as on every participant")
+    p.add_argument("--id", type=_positive, required=True, help="this signer's participant id (Dirk: server.id)")
+    p.add_argument("--threshold", type=_positive, required=True, help="the signing threshold")
+    p.add_argument("--participants", required=True, metavar="ID=HOST:PORT,...", help="every participant")
+    p.add_argument(
+        "--verification-vector",
+        required=True,
+        metavar="0x..,0x..",
+        help="the threshold commitments, composite key first",
+    )
+    p.add_argument("--composite-key", help="0x... the composite public key (checked against the vector)")
+    p.add_argument("--keystore", type=Path, required=True, help="EIP-2335 keystore of the share")
+    p.add_argument("--password-file", type=Path, required=True, help="first line: the keystore's password")
+    p.set_defaults(func=cmd_distributed_import)
+    p = sub.add_parser("sign", help="sign through a cluster (Sign on every participant), combine, verify")
+    p.add_argument("--endpoint", required=True, help="HOST:PORT of one participant (lists the account)")
+    p.add_argument("--account", required=True, help="wallet/account of the distributed account")
+    p.add_argument("--domain", required=True, help="0x... the 32-byte domain")
+    p.add_argument("--data", required=True, help="0x... the 32-byte object root")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per call (default 10)")
+    p.add_argument("--tls-cert", type=Path, help="client certificate (PEM) for mTLS")
+    p.add_argument("--tls-key", type=Path, help="client private key (PEM)")
+    p.add_argument("--tls-ca", type=Path, help="CA (PEM) of the signers' server certificates")
+    p.set_defaults(func=cmd_distributed_sign)
+
+
 # --- entry point ------------------------------------------------------------------------------
 
 
@@ -979,6 +1115,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(subparsers)
     _add_protection(subparsers)
     _add_audit(subparsers)
+    _add_distributed(subparsers)
     return parser
 
 

@@ -81,3 +81,52 @@ def sign_distributed(
         asker(channels, call, timeout_s=timeout_s),
         timeout_s=timeout_s,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ClientTls:
+    """mTLS material for calls to the signers (PEM bytes)."""
+
+    cert: bytes
+    key: bytes
+    ca: bytes
+
+
+def _channel(address: str, tls: ClientTls | None) -> grpc.Channel:
+    if tls is None:
+        return grpc.insecure_channel(address)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=tls.ca, private_key=tls.key, certificate_chain=tls.cert
+    )
+    return grpc.secure_channel(address, credentials)
+
+
+def sign_generic(
+    endpoint: str,
+    account: str,
+    domain: bytes,
+    data: bytes,
+    signing_root: bytes,
+    *,
+    tls: ClientTls | None = None,
+    timeout_s: float = 10.0,
+) -> tuple[RemoteAccount, Combined]:
+    """``signer distributed sign``: list ``account`` at ``endpoint``, send the same ``Sign`` (by
+    account name) to every participant, combine a threshold, verify under the composite key."""
+    first = _channel(endpoint, tls)
+    channels: dict[int, grpc.Channel] = {}
+    try:
+        remote = find_account(first, account, timeout_s=timeout_s)
+        channels = {i: _channel(address, tls) for i, address in remote.participants.items()}
+        request = signer_pb2.SignRequest(account=account, domain=domain, data=data)
+        combined = sign_distributed(
+            remote,
+            channels,
+            lambda stub, timeout: stub.Sign(request, timeout=timeout),
+            signing_root,
+            timeout_s=timeout_s,
+        )
+    finally:
+        for channel in (first, *channels.values()):
+            channel.close()
+    return remote, combined

@@ -10,7 +10,10 @@ third participant (an in-process gRPC server) that answers with a bad contributi
 from __future__ import annotations
 
 import itertools
+import json
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass
@@ -39,6 +42,7 @@ from signer.errors import NotEnoughShares
 from signer.keys.dev import DEV_PIN
 from tests.e2e.harness import (
     DOMAIN_BEACON_ATTESTER,
+    DOMAIN_RANDAO,
     SignerProcess,
     ref_attestation_data_root,
     ref_domain,
@@ -236,6 +240,22 @@ def test_a_threshold_of_half_or_less_is_refused_and_generates_nothing(cluster: C
         assert "more than half" in response.message
     for proc in cluster.signers.values():
         assert [a.name for a in distributed_accounts(proc)] == [ACCOUNT]
+
+
+def test_signer_distributed_sign_combines_through_the_cluster_for_an_operator(cluster: Cluster) -> None:
+    domain = ref_domain(DOMAIN_RANDAO)
+    epoch_root = (7).to_bytes(8, "little") + bytes(24)
+    run = subprocess.run(
+        [sys.executable, "-m", "signer", "distributed", "sign", "--endpoint", cluster.signers[2].address,
+         "--account", ACCOUNT, "--domain", "0x" + domain.hex(), "--data", "0x" + epoch_root.hex()],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["composite_public_key"] == "0x" + cluster.composite_public_key.hex()
+    assert len(result["signers"]) == 2
+    signature = bytes.fromhex(result["signature"][2:])
+    assert bls.verify(cluster.composite_public_key, ref_signing_root(epoch_root, domain), signature)
 
 
 def test_with_one_signer_down_the_other_two_still_produce_valid_attestations(cluster: Cluster) -> None:
