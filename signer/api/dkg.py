@@ -110,9 +110,10 @@ class PeerChannels:
         c = self._credentials
         if not c.tls:
             return grpc.insecure_channel(peer.address)
+        # The peer's server certificate is checked against the host of its address, as any client
+        # checks it; ``identity`` names the peer's client certificate when it calls us.
         creds = grpc.ssl_channel_credentials(root_certificates=c.ca, private_key=c.key, certificate_chain=c.cert)
-        options = [("grpc.ssl_target_name_override", peer.identity)] if peer.identity else []
-        return grpc.secure_channel(peer.address, creds, options=options)
+        return grpc.secure_channel(peer.address, creds)
 
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:
