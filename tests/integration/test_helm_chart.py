@@ -40,6 +40,7 @@ CASES = {
     "sqlite": CHART / "ci" / "sqlite-values.yaml",
     "postgres-ha": CHART / "ci" / "postgres-ha-values.yaml",
     "pkcs11": CHART / "ci" / "pkcs11-values.yaml",
+    "distributed": CHART / "ci" / "distributed-values.yaml",
 }
 CASE_IDS = list(CASES)
 
@@ -437,6 +438,29 @@ def test_pod_is_hardened_and_probed(case: str) -> None:
     one(docs, "PodDisruptionBudget")
     service = one(docs, "Service", "signer-validator-signer")
     assert {p["name"] for p in service["spec"]["ports"]} == {"grpc", "metrics"}
+
+
+def test_a_distributed_release_renders_its_peers_and_lets_the_other_participants_in() -> None:
+    docs = rendered("distributed")
+    config = parse_config(rendered_toml(docs))
+    assert config.distributed is not None
+    assert config.distributed.id == 2
+    assert [(p.id, p.identity) for p in config.distributed.peers] == [(1, "signer-1"), (2, "signer-2"), (3, "signer-3")]
+    assert config.server.tls is not None  # peers are recognised by their certificates
+    ingress = one(docs, "NetworkPolicy")["spec"]["ingress"]
+    peers = [
+        r
+        for r in ingress
+        if r["from"][0]["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "validator-signer"}}
+    ]
+    assert [r["ports"] for r in peers] == [[{"port": "grpc", "protocol": "TCP"}]]
+    # Without distributed accounts, no such rule.
+    plain = one(rendered("sqlite"), "NetworkPolicy")["spec"]["ingress"]
+    assert not [
+        r
+        for r in plain
+        if r["from"][0]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name") == "validator-signer"
+    ]
 
 
 def test_network_policy_admits_only_labelled_clients_and_prometheus() -> None:
