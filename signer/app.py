@@ -273,6 +273,14 @@ class SignerApp:
         checked = validate_config(config)
         self.config = config
         self.options = options or ServeOptions()
+        # How this signer calls its peers, decided before anything is opened: refuses [distributed]
+        # on plaintext unless serve --dev on loopback.
+        dev_plaintext = not checked.use_tls and self.options.dev and is_loopback(listen_host(config.server.grpc_listen))
+        peers = (
+            peer_credentials(config.distributed, config.server.tls if checked.use_tls else None, dev_plaintext)
+            if config.distributed is not None
+            else None
+        )
         # One signer per data directory (signer.instance); held until stop() or the process ends.
         self.instance_lock = self.options.instance_lock or InstanceLock.acquire(instance_lock_dirs(config))
         self.network = checked.network
@@ -358,16 +366,13 @@ class SignerApp:
             max_items=config.limits.max_batch_items,
         )
         self.distributed: DistributedNode | None = None
-        if config.distributed is not None:
-            dev_plaintext = (
-                self.credentials is None and self.options.dev and is_loopback(listen_host(server.grpc_listen))
-            )
+        if config.distributed is not None and peers is not None:
             self.distributed = DistributedNode(
                 config.distributed,
                 self.distributed_accounts,
                 self.service,
-                PeerChannels(config.distributed, peer_credentials(config.distributed, server.tls, dev_plaintext)),
-                trust_peer_metadata=dev_plaintext,
+                PeerChannels(config.distributed, peers),
+                trust_peer_metadata=not peers.tls,
             )
         self.interceptor = SignerInterceptor(self.limiter, self.monitor, audit=self.audit)
         self.grpc = GrpcServer(

@@ -39,6 +39,7 @@ from signer.app import (
     instance_lock_dirs,
     listen_host,
     operator_secrets,
+    peer_credentials,
     validate_config,
 )
 from signer.atomicfile import atomic_write
@@ -542,7 +543,9 @@ def check_config(path: Path) -> None:
     so the same refusals and messages) and read every secret it references; raise ConfigError on the
     first problem."""
     config = load_config(path)
-    validate_config(config)
+    checked = validate_config(config)
+    if config.distributed is not None:  # mTLS between peers (a config file is never --dev), files readable
+        peer_credentials(config.distributed, config.server.tls if checked.use_tls else None, dev_plaintext=False)
     refs: list[tuple[str, SecretRef | None]] = [
         ("keys.pin", config.keys.pin),
         ("keys.pkcs11.pin", config.keys.pkcs11.pin if config.keys.pkcs11 else None),

@@ -152,3 +152,18 @@ def test_serve_dev_takes_its_peers_from_the_command_line(tmp_path: Path) -> None
 def test_serve_dev_refuses_incomplete_peers(tmp_path: Path, args: list[str], message: str) -> None:
     with pytest.raises(errors.ConfigError, match=message):
         serve("--dev", "--data-dir", str(tmp_path), *args)
+
+
+def test_check_config_refuses_distributed_accounts_without_mtls(tmp_path: Path) -> None:
+    from signer.cli import check_config  # noqa: PLC0415
+
+    pin = tmp_path / "pin"
+    pin.write_text("a-long-enough-module-pin\n")
+    config = tmp_path / "signer.toml"
+    config.write_text(
+        f'[keys]\ndata_dir = "{tmp_path}"\npin = {{ file = "{pin}" }}\n'
+        '[distributed]\nid = 1\n[[distributed.peers]]\nid = 1\naddress = "127.0.0.1:9091"\n'
+        '[[distributed.peers]]\nid = 2\naddress = "127.0.0.1:9092"\n'
+    )
+    with pytest.raises(errors.ConfigError, match="needs mTLS"):
+        check_config(config)
