@@ -5,7 +5,7 @@ does (the same request, by account name, to every participant)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 
@@ -88,7 +88,7 @@ class ClientTls:
     """mTLS material for calls to the signers (PEM bytes)."""
 
     cert: bytes
-    key: bytes
+    key: bytes = field(repr=False)
     ca: bytes
 
 

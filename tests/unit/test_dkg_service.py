@@ -121,10 +121,11 @@ def test_plaintext_between_peers_only_in_dev_on_loopback(tmp_path: Path) -> None
         peer_credentials(config, None, dev_plaintext=False)
     assert not peer_credentials(config, None, dev_plaintext=True).tls
     for name in ("cert", "key", "ca"):
-        (tmp_path / name).write_bytes(name.encode())
+        (tmp_path / name).write_bytes(f"{name}-material".encode())
     tls = TlsConfig(cert_file=tmp_path / "cert", key_file=tmp_path / "key", client_ca_file=tmp_path / "ca")
     credentials = peer_credentials(config, tls, dev_plaintext=False)
-    assert (credentials.cert, credentials.key, credentials.ca) == (b"cert", b"key", b"ca")
+    assert (credentials.cert, credentials.key, credentials.ca) == (b"cert-material", b"key-material", b"ca-material")
+    assert "key-material" not in repr(credentials)  # the private key is never shown
 
 
 def serve(*args: str) -> Any:
