@@ -21,6 +21,7 @@ import re
 import socket
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -60,14 +61,14 @@ from signer.config import (
     parse_config,
 )
 from signer.crypto import ed25519, secp256k1
-from signer.crypto.threshold import SecretShare
+from signer.crypto.threshold import SecretShare, VerificationVector
 from signer.distributed.accounts import DistributedAccounts
 from signer.distributed.dkg import Endpoint
-from signer.errors import ConfigError, InternalError, MalformedRequest, SignerError
+from signer.errors import ConfigError, InternalError, InvalidShare, MalformedRequest, SignerError
 from signer.eth2.networks import network_from_config
 from signer.eth2.signing import compute_signing_root
 from signer.instance import InstanceLock
-from signer.jsondoc import read_at_most
+from signer.jsondoc import load_json, read_at_most
 from signer.keyadmin import (
     DEFAULT_GENERATE_WALLET,
     DEFAULT_WALLET,
@@ -81,7 +82,7 @@ from signer.keyadmin import (
     check_cometbft_state,
 )
 from signer.keys.dev import DEV_PIN, create_dev_module
-from signer.keys.eip2335 import MAX_KEYSTORE_BYTES, decrypt_keystore, load_keystore
+from signer.keys.eip2335 import MAX_KEYSTORE_BYTES, Keystore, decrypt_keystore, load_keystore, parse_keystore
 from signer.keys.emulated import MODULE_FILE, EmulatedKeyModule
 from signer.keys.module import KeyModule, check_account_name
 from signer.keys.pin_policy import PinPolicy, generate_pin
@@ -997,16 +998,82 @@ def _endpoints(text: str) -> list[Endpoint]:
     return endpoints
 
 
-def cmd_distributed_import(args: argparse.Namespace) -> int:
-    """Seal a pre-dealt share (from Dirk or ethdo: an EIP-2335 keystore of the share) with its
-    distributed metadata. The verification vector is required: it binds the share to the composite
-    key, so that a mistyped composite key cannot put the share's history under another validator."""
-    password = _read_first_line(args.password_file, "password file")
-    keystore = load_keystore(args.keystore)
-    secret = decrypt_keystore(keystore, password, source=str(args.keystore))
-    share = SecretShare.from_bytes(args.id, secret)
+@dataclass(frozen=True, slots=True)
+class _PreDealt:
+    """What ``signer distributed import`` reads before it decrypts anything."""
+
+    keystore: Keystore
+    threshold: int
+    participants: list[Endpoint]
+    vector: list[bytes]
+    participant_id: int | None
+
+
+def _dirk_account(path: Path) -> _PreDealt:
+    """A go-eth2-wallet-distributed account file (what Dirk stores per distributed account): itself
+    an EIP-2335 keystore of the share (``crypto``, ``pubkey``, ``uuid``, ``version`` 4) with
+    ``verificationvector`` (hex), ``signing_threshold`` and ``participants`` (``{"id": "host:port"}``)."""
+    try:
+        with path.open("rb") as fh:
+            raw = read_at_most(fh, MAX_KEYSTORE_BYTES)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    document = load_json(raw, what=f"{path}: the Dirk account", max_bytes=MAX_KEYSTORE_BYTES)
+    if not isinstance(document, dict):
+        raise MalformedRequest(f"{path}: a Dirk account is a JSON object")
+    keystore = parse_keystore(document, source=str(path))
+    try:
+        vector = [_hex_arg(str(c), "verificationvector") for c in document["verificationvector"]]
+        threshold = document["signing_threshold"]
+        participants = _endpoints(",".join(f"{k}={v}" for k, v in document["participants"].items()))
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise MalformedRequest(f"{path}: not a Dirk distributed account ({type(exc).__name__}: {exc})") from None
+    if isinstance(threshold, bool) or not isinstance(threshold, int):
+        raise MalformedRequest(f"{path}: signing_threshold is not an integer")
+    return _PreDealt(keystore, threshold, participants, vector, None)
+
+
+def _pre_dealt(args: argparse.Namespace) -> _PreDealt:
+    flags = {"--threshold": args.threshold, "--participants": args.participants,
+             "--verification-vector": args.verification_vector}  # fmt: skip
+    if args.dirk_account is not None:
+        given = [name for name, value in flags.items() if value is not None]
+        if given:
+            raise ConfigError(f"--dirk-account carries {', '.join(given)} itself")
+        found = _dirk_account(args.dirk_account)
+        return _PreDealt(found.keystore, found.threshold, found.participants, found.vector, args.id)
+    missing = [name for name, value in {**flags, "--id": args.id}.items() if value is None]
+    if missing:
+        raise ConfigError(f"--keystore needs {', '.join(missing)} as well")
     vector = [_hex_arg(c, "--verification-vector") for c in args.verification_vector.split(",") if c.strip()]
-    composite = vector[0] if vector else b""
+    return _PreDealt(load_keystore(args.keystore), args.threshold, _endpoints(args.participants), vector, args.id)
+
+
+def _participant_of(share_secret: bytes, vector: list[bytes], participants: list[Endpoint]) -> int:
+    """The participant whose point of the vector the share is (Dirk's account file does not say)."""
+    public = SecretShare.from_bytes(participants[0].id, share_secret).public_key()
+    commitments = VerificationVector(tuple(vector))
+    for p in participants:
+        if commitments.public_share(p.id) == public:
+            return p.id
+    raise InvalidShare("the share is no participant's point of the verification vector")
+
+
+def cmd_distributed_import(args: argparse.Namespace) -> int:
+    """Seal a pre-dealt share (from Dirk or ethdo: an EIP-2335 keystore of the share, or Dirk's
+    account file) with its distributed metadata. The verification vector is required: it binds the
+    share to the composite key, so that a mistyped composite key cannot put the share's history
+    under another validator."""
+    password = _read_first_line(args.password_file, "password file")
+    found = _pre_dealt(args)
+    source = str(args.dirk_account or args.keystore)
+    secret = decrypt_keystore(found.keystore, password, source=source)
+    if not found.vector:
+        raise ConfigError("the verification vector is empty")
+    participant_id = found.participant_id or _participant_of(secret, found.vector, found.participants)
+    share = SecretShare.from_bytes(participant_id, secret)
+    vector = found.vector
+    composite = vector[0]
     if args.composite_key is not None and _hex_arg(args.composite_key, "--composite-key") != composite:
         raise ConfigError("--composite-key is not element 0 of --verification-vector")
     lock = InstanceLock.acquire([args.data_dir])  # not while a signer runs on this module
@@ -1017,8 +1084,8 @@ def cmd_distributed_import(args: argparse.Namespace) -> int:
             account = accounts.add(
                 args.account,
                 share,
-                threshold=args.threshold,
-                participants=_endpoints(args.participants),
+                threshold=found.threshold,
+                participants=found.participants,
                 composite_public_key=composite,
                 verification_vector=vector,
             )
@@ -1081,17 +1148,14 @@ def _add_distributed(subparsers: Any) -> None:
     p = sub.add_parser("import", help="seal a pre-dealt share (Dirk/ethdo) with its distributed metadata")
     _add_module_options(p)
     p.add_argument("--account", required=True, help="wallet/account, as on every participant")
-    p.add_argument("--id", type=_positive, required=True, help="this signer's participant id (Dirk: server.id)")
-    p.add_argument("--threshold", type=_positive, required=True, help="the signing threshold")
-    p.add_argument("--participants", required=True, metavar="ID=HOST:PORT,...", help="every participant")
-    p.add_argument(
-        "--verification-vector",
-        required=True,
-        metavar="0x..,0x..",
-        help="the threshold commitments, composite key first",
-    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--keystore", type=Path, help="EIP-2335 keystore of the share (with the four flags below)")
+    source.add_argument("--dirk-account", type=Path, help="Dirk's (go-eth2-wallet-distributed) account file")
+    p.add_argument("--id", type=_positive, help="this signer's participant id (Dirk: server.id)")
+    p.add_argument("--threshold", type=_positive, help="the signing threshold")
+    p.add_argument("--participants", metavar="ID=HOST:PORT,...", help="every participant")
+    p.add_argument("--verification-vector", metavar="0x..,0x..", help="the threshold commitments, composite key first")
     p.add_argument("--composite-key", help="0x... the composite public key (checked against the vector)")
-    p.add_argument("--keystore", type=Path, required=True, help="EIP-2335 keystore of the share")
     p.add_argument("--password-file", type=Path, required=True, help="first line: the keystore's password")
     p.set_defaults(func=cmd_distributed_import)
     p = sub.add_parser("sign", help="sign through a cluster (Sign on every participant), combine, verify")

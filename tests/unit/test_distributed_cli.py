@@ -79,3 +79,55 @@ def test_a_composite_key_that_is_not_the_vectors_is_refused(
     vector = list(polynomial.verification_vector().commitments)
     assert run_import(tmp_path, keystore, password, vector, "--composite-key", "0x" + vector[1].hex()) == 2
     assert "--composite-key is not element 0" in capsys.readouterr().err
+
+
+def dirk_account(tmp_path: Path, polynomial: th.Polynomial, participant: int) -> Path:
+    """The account file go-eth2-wallet-distributed writes (hex without 0x, participants by id)."""
+    share = polynomial.share(participant)
+    keystore = encrypt_keystore(share.to_bytes(), PASSWORD, kdf=default_kdf("pbkdf2"), pubkey=share.public_key())
+    document = {
+        "uuid": keystore["uuid"],
+        "name": "validator-7",
+        "pubkey": share.public_key().hex(),
+        "verificationvector": [c.hex() for c in polynomial.verification_vector().commitments],
+        "signing_threshold": 2,
+        "participants": {"1": "a.example:13141", "2": "b.example:13141", "3": "c.example:13141"},
+        "crypto": keystore["crypto"],
+        "encryptor": "keystore",
+        "version": 4,
+    }
+    path = tmp_path / "dirk-account.json"
+    path.write_text(json.dumps(document))
+    return path
+
+
+def test_a_dirk_account_file_is_imported_and_its_participant_id_found_from_the_vector(
+    tmp_path: Path, share_files: tuple[th.Polynomial, Path, Path]
+) -> None:
+    polynomial, _, password = share_files
+    path = dirk_account(tmp_path, polynomial, participant=3)
+    code = main(
+        ["distributed", "import", "--data-dir", str(tmp_path / "keys"), "--account", "dirk/validator-7",
+         "--dirk-account", str(path), "--password-file", str(password)]
+    )  # fmt: skip
+    assert code == 0
+    module = EmulatedKeyModule(tmp_path / "keys", PIN)
+    module.unlock()
+    (account,) = DistributedAccounts(module, tmp_path / "keys").accounts()
+    assert (account.participant_id, account.threshold) == (3, 2)
+    assert account.share_public_key == polynomial.share(3).public_key()
+    assert account.composite_public_key == polynomial.verification_vector().public_key
+    assert [(p.id, p.name, p.port) for p in account.participants][2] == (3, "c.example", 13141)
+
+
+def test_a_dirk_account_file_refuses_flags_it_carries_itself(
+    tmp_path: Path, share_files: tuple[th.Polynomial, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    polynomial, _, password = share_files
+    path = dirk_account(tmp_path, polynomial, participant=1)
+    code = main(
+        ["distributed", "import", "--data-dir", str(tmp_path / "keys"), "--account", "dirk/validator-7",
+         "--dirk-account", str(path), "--password-file", str(password), "--threshold", "3"]
+    )  # fmt: skip
+    assert code == 2
+    assert "--dirk-account carries --threshold itself" in capsys.readouterr().err
