@@ -1037,11 +1037,16 @@ def _pre_dealt(args: argparse.Namespace) -> _PreDealt:
     flags = {"--threshold": args.threshold, "--participants": args.participants,
              "--verification-vector": args.verification_vector}  # fmt: skip
     if args.dirk_account is not None:
-        given = [name for name, value in flags.items() if value is not None]
+        given = [name for name, value in flags.items() if value is not None and name != "--participants"]
         if given:
             raise ConfigError(f"--dirk-account carries {', '.join(given)} itself")
         found = _dirk_account(args.dirk_account)
-        return _PreDealt(found.keystore, found.threshold, found.participants, found.vector, args.id)
+        participants = found.participants
+        if args.participants is not None:  # where the participants listen now (not where Dirk did)
+            participants = _endpoints(args.participants)
+            if sorted(p.id for p in participants) != sorted(p.id for p in found.participants):
+                raise ConfigError("--participants must name the same ids as the Dirk account's participants")
+        return _PreDealt(found.keystore, found.threshold, participants, found.vector, args.id)
     missing = [name for name, value in {**flags, "--id": args.id}.items() if value is None]
     if missing:
         raise ConfigError(f"--keystore needs {', '.join(missing)} as well")

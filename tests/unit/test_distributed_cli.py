@@ -108,7 +108,8 @@ def test_a_dirk_account_file_is_imported_and_its_participant_id_found_from_the_v
     path = dirk_account(tmp_path, polynomial, participant=3)
     code = main(
         ["distributed", "import", "--data-dir", str(tmp_path / "keys"), "--account", "dirk/validator-7",
-         "--dirk-account", str(path), "--password-file", str(password)]
+         "--dirk-account", str(path), "--password-file", str(password),
+         "--participants", "1=s1.example:9091,2=s2.example:9091,3=s3.example:9091"]
     )  # fmt: skip
     assert code == 0
     module = EmulatedKeyModule(tmp_path / "keys", PIN)
@@ -117,7 +118,8 @@ def test_a_dirk_account_file_is_imported_and_its_participant_id_found_from_the_v
     assert (account.participant_id, account.threshold) == (3, 2)
     assert account.share_public_key == polynomial.share(3).public_key()
     assert account.composite_public_key == polynomial.verification_vector().public_key
-    assert [(p.id, p.name, p.port) for p in account.participants][2] == (3, "c.example", 13141)
+    # where the participants listen now, not where Dirk did
+    assert [(p.id, p.name, p.port) for p in account.participants][2] == (3, "s3.example", 9091)
 
 
 def test_a_dirk_account_file_refuses_flags_it_carries_itself(
