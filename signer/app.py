@@ -15,7 +15,7 @@ from pathlib import Path
 from signer.api.admin import admin_servicers
 from signer.api.auth import DevAuthorizer, PermissionAuthorizer, match_client
 from signer.api.context import CallContext
-from signer.api.dkg import DistributedNode, PeerChannels, PeerCredentials, dkg_servicers
+from signer.api.dkg import DistributedNode, PeerChannels, PeerCredentials, SharesOnly, dkg_servicers
 from signer.api.interceptors import SignerInterceptor, call_client, call_request_id, set_outcome
 from signer.api.ratelimit import RateLimiter
 from signer.api.server import GrpcServer
@@ -387,7 +387,7 @@ class SignerApp:
                 *admin_servicers(self.admin, self.calls, network=self.network.name),
                 *(dkg_servicers(self.distributed, self.calls) if self.distributed is not None else []),
             ],
-            distributed=self.distributed,
+            distributed=self.distributed if self.distributed is not None else SharesOnly(self.distributed_accounts),
         )
         self.metrics = MetricsServer(config.server.metrics_listen, self.monitor, self.readiness)
         self._stop = threading.Event()

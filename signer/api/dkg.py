@@ -308,6 +308,23 @@ class DistributedNode:
         self.channels.close()
 
 
+class SharesOnly:
+    """The Lister's and AccountManager's view of distributed accounts on a signer without
+    ``[distributed]``: the shares it holds (imported, or generated before the section was removed)
+    are still listed as distributed accounts, and a distributed Generate is refused, saying why."""
+
+    def __init__(self, accounts: DistributedAccounts) -> None:
+        self.accounts = accounts
+
+    def share(self, public_key: bytes) -> DistributedAccount | None:
+        return self.accounts.by_share(public_key)
+
+    def generate(
+        self, client: ClientIdentity, account: str, passphrase: str, participants: int, threshold: int
+    ) -> bytes:
+        raise errors.MalformedRequest("distributed accounts need [distributed] peers in this signer's configuration")
+
+
 class DkgServicer(dkg_pb2_grpc.DKGServicer):
     """``v1.DKG``: translates, identifies the caller, and reports each call (metrics, audit)."""
 

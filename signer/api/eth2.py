@@ -367,9 +367,7 @@ class AccountManagerServicer(accountmanager_pb2_grpc.AccountManagerServicer):
             passphrase = bytes(request.passphrase).decode("utf-8", "replace")
             if request.participants > 1 or request.signing_threshold > 1:
                 if self.distributed is None:
-                    raise errors.MalformedRequest(
-                        "distributed accounts need [distributed] peers in this signer's configuration"
-                    )
+                    raise errors.MalformedRequest("this signer serves no distributed accounts")
                 public_key = self.distributed.generate(
                     client, request.account, passphrase, request.participants, request.signing_threshold
                 )

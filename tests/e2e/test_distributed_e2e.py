@@ -341,3 +341,48 @@ def test_a_bad_contribution_aborts_everywhere_and_leaves_no_account(tmp_path: Pa
 
 def proc_data_dir(proc: SignerProcess) -> Path:
     return Path(proc.args[proc.args.index("--data-dir") + 1])
+
+
+def test_an_imported_share_is_served_as_a_distributed_account_without_peers_configured(tmp_path: Path) -> None:
+    """A signer without [distributed] (no DKG service) still lists and signs a share it holds as a
+    distributed account, under the composite key's history; a distributed Generate is refused."""
+    from signer.keys.eip2335 import default_kdf, encrypt_keystore  # noqa: PLC0415
+
+    data_dir = tmp_path / "signer"
+    signer_cli = [sys.executable, "-m", "signer"]
+    subprocess.run([*signer_cli, "keys", "dev", "--data-dir", str(data_dir), "--count", "1"], check=True, timeout=120)
+    polynomial = th.Polynomial.random(2)
+    vector = polynomial.verification_vector().commitments
+    keystore = tmp_path / "share.json"
+    keystore.write_text(json.dumps(encrypt_keystore(polynomial.share(1).to_bytes(), "pw", kdf=default_kdf("pbkdf2"))))
+    (tmp_path / "password").write_text("pw\n")
+    (tmp_path / "pin").write_text(DEV_PIN + "\n")
+    done = subprocess.run(
+        [*signer_cli, "distributed", "import", "--data-dir", str(data_dir), "--pin-file", str(tmp_path / "pin"),
+         "--account", ACCOUNT, "--keystore", str(keystore), "--password-file", str(tmp_path / "password"),
+         "--id", "1", "--threshold", "2", "--participants", "1=127.0.0.1:1,2=127.0.0.1:2,3=127.0.0.1:3",
+         "--verification-vector", ",".join("0x" + c.hex() for c in vector)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    # The module was made before the store: declare that these keys never signed (issue 13.2).
+    init = [*signer_cli, "protection", "init", "--data-dir", str(data_dir), "--keys-never-signed"]
+    subprocess.run(init, check=True, timeout=120, capture_output=True)
+    proc = SignerProcess.dev(data_dir, dev_keys=1).start()
+    try:
+        (account,) = distributed_accounts(proc)
+        assert account.public_key == polynomial.share(1).public_key()
+        assert account.composite_public_key == vector[0]
+        attestation = Attestation(target_epoch=40, block=1)
+        stub = signer_pb2_grpc.SignerStub(proc.channel())
+        signed = stub.SignBeaconAttestation(attestation.request(public_key=vector[0]), timeout=10)
+        assert signed.state == SUCCEEDED
+        combined = th.combine_signatures(
+            {1: bytes(signed.signature), 2: polynomial.share(2).sign(attestation.signing_root())}, 2
+        )
+        assert bls.verify(vector[0], attestation.signing_root(), combined)
+        refused = generate(proc, "dist/other", participants=3, threshold=2)
+        assert refused.state == DENIED
+        assert "[distributed]" in refused.message
+    finally:
+        proc.stop()
