@@ -30,6 +30,7 @@ from signer.instance import InstanceLock
 from signer.keyadmin import KeyAdmin, ProtectionAdmin
 from signer.keys.dev import DEV_ED25519_ACCOUNT, DEV_SECP256K1_ACCOUNT
 from signer.keys.emulated import EmulatedKeyModule
+from signer.keys.keyring import KeyRing
 from signer.keys.module import KeyModule
 from signer.keys.pin_policy import PinPolicy
 from signer.keys.pool import ParallelSigner
@@ -316,15 +317,14 @@ class SignerApp:
         # Shares of distributed accounts, always read (with or without [distributed]): a share's
         # slashing history is its composite key's, whatever the config says about peers.
         self.distributed_accounts = DistributedAccounts(self.keys, config.keys.data_dir, on_change=self._reload_keys)
+        self.keyring = KeyRing(self.keys, chains=chains, validator_keys=self.distributed_accounts)
         self.service = SigningService(
             self.network,
-            self.keys,
+            self.keyring,
             self.store,
             monitor=self.monitor,
             authorizer=self.authorizer,
-            comet_chains=chains,
             key_rate=self.limiter.check_key if config.limits.per_key_rate is not None else None,
-            validator_keys=self.distributed_accounts,
         )
         self.batcher = Batcher(
             self.service,
@@ -339,9 +339,9 @@ class SignerApp:
             audit=self.audit,
             request_id=call_request_id,
             max_batch_items=config.limits.max_batch_items,
-            coalescer=self.batcher,
+            signer=self.batcher,
         )
-        # The key-admin core under the admin API: the service is its key index (retire/readmit/reload).
+        # The key-admin core under the admin API: the key ring is its key index (retire/readmit/reload).
         self.gate = build_admin_gate(
             config,
             dev_plaintext_loopback=(
@@ -352,10 +352,10 @@ class SignerApp:
         )
         self.admin = KeyAdmin(
             self.keys,
-            self.service,
+            self.keyring,
             ProtectionAdmin(
                 self.store,
-                loaded=self.service.list_keys,
+                loaded=self.keyring.list_keys,
                 authorizer=self.authorizer,
                 backend=config.protection.backend,
                 gate=self.gate,
@@ -395,8 +395,8 @@ class SignerApp:
         self._last_ready: bool | None = None
 
     def _reload_keys(self) -> None:
-        """A distributed account's share came or went: the service re-reads the module."""
-        self.service.reload_keys()
+        """A distributed account's share came or went: the key ring re-reads the module."""
+        self.keyring.reload_keys()
 
     # --- readiness --------------------------------------------------------------------------
 
@@ -416,7 +416,7 @@ class SignerApp:
         except SignerError as exc:
             return False, "protection store unreachable", exc.message
         self.monitor.protection_initialized(initialized)
-        if not initialized and self.service.list_keys():
+        if not initialized and self.keyring.list_keys():
             return False, NOT_INITIALIZED, ""
         stalled_s = self.interceptor.stalled_s(self.grpc.workers)
         if stalled_s > STALLED_S:

@@ -249,11 +249,11 @@ def read_keystores(paths: Sequence[Path], password: str) -> list[KeystoreDocumen
     return documents
 
 
-def _key_admin(args: argparse.Namespace, *, create: bool) -> KeyAdmin:
+def _key_admin(args: argparse.Namespace, *, create: bool, import_workers: int | None = None) -> KeyAdmin:
     """The key-admin core on the module the options name: the local operator, no limits per call,
     no protection store (the ``keys`` commands work on the module alone)."""
     module = _open_module(args, create=create)
-    return KeyAdmin(module, ModuleIndex(module), import_workers=getattr(args, "workers", None))
+    return KeyAdmin(module, ModuleIndex(module), import_workers=import_workers)
 
 
 def cmd_keys_import(args: argparse.Namespace) -> int:
@@ -261,7 +261,7 @@ def cmd_keys_import(args: argparse.Namespace) -> int:
     keystores = find_keystores(args.keystores)
     if not keystores:
         raise ConfigError("no keystore files found in the given paths")
-    admin = _key_admin(args, create=True)
+    admin = _key_admin(args, create=True, import_workers=args.workers)
     try:
         results = _ran(
             admin.import_keystores(

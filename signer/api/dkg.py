@@ -29,11 +29,11 @@ from google.protobuf import empty_pb2
 from signer import errors
 from signer.api import status
 from signer.api._proto.v1 import dkg_pb2, dkg_pb2_grpc, endpoint_pb2
-from signer.api.context import CallContext
+from signer.api.context import CallContext, done
 from signer.config import DistributedConfig, PeerConfig
 from signer.distributed import dkg
 from signer.distributed.accounts import DistributedAccount, DistributedAccounts
-from signer.service import KeyRef, Outcome, SigningService
+from signer.service import SigningService
 from signer.types import LOCAL_CLIENT, ClientIdentity, Operation
 
 _R = TypeVar("_R")
@@ -278,7 +278,7 @@ class DistributedNode:
             request.threshold,
             tuple(dkg.Endpoint(p.id, p.name, p.port) for p in request.participants),
         )
-        if self.service.key_of(KeyRef(account=parameters.account)) is not None:
+        if self.service.keyring.has_account(parameters.account):
             raise errors.MalformedRequest(f"account {parameters.account!r} already exists on participant {self.own_id}")
         self.participant.prepare(sender, parameters)
 
@@ -338,10 +338,10 @@ class DkgServicer(dkg_pb2_grpc.DKGServicer):
         try:
             result = body(self.node.sender_id(context, client))
         except errors.SignerError as exc:
-            self.calls.report(context, method, [Outcome(error=exc)], time.perf_counter() - started)
+            self.calls.report(context, method, [done(exc)], time.perf_counter() - started, client)
             status.abort(context, exc)
             raise  # pragma: no cover - abort raises
-        self.calls.report(context, method, [Outcome(signature=b"")], time.perf_counter() - started)
+        self.calls.report(context, method, [done(None)], time.perf_counter() - started, client)
         return result
 
     def Prepare(self, request: dkg_pb2.PrepareRequest, context: grpc.ServicerContext) -> empty_pb2.Empty:

@@ -153,9 +153,9 @@ def _hex(value: Any) -> bytes:
 class DistributedAccounts:
     """The shares this signer holds, keyed by share public key, with their records on disk.
 
-    Implements ``signer.types.ValidatorKeys`` for the signing service (a share's history is its
-    composite key's). ``on_change`` is called after a share is added or removed (the service
-    re-reads the module). Thread-safe."""
+    Implements ``signer.types.ValidatorKeys`` for the KeyRing (a share's history is its composite
+    key's). ``on_change`` is called after a share is added or removed (the KeyRing re-reads the
+    module). Thread-safe."""
 
     def __init__(
         self,

@@ -22,6 +22,7 @@ from signer.eth2.containers import AttestationData, Checkpoint
 from signer.eth2.networks import MAINNET
 from signer.eth2.signing import DomainType, compute_signing_root
 from signer.keys.emulated import MIN_SCRYPT_N, EmulatedKeyModule
+from signer.keys.keyring import KeyRing
 from signer.protection.sqlite import SqliteStore
 from signer.service import AttestationRequest, KeyRef, SigningService
 from signer.types import LOCAL_CLIENT
@@ -185,14 +186,14 @@ def test_a_share_signs_under_the_history_of_its_composite_key(
     share_key = polynomial.share(2).public_key()
     store = keys_never_signed(SqliteStore(tmp_path / "protection.sqlite", MAINNET.genesis_validators_root))
     try:
-        service = SigningService(MAINNET, module, store, validator_keys=accounts)
+        service = SigningService(MAINNET, KeyRing(module, validator_keys=accounts), store)
         first = attestation(KeyRef(account="dist/a"), 5, 1)
-        (signed,) = service.sign_attestations(LOCAL_CLIENT, [first])
+        (signed,) = service.sign(LOCAL_CLIENT, [first])
         assert signed.signature is not None
         root = compute_signing_root(first.data.hash_tree_root(), ATTESTER)
         assert bls.verify(share_key, root, signed.signature)  # a partial signature by the share
         # Named by the composite key, the same validator: a double vote is refused.
-        (double,) = service.sign_attestations(LOCAL_CLIENT, [attestation(KeyRef(public_key=composite), 5, 2)])
+        (double,) = service.sign(LOCAL_CLIENT, [attestation(KeyRef(public_key=composite), 5, 2)])
         assert isinstance(double.error, errors.DoubleVote)
         exported = store.export_interchange()
         assert [entry["pubkey"] for entry in exported["data"]] == ["0x" + composite.hex()]
