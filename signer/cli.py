@@ -583,6 +583,10 @@ def _add_check_config(subparsers: Any) -> None:
     p.set_defaults(func=cmd_check_config)
 
 
+DEV_HTTP_LISTEN = "127.0.0.1:9000"
+"""Where ``serve --dev`` serves the REST front unless ``--http-listen`` moves it (Web3Signer's port)."""
+
+
 # --- serve ------------------------------------------------------------------------------------
 
 
@@ -604,7 +608,7 @@ def serve_config_from_args(args: argparse.Namespace) -> Config:
         config = parse_config(
             {
                 "keys": {"module": "emulated", "data_dir": str(args.data_dir), "pin": {"file": str(pin_file)}},
-                "server": {"reflection": True},
+                "server": {"reflection": True, "http_listen": DEV_HTTP_LISTEN},
                 "cometbft": {"chains": [{"chain_id": c, "account": a} for c, a in DEV_CHAINS.items()]},
             }
         )
@@ -613,6 +617,8 @@ def serve_config_from_args(args: argparse.Namespace) -> Config:
         server["grpc_listen"] = args.grpc_listen
     if args.metrics_listen is not None:
         server["metrics_listen"] = args.metrics_listen
+    if args.http_listen is not None:
+        server["http_listen"] = args.http_listen
     tls_flags = (args.tls_cert, args.tls_key, args.tls_client_ca)
     if any(f is not None for f in tls_flags):
         if not all(f is not None for f in tls_flags):
@@ -644,9 +650,10 @@ def serve_config_from_args(args: argparse.Namespace) -> Config:
             raise ConfigError("a distributed dev signer needs both --peer-id N and --peers ID=HOST:PORT,...")
         updates["distributed"] = distributed_config(args.peer_id, parse_peers(args.peers))
     if args.dev and args.config is None:
-        listen = updates.get("server", config.server).grpc_listen
-        if not is_loopback(listen_host(listen)):
-            raise ConfigError(f"--dev serves on loopback only; {listen} is not a loopback address")
+        dev_server = updates.get("server", config.server)
+        for listen in (dev_server.grpc_listen, dev_server.http_listen):
+            if listen is not None and not is_loopback(listen_host(listen)):
+                raise ConfigError(f"--dev serves on loopback only; {listen} is not a loopback address")
     # Re-validate the whole object, so flags obey the same rules as the file.
     return parse_config(config.model_copy(update=updates).model_dump(mode="python"))
 
@@ -699,6 +706,10 @@ def _add_serve(subparsers: Any) -> None:
     p.add_argument("--network", help="mainnet (default), hoodi, sepolia, holesky")
     p.add_argument("--grpc-listen", help="HOST:PORT for gRPC (default 127.0.0.1:9091)")
     p.add_argument("--metrics-listen", help="HOST:PORT for /metrics, /healthz, /readyz (default 127.0.0.1:9090)")
+    p.add_argument(
+        "--http-listen",
+        help=f"HOST:PORT for the REST front, the Web3Signer API (server.http_listen; --dev: {DEV_HTTP_LISTEN})",
+    )
     p.add_argument("--protection-dsn", help="postgresql://... : use the PostgreSQL protection store (no password)")
     _add_protection_password_option(p)
     p.add_argument("--tls-cert", type=Path, help="server certificate (PEM) for mTLS")

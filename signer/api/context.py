@@ -87,19 +87,29 @@ class CallContext:
     ) -> None:
         """Metrics outcome of the call and one audit line per item (``client``: as the servicer
         read it, else read again)."""
-        labels = [status.outcome_label(o.error) for o in outcomes]
-        self._outcome_sink(context, status.worst_outcome(labels))
         if self._audit is None or not outcomes:
+            labels = [status.outcome_label(o.error) for o in outcomes]
+            self._outcome_sink(context, status.worst_outcome(labels))
             return
         client_name = (client or self.client(context)).name
-        request_id = self._request_id(context)
+        label = self.audit_outcomes(client_name, self._request_id(context), method, outcomes, duration_s)
+        self._outcome_sink(context, label)
+
+    def audit_outcomes(
+        self, client: str, request_id: str | None, method: str, outcomes: Sequence[Outcome], duration_s: float
+    ) -> RequestOutcome:
+        """One audit line per item, for any front (gRPC through ``report``, the REST front directly),
+        and the call's outcome label (the worst of its items)."""
+        labels = [status.outcome_label(o.error) for o in outcomes]
+        if self._audit is None:
+            return status.worst_outcome(labels)
         duration_ms = round(duration_s * 1000, 3)
         for outcome, label in zip(outcomes, labels, strict=True):
             error = outcome.error
             subject = dict(outcome.subject or {})
             self._audit.record(
                 AuditEvent(
-                    client=client_name,
+                    client=client,
                     method=method,
                     outcome=label,
                     public_key=outcome.key.public_key if outcome.key is not None else None,
@@ -116,3 +126,4 @@ class CallContext:
                     request_id=request_id,
                 )
             )
+        return status.worst_outcome(labels)

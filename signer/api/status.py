@@ -126,6 +126,12 @@ def worst_outcome(outcomes: list[RequestOutcome]) -> RequestOutcome:
     return RequestOutcome.SUCCEEDED
 
 
+def retry_after_header(error: errors.RateLimited) -> str:
+    """HTTP ``Retry-After`` of a rate-limit refusal on the REST front: whole seconds, rounded up, at
+    least 1 (the header has no finer unit)."""
+    return str(max(1, math.ceil(error.retry_after_s)))
+
+
 def retry_after_ms(error: errors.RateLimited) -> int:
     """When a rate-limited call may retry, in whole milliseconds (rounded up, at least 1)."""
     return max(1, math.ceil(error.retry_after_s * 1000.0))

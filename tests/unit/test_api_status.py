@@ -188,6 +188,27 @@ def test_worst_outcome_of_a_batch() -> None:
     assert status.worst_outcome([o.UNAVAILABLE, o.FAILED, o.SUCCEEDED]) == "failed"
 
 
+def test_web3signer_statuses_for_the_refusals_clients_see() -> None:
+    """The REST front's answers as the Web3Signer API defines them."""
+    assert status.http_status(errors.MalformedRequest("x")) == 400
+    assert status.http_status(errors.SigningRootMismatch("x")) == 400
+    assert status.http_status(errors.WrongNetwork("x")) == 400
+    assert status.http_status(errors.UnknownKey("x")) == 404
+    assert status.http_status(errors.AccessDenied("x")) == 403
+    assert status.http_status(errors.DoubleVote("x")) == 412
+    assert status.http_status(errors.DoubleBlockProposal("x")) == 412
+    assert status.http_status(errors.RateLimited("x", retry_after_s=0.2)) == 429
+    assert status.http_status(errors.ProtectionStoreError("x")) == 503
+    assert status.http_status(errors.KeyModuleError("x")) == 503
+    assert status.http_status(errors.InternalError("x")) == 500
+
+
+def test_http_retry_after_is_whole_seconds_rounded_up_and_at_least_one() -> None:
+    assert status.retry_after_header(errors.RateLimited("x", retry_after_s=0.001)) == "1"
+    assert status.retry_after_header(errors.RateLimited("x", retry_after_s=1.2)) == "2"
+    assert status.retry_after_header(errors.RateLimited("x", retry_after_s=0.0)) == "1"
+
+
 class _Ended(Exception):
     pass
 
