@@ -20,7 +20,7 @@ secret material.
     │   │   └── InvalidParticipantId, DuplicateParticipantId, InvalidThreshold,
     │   │       InvalidPoint, InvalidShare, NotEnoughShares
     │   └── DkgSessionConflict, DkgSessionNotFound
-    ├── DkgAborted                                                                 INTERNAL
+    ├── DkgAborted                                                                 DKG_ABORTED
     ├── AccessDenied                                                               ACCESS_DENIED
     │   └── AdminRefusal
     │       └── OneTimeCodeMissing, SecondFactorNotConfigured, UnknownOperator,
@@ -74,6 +74,8 @@ class Status(enum.Enum):
     MODULE_UNAVAILABLE = "module_unavailable"
     MODULE_PIN = "module_pin"
     MODULE_TAMPERED = "module_tampered"
+    DKG_ABORTED = "dkg_aborted"
+    """A distributed key generation was aborted (gRPC ABORTED, the culprit in a trailer)."""
     INTERNAL = "internal"
 
 
@@ -200,6 +202,8 @@ class DkgAborted(SignerError):
     ``culprit`` is the participant id at fault when it is known (e.g. the sender of a contribution
     that does not match its verification vector), else None.
     """
+
+    status = Status.DKG_ABORTED
 
     def __init__(self, message: str, culprit: int | None = None) -> None:
         super().__init__(message)
