@@ -10,7 +10,8 @@ secret material.
     │   ├── MalformedRequest                                                       MALFORMED
     │   │   └── MalformedDocument
     │   ├── UnknownKey                                                             UNKNOWN_KEY
-    │   ├── UnsupportedScheme, WrongNetwork, SigningRootMismatch, ForbiddenDomain
+    │   ├── UnsupportedScheme, WrongNetwork, SigningRootMismatch, ForbiddenDomain,
+    │   │   PartialSignatureOnly
     │   ├── KeyLocked                                                              KEY_LOCKED
     │   ├── KeystoreError
     │   │   ├── MalformedKeystore
@@ -135,6 +136,11 @@ class SigningRootMismatch(RequestError):
 
 class ForbiddenDomain(RequestError):
     """The domain may not be signed through this call (e.g. proposer domain through Sign)."""
+
+
+class PartialSignatureOnly(RequestError):
+    """The key named is (the composite key of) a share of a distributed account: this signer's
+    signature would be partial, which only a combining client (Dirk's API, as Vouch) can use."""
 
 
 class KeystoreError(RequestError):

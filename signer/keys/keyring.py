@@ -122,6 +122,16 @@ class KeyRing:
         """The validator whose slashing history ``key`` signs under (a share: its composite key)."""
         return key.public_key if self.validator_keys is None else self.validator_keys.history_key(key.public_key)
 
+    def is_share(self, public_key: bytes) -> bool:
+        """Whether ``public_key`` is a share of a distributed account held here, or the composite key
+        of one (what this signer signs for it is a partial signature)."""
+        if self.validator_keys is None:
+            return False
+        return (
+            self.validator_keys.key_for(public_key) is not None
+            or self.validator_keys.history_key(public_key) != public_key
+        )
+
     def resolve(self, ref: KeyRef, scheme: Scheme) -> KeyInfo:
         """The unlocked ``scheme`` key ``ref`` names. Raises UnknownKey, UnsupportedScheme or KeyLocked."""
         key = self.lookup(ref)

@@ -122,6 +122,7 @@ def test_malformed_requests_are_invalid_400(cls: type[errors.SignerError]) -> No
         (errors.WrongNetwork, C.INVALID_ARGUMENT, HTTPStatus.BAD_REQUEST),
         (errors.SigningRootMismatch, C.INVALID_ARGUMENT, HTTPStatus.BAD_REQUEST),
         (errors.ForbiddenDomain, C.INVALID_ARGUMENT, HTTPStatus.BAD_REQUEST),
+        (errors.PartialSignatureOnly, C.INVALID_ARGUMENT, HTTPStatus.BAD_REQUEST),
         (errors.UnsupportedScheme, C.INVALID_ARGUMENT, HTTPStatus.BAD_REQUEST),
         (errors.UnknownKey, C.NOT_FOUND, HTTPStatus.NOT_FOUND),
         (errors.KeyLocked, C.FAILED_PRECONDITION, HTTPStatus.PRECONDITION_FAILED),
