@@ -581,7 +581,7 @@ class SigningService:
                 continue
             seen.add(item.key.public_key)
 
-    def _protect(self, items: list[_Item]) -> list[Verdict | None]:
+    def _protect(self, items: list[_Item]) -> list[Verdict | None]:  # noqa: C901 -- the protection batch: coalescing, the store call and its failures (issue 14 item 1 reshapes it)
         """One protection transaction for every item that has a check. Refuses all on failure."""
         verdicts: list[Verdict | None] = [None] * len(items)
         for item in items:

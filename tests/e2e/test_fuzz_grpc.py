@@ -198,7 +198,7 @@ def _public_key(fuzzed: Fuzzed, msg: Any) -> bytes | None:
     return None
 
 
-def expected_signing_root(fuzzed: Fuzzed, method: str, msg: Any) -> tuple[bytes, bytes] | None:
+def expected_signing_root(fuzzed: Fuzzed, method: str, msg: Any) -> tuple[bytes, bytes] | None:  # noqa: C901 -- one dispatch over the signing methods
     """(public key, signing root) if ``msg`` is a valid request of ``method``, else None."""
     public_key = _public_key(fuzzed, msg)
     domain = bytes(msg.domain)
@@ -391,7 +391,7 @@ def _scalar(field: FieldDescriptor, depth: int) -> st.SearchStrategy[Any]:
     raise AssertionError(f"unhandled field type {field.type} of {field.full_name}")
 
 
-def messages(descriptor: Descriptor, depth: int = 0) -> st.SearchStrategy[pb_message.Message]:
+def messages(descriptor: Descriptor, depth: int = 0) -> st.SearchStrategy[pb_message.Message]:  # noqa: C901 -- one dispatch over the protobuf field types
     """Messages of ``descriptor`` with random values; any field may be missing; nesting bounded."""
     cls = _class(descriptor)
     if depth > 3:

@@ -74,7 +74,7 @@ def replicas(postgres_dsn: str) -> Iterator[tuple[PostgresStore, PostgresStore]]
     second.close()
 
 
-def test_two_replicas_accept_exactly_one_message_per_conflict_set(
+def test_two_replicas_accept_exactly_one_message_per_conflict_set(  # noqa: C901 -- one concurrency scenario read top to bottom
     replicas: tuple[PostgresStore, PostgresStore],
 ) -> None:
     sets = conflict_sets(48)
