@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import TypeVar, cast
 
+import grpc
 import pytest
+
+from signer.approval import PendingOperation
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VENDORED_VECTORS = REPO_ROOT / "tests" / "vectors"
@@ -59,3 +63,19 @@ def missing_component(what: str) -> None:
     if in_ci():
         pytest.fail(message + " (CI=true: integration tests must not skip)")
     pytest.skip(message)
+
+
+def trailers(error: grpc.RpcError | grpc.Call) -> dict[str, str | bytes]:
+    """The trailing metadata of a finished call or of the RpcError that ended it, as a dict.
+
+    (grpc's RpcError is, at run time, also the Call that failed; its stub types the metadata apart.)"""
+    return dict(cast(grpc.Call, error).trailing_metadata() or ())
+
+
+_Done = TypeVar("_Done")
+
+
+def done(answer: _Done | PendingOperation) -> _Done:
+    """A key-admin answer that ran at once (no second operator's approval was needed)."""
+    assert not isinstance(answer, PendingOperation), f"waits for approval: {answer}"
+    return answer

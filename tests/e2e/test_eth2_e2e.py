@@ -21,6 +21,7 @@ from pathlib import Path
 import blspy
 import grpc
 import pytest
+from eth_typing import BLSPubkey, BLSSignature
 from prometheus_client.parser import text_string_to_metric_families
 from py_ecc.bls import G2ProofOfPossession
 
@@ -119,7 +120,7 @@ def public_key(index: int) -> bytes:
 
 def py_ecc_verifies_key(public: bytes, message: bytes, signature: bytes) -> bool:
     """The reference check: py_ecc's G2ProofOfPossession.Verify (0.3 s each)."""
-    return bool(G2ProofOfPossession.Verify(public, message, signature))
+    return bool(G2ProofOfPossession.Verify(BLSPubkey(public), message, BLSSignature(signature)))
 
 
 def py_ecc_verifies(index: int, message: bytes, signature: bytes) -> bool:

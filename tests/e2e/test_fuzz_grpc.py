@@ -329,8 +329,8 @@ def check_answer(
         assert error.details(), f"{path}: {code} without details"
         return
     assert answer is not None
-    response = _class(method_descriptor.output_type).FromString(answer)
-    request = _class(method_descriptor.input_type).FromString(request_bytes)  # it parsed on the server too
+    response: Any = _class(method_descriptor.output_type).FromString(answer)  # the method's own message type
+    request: Any = _class(method_descriptor.input_type).FromString(request_bytes)  # it parsed on the server too
     service = path.split("/")[1]
     if service == "v1.Signer":
         if method in ("Multisign", "SignBeaconAttestations"):
@@ -383,10 +383,12 @@ def _scalar(field: FieldDescriptor, depth: int) -> st.SearchStrategy[Any]:
     if field.type == FieldDescriptor.TYPE_BYTES:
         return random_bytes
     if field.type == FieldDescriptor.TYPE_ENUM:
+        assert field.enum_type is not None
         return st.one_of(st.sampled_from([v.number for v in field.enum_type.values]), st.integers(-(2**31), 2**31 - 1))
     if field.type in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
         return st.floats(allow_nan=True, allow_infinity=True, width=32)
     if field.type in (FieldDescriptor.TYPE_MESSAGE, FieldDescriptor.TYPE_GROUP):
+        assert field.message_type is not None
         return messages(field.message_type, depth + 1)
     raise AssertionError(f"unhandled field type {field.type} of {field.full_name}")
 
@@ -425,7 +427,7 @@ def messages(descriptor: Descriptor, depth: int = 0) -> st.SearchStrategy[pb_mes
                 setattr(msg, name, value)
         return msg
 
-    return st.fixed_dictionaries({}, optional=optional).map(build)  # type: ignore[arg-type]
+    return st.fixed_dictionaries({}, optional=optional).map(build)
 
 
 # Near-valid signing requests: each part right or wrong on its own.

@@ -535,11 +535,11 @@ def test_a_history_over_4_mib_streams_and_a_broken_delete_stream_loses_nothing(s
 
     delete = admin_pb2.DeleteKeysRequest(public_keys=[public_key])
     stream = signer_server.keys.DeleteKeys(delete)
-    first = next(stream)
+    first = next(iter(stream))
     assert first.status == OK and first.results[0].status == admin_pb2.ITEM_STATUS_DELETED
     assert first.slashing_protection_size == len(exported_json)
     assert len(first.slashing_protection) == DOCUMENT_CHUNK_BYTES
-    stream.cancel()  # the client goes away after the first chunk
+    stream.cancel()  # type: ignore[no-untyped-call]  # the client goes away after the first chunk
     assert signer_server.module.list_keys() == []
     assert signer_server.eth2.SignBeaconAttestation(attestation(public_key, count + 5, count + 6)).state == (
         responsestate_pb2.DENIED

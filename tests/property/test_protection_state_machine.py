@@ -178,4 +178,4 @@ def machine_for(backend_name: str, base: Path) -> type[RuleBasedStateMachine]:  
 
 
 def test_protection_state_machine(backend: str, tmp_path: Path) -> None:  # noqa: F811
-    run_state_machine_as_test(machine_for(backend, tmp_path), settings=SETTINGS)
+    run_state_machine_as_test(machine_for(backend, tmp_path), settings=SETTINGS)  # type: ignore[no-untyped-call]

@@ -30,6 +30,7 @@ from signer.service import SigningService
 from signer.totp import OperatorCode, SecondFactor, code_at
 from signer.types import AttestationCheck, AuditEvent, ClientIdentity, Scheme
 from tests.stores import keys_never_signed
+from tests.support import done
 
 ADMIN = ClientIdentity("admin-1")
 T0 = 1_800_000_001.0
@@ -228,7 +229,7 @@ def test_a_keystore_import_with_history_waits_and_imports_history_then_key_on_ap
     # Without history nothing waits: an import of keys alone runs at once.
     other = bls.random_secret()
     body2 = json.dumps(eip2335.encrypt_keystore(other, "pw", kdf=kdf, pubkey=bls.secret_to_public(other))).encode()
-    (alone,) = admin.import_keystores(ADMIN, keystore_documents([body2], ["pw"]), code=_code("carol", clock))
+    (alone,) = done(admin.import_keystores(ADMIN, keystore_documents([body2], ["pw"]), code=_code("carol", clock)))
     assert alone.status is ImportStatus.IMPORTED
     store.close()
 

@@ -186,11 +186,11 @@ def sign_bytes(chain_id: str, msg: Vote | Proposal) -> bytes:
     ts = PbTimestamp(seconds=msg.timestamp.seconds, nanos=msg.timestamp.nanos)
     if isinstance(msg, Vote):
         canonical = canonical_pb2.CanonicalVote(
-            type=int(msg.type),
+            type=int(msg.type),  # type: ignore[arg-type]  # the generated enum is an int on the wire
             height=msg.height,
             round=msg.round,
             timestamp=ts,
-            chain_id=chain_id,  # type: ignore[arg-type]
+            chain_id=chain_id,
         )
     else:
         canonical = canonical_pb2.CanonicalProposal(  # type: ignore[assignment]

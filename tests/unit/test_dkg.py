@@ -157,8 +157,8 @@ def test_three_of_five_dkg_started_by_a_middle_participant() -> None:
     partials = {i: r.key_share.sign(MESSAGE) for i, r in cluster.results().items()}
     for subset in itertools.combinations(sorted(partials), 3):
         assert bls.verify(composite, MESSAGE, th.combine_signatures({i: partials[i] for i in subset}, 3))
-    for subset in itertools.combinations(sorted(partials), 2):
-        assert not bls.verify(composite, MESSAGE, th.combine_signatures({i: partials[i] for i in subset}, 2))
+    for pair in itertools.combinations(sorted(partials), 2):
+        assert not bls.verify(composite, MESSAGE, th.combine_signatures({i: partials[i] for i in pair}, 2))
 
 
 def test_flow_is_prepare_execute_commit_everywhere() -> None:

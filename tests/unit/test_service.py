@@ -10,6 +10,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
@@ -112,8 +113,15 @@ def att(i: int, source: int, target: int, block: int = 0, domain: bytes = ATTEST
     return AttestationRequest(KeyRef(account=f"v/{i}"), domain, data)
 
 
-def errors_of(outcomes: Sequence[object]) -> list[type[errors.SignerError] | None]:
-    return [type(o.error) if o.error is not None else None for o in outcomes]  # type: ignore[attr-defined]
+class _Refusable(Protocol):
+    """What every service outcome has: the refusal, if any."""
+
+    @property
+    def error(self) -> errors.SignerError | None: ...
+
+
+def errors_of(outcomes: Sequence[_Refusable]) -> list[type[errors.SignerError] | None]:
+    return [type(o.error) if o.error is not None else None for o in outcomes]
 
 
 # --- a lost protection history (issue 13.2) -------------------------------------------------------
@@ -128,7 +136,7 @@ def test_store_not_initialized_refuses_every_item_saying_what_to_do_and_signs_no
         assert not svc.protection_initialized()
         header = BeaconBlockHeader(slot=64, proposer_index=1, parent_root=b"\1" * 32, state_root=b"\2" * 32,
                                    body_root=b"\3" * 32)  # fmt: skip
-        outcomes = [
+        outcomes: list[_Refusable] = [
             *svc.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2), att(1, 1, 2)]),
             *svc.sign_proposals(LOCAL_CLIENT, [ProposalRequest(KeyRef(account="v/1"), PROPOSER, header)]),
             *svc.sign_consensus(LOCAL_CLIENT, [ConsensusRequest("chain-secp", vote(5))]),
