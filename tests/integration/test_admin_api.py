@@ -41,7 +41,8 @@ from signer.keys import eip2335
 from signer.keys.emulated import EmulatedKeyModule
 from signer.protection.sqlite import SqliteStore
 from signer.service import SigningService
-from signer.types import AttestationCheck, AuditEvent, AuditSink, Authorizer, NullMonitor, Scheme
+from signer.types import AttestationCheck, AuditSink, Authorizer, Scheme
+from tests.fakes import RecordingAudit, RecordingMonitor
 from tests.stores import keys_never_signed
 from tests.support import vector_path
 
@@ -449,22 +450,6 @@ def test_delete_answers_not_active_not_found_and_bad_keys_per_item(signer_server
     assert [d["pubkey"] for d in document["data"]] == ["0x" + public_key.hex()]
     refused, nothing = read_document(signer_server.keys.DeleteKeys(admin_pb2.DeleteKeysRequest()))
     assert refused.status == admin_pb2.RESPONSE_STATUS_REFUSED and nothing == b""
-
-
-class RecordingMonitor(NullMonitor):
-    def __init__(self) -> None:
-        self.denied: list[tuple[str, str]] = []
-
-    def access_denied(self, client: str, operation: str) -> None:
-        self.denied.append((client, operation))
-
-
-class RecordingAudit:
-    def __init__(self) -> None:
-        self.events: list[AuditEvent] = []
-
-    def record(self, event: AuditEvent) -> None:
-        self.events.append(event)
 
 
 def test_delete_reports_a_malformed_public_key_as_invalid_not_as_an_outage(tmp_path: Path) -> None:

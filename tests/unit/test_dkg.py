@@ -27,6 +27,7 @@ from signer.errors import (
     InvalidThreshold,
     MalformedRequest,
 )
+from tests.fakes import FakeClock
 
 ACCOUNT = "Distributed/1"
 MESSAGE = b"\x42" * 32
@@ -38,19 +39,11 @@ def _untouched(dealer: int, recipient: int, secret: bytes, vector: Sequence[byte
     return secret, vector
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class Cluster:
     """n in-memory signers; ``initiator`` drives them through dkg.generate (the DkgPeers side)."""
 
     def __init__(self, count: int, *, initiator: int = 1, timeout_s: float = 70.0) -> None:
-        self.clock = Clock()
+        self.clock = FakeClock()
         self.peers = {i: dkg.Endpoint(i, f"signer-{i}", 8880 + i) for i in range(1, count + 1)}
         self.nodes = {i: dkg.DkgParticipant(i, self.peers, timeout_s=timeout_s, clock=self.clock) for i in self.peers}
         self.initiator = initiator

@@ -30,7 +30,7 @@ from signer.keys.dev import (
     dev_ed25519_secret,
     dev_secp256k1_secret,
 )
-from signer.keys.emulated import MIN_SCRYPT_N, EmulatedKeyModule
+from signer.keys.emulated import MIN_SCRYPT_N
 from signer.protection.sqlite import SqliteStore
 from signer.service import (
     AttestationRequest,
@@ -41,6 +41,7 @@ from signer.service import (
     SigningService,
 )
 from signer.types import LOCAL_CLIENT, AttestationCheck, ClientIdentity, ProtectionCheck, Scheme, Verdict
+from tests.fakes import CountingModule
 from tests.stores import keys_never_signed
 
 PIN = "unit-test-module-pin"
@@ -51,21 +52,6 @@ ATTESTER = MAINNET.domain(DomainType.BEACON_ATTESTER, 0)
 PROPOSER = MAINNET.domain(DomainType.BEACON_PROPOSER, 0)
 RANDAO = MAINNET.domain(DomainType.RANDAO, 0)
 CHAINS = {"chain-secp": DEV_SECP256K1_ACCOUNT, "chain-ed": DEV_ED25519_ACCOUNT, "chain-bls": "v/0"}
-
-
-class CountingModule(EmulatedKeyModule):
-    """The real emulated module, counting what it is asked to sign; ``fail`` makes sign_many raise it."""
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.signed: list[tuple[bytes, bytes]] = []
-        self.fail: BaseException | None = None
-
-    def sign_many(self, items: Sequence[tuple[bytes, bytes]]) -> list[bytes]:
-        if self.fail is not None:
-            raise self.fail
-        self.signed.extend(items)
-        return super().sign_many(items)
 
 
 class FailingStore(SqliteStore):

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -47,8 +47,9 @@ from signer.api.tls import (
 )
 from signer.config import LimitsConfig, RateConfig
 from signer.errors import ConfigError, DoubleVote, MalformedRequest
-from signer.types import LOCAL_CLIENT, AuditEvent, ClientIdentity, NullMonitor
+from signer.types import LOCAL_CLIENT, ClientIdentity
 from tests.certs import CertPair, Pki, make_pki
+from tests.fakes import RecordingAudit, RecordingMonitor
 from tests.support import trailers
 
 CALL_TIMEOUT_S = 10.0
@@ -86,27 +87,6 @@ class StubLister(lister_pb2_grpc.ListerServicer):
         accounts = [lister_pb2.Account(name=client.name, uuid=(call_request_id(context) or "").encode())]
         accounts += [lister_pb2.Account(name=alt) for alt in client.alt_names]
         return lister_pb2.ListAccountsResponse(state=responsestate_pb2.SUCCEEDED, Accounts=accounts)
-
-
-@dataclass
-class RecordingMonitor(NullMonitor):
-    done: list[tuple[str, str]] = field(default_factory=list)
-    limited: list[str] = field(default_factory=list)
-
-    def request_done(self, method: str, outcome: str, duration_s: float) -> None:
-        assert duration_s >= 0
-        self.done.append((method, outcome))
-
-    def rate_limited(self, client: str) -> None:
-        self.limited.append(client)
-
-
-class RecordingAudit:
-    def __init__(self) -> None:
-        self.events: list[AuditEvent] = []
-
-    def record(self, event: AuditEvent) -> None:
-        self.events.append(event)
 
 
 @dataclass
