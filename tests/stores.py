@@ -1,8 +1,10 @@
 """Slashing-protection backends under test: every contract, conformance and property test of the
 protection store takes its store from here, once per backend.
 
-To add a backend, append its name to BACKENDS and open it in ``make_store``. ``make_store`` called
-again with the same ``tmp_path`` must open the SAME database (the tests use that to restart).
+A backend that needs a server (PostgreSQL) carries the ``integration`` marker, so ``make test-fast``
+leaves it to the full suite. To add a backend, append its name to BACKENDS and open it in
+``make_store``. ``make_store`` called again with the same ``tmp_path`` must open the SAME database
+(the tests use that to restart).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def keys_never_signed(store: ProtectionStore) -> ProtectionStore:
     return store
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=[pytest.param(b, marks=pytest.mark.integration) if b == "postgres" else b for b in BACKENDS])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

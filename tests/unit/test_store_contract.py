@@ -619,6 +619,7 @@ def _vm_steps(conn: sqlite3.Connection, sql: str, params: Any) -> int:
     return steps
 
 
+@pytest.mark.slow  # builds a long history
 def test_sqlite_neighbour_query_cost_does_not_grow_with_history(tmp_path: Path) -> None:
     """A check at the head of the history touches only neighbouring records, not the whole history."""
     db = SqliteStore(tmp_path / "p.sqlite", ZERO_ROOT)
