@@ -180,6 +180,7 @@ def _code(operator: str, clock: FakeClock) -> OperatorCode:
     return OperatorCode(operator, code_at(SECRETS[operator], clock.now))
 
 
+@pytest.mark.slow  # decrypts keystores
 def test_a_keystore_import_with_history_waits_and_imports_history_then_key_on_approval(tmp_path: Path) -> None:
     clock = FakeClock(T0)
     admin, module, store, _service = _admin(tmp_path, clock)

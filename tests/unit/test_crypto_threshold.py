@@ -37,7 +37,7 @@ from signer.errors import (
     NotEnoughShares,
     ThresholdError,
 )
-from tests.support import missing_component
+from tests.support import missing_component, py_ecc_slow
 
 R = bls.CURVE_ORDER
 MESSAGE = b"\x5a" * 32
@@ -87,7 +87,7 @@ def test_combining_more_than_the_threshold_gives_the_same_signature() -> None:
     assert th.combine_signatures(partials, 3) == bls.sign(bls.secret_from_int(polynomial.secret), MESSAGE)
 
 
-@pytest.mark.parametrize("name", bls.backend_names())
+@pytest.mark.parametrize("name", py_ecc_slow(bls.backend_names()))
 def test_partial_signatures_of_every_backend_combine(name: str) -> None:
     backend = _backend(name)
     polynomial = _polynomial(2)
