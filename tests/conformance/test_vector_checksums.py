@@ -1,9 +1,10 @@
 """The vendored vectors are exactly the pinned upstream bytes (tests/vectors/README.md).
 
 Every folder directly under tests/vectors is one set with its own README.md (source, version,
-licence, how to consume it) and SHA256SUMS (``sha256sum`` format, paths relative to the set).
+licence, how to consume it) and SHA256SUMS (``sha256sum`` format, paths relative to the set), and
+has one row in the set table of tests/vectors/README.md.
 Every file of a set other than those two is listed, and every listed file matches. A new set (a
-new folder) is covered as soon as it exists.
+new folder) is checked as soon as it exists, and fails until the table lists it.
 """
 
 from __future__ import annotations
@@ -42,13 +43,35 @@ def _files(vector_set: Path) -> set[str]:
     }
 
 
-def test_the_five_sets_are_vendored() -> None:
-    assert {"bls", "interchange", "keystore", "secp256k1", "ssz"} <= {s.name for s in SETS}
+def test_the_six_sets_are_vendored() -> None:
+    assert {"bls", "interchange", "keystore", "lodestar", "secp256k1", "ssz"} <= {s.name for s in SETS}
 
 
-def test_nothing_lies_outside_a_set() -> None:
-    loose = sorted(p.name for p in VENDORED_VECTORS.iterdir() if p.is_file() and p.name != "README.md")
-    assert not loose, f"files directly in tests/vectors belong to no set: {loose}"
+def readme_table_sets(readme: Path) -> list[str]:
+    """The sets the table of tests/vectors/README.md lists: rows ``| [name](name/README.md) | ...``."""
+    rows = re.findall(r"^\| \[([^\]]+)\]\(([^)]+)\) \|", readme.read_text(encoding="utf-8"), re.MULTILINE)
+    for name, link in rows:
+        assert link == f"{name}/README.md", f"the row of set {name!r} links to {link!r}"
+    return [name for name, _ in rows]
+
+
+def check_table(readme: Path, sets: list[Path]) -> None:
+    listed = readme_table_sets(readme)
+    assert len(listed) == len(set(listed)), f"a set is listed twice: {listed}"
+    assert sorted(listed) == [s.name for s in sets], f"table {sorted(listed)} vs folders {[s.name for s in sets]}"
+
+
+def test_the_readme_table_lists_every_set_once_and_nothing_else() -> None:
+    check_table(VENDORED_VECTORS / "README.md", SETS)
+
+
+def test_a_set_missing_from_the_table_is_caught(tmp_path: Path) -> None:
+    """Guard the check above: the README without the lodestar row fails it."""
+    readme = (VENDORED_VECTORS / "README.md").read_text(encoding="utf-8")
+    copy = tmp_path / "README.md"
+    copy.write_text("\n".join(line for line in readme.splitlines() if not line.startswith("| [lodestar]")))
+    with pytest.raises(AssertionError, match="lodestar"):
+        check_table(copy, SETS)
 
 
 @pytest.mark.parametrize("vector_set", SETS, ids=[s.name for s in SETS])
