@@ -533,6 +533,7 @@ def test_generated_stub_calls_the_upstream_path(live_channel: tuple[grpc.Channel
 GRPC_MODULES = sorted(module.__name__ for _, module in SERVICES.values())
 
 
+@pytest.mark.slow  # a fresh interpreter per module
 @pytest.mark.parametrize("module", sorted(set(GRPC_MODULES)))
 def test_grpc_module_imports_in_a_fresh_interpreter(module: str) -> None:
     result = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, check=False)
