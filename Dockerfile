@@ -40,5 +40,5 @@ USER 10001:10001
 WORKDIR /var/lib/signer
 VOLUME ["/var/lib/signer"]
 # gRPC, then metrics/health
-EXPOSE 9091 9090
+EXPOSE 9091 9090 9000
 ENTRYPOINT ["signer", "serve", "--config", "/etc/signer/signer.toml"]

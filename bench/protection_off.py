@@ -11,9 +11,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from signer.protection.store import ImportReport, Initialization, InitializedBy
-from signer.types import ProtectionCheck, Safe, Verdict
+from signer.types import Accepted, ProtectionCheck, Safe, Verdict
 
-_VALID = Verdict(safe=Safe.VALID)
+_VALID = Accepted(Safe.VALID)
 
 
 class RecordsNothing:

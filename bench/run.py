@@ -58,6 +58,7 @@ from signer.keys.dev import (  # noqa: E402
     dev_secp256k1_secret,
 )
 from signer.keys.emulated import MODULE_FILE, EmulatedKeyModule  # noqa: E402
+from signer.keys.keyring import KeyRing  # noqa: E402
 from signer.keys.pin_policy import PUBLIC_KEYS_ONLY  # noqa: E402
 from signer.keys.pool import ParallelSigner  # noqa: E402
 from signer.protection.sqlite import SqliteStore  # noqa: E402
@@ -232,9 +233,9 @@ def in_process_server(module_dir: Path, store: Any, workers: int) -> tuple[GrpcS
     keys = ParallelSigner(module, workers)
     keys.start()
     network = network_from_config(NetworkConfig())
-    service = SigningService(network, keys, store, authorizer=AllowAll())
+    service = SigningService(network, KeyRing(keys), store, authorizer=AllowAll())
     batcher = Batcher(service)
-    calls = CallContext(service, coalescer=batcher)
+    calls = CallContext(service, signer=batcher)
     server = GrpcServer(service, calls, workers=GRPC_WORKERS)
     server.bind("127.0.0.1:0", None)
     server.set_serving(True)

@@ -15,10 +15,20 @@ from pathlib import Path
 from signer.api.admin import admin_servicers
 from signer.api.auth import DevAuthorizer, PermissionAuthorizer, match_client
 from signer.api.context import CallContext
+from signer.api.http_server import HttpServer
 from signer.api.interceptors import SignerInterceptor, call_client, call_request_id, set_outcome
 from signer.api.ratelimit import RateLimiter
+from signer.api.rest import RestContext, RouteGroup, build_rest_app
 from signer.api.server import GrpcServer
-from signer.api.tls import ReloadingServerCredentials, is_loopback, load_material, reload_on_sighup, require_tls
+from signer.api.tls import (
+    ReloadingServerCredentials,
+    ReloadingSslContext,
+    is_loopback,
+    load_material,
+    reload_on_sighup,
+    require_tls,
+)
+from signer.api.web3signer import Web3SignerApi
 from signer.approval import AdminGate, ApprovalKind
 from signer.batching import Batcher
 from signer.config import Config, KeysConfig, ProtectionConfig
@@ -28,6 +38,7 @@ from signer.instance import InstanceLock
 from signer.keyadmin import KeyAdmin, ProtectionAdmin
 from signer.keys.dev import DEV_ED25519_ACCOUNT, DEV_SECP256K1_ACCOUNT
 from signer.keys.emulated import EmulatedKeyModule
+from signer.keys.keyring import KeyRing
 from signer.keys.module import KeyModule
 from signer.keys.pin_policy import PinPolicy
 from signer.keys.pool import ParallelSigner
@@ -149,10 +160,12 @@ def build_admin_gate(config: Config, *, dev_plaintext_loopback: bool, monitor: M
 
 @dataclass(frozen=True, slots=True)
 class CheckedConfig:
-    """What ``validate_config`` worked out on the way: the network, and whether gRPC serves TLS."""
+    """What ``validate_config`` worked out on the way: the network, and whether gRPC (and the REST
+    front, which serves the same [server.tls] material) serve TLS."""
 
     network: Network
     use_tls: bool
+    http_tls: bool = False
 
 
 def validate_config(config: Config) -> CheckedConfig:
@@ -162,19 +175,26 @@ def validate_config(config: Config) -> CheckedConfig:
     ``serve`` refuses, with the same message. (The model's own rules, e.g. duplicate client names,
     already ran when the config was parsed.) Raises ConfigError."""
     server = config.server
-    for where, listen in (("server.grpc_listen", server.grpc_listen), ("server.metrics_listen", server.metrics_listen)):
+    listeners = [("server.grpc_listen", server.grpc_listen), ("server.metrics_listen", server.metrics_listen)]
+    if server.http_listen is not None:
+        listeners.append(("server.http_listen", server.http_listen))
+    for where, listen in listeners:
         try:
             parse_listen(listen)
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc.message}") from exc
     network = network_from_config(config.network)
-    # Refuses plaintext off loopback unless explicitly allowed (and then logs it loudly).
+    # Refuses plaintext off loopback unless explicitly allowed (and then logs it loudly); the REST
+    # front follows the same rule with the same certificates.
     use_tls = require_tls(listen_host(server.grpc_listen), server.tls, server.allow_insecure_plaintext)
+    http_tls = server.http_listen is not None and require_tls(
+        listen_host(server.http_listen), server.tls, server.allow_insecure_plaintext, where="server.http_listen"
+    )
     if server.tls is not None:
         load_material(server.tls)
     if config.keys.module == "pkcs11":
         _check_pkcs11_library(config.keys)
-    return CheckedConfig(network, use_tls)
+    return CheckedConfig(network, use_tls, http_tls)
 
 
 # --- the running signer ---------------------------------------------------------------------
@@ -284,13 +304,13 @@ class SignerApp:
         else:
             self.authorizer = PermissionAuthorizer(config.clients, monitor=self.monitor)
         self.limiter = RateLimiter(config.limits, config.clients, max_streams=config.max_streams)
+        self.keyring = KeyRing(self.keys, chains=chains)
         self.service = SigningService(
             self.network,
-            self.keys,
+            self.keyring,
             self.store,
             monitor=self.monitor,
             authorizer=self.authorizer,
-            comet_chains=chains,
             key_rate=self.limiter.check_key if config.limits.per_key_rate is not None else None,
         )
         self.batcher = Batcher(
@@ -306,9 +326,9 @@ class SignerApp:
             audit=self.audit,
             request_id=call_request_id,
             max_batch_items=config.limits.max_batch_items,
-            coalescer=self.batcher,
+            signer=self.batcher,
         )
-        # The key-admin core under the admin API: the service is its key index (retire/readmit/reload).
+        # The key-admin core under the admin API: the key ring is its key index (retire/readmit/reload).
         self.gate = build_admin_gate(
             config,
             dev_plaintext_loopback=(
@@ -319,10 +339,10 @@ class SignerApp:
         )
         self.admin = KeyAdmin(
             self.keys,
-            self.service,
+            self.keyring,
             ProtectionAdmin(
                 self.store,
-                loaded=self.service.list_keys,
+                loaded=self.keyring.list_keys,
                 authorizer=self.authorizer,
                 backend=config.protection.backend,
                 gate=self.gate,
@@ -344,6 +364,37 @@ class SignerApp:
             extra_servicers=admin_servicers(self.admin, self.calls, network=self.network.name),
         )
         self.metrics = MetricsServer(config.server.metrics_listen, self.monitor, self.readiness)
+        # The REST front (off unless server.http_listen is set): its route groups are mounted here.
+        self.rest: RestContext | None = None
+        self.http: HttpServer | None = None
+        self.ssl_context: ReloadingSslContext | None = None
+        if server.http_listen is not None:
+            self.rest = RestContext(
+                self.limiter,
+                self.monitor,
+                audit=self.audit,
+                workers=server.http_workers,
+                max_body_bytes=server.max_message_bytes,
+            )
+            self.web3signer = Web3SignerApi(
+                self.rest,
+                self.service,
+                self.calls,
+                self.network,
+                readiness=self.readiness,
+                health_checks=self.health_checks,
+                reload_keys=lambda client, code: self.admin.reload(client, code=code),
+            )
+            route_groups: list[RouteGroup] = [self.web3signer.routes()]
+            # More route groups (the Keymanager API) are appended to route_groups here.
+            if checked.http_tls and server.tls is not None:
+                self.ssl_context = ReloadingSslContext(server.tls, client_certs=server.http_client_certs)
+            self.http = HttpServer(
+                build_rest_app(route_groups),
+                parse_listen(server.http_listen),
+                ssl_context=self.ssl_context,
+                shutdown_grace_s=server.shutdown_grace_s,
+            )
         self._stop = threading.Event()
         self._ready_thread: threading.Thread | None = None
         self._last_ready: bool | None = None
@@ -366,13 +417,31 @@ class SignerApp:
         except SignerError as exc:
             return False, "protection store unreachable", exc.message
         self.monitor.protection_initialized(initialized)
-        if not initialized and self.service.list_keys():
+        if not initialized and self.keyring.list_keys():
             return False, NOT_INITIALIZED, ""
         stalled_s = self.interceptor.stalled_s(self.grpc.workers)
         if stalled_s > STALLED_S:
             detail = f"all {self.grpc.workers} gRPC worker threads busy, none freed for {stalled_s:.1f} s"
             return False, "gRPC server cannot take calls", detail
         return True, "ready", ""
+
+    def health_checks(self) -> list[dict[str, object]]:
+        """Per-check detail for the REST front's /healthcheck: keys loaded, protection store. Says
+        what failed, never where (no database host), as /readyz."""
+        keys = len(self.keyring.list_keys()) if self.keys.unlocked else 0
+        checks: list[dict[str, object]] = [
+            {"id": "keys-check", "status": "UP" if self.keys.unlocked and keys > 0 else "DOWN", "keys_loaded": keys}
+        ]
+        try:
+            self.store.ping()
+            initialized = self.service.protection_initialized()
+            store: dict[str, object] = {"id": "slashing-protection-db-health-check", "status": "UP"}
+            if not initialized:
+                store = {**store, "status": "DOWN", "reason": "slashing protection is not initialized"}
+        except SignerError:
+            store = {"id": "slashing-protection-db-health-check", "status": "DOWN", "reason": "store unreachable"}
+        checks.append(store)
+        return checks
 
     def _watch_readiness(self) -> None:
         while not self._stop.is_set():
@@ -390,6 +459,8 @@ class SignerApp:
     def start(self) -> None:
         server = self.config.server
         self.grpc.bind(server.grpc_listen, self.credentials.credentials if self.credentials else None)
+        if self.http is not None:
+            self.http.bind()
         self.metrics.start()
         ready, reason = self.readiness()
         if reason == NOT_INITIALIZED:
@@ -401,12 +472,15 @@ class SignerApp:
         self.monitor.ready(ready)
         self._last_ready = ready
         self.grpc.start()
+        if self.http is not None:
+            self.http.start()
         self._ready_thread = threading.Thread(target=self._watch_readiness, name="readiness", daemon=True)
         self._ready_thread.start()
         log.info(
             "signer ready",
             extra={
                 "grpc_port": self.grpc.port,
+                "http_port": self.http.port if self.http is not None else None,
                 "metrics_port": self.metrics.port,
                 "network": self.network.name,
                 "keys": len(self.keys.list_keys()),
@@ -416,7 +490,13 @@ class SignerApp:
 
     def stop(self) -> None:
         self._stop.set()
+        if self.http is not None:
+            self.http.server.should_exit = True  # both fronts stop taking requests at once
         self.grpc.stop(self.config.server.shutdown_grace_s)
+        if self.http is not None:
+            self.http.stop()
+        if self.rest is not None:
+            self.rest.close()
         self.batcher.close()
         self.metrics.stop()
         self.audit.close()
@@ -432,8 +512,9 @@ class SignerApp:
 
         signal.signal(signal.SIGTERM, _on_signal)
         signal.signal(signal.SIGINT, _on_signal)
-        if self.credentials is not None:
-            reload_on_sighup(self.credentials)
+        reloadable = [c for c in (self.credentials, self.ssl_context) if c is not None]
+        if reloadable:
+            reload_on_sighup(*reloadable)
         self.start()
         # Wake up now and then: Python runs a signal handler on the main thread only, and a SIGTERM
         # the kernel hands to another thread would not wake a wait without a timeout.

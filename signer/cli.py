@@ -240,11 +240,11 @@ def read_keystores(paths: Sequence[Path], password: str) -> list[KeystoreDocumen
     return documents
 
 
-def _key_admin(args: argparse.Namespace, *, create: bool) -> KeyAdmin:
+def _key_admin(args: argparse.Namespace, *, create: bool, import_workers: int | None = None) -> KeyAdmin:
     """The key-admin core on the module the options name: the local operator, no limits per call,
     no protection store (the ``keys`` commands work on the module alone)."""
     module = _open_module(args, create=create)
-    return KeyAdmin(module, ModuleIndex(module), import_workers=getattr(args, "workers", None))
+    return KeyAdmin(module, ModuleIndex(module), import_workers=import_workers)
 
 
 def cmd_keys_import(args: argparse.Namespace) -> int:
@@ -252,7 +252,7 @@ def cmd_keys_import(args: argparse.Namespace) -> int:
     keystores = find_keystores(args.keystores)
     if not keystores:
         raise ConfigError("no keystore files found in the given paths")
-    admin = _key_admin(args, create=True)
+    admin = _key_admin(args, create=True, import_workers=args.workers)
     try:
         results = _ran(
             admin.import_keystores(
@@ -572,6 +572,10 @@ def _add_check_config(subparsers: Any) -> None:
     p.set_defaults(func=cmd_check_config)
 
 
+DEV_HTTP_LISTEN = "127.0.0.1:9000"
+"""Where ``serve --dev`` serves the REST front unless ``--http-listen`` moves it (Web3Signer's port)."""
+
+
 # --- serve ------------------------------------------------------------------------------------
 
 
@@ -593,7 +597,7 @@ def serve_config_from_args(args: argparse.Namespace) -> Config:  # noqa: C901 --
         config = parse_config(
             {
                 "keys": {"module": "emulated", "data_dir": str(args.data_dir), "pin": {"file": str(pin_file)}},
-                "server": {"reflection": True},
+                "server": {"reflection": True, "http_listen": DEV_HTTP_LISTEN},
                 "cometbft": {"chains": [{"chain_id": c, "account": a} for c, a in DEV_CHAINS.items()]},
             }
         )
@@ -602,6 +606,8 @@ def serve_config_from_args(args: argparse.Namespace) -> Config:  # noqa: C901 --
         server["grpc_listen"] = args.grpc_listen
     if args.metrics_listen is not None:
         server["metrics_listen"] = args.metrics_listen
+    if args.http_listen is not None:
+        server["http_listen"] = args.http_listen
     tls_flags = (args.tls_cert, args.tls_key, args.tls_client_ca)
     if any(f is not None for f in tls_flags):
         if not all(f is not None for f in tls_flags):
@@ -627,9 +633,10 @@ def serve_config_from_args(args: argparse.Namespace) -> Config:  # noqa: C901 --
     if args.audit_file is not None:
         updates["audit"] = AuditConfig(**{**config.audit.model_dump(), "path": str(args.audit_file)})
     if args.dev and args.config is None:
-        listen = updates.get("server", config.server).grpc_listen
-        if not is_loopback(listen_host(listen)):
-            raise ConfigError(f"--dev serves on loopback only; {listen} is not a loopback address")
+        dev_server = updates.get("server", config.server)
+        for listen in (dev_server.grpc_listen, dev_server.http_listen):
+            if listen is not None and not is_loopback(listen_host(listen)):
+                raise ConfigError(f"--dev serves on loopback only; {listen} is not a loopback address")
     # Re-validate the whole object, so flags obey the same rules as the file.
     return parse_config(config.model_copy(update=updates).model_dump(mode="python"))
 
@@ -663,6 +670,10 @@ def _add_serve(subparsers: Any) -> None:
     p.add_argument("--network", help="mainnet (default), hoodi, sepolia, holesky")
     p.add_argument("--grpc-listen", help="HOST:PORT for gRPC (default 127.0.0.1:9091)")
     p.add_argument("--metrics-listen", help="HOST:PORT for /metrics, /healthz, /readyz (default 127.0.0.1:9090)")
+    p.add_argument(
+        "--http-listen",
+        help=f"HOST:PORT for the REST front, the Web3Signer API (server.http_listen; --dev: {DEV_HTTP_LISTEN})",
+    )
     p.add_argument("--protection-dsn", help="postgresql://... : use the PostgreSQL protection store (no password)")
     _add_protection_password_option(p)
     p.add_argument("--tls-cert", type=Path, help="server certificate (PEM) for mTLS")

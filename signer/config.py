@@ -70,6 +70,17 @@ class ServerConfig(_Frozen):
     is refused at once with RESOURCE_EXHAUSTED instead of queueing. Default: 4 x grpc_workers."""
     reflection: bool = False
     """gRPC server reflection (lists every service). Off in production; ``serve --dev`` turns it on."""
+    http_listen: str | None = None
+    """HOST:PORT of the REST front (the Web3Signer remote-signing API, and the Keymanager API): off
+    unless set (``serve --dev`` turns it on at 127.0.0.1:9000). Served with the same [server.tls]
+    certificates as gRPC; plaintext only on loopback unless allow_insecure_plaintext."""
+    http_client_certs: Literal["required", "optional"] = "required"
+    """Under TLS, whether the REST front requires a client certificate in the handshake. "optional"
+    lets a caller without one connect (for the Keymanager API's bearer token); such a caller is no
+    client and may not sign (403)."""
+    http_workers: int = Field(default=64, ge=1, le=256)
+    """Threads that run the REST front's calls into the signing core: the requests held at once,
+    so the most that can coalesce into one batch (as grpc_workers)."""
 
     @property
     def concurrent_rpcs(self) -> int:

@@ -1,19 +1,85 @@
-"""The error tree of the signer (docs/ARCHITECTURE.md, "Errors").
+"""The error tree of the signer: every refusal is an instance of one of these classes.
 
-No grpc import here: the mapping to gRPC codes and to the Dirk API's ResponseState lives in
-``signer.api.status`` alone. Every refusal is an instance of one of these classes and carries a
-message that says why. Messages never contain secret material.
+No grpc import here. Each class declares its ``status``, a hint of how it goes on the wire;
+``signer.api.status.TABLE`` maps each hint to the gRPC code, Dirk ResponseState, admin status,
+outcome label and HTTP status, and nothing else decides that. Messages say why and never contain
+secret material.
+
+    SignerError
+    ├── RequestError                              the request is wrong             REQUEST_REFUSED
+    │   ├── MalformedRequest                                                       MALFORMED
+    │   │   └── MalformedDocument
+    │   ├── UnknownKey                                                             UNKNOWN_KEY
+    │   ├── UnsupportedScheme, WrongNetwork, SigningRootMismatch, ForbiddenDomain
+    │   ├── KeyLocked                                                              KEY_LOCKED
+    │   ├── KeystoreError
+    │   │   ├── MalformedKeystore
+    │   │   │   └── KdfLimitExceeded
+    │   │   └── WrongPassword
+    │   ├── ThresholdError
+    │   │   └── InvalidParticipantId, DuplicateParticipantId, InvalidThreshold,
+    │   │       InvalidPoint, InvalidShare, NotEnoughShares
+    │   └── DkgSessionConflict, DkgSessionNotFound
+    ├── DkgAborted                                                                 INTERNAL
+    ├── AccessDenied                                                               ACCESS_DENIED
+    │   └── AdminRefusal
+    │       └── OneTimeCodeMissing, SecondFactorNotConfigured, UnknownOperator,
+    │           WrongOneTimeCode, OneTimeCodeExpired, OneTimeCodeReplayed,
+    │           SameOperatorApproval, UnknownPendingOperation, PendingOperationExpired,
+    │           PendingOperationDone, PendingKindMismatch
+    ├── RateLimited                                                                RATE_LIMITED
+    │   └── SecondFactorLockedOut, TooManyPending
+    ├── NotSafeToSign                             slashing protection refused      NOT_SAFE
+    │   └── DoubleBlockProposal, SlotNotAboveLowerBound, DoubleVote, SurroundingVote,
+    │       SurroundedVote, SourceExceedsTarget, SourceBelowLowerBound,
+    │       TargetNotAboveLowerBound, ProtectionNotInitialized, HeightRegression,
+    │       RoundRegression, StepRegression, ConflictingConsensusMessage
+    ├── ProtectionStoreError                                                       STORE_UNAVAILABLE
+    │   └── SchemaTooNew
+    ├── InterchangeError                                                           DOCUMENT_REFUSED
+    ├── KeyModuleError                                                             MODULE_UNAVAILABLE
+    │   ├── WrongPin                                                               MODULE_PIN
+    │   ├── ModuleTampered                                                         MODULE_TAMPERED
+    │   └── DuplicateKey
+    ├── DataDirLocked                                                              INTERNAL
+    ├── ConfigError                                                                DOCUMENT_REFUSED
+    │   └── WeakPin
+    └── InternalError                                                              INTERNAL
 """
 
 from __future__ import annotations
 
-from typing import Any
+import enum
+from typing import Any, ClassVar
+
+
+class Status(enum.Enum):
+    """How an error goes on the wire: one row of ``signer.api.status.TABLE`` each."""
+
+    MALFORMED = "malformed"
+    """The request cannot be read (a field missing, of the wrong length, out of range)."""
+    REQUEST_REFUSED = "request_refused"
+    """Readable, but not signable as asked: another network, another scheme, a forbidden domain."""
+    UNKNOWN_KEY = "unknown_key"
+    KEY_LOCKED = "key_locked"
+    ACCESS_DENIED = "access_denied"
+    RATE_LIMITED = "rate_limited"
+    NOT_SAFE = "not_safe"
+    """Slashing protection refused."""
+    DOCUMENT_REFUSED = "document_refused"
+    """An imported document or a configuration value was refused."""
+    STORE_UNAVAILABLE = "store_unavailable"
+    MODULE_UNAVAILABLE = "module_unavailable"
+    MODULE_PIN = "module_pin"
+    MODULE_TAMPERED = "module_tampered"
+    INTERNAL = "internal"
 
 
 class SignerError(Exception):
     """Base of every error the signer raises on purpose."""
 
     retryable: bool = False
+    status: ClassVar[Status] = Status.INTERNAL
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -26,9 +92,13 @@ class SignerError(Exception):
 class RequestError(SignerError):
     """The request itself is wrong (INVALID_ARGUMENT)."""
 
+    status = Status.REQUEST_REFUSED
+
 
 class MalformedRequest(RequestError):
     """A field is missing, of the wrong length, or out of range."""
+
+    status = Status.MALFORMED
 
 
 class MalformedDocument(MalformedRequest):
@@ -38,6 +108,8 @@ class MalformedDocument(MalformedRequest):
 class UnknownKey(RequestError):
     """No key with that public key or account name is loaded (NOT_FOUND)."""
 
+    status = Status.UNKNOWN_KEY
+
 
 class UnsupportedScheme(RequestError):
     """The key's scheme cannot do what was asked (e.g. a BLS key for a CometBFT vote)."""
@@ -45,6 +117,8 @@ class UnsupportedScheme(RequestError):
 
 class KeyLocked(RequestError):
     """The account exists but is locked (Dirk's AccountManager/Lock)."""
+
+    status = Status.KEY_LOCKED
 
 
 class WrongNetwork(RequestError):
@@ -136,9 +210,13 @@ class DkgAborted(SignerError):
 class AccessDenied(SignerError):
     """The client may not use this key or operation (PERMISSION_DENIED)."""
 
+    status = Status.ACCESS_DENIED
+
 
 class RateLimited(SignerError):
     """The client is over its rate, or the signer over its in-flight cap (RESOURCE_EXHAUSTED)."""
+
+    status = Status.RATE_LIMITED
 
     retryable = True
 
@@ -252,6 +330,8 @@ class NotSafeToSign(SignerError):
     ``evidence`` describes the conflicting record (never secret material).
     """
 
+    status = Status.NOT_SAFE
+
     offence: str = "not_safe"
 
     def __init__(self, message: str, evidence: dict[str, Any] | None = None) -> None:
@@ -321,11 +401,15 @@ class ConflictingConsensusMessage(NotSafeToSign):
 class ProtectionStoreError(SignerError):
     """The slashing-protection store failed or is unreachable: signing is refused (UNAVAILABLE)."""
 
+    status = Status.STORE_UNAVAILABLE
+
     retryable = True
 
 
 class InterchangeError(SignerError):
     """An EIP-3076 (or priv_validator_state) document was refused on import; nothing was written."""
+
+    status = Status.DOCUMENT_REFUSED
 
 
 class SchemaTooNew(ProtectionStoreError):
@@ -337,14 +421,27 @@ class SchemaTooNew(ProtectionStoreError):
 class KeyModuleError(SignerError):
     """The key module (HSM or emulated) failed: wrong PIN, token gone, tampered file."""
 
+    status = Status.MODULE_UNAVAILABLE
+
     retryable = True
 
 
 class WrongPin(KeyModuleError):
+    status = Status.MODULE_PIN
+
     retryable = False
 
 
 class ModuleTampered(KeyModuleError):
+    status = Status.MODULE_TAMPERED
+
+    retryable = False
+
+
+class DuplicateKey(KeyModuleError):
+    """The key module lists one account name or one public key twice: the key ring refuses to index
+    it (a request could resolve to either key)."""
+
     retryable = False
 
 
@@ -356,6 +453,8 @@ class DataDirLocked(SignerError):
 class ConfigError(SignerError):
     """The configuration is invalid; the message names the key path."""
 
+    status = Status.DOCUMENT_REFUSED
+
 
 class WeakPin(ConfigError):
     """A new emulated-module PIN does not satisfy the PIN policy (too short, a common or published
@@ -364,3 +463,5 @@ class WeakPin(ConfigError):
 
 class InternalError(SignerError):
     """A bug or an unexpected state (INTERNAL)."""
+
+    status = Status.INTERNAL

@@ -68,9 +68,9 @@ from signer.keys.importer import (
 )
 from signer.keys.module import KeyModule, check_account_name
 from signer.protection.cometbft_state import parse_cometbft_state
-from signer.protection.history import check_interchange_network
 from signer.protection.interchange import Interchange, parse_interchange, serialize_interchange
 from signer.protection.rules import ConsensusState
+from signer.protection.sql_common import check_interchange_network
 from signer.protection.store import ImportReport, Initialization, InitializedBy, ProtectionStore
 from signer.totp import OperatorCode
 from signer.types import (
@@ -124,8 +124,8 @@ Readiness = Callable[[], tuple[bool, str]]
 
 
 class KeyIndex(Protocol):
-    """The index of the keys a signer signs with (SigningService today; the key ring once it holds
-    them). The key operations tell it when keys come and go."""
+    """The index of the keys a signer signs with (``signer.keys.keyring.KeyRing``). The key
+    operations tell it when keys come and go."""
 
     def list_keys(self) -> list[KeyInfo]: ...
 

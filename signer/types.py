@@ -7,14 +7,9 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import NewType, Protocol
+from typing import ClassVar, Protocol
 
 from signer.errors import MalformedRequest, NotSafeToSign
-
-Slot = NewType("Slot", int)
-Epoch = NewType("Epoch", int)
-SigningRoot = NewType("SigningRoot", bytes)
-"""32 bytes: hash_tree_root(SigningData(object_root, domain))."""
 
 ZERO_ROOT = b"\x00" * 32
 
@@ -56,6 +51,21 @@ class KeyInfo:
     @property
     def public_key_hex(self) -> str:
         return "0x" + self.public_key.hex()
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRef:
+    """A key named by account (``wallet/account``) or by public key; exactly one is set."""
+
+    account: str | None = None
+    public_key: bytes | None = None
+
+    def describe(self) -> str:
+        if self.account is not None:
+            return f"account {self.account!r}"
+        if self.public_key is not None:
+            return f"public key 0x{self.public_key.hex()}"
+        return "no key"
 
 
 # --- slashing-protection checks (what the store is asked) -----------------------------------
@@ -124,17 +134,41 @@ class PriorSignature:
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
-    """One outcome per item of a protection batch: safe (and recorded), or refused with a reason."""
+class Accepted:
+    """A protection verdict: safe to sign, and recorded."""
 
-    safe: Safe | None = None
-    refusal: NotSafeToSign | None = None
+    safe: Safe
     prior: PriorSignature | None = None
     """Set for a CometBFT repeat (identical or timestamp-only difference): sign/return this instead."""
+    refusal: ClassVar[None] = None
+    ok: ClassVar[bool] = True
 
-    @property
-    def ok(self) -> bool:
-        return self.safe is not None
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A protection verdict: not safe to sign, and why; nothing was recorded for it."""
+
+    refusal: NotSafeToSign
+    safe: ClassVar[None] = None
+    prior: ClassVar[None] = None
+    ok: ClassVar[bool] = False
+
+
+Verdict = Accepted | Rejected
+"""One per item of a protection batch, in order: accepted or rejected, nothing in between."""
+
+
+class RequestOutcome(enum.StrEnum):
+    """How a request ended: the ``outcome`` label of signer_requests_total and of audit events (a
+    closed set; ``signer.api.status`` picks it for an error)."""
+
+    SUCCEEDED = "succeeded"
+    DENIED = "denied"
+    """Refused by slashing protection, by authorization, or as not signable (unknown key, domain)."""
+    FAILED = "failed"
+    RATE_LIMITED = "rate_limited"
+    INVALID = "invalid"
+    UNAVAILABLE = "unavailable"
 
 
 # --- the Monitor: how the core reports without importing the metrics library ----------------

@@ -39,7 +39,7 @@ import signer
 from signer import errors
 from signer.api import status
 from signer.api._proto.signer.admin.v1 import admin_pb2, admin_pb2_grpc
-from signer.api.context import CallContext
+from signer.api.context import CallContext, done
 from signer.keyadmin import (
     DEFAULT_GENERATE_WALLET,
     DEFAULT_WALLET,
@@ -205,13 +205,13 @@ def _deletion_response(deletion: Deletion) -> tuple[admin_pb2.DeleteKeysResponse
     code, message = _batch_status(items)
     history = _json(deletion.slashing_protection) if deletion.returns_history else b""
     response = admin_pb2.DeleteKeysResponse(status=code, message=message, results=items, slashing_protection=history)
-    return response, [Outcome(error=r.error) for r in deletion.results]
+    return response, [done(r.error) for r in deletion.results]
 
 
 def _import_response(results: Sequence[ImportResult]) -> tuple[admin_pb2.ImportKeystoresResponse, list[Outcome]]:
     items = [_import_item(n, r) for n, r in enumerate(results)]
     code, message = _batch_status(items)
-    outcomes = [Outcome(error=errors.KeystoreError(r.describe()) if r.refused else None) for r in results]
+    outcomes = [done(errors.KeystoreError(r.describe()) if r.refused else None) for r in results]
     return admin_pb2.ImportKeystoresResponse(status=code, message=message, results=items), outcomes
 
 
@@ -289,18 +289,18 @@ class _Calls:
             response, outcomes = build(client)
         except (errors.AccessDenied, errors.RateLimited) as exc:
             log.warning("admin call denied", extra={"method": method, "client": client.name, "reason": exc.message})
-            self.calls.report(context, method, [Outcome(error=exc)], time.perf_counter() - started)
+            self.calls.report(context, method, [done(exc)], time.perf_counter() - started)
             status.abort(context, exc)
             raise  # not reached: abort raises
         except errors.SignerError as exc:
             log.info("admin call refused", extra={"method": method, "client": client.name, "reason": exc.message})
             response = refused(status=status.admin_status(exc), message=status.describe(exc))
-            outcomes = [Outcome(error=exc)]
+            outcomes = [done(exc)]
         except Exception as exc:  # a bug: say which kind, never the details (they may hold input)
             log.error("admin call failed", extra={"method": method, "client": client.name, "error": type(exc).__name__})
             error = errors.InternalError(f"internal error ({type(exc).__name__})")
             response = refused(status=status.admin_status(error), message=status.describe(error))
-            outcomes = [Outcome(error=error)]
+            outcomes = [done(error)]
         self.calls.report(context, method, outcomes, time.perf_counter() - started)
         return response
 
@@ -374,7 +374,7 @@ class KeyAdminServicer(_Calls, admin_pb2_grpc.KeyAdminServicer):
             )
             items = [_key_item(n, r) for n, r in enumerate(results)]
             code, message = _batch_status(items)
-            outcomes = [Outcome(error=r.error) for r in results]
+            outcomes = [done(r.error) for r in results]
             return admin_pb2.GenerateKeysResponse(status=code, message=message, results=items), outcomes
 
         return self._call(context, "GenerateKeys", build, admin_pb2.GenerateKeysResponse)

@@ -27,7 +27,7 @@ from signer.cometbft.messages import (
     Timestamp,
     Vote,
 )
-from signer.service import ConsensusOutcome, ConsensusRequest, Outcome, SigningService
+from signer.service import ConsensusRequest, Outcome, Refused, Signed, SigningService
 from signer.types import Scheme
 
 
@@ -76,32 +76,29 @@ class PrivValidatorServicer(service_pb2_grpc.PrivValidatorAPIServicer):
         self.service = service
         self.calls = calls
 
-    def _report(self, context: grpc.ServicerContext, method: str, outcome: ConsensusOutcome, started: float) -> None:
-        self.calls.report(
-            context,
-            method,
-            [Outcome(signature=outcome.signature, error=outcome.error, key=outcome.key, subject=outcome.subject)],
-            time.perf_counter() - started,
-        )
+    def _sign_one(
+        self, context: grpc.ServicerContext, method: str, started: float, request: ConsensusRequest | errors.SignerError
+    ) -> Outcome:
+        client = self.calls.client(context)
+        if isinstance(request, errors.SignerError):
+            outcome: Outcome = Refused(request)
+        else:
+            (outcome,) = self.calls.sign(client, [request])
+        self.calls.report(context, method, [outcome], time.perf_counter() - started, client)
+        return outcome
 
     def GetPubKey(self, request: types_pb2.PubKeyRequest, context: grpc.ServicerContext) -> types_pb2.PubKeyResponse:
         started = time.perf_counter()
+        client = self.calls.client(context)
         try:
-            key = self.service.comet_public_key(self.calls.client(context), request.chain_id)
+            key = self.service.comet_public_key(client, request.chain_id)
         except errors.SignerError as exc:
-            self._report(context, "GetPubKey", ConsensusOutcome(error=exc), started)
+            self.calls.report(context, "GetPubKey", [Refused(exc)], time.perf_counter() - started, client)
             return types_pb2.PubKeyResponse(error=remote_error(exc))
-        self._report(context, "GetPubKey", ConsensusOutcome(signature=b"", key=key), started)
+        self.calls.report(context, "GetPubKey", [Signed(b"", key)], time.perf_counter() - started, client)
         if key.scheme == Scheme.ED25519:
             return types_pb2.PubKeyResponse(pub_key=keys_pb2.PublicKey(ed25519=key.public_key))
         return types_pb2.PubKeyResponse(pub_key=keys_pb2.PublicKey(secp256k1=key.public_key))
-
-    def _sign_one(
-        self, context: grpc.ServicerContext, method: str, build: ConsensusRequest | errors.SignerError
-    ) -> ConsensusOutcome:
-        if isinstance(build, errors.SignerError):
-            return ConsensusOutcome(error=build)
-        return self.calls.consensus(self.calls.client(context), [build], method)[0]
 
     def SignVote(
         self, request: types_pb2.SignVoteRequest, context: grpc.ServicerContext
@@ -118,11 +115,9 @@ class PrivValidatorServicer(service_pb2_grpc.PrivValidatorAPIServicer):
             )
         except errors.SignerError as exc:
             req = exc
-        outcome = self._sign_one(context, "SignVote", req)
-        self._report(context, "SignVote", outcome, started)
-        if outcome.error is not None or outcome.signature is None:
-            error = outcome.error or errors.InternalError("no signature and no error")
-            return types_pb2.SignedVoteResponse(error=remote_error(error))
+        outcome = self._sign_one(context, "SignVote", started, req)
+        if isinstance(outcome, Refused):
+            return types_pb2.SignedVoteResponse(error=remote_error(outcome.error))
         vote = tm_types.Vote()
         vote.CopyFrom(request.vote)
         vote.signature = outcome.signature
@@ -143,11 +138,9 @@ class PrivValidatorServicer(service_pb2_grpc.PrivValidatorAPIServicer):
             req = ConsensusRequest(chain_id=request.chain_id, message=proposal_from_proto(request.proposal))
         except errors.SignerError as exc:
             req = exc
-        outcome = self._sign_one(context, "SignProposal", req)
-        self._report(context, "SignProposal", outcome, started)
-        if outcome.error is not None or outcome.signature is None:
-            error = outcome.error or errors.InternalError("no signature and no error")
-            return types_pb2.SignedProposalResponse(error=remote_error(error))
+        outcome = self._sign_one(context, "SignProposal", started, req)
+        if isinstance(outcome, Refused):
+            return types_pb2.SignedProposalResponse(error=remote_error(outcome.error))
         proposal = tm_types.Proposal()
         proposal.CopyFrom(request.proposal)
         proposal.signature = outcome.signature

@@ -1,9 +1,9 @@
-"""What every servicer needs per call: who is calling, the batch-size cap, and where to report.
+"""What every servicer needs per call: who is calling, where to sign, the batch-size cap, and
+where to report.
 
 The client identity comes from the TLS handshake (certificate CN / SANs) through ``identify``;
-outcomes go to the audit log and to the interceptor's request metrics through ``outcome_sink``.
-Single attestations, proposals and CometBFT votes/proposals may be routed through the coalescing
-batcher.
+requests are signed through ``sign`` (the Batcher's or the SigningService's: the same signature);
+outcomes go to the audit log and to the interceptor's request metrics through ``report``.
 """
 
 from __future__ import annotations
@@ -15,29 +15,19 @@ import grpc
 
 from signer import errors
 from signer.api import status
-from signer.service import (
-    AttestationRequest,
-    ConsensusOutcome,
-    ConsensusRequest,
-    Outcome,
-    ProposalRequest,
-    SigningService,
-)
-from signer.types import LOCAL_CLIENT, AuditEvent, AuditSink, ClientIdentity
+from signer.service import Outcome, Refused, Signed, SigningService, SignRequest
+from signer.types import LOCAL_CLIENT, AuditEvent, AuditSink, ClientIdentity, RequestOutcome
 
 
-class Coalescer(Protocol):
-    """The batching core: gathers concurrent single requests into one batch (signer.batching)."""
+class Signs(Protocol):
+    """``SigningService`` or the ``Batcher`` in front of it."""
 
-    def attestations(
-        self, client: ClientIdentity, requests: Sequence[AttestationRequest], method: str
-    ) -> list[Outcome]: ...
+    def sign(self, client: ClientIdentity, requests: Sequence[SignRequest]) -> list[Outcome]: ...
 
-    def proposals(self, client: ClientIdentity, requests: Sequence[ProposalRequest], method: str) -> list[Outcome]: ...
 
-    def consensus(
-        self, client: ClientIdentity, requests: Sequence[ConsensusRequest], method: str
-    ) -> list[ConsensusOutcome]: ...
+def done(error: errors.SignerError | None) -> Outcome:
+    """The outcome to report for a call that signs nothing (Lock, Unlock, an admin call)."""
+    return Refused(error) if error is not None else Signed(b"")
 
 
 def _no_identity(context: grpc.ServicerContext) -> ClientIdentity:
@@ -62,7 +52,7 @@ class CallContext:
         audit: AuditSink | None = None,
         request_id: Callable[[grpc.ServicerContext], str | None] = _no_request_id,
         max_batch_items: int = 1000,
-        coalescer: Coalescer | None = None,
+        signer: Signs | None = None,
     ) -> None:
         self.service = service
         self._identify = identify
@@ -70,14 +60,15 @@ class CallContext:
         self._audit = audit
         self._request_id = request_id
         self.max_batch_items = max_batch_items
-        self.coalescer = coalescer
+        self.sign = (signer or service).sign
+        """``sign(client, requests) -> outcomes``: the one way a servicer signs."""
 
     def client(self, context: grpc.ServicerContext) -> ClientIdentity:
         return self._identify(context)
 
     def check_batch_size(self, context: grpc.ServicerContext, items: int) -> None:
         if items > self.max_batch_items:
-            self._outcome_sink(context, status.OUTCOME_RATE_LIMITED)
+            self._outcome_sink(context, RequestOutcome.RATE_LIMITED)
             status.abort(
                 context,
                 errors.RateLimited(
@@ -86,32 +77,32 @@ class CallContext:
                 ),
             )
 
-    def attestations(self, client: ClientIdentity, requests: list[AttestationRequest], method: str) -> list[Outcome]:
-        if self.coalescer is not None:
-            return self.coalescer.attestations(client, requests, method)
-        return self.service.sign_attestations(client, requests, method)
-
-    def proposals(self, client: ClientIdentity, requests: list[ProposalRequest], method: str) -> list[Outcome]:
-        if self.coalescer is not None:
-            return self.coalescer.proposals(client, requests, method)
-        return self.service.sign_proposals(client, requests, method)
-
-    def consensus(
-        self, client: ClientIdentity, requests: list[ConsensusRequest], method: str
-    ) -> list[ConsensusOutcome]:
-        if self.coalescer is not None:
-            return self.coalescer.consensus(client, requests, method)
-        return self.service.sign_consensus(client, requests, method)
-
     def report(
-        self, context: grpc.ServicerContext, method: str, outcomes: Sequence[Outcome], duration_s: float
+        self,
+        context: grpc.ServicerContext,
+        method: str,
+        outcomes: Sequence[Outcome],
+        duration_s: float,
+        client: ClientIdentity | None = None,
     ) -> None:
-        labels = [status.outcome_label(o.error) for o in outcomes]
-        self._outcome_sink(context, status.worst_outcome(labels))
+        """Metrics outcome of the call and one audit line per item (``client``: as the servicer
+        read it, else read again)."""
         if self._audit is None or not outcomes:
+            labels = [status.outcome_label(o.error) for o in outcomes]
+            self._outcome_sink(context, status.worst_outcome(labels))
             return
-        client = self.client(context).name
-        request_id = self._request_id(context)
+        client_name = (client or self.client(context)).name
+        label = self.audit_outcomes(client_name, self._request_id(context), method, outcomes, duration_s)
+        self._outcome_sink(context, label)
+
+    def audit_outcomes(
+        self, client: str, request_id: str | None, method: str, outcomes: Sequence[Outcome], duration_s: float
+    ) -> RequestOutcome:
+        """One audit line per item, for any front (gRPC through ``report``, the REST front directly),
+        and the call's outcome label (the worst of its items)."""
+        labels = [status.outcome_label(o.error) for o in outcomes]
+        if self._audit is None:
+            return status.worst_outcome(labels)
         duration_ms = round(duration_s * 1000, 3)
         for outcome, label in zip(outcomes, labels, strict=True):
             error = outcome.error
@@ -135,3 +126,4 @@ class CallContext:
                     request_id=request_id,
                 )
             )
+        return status.worst_outcome(labels)

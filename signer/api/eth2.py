@@ -26,19 +26,19 @@ from signer.api._proto.v1 import (
     signer_pb2,
     signer_pb2_grpc,
 )
-from signer.api.context import CallContext
+from signer.api.context import CallContext, done
 from signer.eth2.containers import AttestationData, BeaconBlockHeader, Checkpoint
 from signer.service import (
     AttestationRequest,
     GenericRequest,
-    KeyRef,
     Outcome,
     ProposalRequest,
+    Refused,
     SigningService,
+    SignRequest,
 )
-from signer.types import ClientIdentity, KeyInfo, Operation, Scheme
+from signer.types import ClientIdentity, KeyInfo, KeyRef, Operation, Scheme
 
-_Req = TypeVar("_Req")
 _Msg = TypeVar("_Msg")
 
 
@@ -93,23 +93,23 @@ def generic_request(msg: signer_pb2.SignRequest) -> GenericRequest:
 
 def run_batch(
     messages: Sequence[_Msg],
-    convert: Callable[[_Msg], _Req],
-    sign: Callable[[list[_Req]], list[Outcome]],
+    convert: Callable[[_Msg], SignRequest],
+    sign: Callable[[list[SignRequest]], list[Outcome]],
 ) -> list[Outcome]:
     """Convert each message (a malformed one is refused alone), sign the rest as one batch."""
     outcomes: list[Outcome | None] = [None] * len(messages)
-    converted: list[_Req] = []
+    converted: list[SignRequest] = []
     positions: list[int] = []
     for n, msg in enumerate(messages):
         try:
             converted.append(convert(msg))
             positions.append(n)
         except errors.SignerError as exc:
-            outcomes[n] = Outcome(error=exc)
+            outcomes[n] = Refused(exc)
     if converted:
         for n, outcome in zip(positions, sign(converted), strict=True):
             outcomes[n] = outcome
-    return [o if o is not None else Outcome(error=errors.InternalError("no outcome")) for o in outcomes]
+    return [o if o is not None else Refused(errors.InternalError("no outcome")) for o in outcomes]
 
 
 def sign_response(outcome: Outcome) -> signer_pb2.SignResponse:
@@ -123,63 +123,45 @@ class SignerServicer(signer_pb2_grpc.SignerServicer):
         self.service = service
         self.calls = calls
 
-    def _answer(self, context: grpc.ServicerContext, method: str, outcomes: list[Outcome], started: float) -> None:
-        self.calls.report(context, method, outcomes, time.perf_counter() - started)
-
-    def Sign(self, request: signer_pb2.SignRequest, context: grpc.ServicerContext) -> signer_pb2.SignResponse:
+    def _sign(
+        self,
+        context: grpc.ServicerContext,
+        method: str,
+        messages: Sequence[_Msg],
+        convert: Callable[[_Msg], SignRequest],
+    ) -> list[Outcome]:
         started = time.perf_counter()
         client = self.calls.client(context)
-        outcomes = run_batch([request], generic_request, lambda r: self.service.sign_generic(client, r, "Sign"))
-        self._answer(context, "Sign", outcomes, started)
-        return sign_response(outcomes[0])
+        outcomes = run_batch(messages, convert, lambda requests: self.calls.sign(client, requests))
+        self.calls.report(context, method, outcomes, time.perf_counter() - started, client)
+        return outcomes
+
+    def Sign(self, request: signer_pb2.SignRequest, context: grpc.ServicerContext) -> signer_pb2.SignResponse:
+        return sign_response(self._sign(context, "Sign", [request], generic_request)[0])
 
     def Multisign(
         self, request: signer_pb2.MultisignRequest, context: grpc.ServicerContext
     ) -> signer_pb2.MultisignResponse:
-        started = time.perf_counter()
-        client = self.calls.client(context)
         self.calls.check_batch_size(context, len(request.requests))
-        outcomes = run_batch(
-            list(request.requests), generic_request, lambda r: self.service.sign_generic(client, r, "Multisign")
-        )
-        self._answer(context, "Multisign", outcomes, started)
+        outcomes = self._sign(context, "Multisign", request.requests, generic_request)
         return signer_pb2.MultisignResponse(responses=[sign_response(o) for o in outcomes])
 
     def SignBeaconAttestation(
         self, request: signer_pb2.SignBeaconAttestationRequest, context: grpc.ServicerContext
     ) -> signer_pb2.SignResponse:
-        started = time.perf_counter()
-        client = self.calls.client(context)
-        outcomes = run_batch(
-            [request], attestation_request, lambda r: self.calls.attestations(client, r, "SignBeaconAttestation")
-        )
-        self._answer(context, "SignBeaconAttestation", outcomes, started)
-        return sign_response(outcomes[0])
+        return sign_response(self._sign(context, "SignBeaconAttestation", [request], attestation_request)[0])
 
     def SignBeaconAttestations(
         self, request: signer_pb2.SignBeaconAttestationsRequest, context: grpc.ServicerContext
     ) -> signer_pb2.MultisignResponse:
-        started = time.perf_counter()
-        client = self.calls.client(context)
         self.calls.check_batch_size(context, len(request.requests))
-        outcomes = run_batch(
-            list(request.requests),
-            attestation_request,
-            lambda r: self.service.sign_attestations(client, r, "SignBeaconAttestations"),
-        )
-        self._answer(context, "SignBeaconAttestations", outcomes, started)
+        outcomes = self._sign(context, "SignBeaconAttestations", request.requests, attestation_request)
         return signer_pb2.MultisignResponse(responses=[sign_response(o) for o in outcomes])
 
     def SignBeaconProposal(
         self, request: signer_pb2.SignBeaconProposalRequest, context: grpc.ServicerContext
     ) -> signer_pb2.SignResponse:
-        started = time.perf_counter()
-        client = self.calls.client(context)
-        outcomes = run_batch(
-            [request], proposal_request, lambda r: self.calls.proposals(client, r, "SignBeaconProposal")
-        )
-        self._answer(context, "SignBeaconProposal", outcomes, started)
-        return sign_response(outcomes[0])
+        return sign_response(self._sign(context, "SignBeaconProposal", [request], proposal_request)[0])
 
 
 _SIGNING_OPERATIONS = (Operation.SIGN_ATTESTATION, Operation.SIGN_PROPOSAL, Operation.SIGN_GENERIC)
@@ -256,16 +238,16 @@ class ListerServicer(lister_pb2_grpc.ListerServicer):
             self._may_list(client)  # authorize before any work on the caller's paths
             matchers = path_matchers(request.paths)
         except errors.SignerError as exc:
-            self.calls.report(context, "ListAccounts", [Outcome(error=exc)], time.perf_counter() - started)
+            self.calls.report(context, "ListAccounts", [Refused(exc)], time.perf_counter() - started, client)
             return lister_pb2.ListAccountsResponse(state=status.DENIED)
         accounts = [
             lister_pb2.Account(name=k.name, public_key=k.public_key, uuid=_uuid_of(k))
-            for k in self.service.list_keys()
+            for k in self.service.keyring.list_keys()
             if k.scheme == Scheme.BLS
             and self._visible(client, k)
             and (not matchers or any(m(k.name) for m in matchers))
         ]
-        self.calls.report(context, "ListAccounts", [], time.perf_counter() - started)
+        self.calls.report(context, "ListAccounts", [], time.perf_counter() - started, client)
         return lister_pb2.ListAccountsResponse(state=status.SUCCEEDED, Accounts=accounts)
 
 
@@ -299,9 +281,7 @@ class AccountManagerServicer(accountmanager_pb2_grpc.AccountManagerServicer):
             error = errors.MalformedRequest("passphrase is not UTF-8")
         except errors.SignerError as exc:
             error = exc
-        self.calls.report(
-            context, "Unlock", [Outcome(error=error, signature=None if error else b"")], time.perf_counter() - started
-        )
+        self.calls.report(context, "Unlock", [done(error)], time.perf_counter() - started, client)
         _abort_if_rate_limited(context, error)
         return accountmanager_pb2.UnlockAccountResponse(state=status.response_state(error))
 
@@ -315,9 +295,7 @@ class AccountManagerServicer(accountmanager_pb2_grpc.AccountManagerServicer):
             self.service.lock_account(client, KeyRef(account=request.account))
         except errors.SignerError as exc:
             error = exc
-        self.calls.report(
-            context, "Lock", [Outcome(error=error, signature=None if error else b"")], time.perf_counter() - started
-        )
+        self.calls.report(context, "Lock", [done(error)], time.perf_counter() - started, client)
         return accountmanager_pb2.LockAccountResponse(state=status.response_state(error))
 
     def Generate(
@@ -334,9 +312,7 @@ class AccountManagerServicer(accountmanager_pb2_grpc.AccountManagerServicer):
             public_key = self.service.generate_account(client, request.account, passphrase).public_key
         except errors.SignerError as exc:
             error = exc
-        self.calls.report(
-            context, "Generate", [Outcome(error=error, signature=None if error else b"")], time.perf_counter() - started
-        )
+        self.calls.report(context, "Generate", [done(error)], time.perf_counter() - started, client)
         _abort_if_rate_limited(context, error)
         if error is not None:
             return accountmanager_pb2.GenerateResponse(

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import re
 import threading
@@ -42,31 +41,31 @@ import grpc
 
 from signer.api import status
 from signer.api.ratelimit import Permit, RateLimiter, StreamPermit
+from signer.api.status import RETRY_AFTER_KEY
 from signer.api.tls import client_identity
 from signer.errors import AccessDenied, RateLimited, SignerError
-from signer.types import AuditEvent, AuditSink, ClientIdentity, Monitor, NullAudit, NullMonitor
+from signer.types import AuditEvent, AuditSink, ClientIdentity, Monitor, NullAudit, NullMonitor, RequestOutcome
 
 log = logging.getLogger(__name__)
 
 UNRATED_PREFIXES: tuple[str, ...] = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 """Services whose calls take no rate-limit tokens (still identified, in-flight and stream capped)."""
 
-RETRY_AFTER_KEY = "retry-after-ms"
 REQUEST_ID_KEY = "x-request-id"
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _STATE_ATTR = "_signer_call_state"
 
-_CODE_OUTCOMES: dict[grpc.StatusCode, str] = {
-    grpc.StatusCode.OK: status.OUTCOME_SUCCEEDED,
-    grpc.StatusCode.INVALID_ARGUMENT: status.OUTCOME_INVALID,
-    grpc.StatusCode.OUT_OF_RANGE: status.OUTCOME_INVALID,
-    grpc.StatusCode.NOT_FOUND: status.OUTCOME_DENIED,
-    grpc.StatusCode.PERMISSION_DENIED: status.OUTCOME_DENIED,
-    grpc.StatusCode.UNAUTHENTICATED: status.OUTCOME_DENIED,
-    grpc.StatusCode.FAILED_PRECONDITION: status.OUTCOME_DENIED,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: status.OUTCOME_RATE_LIMITED,
-    grpc.StatusCode.UNAVAILABLE: status.OUTCOME_UNAVAILABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED: status.OUTCOME_UNAVAILABLE,
+_CODE_OUTCOMES: dict[grpc.StatusCode, RequestOutcome] = {
+    grpc.StatusCode.OK: RequestOutcome.SUCCEEDED,
+    grpc.StatusCode.INVALID_ARGUMENT: RequestOutcome.INVALID,
+    grpc.StatusCode.OUT_OF_RANGE: RequestOutcome.INVALID,
+    grpc.StatusCode.NOT_FOUND: RequestOutcome.DENIED,
+    grpc.StatusCode.PERMISSION_DENIED: RequestOutcome.DENIED,
+    grpc.StatusCode.UNAUTHENTICATED: RequestOutcome.DENIED,
+    grpc.StatusCode.FAILED_PRECONDITION: RequestOutcome.DENIED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: RequestOutcome.RATE_LIMITED,
+    grpc.StatusCode.UNAVAILABLE: RequestOutcome.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED: RequestOutcome.UNAVAILABLE,
 }
 
 
@@ -138,16 +137,24 @@ def count_items(request: object) -> int:
     return longest
 
 
-def outcome_for_code(code: grpc.StatusCode | None) -> str:
+def outcome_for_code(code: grpc.StatusCode | None) -> RequestOutcome:
     if code is None:
-        return status.OUTCOME_SUCCEEDED
-    return _CODE_OUTCOMES.get(code, status.OUTCOME_FAILED)
+        return RequestOutcome.SUCCEEDED
+    return _CODE_OUTCOMES.get(code, RequestOutcome.FAILED)
 
 
 def _request_id(metadata: Any) -> str:
     for key, value in metadata or ():
-        if key == REQUEST_ID_KEY and isinstance(value, str) and _REQUEST_ID_RE.fullmatch(value):
-            return value
+        if key == REQUEST_ID_KEY and isinstance(value, str):
+            return request_id_of(value)
+    return request_id_of(None)
+
+
+def request_id_of(value: str | None) -> str:
+    """The caller's request id (gRPC metadata or HTTP header ``x-request-id``) if it is short and
+    plain, else a new one."""
+    if value is not None and _REQUEST_ID_RE.fullmatch(value):
+        return value
     return os.urandom(8).hex()  # 16 random hex digits, as uuid4().hex[:16] gave, at a fifth of the cost
 
 
@@ -300,7 +307,7 @@ class SignerInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         try:
             client = client_identity(context)
         except AccessDenied as exc:
-            self.monitor.request_done(method, status.OUTCOME_DENIED, self._clock() - started)
+            self.monitor.request_done(method, RequestOutcome.DENIED, self._clock() - started)
             context.abort(grpc.StatusCode.PERMISSION_DENIED, exc.message)
         state = CallState(client=client, request_id=request_id)
         setattr(context, _STATE_ATTR, state)
@@ -331,21 +338,20 @@ class SignerInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         exc: RateLimited,
         started: float,
     ) -> None:
-        retry_after_ms = max(1, math.ceil(exc.retry_after_s * 1000.0))
         self.monitor.rate_limited(state.client.name)
         duration_s = self._clock() - started
-        self.monitor.request_done(method, status.OUTCOME_RATE_LIMITED, duration_s)
+        self.monitor.request_done(method, RequestOutcome.RATE_LIMITED, duration_s)
         self.audit.record(
             AuditEvent(
                 client=state.client.name,
                 method=method,
-                outcome=status.OUTCOME_RATE_LIMITED,
+                outcome=RequestOutcome.RATE_LIMITED,
                 reason=exc.message,
                 duration_ms=duration_s * 1000.0,
                 request_id=state.request_id,
             )
         )
-        context.set_trailing_metadata(((RETRY_AFTER_KEY, str(retry_after_ms)),))
+        context.set_trailing_metadata(((RETRY_AFTER_KEY, str(status.retry_after_ms(exc))),))
         context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message)
 
 

@@ -103,7 +103,7 @@ class GrpcServer:
     def set_serving(self, serving: bool) -> None:
         state = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         self.health.set("", state)
-        for name in getattr(self, "service_names", SERVICE_NAMES):
+        for name in self.service_names:
             self.health.set(name, state)
 
     def start(self) -> None:

@@ -1,15 +1,25 @@
-"""The one mapping from the error tree to gRPC status codes and to the Dirk API's ResponseState.
+"""The one mapping from the error tree to the wire: ``TABLE``, one row per ``errors.Status``.
 
-Nothing else in the code base decides what a refusal looks like on the wire.
+Each error class declares its ``status`` (signer/errors.py); the row says what every front answers
+for it: the gRPC status code, Dirk's ResponseState, the admin API's ResponseStatus, the outcome
+label of metrics and audit, and the HTTP status of the REST front. Read a row with ``wire(error)``
+(``SUCCESS`` for None). Nothing else in the code base decides what a refusal looks like.
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from http import HTTPStatus
+from types import MappingProxyType
 
 import grpc
 
 from signer import errors
 from signer.api._proto.signer.admin.v1 import admin_pb2
 from signer.api._proto.v1 import responsestate_pb2
+from signer.errors import Status
+from signer.types import RequestOutcome
 
 ResponseState = responsestate_pb2.ResponseState
 
@@ -17,90 +27,110 @@ SUCCEEDED = responsestate_pb2.SUCCEEDED
 DENIED = responsestate_pb2.DENIED
 FAILED = responsestate_pb2.FAILED
 
-# Outcome label values (signer_requests_total{outcome}); a closed set.
-OUTCOME_SUCCEEDED = "succeeded"
-OUTCOME_DENIED = "denied"
-OUTCOME_FAILED = "failed"
-OUTCOME_RATE_LIMITED = "rate_limited"
-OUTCOME_INVALID = "invalid"
-OUTCOME_UNAVAILABLE = "unavailable"
+_OK = admin_pb2.RESPONSE_STATUS_OK
+_REFUSED = admin_pb2.RESPONSE_STATUS_REFUSED
+"""Admin: the caller can fix it (bad input, another network, an unknown key, unsafe, forbidden)."""
+_FAILED = admin_pb2.RESPONSE_STATUS_FAILED
+"""Admin: a backend failed (store, key module) or a bug; retrying later may succeed."""
 
-_CODES: tuple[tuple[type[errors.SignerError], grpc.StatusCode], ...] = (
-    (errors.UnknownKey, grpc.StatusCode.NOT_FOUND),
-    (errors.KeyLocked, grpc.StatusCode.FAILED_PRECONDITION),
-    (errors.RequestError, grpc.StatusCode.INVALID_ARGUMENT),
-    (errors.InterchangeError, grpc.StatusCode.INVALID_ARGUMENT),
-    (errors.ConfigError, grpc.StatusCode.INVALID_ARGUMENT),
-    (errors.AccessDenied, grpc.StatusCode.PERMISSION_DENIED),
-    (errors.RateLimited, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    (errors.NotSafeToSign, grpc.StatusCode.FAILED_PRECONDITION),
-    (errors.ProtectionStoreError, grpc.StatusCode.UNAVAILABLE),
-    (errors.WrongPin, grpc.StatusCode.PERMISSION_DENIED),
-    (errors.ModuleTampered, grpc.StatusCode.INTERNAL),
-    (errors.KeyModuleError, grpc.StatusCode.UNAVAILABLE),
-    (errors.InternalError, grpc.StatusCode.INTERNAL),
+RETRY_AFTER_KEY = "retry-after-ms"
+"""The gRPC trailing metadata (and REST header) that says when a rate-limited call may retry."""
+
+
+@dataclass(frozen=True, slots=True)
+class Wire:
+    """What one kind of answer looks like on every front."""
+
+    code: grpc.StatusCode
+    state: responsestate_pb2.ResponseState
+    """Dirk: DENIED for what the client caused or may not do, FAILED for our own failures."""
+    admin: admin_pb2.ResponseStatus
+    outcome: RequestOutcome
+    http: HTTPStatus
+
+
+C = grpc.StatusCode
+H = HTTPStatus
+SUCCESS = Wire(C.OK, SUCCEEDED, _OK, RequestOutcome.SUCCEEDED, H.OK)
+
+TABLE: MappingProxyType[Status, Wire] = MappingProxyType(
+    {
+        Status.MALFORMED: Wire(C.INVALID_ARGUMENT, DENIED, _REFUSED, RequestOutcome.INVALID, H.BAD_REQUEST),
+        Status.REQUEST_REFUSED: Wire(C.INVALID_ARGUMENT, DENIED, _REFUSED, RequestOutcome.DENIED, H.BAD_REQUEST),
+        Status.UNKNOWN_KEY: Wire(C.NOT_FOUND, DENIED, _REFUSED, RequestOutcome.DENIED, H.NOT_FOUND),
+        Status.KEY_LOCKED: Wire(C.FAILED_PRECONDITION, DENIED, _REFUSED, RequestOutcome.DENIED, H.PRECONDITION_FAILED),
+        Status.ACCESS_DENIED: Wire(C.PERMISSION_DENIED, DENIED, _REFUSED, RequestOutcome.DENIED, H.FORBIDDEN),
+        Status.RATE_LIMITED: Wire(
+            C.RESOURCE_EXHAUSTED, FAILED, _FAILED, RequestOutcome.RATE_LIMITED, H.TOO_MANY_REQUESTS
+        ),
+        Status.NOT_SAFE: Wire(C.FAILED_PRECONDITION, DENIED, _REFUSED, RequestOutcome.DENIED, H.PRECONDITION_FAILED),
+        Status.DOCUMENT_REFUSED: Wire(C.INVALID_ARGUMENT, FAILED, _REFUSED, RequestOutcome.FAILED, H.BAD_REQUEST),
+        Status.STORE_UNAVAILABLE: Wire(
+            C.UNAVAILABLE, FAILED, _FAILED, RequestOutcome.UNAVAILABLE, H.SERVICE_UNAVAILABLE
+        ),
+        Status.MODULE_UNAVAILABLE: Wire(
+            C.UNAVAILABLE, FAILED, _FAILED, RequestOutcome.UNAVAILABLE, H.SERVICE_UNAVAILABLE
+        ),
+        Status.MODULE_PIN: Wire(
+            C.PERMISSION_DENIED, FAILED, _FAILED, RequestOutcome.UNAVAILABLE, H.SERVICE_UNAVAILABLE
+        ),
+        Status.MODULE_TAMPERED: Wire(C.INTERNAL, FAILED, _FAILED, RequestOutcome.UNAVAILABLE, H.INTERNAL_SERVER_ERROR),
+        Status.INTERNAL: Wire(C.INTERNAL, FAILED, _FAILED, RequestOutcome.FAILED, H.INTERNAL_SERVER_ERROR),
+    }
 )
 
 
+def wire(error: errors.SignerError | None) -> Wire:
+    """The row for ``error`` (``SUCCESS`` for None)."""
+    return SUCCESS if error is None else TABLE[error.status]
+
+
 def grpc_code(error: errors.SignerError) -> grpc.StatusCode:
-    for cls, code in _CODES:
-        if isinstance(error, cls):
-            return code
-    return grpc.StatusCode.INTERNAL
+    return TABLE[error.status].code
 
 
 def response_state(error: errors.SignerError | None) -> responsestate_pb2.ResponseState:
-    """Dirk's ResponseState: DENIED for anything the client caused or may not do (slashable, unknown
-    or locked key, bad input, forbidden domain, permission); FAILED for our own failures."""
-    if error is None:
-        return SUCCEEDED
-    if isinstance(error, errors.RequestError | errors.NotSafeToSign | errors.AccessDenied):
-        return DENIED
-    return FAILED
+    return wire(error).state
 
 
 def admin_status(error: errors.SignerError | None) -> admin_pb2.ResponseStatus:
-    """The admin API's ResponseStatus: REFUSED for what the caller can fix (bad input, a document
-    for another network, an unknown key, an unsafe or forbidden request); FAILED for a backend that
-    failed (protection store, key module) or a bug, where retrying later may succeed."""
-    if error is None:
-        return admin_pb2.RESPONSE_STATUS_OK
-    if isinstance(
-        error,
-        errors.RequestError | errors.InterchangeError | errors.ConfigError | errors.NotSafeToSign | errors.AccessDenied,
-    ):
-        return admin_pb2.RESPONSE_STATUS_REFUSED
-    return admin_pb2.RESPONSE_STATUS_FAILED
+    return wire(error).admin
 
 
-def outcome_label(error: errors.SignerError | None) -> str:
-    if error is None:
-        return OUTCOME_SUCCEEDED
-    if isinstance(error, errors.RateLimited):
-        return OUTCOME_RATE_LIMITED
-    if isinstance(error, errors.MalformedRequest):
-        return OUTCOME_INVALID
-    if isinstance(error, errors.RequestError | errors.NotSafeToSign | errors.AccessDenied):
-        return OUTCOME_DENIED
-    if isinstance(error, errors.ProtectionStoreError | errors.KeyModuleError):
-        return OUTCOME_UNAVAILABLE
-    return OUTCOME_FAILED
+def outcome_label(error: errors.SignerError | None) -> RequestOutcome:
+    return wire(error).outcome
 
 
-def worst_outcome(outcomes: list[str]) -> str:
+def http_status(error: errors.SignerError | None) -> HTTPStatus:
+    return wire(error).http
+
+
+_WORST_FIRST = (
+    RequestOutcome.FAILED,
+    RequestOutcome.UNAVAILABLE,
+    RequestOutcome.RATE_LIMITED,
+    RequestOutcome.DENIED,
+    RequestOutcome.INVALID,
+)
+
+
+def worst_outcome(outcomes: list[RequestOutcome]) -> RequestOutcome:
     """The outcome label of a batch call: succeeded only if every item succeeded."""
-    order = (
-        OUTCOME_FAILED,
-        OUTCOME_UNAVAILABLE,
-        OUTCOME_RATE_LIMITED,
-        OUTCOME_DENIED,
-        OUTCOME_INVALID,
-        OUTCOME_SUCCEEDED,
-    )
-    for label in order:
+    for label in _WORST_FIRST:
         if label in outcomes:
             return label
-    return OUTCOME_SUCCEEDED
+    return RequestOutcome.SUCCEEDED
+
+
+def retry_after_header(error: errors.RateLimited) -> str:
+    """HTTP ``Retry-After`` of a rate-limit refusal on the REST front: whole seconds, rounded up, at
+    least 1 (the header has no finer unit)."""
+    return str(max(1, math.ceil(error.retry_after_s)))
+
+
+def retry_after_ms(error: errors.RateLimited) -> int:
+    """When a rate-limited call may retry, in whole milliseconds (rounded up, at least 1)."""
+    return max(1, math.ceil(error.retry_after_s * 1000.0))
 
 
 def describe(error: errors.SignerError) -> str:
@@ -113,5 +143,5 @@ def describe(error: errors.SignerError) -> str:
 def abort(context: grpc.ServicerContext, error: errors.SignerError) -> None:
     """End the call with the status of ``error`` (raises, as grpc's abort does)."""
     if isinstance(error, errors.RateLimited):
-        context.set_trailing_metadata((("retry-after-ms", str(max(1, round(error.retry_after_s * 1000)))),))
+        context.set_trailing_metadata(((RETRY_AFTER_KEY, str(retry_after_ms(error))),))
     context.abort(grpc_code(error), describe(error))

@@ -20,12 +20,14 @@ import ipaddress
 import logging
 import os
 import signal
+import ssl
 import stat
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import grpc
 from cryptography import x509
@@ -56,8 +58,11 @@ def is_loopback(listen_host: str) -> bool:
         return False
 
 
-def require_tls(listen_host: str, tls: TlsConfig | None, allow_insecure_plaintext: bool) -> bool:
-    """Decide whether the gRPC port serves TLS; returns True for TLS, False for plaintext.
+def require_tls(
+    listen_host: str, tls: TlsConfig | None, allow_insecure_plaintext: bool, *, where: str = "server.grpc_listen"
+) -> bool:
+    """Decide whether a port (gRPC, or the REST front: ``where`` names its config key) serves TLS;
+    returns True for TLS, False for plaintext.
 
     With a ``[server.tls]`` section: TLS, always. Without one: plaintext is fine on loopback; on any
     other address it needs ``server.allow_insecure_plaintext = true`` (then a loud WARNING is logged),
@@ -69,13 +74,14 @@ def require_tls(listen_host: str, tls: TlsConfig | None, allow_insecure_plaintex
         return False
     if not allow_insecure_plaintext:
         raise ConfigError(
-            f"server.grpc_listen: {listen_host!r} is not a loopback address, so [server.tls] is required "
+            f"{where}: {listen_host!r} is not a loopback address, so [server.tls] is required "
             "(cert_file, key_file, client_ca_file); set server.allow_insecure_plaintext = true only "
             "for development"
         )
     log.warning(
-        "INSECURE: gRPC on %s WITHOUT TLS (server.allow_insecure_plaintext = true). Anyone who can "
+        "INSECURE: %s on %s WITHOUT TLS (server.allow_insecure_plaintext = true). Anyone who can "
         "reach this address can ask for signatures as the 'local' client. Development only.",
+        "gRPC" if where == "server.grpc_listen" else "REST",
         listen_host,
     )
     return False
@@ -218,18 +224,24 @@ class ReloadingServerCredentials:
             return None
 
 
-def reload_on_sighup(credentials: ReloadingServerCredentials) -> Callable[[], None]:
-    """Install a SIGHUP handler (main thread only) that calls ``credentials.reload()``.
+class _Reloadable(Protocol):
+    def reload(self) -> None: ...
+
+
+def reload_on_sighup(*credentials: _Reloadable) -> Callable[[], None]:
+    """Install a SIGHUP handler (main thread only) that calls ``reload()`` on each of ``credentials``
+    (gRPC's ReloadingServerCredentials, the REST front's ReloadingSslContext).
 
     A reload that fails is logged and the previous set keeps serving. Returns a function that
     puts the previous handler back.
     """
 
     def on_sighup(signum: int, frame: object) -> None:
-        try:
-            credentials.reload()
-        except ConfigError as exc:
-            log.error("SIGHUP: TLS files not reloaded, still serving the previous set: %s", exc)
+        for each in credentials:
+            try:
+                each.reload()
+            except ConfigError as exc:
+                log.error("SIGHUP: TLS files not reloaded, still serving the previous set: %s", exc)
 
     previous = signal.signal(signal.SIGHUP, on_sighup)
 
@@ -237,6 +249,81 @@ def reload_on_sighup(credentials: ReloadingServerCredentials) -> Callable[[], No
         signal.signal(signal.SIGHUP, previous)
 
     return restore
+
+
+# --- the same reloading material for the REST front (ssl, not grpc) ---------------------------
+
+
+class ReloadingSslContext:
+    """An ``ssl.SSLContext`` for the REST front whose certificate, key and client CA follow the same
+    files as gRPC's, re-read without a restart.
+
+    ``.context`` is what the HTTP server listens with. Before each handshake its SNI callback (which
+    OpenSSL runs for every ClientHello, with or without a server name) checks the files' mtimes (at
+    most every ``tls.reload_interval_s``) and hands the connection the newest good context; a set
+    that does not load is refused and the previous one keeps serving. ``reload()`` (SIGHUP) re-reads
+    now. ``client_certs``: "required" (the handshake fails without a certificate of the client CA)
+    or "optional" (a caller without one connects, and is no client).
+    """
+
+    def __init__(
+        self, tls: TlsConfig, *, client_certs: str = "required", clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.tls = tls
+        self._verify = ssl.CERT_REQUIRED if client_certs == "required" else ssl.CERT_OPTIONAL
+        self._clock = clock
+        self._lock = threading.Lock()
+        material = load_material(tls)
+        self._mtimes = material.mtimes
+        self._current = self._build()
+        self._next_check = clock() + tls.reload_interval_s
+        self.reloads = 0
+        self.context = self._build()
+        self.context.sni_callback = self._on_hello
+
+    def _build(self) -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.verify_mode = self._verify
+        try:
+            ctx.load_cert_chain(self.tls.cert_file, self.tls.key_file)
+            ctx.load_verify_locations(cafile=str(self.tls.client_ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"server.tls: the certificate, key or client CA does not load: {exc}") from exc
+        ctx.set_alpn_protocols(["http/1.1"])
+        return ctx
+
+    def reload(self) -> None:
+        """Re-read the files now (ConfigError, and the current set keeps serving, if they do not load)."""
+        material = load_material(self.tls)
+        ctx = self._build()
+        with self._lock:
+            self._current = ctx
+            self._mtimes = material.mtimes
+            self._next_check = self._clock() + self.tls.reload_interval_s
+            self.reloads += 1
+        log.info("REST TLS certificate, key and client CA re-read from %s", self.tls.cert_file)
+
+    def _maybe_reload_on_mtime(self) -> None:
+        now = self._clock()
+        with self._lock:
+            if now < self._next_check:
+                return
+            self._next_check = now + self.tls.reload_interval_s
+            known = self._mtimes
+        try:
+            if _mtimes(self.tls) != known:
+                self.reload()
+        except ConfigError as exc:
+            log.error("server TLS files changed but do not load; REST still serves the previous set: %s", exc)
+
+    def _on_hello(self, connection: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, _: object) -> None:
+        try:
+            self._maybe_reload_on_mtime()
+            with self._lock:
+                connection.context = self._current
+        except Exception:  # an exception here would fail the handshake; keep serving
+            log.exception("REST TLS context switch failed; keeping the current certificate")
 
 
 # --- who is calling ---------------------------------------------------------------------------
@@ -269,6 +356,29 @@ def client_identity(context: grpc.ServicerContext) -> ClientIdentity:
     common_names = _decode(auth.get("x509_common_name"))
     alt_names = [f"dns:{name.lower()}" for name in _decode(auth.get("peer_dns"))]
     alt_names += [f"uri:{uri}" for uri in _decode(auth.get("peer_uri"))]
+    if common_names:
+        return ClientIdentity(name=common_names[0], alt_names=tuple(alt_names))
+    if alt_names:
+        return ClientIdentity(name=alt_names[0], alt_names=tuple(alt_names), has_cn=False)
+    raise AccessDenied("the client certificate has no CN and no DNS or URI SAN to name the client")
+
+
+def identity_from_peercert(peercert: Mapping[str, Any] | None) -> ClientIdentity | None:
+    """The REST front's caller under TLS, named as ``client_identity`` names a gRPC peer: the
+    certificate's CN and typed SANs (``dns:NAME`` lower case, ``uri:NAME``). None when the caller
+    sent no certificate (``server.http_client_certs = "optional"``): no client, may not sign."""
+    if not peercert:
+        return None
+    common_names: list[str] = []
+    for rdn in peercert.get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName" and value not in common_names:
+                common_names.append(str(value))
+    alt_names: list[str] = []
+    for kind, value in peercert.get("subjectAltName", ()):
+        name = f"dns:{str(value).lower()}" if kind == "DNS" else f"uri:{value}" if kind == "URI" else None
+        if name is not None and name not in alt_names:
+            alt_names.append(name)
     if common_names:
         return ClientIdentity(name=common_names[0], alt_names=tuple(alt_names))
     if alt_names:

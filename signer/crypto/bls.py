@@ -6,24 +6,16 @@ functions taking and returning bytes, so they pickle by reference into a process
 
 Backends (``BlsBackend``):
 
-* ``blst``   -- supranational/blst through ``pyblst``. pyblst is curve-level (points, hash-to-curve,
-  Miller loop, final verification); the scheme is written here: KeyValidate rejects the identity
-  public key and non-subgroup points (pyblst's ``uncompress`` subgroup-checks, but accepts the
-  identity), signatures are subgroup-checked on decode, and pairing products skip identity terms
-  instead of feeding the point at infinity to the Miller loop. Holds the GIL.
-* ``blspy``  -- Chia's bls-signatures (``PopSchemeMPL``, same ciphersuite, also blst inside).
-  Releases the GIL. Optional: used only if it imports.
-* ``py_ecc`` -- the pure-Python reference (``G2ProofOfPossession``). About 400x slower; used to
-  cross-check the native backends, never as a default.
+* ``blst``   -- supranational/blst through ``pyblst`` (the default). pyblst is curve-level; the
+  scheme is written here: KeyValidate rejects the identity public key and non-subgroup points,
+  signatures are subgroup-checked on decode, and pairing products skip identity terms. Holds the GIL.
+* ``blspy``  -- Chia's bls-signatures (``PopSchemeMPL``, same ciphersuite). Releases the GIL.
+  Optional: used only if it imports.
+* ``py_ecc`` -- the pure-Python reference, to cross-check the native backends; never a default.
 
-Default: ``blst``. Measured with ``python bench/crypto_rates.py`` on this machine (2 cores, medians,
-bench/RESULTS.md): blst signs in ~360 us, blspy in ~370 us (equal within noise), py_ecc in
-~110-150 ms. Both native backends pass every vector; both scale ~1.9x over 2 processes; only blspy
-scales over threads (2 threads ~2.0x against ~1.0x for blst). blst stays the default because
-the batched core fans signing out over processes in chunks (docs/ARCHITECTURE.md), where the two are equal,
-and pyblst is a current build of blst, the library Ethereum clients use, while blspy 2.0.3 is a
-2024 build (it installs and imports on Python 3.11 here). A thread-based caller should check
-``get_backend().releases_gil`` or pick blspy with ``set_default_backend("blspy")``.
+A thread-based caller should check ``get_backend().releases_gil`` or pick blspy with
+``set_default_backend("blspy")``. Rates and why blst is the default: bench/RESULTS.md, "Crypto
+core rates".
 """
 
 from __future__ import annotations

@@ -7,28 +7,14 @@ bytes the APIs carry as hex; a bitlist ends with its delimiter bit).
 
 Presets. ``MAX_VALIDATORS_PER_COMMITTEE`` (the Attestation bitlist limit) is 2048 in both the
 mainnet and the minimal preset, so phase0 ``Attestation``/``AggregateAndProof`` roots do not depend
-on the preset. ``SyncCommitteeContribution.aggregation_bits`` is a
-``Bitvector[SYNC_COMMITTEE_SIZE // SYNC_COMMITTEE_SUBNET_COUNT]``: 128 bits on mainnet, 8 in the
-minimal preset. Both fit in one chunk, so the root is the same for the same bits; we accept either
-length (16 or 1 bytes) and serialize what we were given. The electra ``AttestationElectra`` /
-``AggregateAndProofElectra`` (EIP-7549) do depend on ``MAX_COMMITTEES_PER_SLOT`` and use the mainnet
-preset (64), which every built-in network uses; they have no vectors here and are tested against an
+on the preset. ``SyncCommitteeContribution.aggregation_bits`` is 128 bits on mainnet, 8 in the
+minimal preset; both fit in one chunk, so we accept either length and serialize what we were given.
+``AttestationElectra`` / ``AggregateAndProofElectra`` (EIP-7549) use the mainnet
+``MAX_COMMITTEES_PER_SLOT`` (64), as every built-in network does; they are tested against an
 independent reference merkleization (tests/unit/test_eth2_ssz.py).
 
-Hot path. ``AttestationData.hash_tree_root`` is unrolled: 8 SHA-256 calls over concatenated bytes
-(the two checkpoints, then the 8-leaf tree with its constant zero subtree), and the signing root is
-one more. Measured on this machine (2 cores shared with other test runs, load average ~3.4;
-Python 3.11.7; 5 x 200k calls, median / best)::
-
-    python bench/eth2_attestation_root.py
-    build AttestationData (validated)          2.0 / 2.0 us/op
-    hash_tree_root                             3.2 / 3.2 us/op
-    build + hash_tree_root + signing root      6.1 / 6.1 us/op
-    Network.check_domain (with epoch)          1.5 / 1.1 us/op
-    generic merkleize (same root, reference)   8.7 / 7.5 us/op
-
-One SHA-256 of 64 bytes costs ~0.35 us here, so the 9 hashes are most of it; a second run under
-heavier load gave up to 1.6x these figures.
+``AttestationData.hash_tree_root`` is unrolled (8 SHA-256 calls, the hot path of an attestation;
+figures in bench/RESULTS.md, "AttestationData hash_tree_root").
 """
 
 from __future__ import annotations

@@ -1,41 +1,14 @@
 """ParallelSigner: a KeyModule in front of another that signs BLS on every core.
 
-Why processes, not threads (measured; bench/RESULTS.md): blst through pyblst, the
-default BLS backend, holds the GIL, so 2 threads sign at 1.0x while 2 processes sign at 1.9-2.1x.
-blspy releases the GIL (2 threads ~1.8-2.0x) but is an optional extra and no faster per signature;
-a thread design would tie throughput to the optional backend and would still leave every bit of
-Python work around a signature (secret decoding, the gRPC server, protection) on one GIL. So the
-BLS work goes to a pool of forked worker processes, in chunks (50-100 signatures amortise the
-~100 us of IPC per chunk); the result does not depend on which backend is the default.
-
-Key material crosses no socket: a worker is forked from this process after the module is
-unlocked and inherits the module object with its unsealed secrets (the emulated module keeps them
-in a plain dict for exactly this reason; the PKCS#11 module keeps its unsealed BLS secrets the
-same way). The pipe to a worker carries only (public key, signing root) pairs in and signatures
-(or a refusal) out.
-
-Only BLS goes to the workers. secp256k1 (coincurve, ~26 us, releases the GIL) and everything that
-goes through a PKCS#11 session are signed by the caller's thread, directly by the module, while
-the workers sign the BLS part of the same call: they never queue behind BLS work. Keys the pool
-does not know (added since the workers were forked) are signed in-process too.
-
-Forking happens once, at ``start()``, before the server runs any thread: a child forked from a
-running multi-threaded gRPC server can crash at once (SIGSEGV: the child tears down the other
-threads' state, grpc's objects with it; seen in tests/e2e/test_metrics_e2e.py). So the pool forks
-its workers and as many spare workers up front, and never forks again while the server runs.
-
-Key changes: a key deleted through this object is never handed to a worker again (the deletion
-waits for the chunks in flight, then the key joins a refused set; the module itself then refuses
-it in-process with UnknownKey). Keys added after the fork (generate, import) are signed
-in-process. ``lock()`` and ``close()`` stop every worker and spare, so no process holds a secret
-after them; ``unlock()`` forks a new pool only while the process has no other thread, else
-signing stays in-process (logged).
-
-A worker that dies (or answers garbage, or stays silent past ``chunk_timeout_s``: it is then
-killed) fails its chunk: the call raises KeyModuleError, so the
-service refuses the affected items; a spare takes its place and the next call signs normally.
-Dead idle workers are replaced before they are handed work. With no spare left, the pool shrinks,
-and with no worker left, signing continues in-process (logged): slower, never unavailable.
+BLS signatures go, in chunks, to worker processes forked once at ``start()`` (before the server
+runs any thread) from the unlocked module, so they inherit its unsealed secrets and no key
+material crosses a pipe: only (public key, signing root) pairs in and signatures out. Everything
+else (secp256k1, ed25519, PKCS#11 sessions, keys added since the fork) is signed in the caller's
+thread while the workers sign the BLS part. A worker that dies, answers garbage or stays silent
+past ``chunk_timeout_s`` fails its chunk (KeyModuleError: the items are refused); a spare takes
+its place; with no worker left, signing continues in-process (logged). A deleted key is never
+handed to a worker again; ``lock()`` and ``close()`` stop every worker. Why processes and not
+threads: docs/ARCHITECTURE.md, "BLS signs in worker processes" (figures in bench/RESULTS.md).
 """
 
 from __future__ import annotations

@@ -10,7 +10,6 @@ into the signing path.
 
 from __future__ import annotations
 
-import enum
 import platform
 from typing import Any
 
@@ -28,7 +27,7 @@ import signer
 from signer import approval, passphrase, totp
 from signer.errors import NotSafeToSign
 from signer.observability.audit_chain import head_metric_value
-from signer.types import Scheme
+from signer.types import RequestOutcome, Scheme
 
 # No *_created series: they double the series count and nothing here queries them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -42,7 +41,6 @@ __all__ = [
     "DURATION_BUCKETS_S",
     "METRIC_NAMES",
     "OFFENCES",
-    "Outcome",
     "PrometheusMonitor",
 ]
 
@@ -65,19 +63,7 @@ MAX_CLIENT_LABELS = 256
 """Client names come from config, but a bound keeps a misconfiguration from exploding the series."""
 
 
-class Outcome(enum.StrEnum):
-    """How a request ended (the ``outcome`` label of signer_requests_total)."""
-
-    SUCCEEDED = "succeeded"
-    DENIED = "denied"
-    """Refused by slashing protection or by authorization."""
-    FAILED = "failed"
-    RATE_LIMITED = "rate_limited"
-    INVALID = "invalid"
-    UNAVAILABLE = "unavailable"
-
-
-_OUTCOMES = frozenset(o.value for o in Outcome)
+_OUTCOMES = frozenset(o.value for o in RequestOutcome)
 
 
 def _offences() -> frozenset[str]:
@@ -256,7 +242,7 @@ class PrometheusMonitor:
     def request_done(self, method: str, outcome: str, duration_s: float) -> None:
         children = self._request_children.get((method, outcome))
         if children is None:
-            outcome_label = outcome if outcome in _OUTCOMES else Outcome.FAILED.value
+            outcome_label = outcome if outcome in _OUTCOMES else RequestOutcome.FAILED.value
             children = (
                 self._requests.labels(method=method, outcome=outcome_label),
                 self._request_duration.labels(method=method),

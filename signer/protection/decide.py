@@ -16,9 +16,18 @@ from dataclasses import dataclass, field
 
 from signer.errors import NotSafeToSign
 from signer.protection import rules
-from signer.protection.history import recorded_consensus_state
 from signer.protection.rules import AttestationRecord, BlockRecord, ConsensusState, LowerBounds
-from signer.types import AttestationCheck, BlockCheck, ConsensusCheck, ProtectionCheck, Safe, Verdict
+from signer.protection.sql_common import recorded_consensus_state
+from signer.types import (
+    Accepted,
+    AttestationCheck,
+    BlockCheck,
+    ConsensusCheck,
+    ProtectionCheck,
+    Rejected,
+    Safe,
+    Verdict,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,13 +92,13 @@ def _decide(check: ProtectionCheck, index: int, history: BatchHistory) -> Verdic
     bounds = history.bounds.get(index) or LowerBounds()
     try:
         if isinstance(check, BlockCheck):
-            return Verdict(safe=rules.check_block(check, history.blocks.get(index, ()), bounds))
+            return Accepted(rules.check_block(check, history.blocks.get(index, ()), bounds))
         if isinstance(check, AttestationCheck):
-            return Verdict(safe=rules.check_attestation(check, history.attestations.get(index, ()), bounds))
+            return Accepted(rules.check_attestation(check, history.attestations.get(index, ()), bounds))
         decision = rules.check_consensus(check, history.consensus.get(index))
-        return Verdict(safe=decision.safe, prior=decision.prior)
+        return Accepted(decision.safe, prior=decision.prior)
     except NotSafeToSign as refusal:
-        return Verdict(refusal=refusal)
+        return Rejected(refusal)
 
 
 def _writes(checks: Sequence[ProtectionCheck], accepted: Sequence[int], history: BatchHistory) -> BatchWrites:

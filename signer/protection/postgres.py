@@ -4,58 +4,15 @@ Same contract and semantics as the SQLite store (``store.ProtectionStore``); eve
 in Python (``decide``, calling ``rules``), the database only fetches history and records. psycopg 3
 with a psycopg_pool connection pool; psycopg is imported here and nowhere else.
 
-Serialisation (why advisory locks). Two replicas that each check and then insert in READ COMMITTED
-really do store a slashable pair: both read a history without the other's vote and both insert
-(tests/integration/test_postgres_concurrency.py shows it with the locks switched off). Options:
-
-- SERIALIZABLE with retry: correct, but conflicting requests for one validator are exactly what
-  replicas send, so under contention most transactions abort and retry, and every abort costs the
-  whole round trip again; the predicate locks also cover index ranges of neighbours.
-- one round-trip SQL function (plpgsql): fastest per item, but it moves the decisions out of
-  ``rules.py`` into SQL, a second implementation of the slashing rules to keep identical.
-- transaction-scoped advisory locks, one per validator, taken in sorted order in ONE statement
-  (``SELECT pg_advisory_xact_lock(k) FROM unnest(keys) k ORDER BY k``): the decisions stay in
-  ``rules.py``, contention only waits (no retries), sorted order rules out deadlocks, and the locks
-  die with the transaction (and with a crashed client's session). Chosen.
-
-The lock key is 64 bits of BLAKE2b over ("eth2", public key) for blocks and attestations (one lock
-per validator: both histories share its watermark row) and over ("cometbft", chain_id, public key)
-for CometBFT state. A collision only serialises two unrelated validators.
-
-Round trips per batch are constant, not per item. Phase 1, pipelined: BEGIN, the lock statement,
-then one fetch per kind for the whole batch (the same neighbour queries as SQLite, LATERAL per
-item). READ COMMITTED takes a new snapshot per statement and a pipeline runs the statements in
-order, so the fetches see everything committed before the locks were granted. (Lock and fetch in
-ONE statement would not: its snapshot predates the lock.) ``decide_batch`` decides. Phase 2,
-pipelined: one ``unnest`` INSERT per table, the watermark UPDATEs, COMMIT (5 statements for a batch of known
-validators, 1 item or 200: tests/integration/test_postgres_store.py counts them). Measured here
-(bench/protection_stores.py, fsync on, one connection): ~1.0 ms per batch of 1 (875 items/s),
-~1.2 ms per batch of 10 (6.0k/s), ~10 ms per batch of 100 (8.0k/s); SQLite does 4-7x that on one
-replica (bench/RESULTS.md).
-
-Durability: ``synchronous_commit=on`` is set on every connection, and ``check_and_record`` returns
-only after COMMIT is acknowledged. Failures: connect_timeout, pool timeout and statement_timeout
-(which also bounds lock waits) derive from ``timeout_s``; a dead or slow database raises
-ProtectionStoreError (retryable; signing refused) and the transaction is rolled back or never
-acknowledged. If the connection dies while COMMIT is in flight the outcome is unknown: the error
-still refuses, and a retry of identical data is SAME_DATA if it had been committed. The pool
-replaces broken connections by itself and gives up its reconnection backoff after ``timeout_s``,
-so the first request after the database returns opens a fresh connection at once. A database that
-stops answering but keeps its connections open (frozen server, storage stuck in I/O: the kernel
-still acknowledges TCP, so keepalives never fire) is bounded on the client side: a signing
-transaction or ping still waiting after its deadline (3 x ``timeout_s``; ``timeout_s`` for a ping)
-has its socket cut and is refused (``_Watchdog``).
-
-Each advisory lock takes a slot in PostgreSQL's shared lock table (``max_locks_per_transaction`` x
-``max_connections``, 6,400 by default): replicas x pool_size x the largest batch must fit, or raise
-``max_locks_per_transaction``.
-
-Pruning (``prune``): per validator, records more than ``keep_epochs`` epochs (x ``slots_per_epoch``
-slots, 32 unless the network says otherwise) below its
-newest record are deleted, in one transaction under the same locks, after the low watermarks are
-raised to the newest deleted source/target epoch and slot. Every check that a deleted record could
-have refused is then refused by the watermark (docs/ARCHITECTURE.md lower-bound rule), so nothing a check needs
-is lost; identical repeats of pruned data are refused too (conservative).
+A batch is one transaction: transaction-scoped advisory locks, one per validator history (64 bits
+of BLAKE2b over ("eth2", public key) or ("cometbft", chain_id, public key)), taken in sorted order
+in one statement; then one fetch per kind, ``decide_batch``, one ``unnest`` INSERT per table, the
+watermark UPDATEs and COMMIT, pipelined (a constant number of round trips per batch).
+``synchronous_commit=on``; ``check_and_record`` returns only after COMMIT is acknowledged. Every
+failure or timeout (connect, pool, statement, and ``_Watchdog`` for a database that stops
+answering on open connections) raises ProtectionStoreError. ``prune`` deletes old records under
+the same locks after raising the low watermarks. Why advisory locks, the round trips, the failure
+modes and the lock-table sizing: docs/ARCHITECTURE.md, "The PostgreSQL store".
 """
 
 from __future__ import annotations
@@ -81,7 +38,9 @@ from signer.errors import ProtectionStoreError
 from signer.protection import rules
 from signer.protection.cometbft_state import check_state_chain_id, parse_cometbft_state, serialize_cometbft_state
 from signer.protection.decide import BatchHistory, BatchWrites, ConsensusRow, decide_batch
-from signer.protection.history import (
+from signer.protection.interchange import ValidatorHistory, parse_interchange, serialize_interchange
+from signer.protection.rules import AttestationRecord, BlockRecord, ConsensusState, LowerBounds
+from signer.protection.sql_common import (
     GENESIS_VALIDATORS_ROOT_KEY,
     check_interchange_network,
     check_schema_version,
@@ -89,8 +48,6 @@ from signer.protection.history import (
     merge_consensus_state,
     wrong_network,
 )
-from signer.protection.interchange import ValidatorHistory, parse_interchange, serialize_interchange
-from signer.protection.rules import AttestationRecord, BlockRecord, ConsensusState, LowerBounds
 from signer.protection.store import (
     ConsensusSignature,
     ImportReport,

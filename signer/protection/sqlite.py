@@ -25,7 +25,13 @@ from signer.errors import ProtectionStoreError
 from signer.protection import rules
 from signer.protection.cometbft_state import check_state_chain_id, parse_cometbft_state, serialize_cometbft_state
 from signer.protection.decide import BatchHistory, BatchWrites, decide_batch
-from signer.protection.history import (
+from signer.protection.interchange import (
+    ValidatorHistory,
+    parse_interchange,
+    serialize_interchange,
+)
+from signer.protection.rules import AttestationRecord, BlockRecord, ConsensusState, LowerBounds
+from signer.protection.sql_common import (
     GENESIS_VALIDATORS_ROOT_KEY,
     MIGRATIONS_ROOT,
     check_interchange_network,
@@ -34,12 +40,6 @@ from signer.protection.history import (
     merge_consensus_state,
     wrong_network,
 )
-from signer.protection.interchange import (
-    ValidatorHistory,
-    parse_interchange,
-    serialize_interchange,
-)
-from signer.protection.rules import AttestationRecord, BlockRecord, ConsensusState, LowerBounds
 from signer.protection.store import (
     ConsensusSignature,
     ImportReport,

@@ -23,6 +23,7 @@ from signer.eth2 import network_from_config
 from signer.eth2.networks import Network
 from signer.eth2.remote_signing import Prepared, SignType, prepare
 from signer.keys.emulated import MIN_SCRYPT_N, EmulatedKeyModule
+from signer.keys.keyring import KeyRing
 from signer.protection.sqlite import SqliteStore
 from signer.service import Outcome, SigningService
 from signer.types import LOCAL_CLIENT, Scheme
@@ -142,7 +143,7 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Sig
     for net in (dev_chain(), dev_chain(forks=False)):
         store = keys_never_signed(SqliteStore(Path(tmp / f"{net.name}.sqlite"), net.genesis_validators_root))
         stores.append(store)
-        out[net.name] = SigningService(net, module, store)
+        out[net.name] = SigningService(net, KeyRing(module), store)
     yield out
     for store in stores:
         store.close()
@@ -163,7 +164,7 @@ def _sign_over_grpc(service: SigningService, public_key: bytes, prepared: Prepar
                 target=eth2_pb2.Checkpoint(epoch=d.target.epoch, root=d.target.root),
             ),
         )
-        (outcome,) = service.sign_attestations(LOCAL_CLIENT, [grpc_front.attestation_request(msg)])
+        (outcome,) = service.sign(LOCAL_CLIENT, [grpc_front.attestation_request(msg)])
         return outcome
     if prepared.block_header is not None:
         h = prepared.block_header
@@ -178,10 +179,10 @@ def _sign_over_grpc(service: SigningService, public_key: bytes, prepared: Prepar
                 body_root=h.body_root,
             ),
         )
-        (outcome,) = service.sign_proposals(LOCAL_CLIENT, [grpc_front.proposal_request(proposal)])
+        (outcome,) = service.sign(LOCAL_CLIENT, [grpc_front.proposal_request(proposal)])
         return outcome
     generic = signer_pb2.SignRequest(public_key=public_key, domain=prepared.domain, data=prepared.object_root)
-    (outcome,) = service.sign_generic(LOCAL_CLIENT, [grpc_front.generic_request(generic)])
+    (outcome,) = service.sign(LOCAL_CLIENT, [grpc_front.generic_request(generic)])
     return outcome
 
 

@@ -86,6 +86,8 @@ class SignerProcess:
             self.args += ["--grpc-listen", f"{LOOPBACK}:0"]
         if "--metrics-listen" not in self.args:
             self.args += ["--metrics-listen", f"{LOOPBACK}:0"]
+        if "--dev" in self.args and "--http-listen" not in self.args:
+            self.args += ["--http-listen", f"{LOOPBACK}:0"]  # --dev serves REST; never on the fixed 9000
         self.env = dict(env or {})
         self.cwd = cwd
         self.ready_timeout_s = ready_timeout_s
@@ -94,6 +96,8 @@ class SignerProcess:
         """The parsed "signer ready" log record of the current run."""
         self.grpc_port = 0
         self.metrics_port = 0
+        self.rest_port = 0
+        """The REST front's port (0 when it is off)."""
         self.starts = 0
         self._lock = threading.Condition()
         self._stderr: list[str] = []
@@ -223,6 +227,7 @@ class SignerProcess:
                 self._lock.wait(min(remaining, 0.2))
         self.grpc_port = int(self.ready["grpc_port"])
         self.metrics_port = int(self.ready["metrics_port"])
+        self.rest_port = int(self.ready.get("http_port") or 0)
         return self
 
     def _drain(self, stream: IO[bytes], buffer: list[str], parse_ready: bool) -> None:
@@ -373,6 +378,13 @@ class SignerProcess:
         if not self.metrics_port:
             raise SignerProcessError("the signer is not ready (no metrics port yet)")
         return f"http://{LOOPBACK}:{self.metrics_port}"
+
+    @property
+    def rest_url(self) -> str:
+        """Base URL of the REST front (the Web3Signer API), plaintext: ``http://127.0.0.1:PORT``."""
+        if not self.rest_port:
+            raise SignerProcessError("the signer serves no REST front (server.http_listen unset) or is not ready")
+        return f"http://{LOOPBACK}:{self.rest_port}"
 
     @property
     def metrics_url(self) -> str:

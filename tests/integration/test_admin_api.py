@@ -39,6 +39,7 @@ from signer.eth2.signing import DomainType, compute_signing_root
 from signer.keyadmin import KeyAdmin, ProtectionAdmin
 from signer.keys import eip2335
 from signer.keys.emulated import EmulatedKeyModule
+from signer.keys.keyring import KeyRing
 from signer.protection.sqlite import SqliteStore
 from signer.service import SigningService
 from signer.types import AttestationCheck, AuditSink, Authorizer, Scheme
@@ -91,10 +92,10 @@ def _start(
     module = EmulatedKeyModule(tmp_path / "keys", PIN, create=True, scrypt_n=2**10)
     store = SqliteStore(tmp_path / "protection.sqlite", GVR)
     keys_never_signed(store)  # module and store are made together here
-    service = SigningService(MAINNET, module, store, authorizer=authorizer)
+    service = SigningService(MAINNET, KeyRing(module), store, authorizer=authorizer)
     calls = CallContext(service, max_batch_items=max_batch_items, audit=audit)
-    history = ProtectionAdmin(store, loaded=service.list_keys, authorizer=service.authorizer)
-    admin = KeyAdmin(module, service, history, authorizer=service.authorizer, max_items=max_batch_items)
+    history = ProtectionAdmin(store, loaded=service.keyring.list_keys, authorizer=service.authorizer)
+    admin = KeyAdmin(module, service.keyring, history, authorizer=service.authorizer, max_items=max_batch_items)
     server = GrpcServer(service, calls, workers=4, extra_servicers=admin_servicers(admin, calls, network=MAINNET.name))
     port = server.bind("127.0.0.1:0", None)
     server.start()
@@ -479,7 +480,7 @@ def test_delete_refused_by_a_closed_store_deletes_nothing(signer_server: Signer)
     assert response.status == admin_pb2.RESPONSE_STATUS_FAILED
     assert "closed" in response.message
     assert [bytes(k.public_key) for k in signer_server.keys.ListKeys(admin_pb2.ListKeysRequest()).keys] == [public_key]
-    assert [k.public_key for k in signer_server.service.list_keys()] == [public_key]
+    assert [k.public_key for k in signer_server.service.keyring.list_keys()] == [public_key]
 
 
 FOUR_MIB = 4 * 1024 * 1024
@@ -896,7 +897,7 @@ def test_delete_is_authorized_per_key(tmp_path: Path) -> None:
     try:
         mine = s.module.generate("mine/0", Scheme.BLS).public_key
         theirs = s.module.generate("theirs/0", Scheme.BLS).public_key
-        s.service.reload_keys()
+        s.service.keyring.reload_keys()
         with pytest.raises(grpc.RpcError) as caught:
             read_document(s.keys.DeleteKeys(admin_pb2.DeleteKeysRequest(public_keys=[mine, theirs])))
         assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
@@ -924,7 +925,7 @@ def _scoped_signer(tmp_path: Path) -> tuple[Signer, bytes, bytes]:
     s = _start(tmp_path, _permission_authorizer(scoped))
     mine = s.module.generate("mine/0", Scheme.BLS).public_key
     theirs = s.module.generate("theirs/0", Scheme.BLS).public_key
-    s.service.reload_keys()
+    s.service.keyring.reload_keys()
     return s, mine, theirs
 
 
@@ -995,7 +996,7 @@ def test_an_export_leaving_keys_out_records_no_refusal(tmp_path: Path) -> None:
     try:
         mine = s.module.generate("mine/0", Scheme.BLS).public_key
         theirs = s.module.generate("theirs/0", Scheme.BLS).public_key
-        s.service.reload_keys()
+        s.service.keyring.reload_keys()
         s.store.import_interchange(_two_keys(mine, theirs))
         answer, document = read_document(s.protection.ExportInterchange(admin_pb2.ExportInterchangeRequest()))
         assert answer.status == OK, answer.message

@@ -156,6 +156,10 @@ def test_rendered_config_is_accepted_by_signer_config(case: str) -> None:
     ports = {p["name"]: p["containerPort"] for p in signer_container(docs)["ports"]}
     assert ports["grpc"] == int(config.server.grpc_listen.rsplit(":", 1)[1])
     assert ports["metrics"] == int(config.server.metrics_listen.rsplit(":", 1)[1])
+    if config.server.http_listen is None:
+        assert "http" not in ports
+    else:
+        assert ports["http"] == int(config.server.http_listen.rsplit(":", 1)[1])
 
 
 def test_values_map_one_to_one_onto_config_keys() -> None:
@@ -312,6 +316,8 @@ def test_sqlite_with_several_replicas_fails_with_a_clear_message() -> None:
     ("extra", "message"),
     [
         (["--set", "config.server.metrics_listen=127.0.0.1:9090"], "listens on loopback only"),
+        (["--set", "config.server.http_listen=127.0.0.1:9000"], "config.server.http_listen=127.0.0.1:9000 listens"),
+        (["--set", "config.server.http_client_certs=sometimes"], "http_client_certs must be one of"),
         (["--set", "tls.enabled=false"], "set config.server.allow_insecure_plaintext=true"),
         (
             [
@@ -349,6 +355,8 @@ def test_sqlite_with_several_replicas_fails_with_a_clear_message() -> None:
     ],
     ids=[
         "loopback-listen",
+        "loopback-rest-listen",
+        "unknown-client-certs-mode",
         "plaintext-without-consent",
         "pkcs11-without-library",
         "chart-owned-key",
@@ -437,14 +445,35 @@ def test_pod_is_hardened_and_probed(case: str) -> None:
     assert "command" not in container and "args" not in container, "the image entrypoint runs the signer"
     one(docs, "PodDisruptionBudget")
     service = one(docs, "Service", "signer-validator-signer")
-    assert {p["name"] for p in service["spec"]["ports"]} == {"grpc", "metrics"}
+    rest = {"http"} if case != "pkcs11" else set()  # the REST front is on unless http_listen is null
+    assert {p["name"] for p in service["spec"]["ports"]} == {"grpc", "metrics"} | rest
+
+
+def test_rest_port_is_exposed_where_http_listen_is_set() -> None:
+    """The REST front (Web3Signer API): container port from http_listen, Service port from
+    service.httpPort, https under tls.enabled; none of it when http_listen is null (pkcs11 case)."""
+    docs = rendered("postgres-ha")
+    ports = {p["name"]: p["containerPort"] for p in signer_container(docs)["ports"]}
+    assert ports["http"] == 9443
+    service = one(docs, "Service", "signer-validator-signer")
+    (http,) = [p for p in service["spec"]["ports"] if p["name"] == "http"]
+    assert http == {"name": "http", "port": 9443, "targetPort": "http", "protocol": "TCP", "appProtocol": "https"}
+    assert rendered_toml(docs)["server"]["http_listen"] == "0.0.0.0:9443"
+    default = rendered("default")
+    assert rendered_toml(default)["server"]["http_listen"] == "0.0.0.0:9000"
+    assert {p["name"]: p["port"] for p in one(default, "Service", "signer-validator-signer")["spec"]["ports"]}[
+        "http"
+    ] == 9000
+    off = rendered("pkcs11")
+    assert "http_listen" not in rendered_toml(off)["server"]
+    assert "http" not in {p["name"] for p in signer_container(off)["ports"]}
 
 
 def test_network_policy_admits_only_labelled_clients_and_prometheus() -> None:
     assert not [d for d in rendered("default") if d["kind"] == "NetworkPolicy"]
     policy = one(rendered("postgres-ha"), "NetworkPolicy")
     grpc_rule, metrics_rule = policy["spec"]["ingress"]
-    assert grpc_rule["ports"] == [{"port": "grpc", "protocol": "TCP"}]
+    assert grpc_rule["ports"] == [{"port": "grpc", "protocol": "TCP"}, {"port": "http", "protocol": "TCP"}]
     assert grpc_rule["from"] == [
         {
             "podSelector": {"matchLabels": {"validator-signer/client": "true"}},

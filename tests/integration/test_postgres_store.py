@@ -19,9 +19,9 @@ from signer.errors import (
     SlotNotAboveLowerBound,
 )
 from signer.protection import rules
-from signer.protection.history import load_migrations
 from signer.protection.postgres import PostgresStore, eth2_lock_key
 from signer.protection.rules import AttestationRecord, LowerBounds
+from signer.protection.sql_common import load_migrations
 from signer.protection.store import InitializedBy
 from signer.types import ZERO_ROOT, AttestationCheck, BlockCheck, Safe
 from tests.postgres import PostgresServer, postgres_dsn, postgres_server  # noqa: F401 - fixtures

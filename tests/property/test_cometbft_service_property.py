@@ -27,6 +27,7 @@ from signer import errors
 from signer.cometbft.messages import Proposal, SignedMsgType, Timestamp, Vote
 from signer.eth2.networks import MAINNET
 from signer.keys.emulated import MIN_SCRYPT_N
+from signer.keys.keyring import KeyRing
 from signer.protection.store import ProtectionStore
 from signer.service import ConsensusRequest, SigningService
 from signer.types import LOCAL_CLIENT, ZERO_ROOT
@@ -133,16 +134,18 @@ def run(
 ) -> None:  # fmt: skip
     """Run ``ops`` on fresh chains; ``opened[-1]`` is the open store (a restart appends the new one)."""
     chains = [dataclasses.replace(k, chain_id=f"prop-{k.scheme.value}-{next(_chains)}") for k in keys]
-    service = SigningService(MAINNET, module, opened[-1], comet_chains={k.chain_id: k.account for k in chains})
+    service = SigningService(MAINNET, KeyRing(module, chains={k.chain_id: k.account for k in chains}), opened[-1])
     model = Model()
     for op in ops:
         if isinstance(op, Restart):
             opened[-1].close()
             opened.append(keys_never_signed(make_store(backend_name, where, ZERO_ROOT)))
-            service = SigningService(MAINNET, module, opened[-1], comet_chains={k.chain_id: k.account for k in chains})
+            service = SigningService(
+                MAINNET, KeyRing(module, chains={k.chain_id: k.account for k in chains}), opened[-1]
+            )
             continue
         requests = [ConsensusRequest(chains[i].chain_id, msg, skip) for i, msg, skip in op.requests]
-        outcomes = service.sign_consensus(LOCAL_CLIENT, requests)
+        outcomes = service.sign(LOCAL_CLIENT, requests)
         assert len(outcomes) == len(requests)
         for (index, msg, skip), outcome in zip(op.requests, outcomes, strict=True):
             key, last = chains[index], model.last.get(index)

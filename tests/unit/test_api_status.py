@@ -1,12 +1,14 @@
-"""signer.api.status, the one mapping from the error tree to the wire (issue 3: ResponseState).
+"""signer.api.status: the one error -> wire table (gRPC code, Dirk ResponseState, admin status,
+outcome label, HTTP status), one row per ``errors.Status``; each error class declares its status.
 
-Dirk's ResponseState is DENIED for anything the client caused or may not do (slashable, unknown key,
-locked account, bad input, a forbidden domain or another network's domain, a permission) and FAILED
-for our own failures (storage, key module, internal). Every concrete error class is in the table, so
-a new class without a decided mapping fails ``test_every_error_class_is_in_the_table``.
+Exhaustiveness: every concrete error class (and every ``Status``) has a row, so a new class gets a
+wire answer decided where it is declared. The rules below pin what the fronts rely on (Dirk's
+DENIED for the caller's refusals, FAILED for ours; the REST front's HTTP statuses).
 """
 
 from __future__ import annotations
+
+from http import HTTPStatus
 
 import grpc
 import pytest
@@ -14,11 +16,21 @@ import pytest
 from signer import errors
 from signer.api import status
 from signer.api._proto.signer.admin.v1 import admin_pb2
+from signer.errors import Status
+from signer.types import RequestOutcome
 
-OK = admin_pb2.RESPONSE_STATUS_OK
-REFUSED = admin_pb2.RESPONSE_STATUS_REFUSED
-ADMIN_FAILED = admin_pb2.RESPONSE_STATUS_FAILED
 C = grpc.StatusCode
+ABSTRACT = {errors.RequestError, errors.KeystoreError, errors.NotSafeToSign, errors.ThresholdError}
+
+
+def _concrete_classes(base: type[errors.SignerError]) -> set[type[errors.SignerError]]:
+    found: set[type[errors.SignerError]] = set()
+    for sub in base.__subclasses__():
+        found |= {sub} | _concrete_classes(sub)
+    return found - ABSTRACT
+
+
+CLASSES = sorted(_concrete_classes(errors.SignerError), key=lambda cls: cls.__name__)
 
 
 def _make(cls: type[errors.SignerError]) -> errors.SignerError:
@@ -27,100 +39,130 @@ def _make(cls: type[errors.SignerError]) -> errors.SignerError:
     return cls(f"{cls.__name__} for the test")
 
 
-# class -> (gRPC code, Dirk ResponseState, admin ResponseStatus, outcome label)
-TABLE: dict[type[errors.SignerError], tuple[grpc.StatusCode, int, int, str]] = {
-    errors.MalformedRequest: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "invalid"),
-    errors.MalformedDocument: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "invalid"),
-    errors.UnknownKey: (C.NOT_FOUND, status.DENIED, REFUSED, "denied"),
-    errors.UnsupportedScheme: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
-    errors.KeyLocked: (C.FAILED_PRECONDITION, status.DENIED, REFUSED, "denied"),
-    errors.WrongNetwork: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
-    errors.ForbiddenDomain: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
-    errors.SigningRootMismatch: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
-    errors.MalformedKeystore: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
-    errors.KdfLimitExceeded: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
-    errors.WrongPassword: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
-    errors.AccessDenied: (C.PERMISSION_DENIED, status.DENIED, REFUSED, "denied"),
-    errors.RateLimited: (C.RESOURCE_EXHAUSTED, status.FAILED, ADMIN_FAILED, "rate_limited"),
-    errors.DoubleBlockProposal: (C.FAILED_PRECONDITION, status.DENIED, REFUSED, "denied"),
-    errors.SlotNotAboveLowerBound: (C.FAILED_PRECONDITION, status.DENIED, REFUSED, "denied"),
-    errors.DoubleVote: (C.FAILED_PRECONDITION, status.DENIED, REFUSED, "denied"),
-    errors.SurroundingVote: (C.FAILED_PRECONDITION, status.DENIED, REFUSED, "denied"),
-    errors.SurroundedVote: (C.FAILED_PRECONDITION, status.DENIED, REFUSED, "denied"),
-    errors.SourceExceedsTarget: (C.FAILED_PRECONDITION, status.DENIED, REFUSED, "denied"),
-    errors.SourceBelowLowerBound: (C.FAILED_PRECONDITION, status.DENIED, REFUSED, "denied"),
-    errors.TargetNotAboveLowerBound: (C.FAILED_PRECONDITION, status.DENIED, REFUSED, "denied"),
-    errors.HeightRegression: (C.FAILED_PRECONDITION, status.DENIED, REFUSED, "denied"),
-    errors.RoundRegression: (C.FAILED_PRECONDITION, status.DENIED, REFUSED, "denied"),
-    errors.StepRegression: (C.FAILED_PRECONDITION, status.DENIED, REFUSED, "denied"),
-    errors.ConflictingConsensusMessage: (C.FAILED_PRECONDITION, status.DENIED, REFUSED, "denied"),
-    errors.ProtectionNotInitialized: (C.FAILED_PRECONDITION, status.DENIED, REFUSED, "denied"),
-    errors.ProtectionStoreError: (C.UNAVAILABLE, status.FAILED, ADMIN_FAILED, "unavailable"),
-    errors.SchemaTooNew: (C.UNAVAILABLE, status.FAILED, ADMIN_FAILED, "unavailable"),
-    errors.InterchangeError: (C.INVALID_ARGUMENT, status.FAILED, REFUSED, "failed"),
-    errors.KeyModuleError: (C.UNAVAILABLE, status.FAILED, ADMIN_FAILED, "unavailable"),
-    errors.WrongPin: (C.PERMISSION_DENIED, status.FAILED, ADMIN_FAILED, "unavailable"),
-    errors.ModuleTampered: (C.INTERNAL, status.FAILED, ADMIN_FAILED, "unavailable"),
-    errors.ConfigError: (C.INVALID_ARGUMENT, status.FAILED, REFUSED, "failed"),
-    errors.WeakPin: (C.INVALID_ARGUMENT, status.FAILED, REFUSED, "failed"),  # a CLI refusal: never on the wire
-    errors.InternalError: (C.INTERNAL, status.FAILED, ADMIN_FAILED, "failed"),
-    errors.DataDirLocked: (C.INTERNAL, status.FAILED, ADMIN_FAILED, "failed"),  # at start only: never on the wire
-    # Distributed accounts (issue 17). Threshold and session refusals are the caller's: DENIED. The
-    # DKG service is not wired yet; DkgAborted falls through to INTERNAL/FAILED until it gets its own
-    # row in signer/api/status.py (ABORTED would fit) when it is.
-    errors.InvalidParticipantId: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
-    errors.DuplicateParticipantId: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
-    errors.InvalidThreshold: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
-    errors.InvalidPoint: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
-    errors.InvalidShare: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
-    errors.NotEnoughShares: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
-    errors.DkgSessionConflict: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
-    errors.DkgSessionNotFound: (C.INVALID_ARGUMENT, status.DENIED, REFUSED, "denied"),
-    errors.DkgAborted: (C.INTERNAL, status.FAILED, ADMIN_FAILED, "failed"),
-    # Admin calls' second factor and two-person approval (issue 16): refusals of the caller.
-    errors.AdminRefusal: (C.PERMISSION_DENIED, status.DENIED, REFUSED, "denied"),
-    errors.OneTimeCodeMissing: (C.PERMISSION_DENIED, status.DENIED, REFUSED, "denied"),
-    errors.SecondFactorNotConfigured: (C.PERMISSION_DENIED, status.DENIED, REFUSED, "denied"),
-    errors.UnknownOperator: (C.PERMISSION_DENIED, status.DENIED, REFUSED, "denied"),
-    errors.WrongOneTimeCode: (C.PERMISSION_DENIED, status.DENIED, REFUSED, "denied"),
-    errors.OneTimeCodeExpired: (C.PERMISSION_DENIED, status.DENIED, REFUSED, "denied"),
-    errors.OneTimeCodeReplayed: (C.PERMISSION_DENIED, status.DENIED, REFUSED, "denied"),
-    errors.SameOperatorApproval: (C.PERMISSION_DENIED, status.DENIED, REFUSED, "denied"),
-    errors.UnknownPendingOperation: (C.PERMISSION_DENIED, status.DENIED, REFUSED, "denied"),
-    errors.PendingOperationExpired: (C.PERMISSION_DENIED, status.DENIED, REFUSED, "denied"),
-    errors.PendingOperationDone: (C.PERMISSION_DENIED, status.DENIED, REFUSED, "denied"),
-    errors.PendingKindMismatch: (C.PERMISSION_DENIED, status.DENIED, REFUSED, "denied"),
-    errors.SecondFactorLockedOut: (C.RESOURCE_EXHAUSTED, status.FAILED, ADMIN_FAILED, "rate_limited"),
-    errors.TooManyPending: (C.RESOURCE_EXHAUSTED, status.FAILED, ADMIN_FAILED, "rate_limited"),
-}
+def test_every_status_has_one_row() -> None:
+    assert set(status.TABLE) == set(Status)
 
 
-def _concrete_classes(base: type[errors.SignerError]) -> set[type[errors.SignerError]]:
-    found: set[type[errors.SignerError]] = set()
-    for sub in base.__subclasses__():
-        found |= {sub} | _concrete_classes(sub)
-    return found
-
-
-def test_every_error_class_is_in_the_table() -> None:
-    abstract = {errors.RequestError, errors.KeystoreError, errors.NotSafeToSign, errors.ThresholdError}
-    assert _concrete_classes(errors.SignerError) - abstract == set(TABLE)
-
-
-@pytest.mark.parametrize("cls", list(TABLE), ids=lambda cls: cls.__name__)
-def test_error_maps_to_code_state_admin_status_and_outcome(cls: type[errors.SignerError]) -> None:
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda cls: cls.__name__)
+def test_every_error_class_declares_a_status_with_a_row(cls: type[errors.SignerError]) -> None:
     error = _make(cls)
-    code, state, admin, outcome = TABLE[cls]
-    assert status.grpc_code(error) == code
-    assert status.response_state(error) == state
-    assert status.admin_status(error) == admin
-    assert status.outcome_label(error) == outcome
+    assert isinstance(cls.status, Status)
+    assert status.wire(error) is status.TABLE[cls.status]
+
+
+def _rows(base: type[errors.SignerError]) -> list[type[errors.SignerError]]:
+    return [cls for cls in CLASSES if issubclass(cls, base)]
+
+
+@pytest.mark.parametrize("cls", _rows(errors.NotSafeToSign), ids=lambda cls: cls.__name__)
+def test_a_slashing_refusal_is_denied_precondition_failed_412(cls: type[errors.SignerError]) -> None:
+    row = status.wire(_make(cls))
+    assert (row.code, row.state, row.admin, row.outcome, row.http) == (
+        C.FAILED_PRECONDITION,
+        status.DENIED,
+        admin_pb2.RESPONSE_STATUS_REFUSED,
+        RequestOutcome.DENIED,
+        HTTPStatus.PRECONDITION_FAILED,
+    )
+
+
+@pytest.mark.parametrize("cls", _rows(errors.AccessDenied), ids=lambda cls: cls.__name__)
+def test_access_denied_and_admin_refusals_are_permission_denied_403(cls: type[errors.SignerError]) -> None:
+    row = status.wire(_make(cls))
+    assert (row.code, row.state, row.outcome, row.http) == (
+        C.PERMISSION_DENIED,
+        status.DENIED,
+        RequestOutcome.DENIED,
+        HTTPStatus.FORBIDDEN,
+    )
+
+
+@pytest.mark.parametrize("cls", _rows(errors.RateLimited), ids=lambda cls: cls.__name__)
+def test_rate_limits_are_resource_exhausted_429_with_a_retry_after(cls: type[errors.SignerError]) -> None:
+    error = _make(cls)
+    row = status.wire(error)
+    assert (row.code, row.state, row.outcome, row.http) == (
+        C.RESOURCE_EXHAUSTED,
+        status.FAILED,
+        RequestOutcome.RATE_LIMITED,
+        HTTPStatus.TOO_MANY_REQUESTS,
+    )
+    assert isinstance(error, errors.RateLimited) and status.retry_after_ms(error) == 250
+
+
+@pytest.mark.parametrize("cls", _rows(errors.MalformedRequest), ids=lambda cls: cls.__name__)
+def test_malformed_requests_are_invalid_400(cls: type[errors.SignerError]) -> None:
+    row = status.wire(_make(cls))
+    assert (row.code, row.state, row.outcome, row.http) == (
+        C.INVALID_ARGUMENT,
+        status.DENIED,
+        RequestOutcome.INVALID,
+        HTTPStatus.BAD_REQUEST,
+    )
+
+
+@pytest.mark.parametrize(
+    ("cls", "code", "http"),
+    [
+        (errors.WrongNetwork, C.INVALID_ARGUMENT, HTTPStatus.BAD_REQUEST),
+        (errors.SigningRootMismatch, C.INVALID_ARGUMENT, HTTPStatus.BAD_REQUEST),
+        (errors.ForbiddenDomain, C.INVALID_ARGUMENT, HTTPStatus.BAD_REQUEST),
+        (errors.UnsupportedScheme, C.INVALID_ARGUMENT, HTTPStatus.BAD_REQUEST),
+        (errors.UnknownKey, C.NOT_FOUND, HTTPStatus.NOT_FOUND),
+        (errors.KeyLocked, C.FAILED_PRECONDITION, HTTPStatus.PRECONDITION_FAILED),
+        (errors.WrongPassword, C.INVALID_ARGUMENT, HTTPStatus.BAD_REQUEST),
+        (errors.InvalidShare, C.INVALID_ARGUMENT, HTTPStatus.BAD_REQUEST),
+    ],
+    ids=lambda v: getattr(v, "__name__", ""),
+)
+def test_the_callers_refusals_are_denied(cls: type[errors.SignerError], code: grpc.StatusCode, http: int) -> None:
+    row = status.wire(_make(cls))
+    assert (row.code, row.state, row.admin, row.outcome, row.http) == (
+        code,
+        status.DENIED,
+        admin_pb2.RESPONSE_STATUS_REFUSED,
+        RequestOutcome.DENIED,
+        http,
+    )
+
+
+@pytest.mark.parametrize(
+    ("cls", "code", "admin", "outcome", "http"),
+    [
+        (errors.ProtectionStoreError, C.UNAVAILABLE, "failed", "unavailable", 503),
+        (errors.SchemaTooNew, C.UNAVAILABLE, "failed", "unavailable", 503),
+        (errors.KeyModuleError, C.UNAVAILABLE, "failed", "unavailable", 503),
+        (errors.DuplicateKey, C.UNAVAILABLE, "failed", "unavailable", 503),
+        (errors.WrongPin, C.PERMISSION_DENIED, "failed", "unavailable", 503),
+        (errors.ModuleTampered, C.INTERNAL, "failed", "unavailable", 500),
+        (errors.InterchangeError, C.INVALID_ARGUMENT, "refused", "failed", 400),
+        (errors.ConfigError, C.INVALID_ARGUMENT, "refused", "failed", 400),
+        (errors.WeakPin, C.INVALID_ARGUMENT, "refused", "failed", 400),
+        (errors.InternalError, C.INTERNAL, "failed", "failed", 500),
+        (errors.DataDirLocked, C.INTERNAL, "failed", "failed", 500),
+        (errors.DkgAborted, C.INTERNAL, "failed", "failed", 500),
+    ],
+    ids=lambda v: getattr(v, "__name__", ""),
+)
+def test_our_own_failures_are_failed(
+    cls: type[errors.SignerError], code: grpc.StatusCode, admin: str, outcome: str, http: int
+) -> None:
+    admin_codes = {"failed": admin_pb2.RESPONSE_STATUS_FAILED, "refused": admin_pb2.RESPONSE_STATUS_REFUSED}
+    row = status.wire(_make(cls))
+    assert (row.code, row.state, row.admin, row.outcome, row.http) == (
+        code,
+        status.FAILED,
+        admin_codes[admin],
+        outcome,
+        http,
+    )
 
 
 def test_success_is_succeeded_everywhere() -> None:
     assert status.response_state(None) == status.SUCCEEDED
-    assert status.admin_status(None) == OK
+    assert status.admin_status(None) == admin_pb2.RESPONSE_STATUS_OK
     assert status.outcome_label(None) == "succeeded"
+    assert status.http_status(None) == HTTPStatus.OK
 
 
 def test_a_refusal_names_its_offence_and_other_errors_their_message() -> None:
@@ -129,10 +171,38 @@ def test_a_refusal_names_its_offence_and_other_errors_their_message() -> None:
     assert status.describe(errors.UnknownKey("no key dev/9")) == "no key dev/9"
 
 
+def test_retry_after_is_whole_milliseconds_rounded_up_and_at_least_one() -> None:
+    assert status.retry_after_ms(errors.RateLimited("x", retry_after_s=0.0)) == 1
+    assert status.retry_after_ms(errors.RateLimited("x", retry_after_s=0.0101)) == 11
+    assert status.retry_after_ms(errors.RateLimited("x", retry_after_s=1.0)) == 1000
+
+
 def test_worst_outcome_of_a_batch() -> None:
+    o = RequestOutcome
     assert status.worst_outcome([]) == "succeeded"
-    assert status.worst_outcome(["succeeded", "succeeded"]) == "succeeded"
-    assert status.worst_outcome(["succeeded", "invalid", "denied"]) == "denied"
-    assert status.worst_outcome(["denied", "rate_limited", "succeeded"]) == "rate_limited"
-    assert status.worst_outcome(["rate_limited", "unavailable"]) == "unavailable"
-    assert status.worst_outcome(["unavailable", "failed", "succeeded"]) == "failed"
+    assert status.worst_outcome([o.SUCCEEDED, o.SUCCEEDED]) == "succeeded"
+    assert status.worst_outcome([o.SUCCEEDED, o.INVALID, o.DENIED]) == "denied"
+    assert status.worst_outcome([o.DENIED, o.RATE_LIMITED, o.SUCCEEDED]) == "rate_limited"
+    assert status.worst_outcome([o.RATE_LIMITED, o.UNAVAILABLE]) == "unavailable"
+    assert status.worst_outcome([o.UNAVAILABLE, o.FAILED, o.SUCCEEDED]) == "failed"
+
+
+def test_web3signer_statuses_for_the_refusals_clients_see() -> None:
+    """The REST front's answers as the Web3Signer API defines them."""
+    assert status.http_status(errors.MalformedRequest("x")) == 400
+    assert status.http_status(errors.SigningRootMismatch("x")) == 400
+    assert status.http_status(errors.WrongNetwork("x")) == 400
+    assert status.http_status(errors.UnknownKey("x")) == 404
+    assert status.http_status(errors.AccessDenied("x")) == 403
+    assert status.http_status(errors.DoubleVote("x")) == 412
+    assert status.http_status(errors.DoubleBlockProposal("x")) == 412
+    assert status.http_status(errors.RateLimited("x", retry_after_s=0.2)) == 429
+    assert status.http_status(errors.ProtectionStoreError("x")) == 503
+    assert status.http_status(errors.KeyModuleError("x")) == 503
+    assert status.http_status(errors.InternalError("x")) == 500
+
+
+def test_http_retry_after_is_whole_seconds_rounded_up_and_at_least_one() -> None:
+    assert status.retry_after_header(errors.RateLimited("x", retry_after_s=0.001)) == "1"
+    assert status.retry_after_header(errors.RateLimited("x", retry_after_s=1.2)) == "2"
+    assert status.retry_after_header(errors.RateLimited("x", retry_after_s=0.0)) == "1"

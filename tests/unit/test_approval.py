@@ -25,6 +25,7 @@ from signer.keyadmin import (
 )
 from signer.keys import eip2335
 from signer.keys.emulated import EmulatedKeyModule
+from signer.keys.keyring import KeyRing
 from signer.protection.sqlite import SqliteStore
 from signer.service import SigningService
 from signer.totp import OperatorCode, SecondFactor, code_at
@@ -166,10 +167,10 @@ def _admin(tmp_path: Path, clock: FakeClock) -> tuple[KeyAdmin, EmulatedKeyModul
     module = EmulatedKeyModule(tmp_path / "keys", "approval-test-module-pin", create=True, scrypt_n=2**10)
     store = SqliteStore(tmp_path / "protection.sqlite", MAINNET.genesis_validators_root)
     keys_never_signed(store)
-    service = SigningService(MAINNET, module, store)
+    service = SigningService(MAINNET, KeyRing(module), store)
     gate = _gate(clock)
     return (
-        KeyAdmin(module, service, ProtectionAdmin(store, loaded=service.list_keys, gate=gate)),
+        KeyAdmin(module, service.keyring, ProtectionAdmin(store, loaded=service.keyring.list_keys, gate=gate)),
         module,
         store,
         service,
@@ -226,7 +227,7 @@ def test_an_approved_delete_runs_once_with_the_approvers_permission_and_returns_
     clock = FakeClock(T0)
     admin, module, store, service = _admin(tmp_path, clock)
     key = module.generate("w/0", Scheme.BLS)
-    service.reload_keys()
+    service.keyring.reload_keys()
     (verdict,) = store.check_and_record([AttestationCheck(key.public_key, 3, 4, b"\x05" * 32)])
     assert verdict.ok
 

@@ -24,12 +24,13 @@ from signer.eth2.containers import AttestationData, Checkpoint
 from signer.eth2.networks import Network, network_from_config
 from signer.eth2.signing import DomainType, compute_signing_root
 from signer.keys.emulated import EmulatedKeyModule
+from signer.keys.keyring import KeyRing
 from signer.protection.sqlite import SqliteStore
 from signer.protection.store import ConsensusSignature
 from signer.service import (
     AttestationRequest,
-    ConsensusOutcome,
     ConsensusRequest,
+    GenericRequest,
     KeyRef,
     Outcome,
     SigningService,
@@ -87,7 +88,7 @@ def store(tmp_path: Path, network: Network) -> Iterator[ObservedStore]:
 
 @pytest.fixture
 def service(network: Network, module: EmulatedKeyModule, store: ObservedStore) -> SigningService:
-    return SigningService(network, module, store)
+    return SigningService(network, KeyRing(module), store)
 
 
 def request(network: Network, key: KeyInfo, source_epoch: int, target_epoch: int) -> AttestationRequest:
@@ -116,7 +117,7 @@ def submit_all(
 
     def one(n: int) -> None:
         try:
-            results[n] = batcher.attestations(client, [reqs[n]], "SignBeaconAttestation")[0]
+            results[n] = batcher.sign(client, [reqs[n]])[0]
         except BaseException as exc:
             results[n] = exc
 
@@ -133,7 +134,7 @@ def hold_first(batcher: Batcher, store: ObservedStore, req: AttestationRequest) 
     """Start one request that runs alone and blocks inside its protection transaction."""
     store.gate.clear()
     store.entered.clear()
-    t = threading.Thread(target=batcher.attestations, args=(LOCAL_CLIENT, [req], "SignBeaconAttestation"))
+    t = threading.Thread(target=batcher.sign, args=(LOCAL_CLIENT, [req]))
     t.start()
     assert store.entered.wait(10)
     return t
@@ -153,9 +154,7 @@ def test_lone_request_does_not_wait_for_the_window(
     try:
         for n in range(3):
             started = time.monotonic()
-            (outcome,) = batcher.attestations(
-                LOCAL_CLIENT, [request(network, keys[0], 0, n + 1)], "SignBeaconAttestation"
-            )
+            (outcome,) = batcher.sign(LOCAL_CLIENT, [request(network, keys[0], 0, n + 1)])
             assert time.monotonic() - started < 0.09
             assert verifies(keys[0], request(network, keys[0], 0, n + 1), outcome)
         assert [len(t) for t in store.transactions] == [1, 1, 1]
@@ -193,8 +192,8 @@ def test_window_closes_the_batch_after_the_oldest_request(
         first = hold_first(batcher, store, request(network, keys[0], 0, 1))
         started = time.monotonic()
         second = threading.Thread(
-            target=batcher.attestations,
-            args=(LOCAL_CLIENT, [request(network, keys[1], 0, 1)], "SignBeaconAttestation"),
+            target=batcher.sign,
+            args=(LOCAL_CLIENT, [request(network, keys[1], 0, 1)]),
         )
         second.start()
         wait_pending(batcher, 1)
@@ -233,7 +232,7 @@ def test_next_batch_is_committed_while_one_signs_and_nothing_is_answered_before_
     network: Network, module: EmulatedKeyModule, store: ObservedStore, keys: list[KeyInfo]
 ) -> None:
     gated = GatedKeys(module)
-    service = SigningService(network, gated, store)  # type: ignore[arg-type]
+    service = SigningService(network, KeyRing(gated), store)  # type: ignore[arg-type]
     batcher = Batcher(service, window_ms=1, max_batch=256, max_running=2)
     try:
         gated.gate.clear()
@@ -319,14 +318,14 @@ def test_full_queue_raises_rate_limited(
         runner.start()
         wait_pending(batcher, 2)
         with pytest.raises(errors.RateLimited, match="queue is full") as refused:
-            batcher.attestations(LOCAL_CLIENT, [request(network, keys[3], 0, 1)], "SignBeaconAttestation")
+            batcher.sign(LOCAL_CLIENT, [request(network, keys[3], 0, 1)])
         assert refused.value.retry_after_s > 0
         store.gate.set()
         runner.join(30)
         first.join(30)
         assert all(isinstance(r, Outcome) and r.ok for r in results)
         # Once the queue drains, the refused request goes through.
-        (again,) = batcher.attestations(LOCAL_CLIENT, [request(network, keys[3], 0, 1)], "SignBeaconAttestation")
+        (again,) = batcher.sign(LOCAL_CLIENT, [request(network, keys[3], 0, 1)])
         assert again.ok
     finally:
         batcher.close()
@@ -336,7 +335,7 @@ def test_refused_items_do_not_fail_the_others(
     service: SigningService, store: ObservedStore, network: Network, keys: list[KeyInfo]
 ) -> None:
     # keys[1] has a record at target 5: an attestation at target 3 is below the lower bound.
-    (setup,) = service.sign_attestations(LOCAL_CLIENT, [request(network, keys[1], 0, 5)])
+    (setup,) = service.sign(LOCAL_CLIENT, [request(network, keys[1], 0, 5)])
     assert setup.ok
     store.transactions.clear()
     batcher = Batcher(service, window_ms=20, max_batch=256, max_running=1)
@@ -374,10 +373,63 @@ def test_explicit_batches_pass_straight_through_in_order(
     batcher = Batcher(service, window_ms=100)
     try:
         reqs = [request(network, keys[n], 0, 2) for n in (5, 3, 7)]
-        outcomes = batcher.attestations(LOCAL_CLIENT, reqs, "SignBeaconAttestations")
+        outcomes = batcher.sign(LOCAL_CLIENT, reqs)
         assert [verifies(keys[n], r, o) for n, r, o in zip((5, 3, 7), reqs, outcomes, strict=True)] == [True] * 3
         assert [len(t) for t in store.transactions] == [3]
     finally:
+        batcher.close()
+
+
+def test_requests_of_several_clients_share_one_transaction(
+    service: SigningService, store: ObservedStore, network: Network, keys: list[KeyInfo]
+) -> None:
+    # Each request was authorized for its own client when it was prepared: one queue serves all.
+    batcher = Batcher(service, window_ms=20, max_batch=256, max_running=1)
+    try:
+        first = hold_first(batcher, store, request(network, keys[0], 0, 1))
+        results: list[Outcome | BaseException] = []
+        clients = [ClientIdentity("vc-a"), ClientIdentity("vc-b"), ClientIdentity("vc-c")]
+        runners = [
+            threading.Thread(
+                target=lambda n=n: results.extend(
+                    submit_all(batcher, [request(network, keys[n + 1], 0, 1)], clients[n])
+                )
+            )
+            for n in range(3)
+        ]
+        for runner in runners:
+            runner.start()
+        wait_pending(batcher, 3)
+        store.gate.set()
+        for runner in runners:
+            runner.join(30)
+        first.join(30)
+        assert [len(t) for t in store.transactions] == [1, 3]
+        assert len(results) == 3 and all(isinstance(r, Outcome) and r.ok for r in results)
+    finally:
+        store.gate.set()
+        batcher.close()
+
+
+def test_a_request_with_nothing_to_protect_is_signed_while_the_store_is_held(
+    service: SigningService, store: ObservedStore, network: Network, keys: list[KeyInfo]
+) -> None:
+    batcher = Batcher(service, window_ms=100, max_running=1)
+    try:
+        first = hold_first(batcher, store, request(network, keys[0], 0, 1))
+        randao = GenericRequest(KeyRef(public_key=keys[1].public_key), network.domain(DomainType.RANDAO, 1), b"\5" * 32)
+        started = time.monotonic()
+        (outcome,) = batcher.sign(LOCAL_CLIENT, [randao])  # queued, it would wait for the gate (10 s)
+        assert time.monotonic() - started < 5
+        assert not store.gate.is_set()  # the first batch is still held in its transaction
+        assert outcome.ok and outcome.signature is not None
+        root = compute_signing_root(randao.data, randao.domain)
+        assert bls.verify(keys[1].public_key, root, outcome.signature)
+        assert batcher.pending == 0 and len(store.transactions) == 1
+        store.gate.set()
+        first.join(10)
+    finally:
+        store.gate.set()
         batcher.close()
 
 
@@ -399,7 +451,7 @@ def test_close_refuses_queued_requests(
     (queued,) = results
     assert isinstance(queued, Outcome) and isinstance(queued.error, errors.RateLimited)
     with pytest.raises(errors.RateLimited, match="shutting down"):
-        batcher.attestations(LOCAL_CLIENT, [request(network, keys[2], 0, 1)], "SignBeaconAttestation")
+        batcher.sign(LOCAL_CLIENT, [request(network, keys[2], 0, 1)])
 
 
 def comet_vote(height: int, block: int = 1) -> Vote:
@@ -423,9 +475,8 @@ def test_votes_of_several_chains_share_one_transaction_and_one_signature_record(
         infos = {c: comet.generate(f"comet/{c}", Scheme.SECP256K1) for c in [*chains, "chain-hold"]}
         shared = comet.generate("comet/shared", Scheme.ED25519)
         service = SigningService(
-            network, comet, store, comet_chains={**{c: f"comet/{c}" for c in infos}, "shared-a": "comet/shared",
-                                                 "shared-b": "comet/shared"},
-        )  # fmt: skip
+            network, KeyRing(comet, chains={**{c: f"comet/{c}" for c in infos}, "shared-a": "comet/shared",
+                                                 "shared-b": "comet/shared"}), store)  # fmt: skip
         signature_records: list[int] = []
         record = store.record_consensus_signatures
 
@@ -439,15 +490,15 @@ def test_votes_of_several_chains_share_one_transaction_and_one_signature_record(
             store.gate.clear()
             store.entered.clear()
             held = ConsensusRequest("chain-hold", comet_vote(7))
-            first = threading.Thread(target=batcher.consensus, args=(LOCAL_CLIENT, [held], "SignVote"))
+            first = threading.Thread(target=batcher.sign, args=(LOCAL_CLIENT, [held]))
             first.start()
             assert store.entered.wait(10)
             reqs = [ConsensusRequest(c, comet_vote(7)) for c in chains]
             reqs += [ConsensusRequest("shared-a", comet_vote(7)), ConsensusRequest("shared-b", comet_vote(7))]
-            results: list[ConsensusOutcome | None] = [None] * len(reqs)
+            results: list[Outcome | None] = [None] * len(reqs)
 
             def one(n: int) -> None:
-                results[n] = batcher.consensus(LOCAL_CLIENT, [reqs[n]], "SignVote")[0]
+                results[n] = batcher.sign(LOCAL_CLIENT, [reqs[n]])[0]
 
             threads = [threading.Thread(target=one, args=(n,)) for n in range(len(reqs))]
             for t in threads:
@@ -469,9 +520,9 @@ def test_votes_of_several_chains_share_one_transaction_and_one_signature_record(
                                                               req.message).sign_bytes)  # fmt: skip
                     assert secp256k1.verify_digest(infos[req.chain_id].public_key, digest, outcome.signature)
             # A repeat answers the recorded signature (read back from the store, not re-signed).
-            (again,) = batcher.consensus(LOCAL_CLIENT, [reqs[0]], "SignVote")
+            (again,) = batcher.sign(LOCAL_CLIENT, [reqs[0]])
             assert again.signature == results[0].signature  # type: ignore[union-attr]
-            (conflict,) = batcher.consensus(LOCAL_CLIENT, [ConsensusRequest(chains[0], comet_vote(7, 2))], "SignVote")
+            (conflict,) = batcher.sign(LOCAL_CLIENT, [ConsensusRequest(chains[0], comet_vote(7, 2))])
             assert isinstance(conflict.error, errors.ConflictingConsensusMessage)
             assert shared.public_key not in {i.public_key for i in infos.values()}
         finally:

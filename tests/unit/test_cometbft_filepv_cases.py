@@ -5,7 +5,7 @@ TestVoteExtensionsAreSignedIfSignExtensionIsTrue / ...IsFalse, TestUnmarshalVali
 re-expressed here as rows of our own tables; the row names cite the upstream test. The facts carry
 over (what FilePV signs, refuses, or answers with an earlier signature), the code does not.
 
-Everything runs through ``SigningService.sign_consensus`` with the real emulated key module (one
+Everything runs through ``SigningService.sign`` with the real emulated key module (one
 secp256k1 and one ed25519 key) and the real protection store of EVERY backend in tests/stores.py.
 Every signature that comes back is verified here, independently: sign bytes are built from the
 generated ``CanonicalVote`` / ``CanonicalProposal`` / ``CanonicalVoteExtension`` protobuf classes (never
@@ -43,8 +43,9 @@ from signer.cometbft.messages import (
 from signer.eth2.networks import MAINNET
 from signer.keys.dev import DEV_ED25519_ACCOUNT, DEV_SECP256K1_ACCOUNT, dev_ed25519_secret, dev_secp256k1_secret
 from signer.keys.emulated import MIN_SCRYPT_N
+from signer.keys.keyring import KeyRing
 from signer.protection.store import ProtectionStore
-from signer.service import ConsensusOutcome, ConsensusRequest, SigningService
+from signer.service import ConsensusRequest, Outcome, SigningService
 from signer.types import LOCAL_CLIENT, Scheme
 from tests.fakes import CountingModule, block_id
 from tests.stores import StoreFactory, backend, keys_never_signed, store, store_factory  # noqa: F401 - fixtures
@@ -119,7 +120,7 @@ def module(shared_module: CountingModule) -> CountingModule:
 
 def make_service(module: CountingModule, protection: ProtectionStore) -> SigningService:
     keys_never_signed(protection)
-    return SigningService(MAINNET, module, protection, comet_chains={k.chain_id: k.account for k in KEY_CASES})
+    return SigningService(MAINNET, KeyRing(module, chains={k.chain_id: k.account for k in KEY_CASES}), protection)
 
 
 # --- messages and their independent sign bytes ----------------------------------------------
@@ -354,14 +355,14 @@ CASES = [
 ]
 
 
-def sign_one(service: SigningService, key: KeyCase, step: Step) -> ConsensusOutcome:
+def sign_one(service: SigningService, key: KeyCase, step: Step) -> Outcome:
     request = ConsensusRequest(key.chain_id, step.message, skip_extension_signing=step.skip_extension_signing)
-    outcomes = service.sign_consensus(LOCAL_CLIENT, [request])
+    outcomes = service.sign(LOCAL_CLIENT, [request])
     assert len(outcomes) == 1
     return outcomes[0]
 
 
-def check_extension(key: KeyCase, step: Step, answered: Vote | Proposal, outcome: ConsensusOutcome) -> None:
+def check_extension(key: KeyCase, step: Step, answered: Vote | Proposal, outcome: Outcome) -> None:
     """Extensions are signed only for non-nil precommits, and only unless skip_extension_signing."""
     msg = step.message
     if isinstance(msg, Vote) and msg.extends_block and not step.skip_extension_signing:
@@ -372,9 +373,9 @@ def check_extension(key: KeyCase, step: Step, answered: Vote | Proposal, outcome
         assert outcome.extension_signature is None
 
 
-def run_steps(service: SigningService, key: KeyCase, steps: Sequence[Step]) -> list[ConsensusOutcome]:
+def run_steps(service: SigningService, key: KeyCase, steps: Sequence[Step]) -> list[Outcome]:
     """Run the steps one request at a time, checking each outcome against its row."""
-    outcomes: list[ConsensusOutcome] = []
+    outcomes: list[Outcome] = []
     answered: list[Vote | Proposal | None] = []
     """Per step: the message whose signature came back (the request, or it with the earlier timestamp)."""
     for number, step in enumerate(steps):

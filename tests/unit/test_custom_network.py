@@ -17,6 +17,7 @@ from signer.eth2.containers import BeaconBlockHeader
 from signer.eth2.networks import MAINNET, Network
 from signer.keys.dev import dev_bls_secret
 from signer.keys.emulated import MIN_SCRYPT_N, EmulatedKeyModule
+from signer.keys.keyring import KeyRing
 from signer.protection.sqlite import SqliteStore
 from signer.service import KeyRef, ProposalRequest, SigningService
 from signer.types import LOCAL_CLIENT, Scheme
@@ -85,7 +86,7 @@ def service(tmp_path: Path) -> Iterator[SigningService]:
     module.import_secrets([("v/0", Scheme.BLS, dev_bls_secret(0))])
     net = lodestar_dev()
     store = keys_never_signed(SqliteStore(tmp_path / "protection.sqlite", net.genesis_validators_root))
-    yield SigningService(net, module, store)
+    yield SigningService(net, KeyRing(module), store)
     store.close()
 
 
@@ -99,9 +100,9 @@ def test_service_signs_a_slot_17_block_with_the_capella_domain_and_refuses_the_a
     capella = compute_domain(DomainType.BEACON_PROPOSER, CAPELLA, gvr)
     altair = compute_domain(DomainType.BEACON_PROPOSER, ALTAIR, gvr)
     key = KeyRef(account="v/0")
-    (refused,) = service.sign_proposals(LOCAL_CLIENT, [ProposalRequest(key, altair, header)])
+    (refused,) = service.sign(LOCAL_CLIENT, [ProposalRequest(key, altair, header)])
     assert isinstance(refused.error, WrongNetwork), refused.error
-    (signed,) = service.sign_proposals(LOCAL_CLIENT, [ProposalRequest(key, capella, header)])
+    (signed,) = service.sign(LOCAL_CLIENT, [ProposalRequest(key, capella, header)])
     assert signed.error is None
     root = compute_signing_root(header.hash_tree_root(), capella)
     assert signed.signature == bls.sign(dev_bls_secret(0), root)

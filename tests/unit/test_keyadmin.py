@@ -25,6 +25,7 @@ from signer.keyadmin import (
 )
 from signer.keys import eip2335
 from signer.keys.emulated import EmulatedKeyModule
+from signer.keys.keyring import KeyRing
 from signer.protection.sqlite import SqliteStore
 from signer.service import SigningService
 from signer.types import LOCAL_CLIENT, AttestationCheck, KeyInfo, Scheme
@@ -77,26 +78,26 @@ def test_the_cli_core_works_on_the_module_alone(tmp_path: Path) -> None:
 
 
 class _RecordingIndex:
-    """A KeyIndex that is not the SigningService: it forwards to one and writes down each call."""
+    """A KeyIndex that is not the KeyRing: it forwards to one and writes down each call."""
 
     def __init__(self, service: SigningService, log: list[str]) -> None:
         self.service = service
         self.log = log
 
     def list_keys(self) -> list[KeyInfo]:
-        return self.service.list_keys()
+        return self.service.keyring.list_keys()
 
     def reload_keys(self) -> list[KeyInfo]:
         self.log.append("reload")
-        return self.service.reload_keys()
+        return self.service.keyring.reload_keys()
 
     def retire_keys(self, public_keys: Sequence[bytes]) -> None:
         self.log.append(f"retire {len(public_keys)}")
-        self.service.retire_keys(public_keys)
+        self.service.keyring.retire_keys(public_keys)
 
     def readmit_keys(self, public_keys: Sequence[bytes]) -> list[KeyInfo]:
         self.log.append(f"readmit {len(public_keys)}")
-        return self.service.readmit_keys(public_keys)
+        return self.service.keyring.readmit_keys(public_keys)
 
 
 class _RecordingStore(SqliteStore):
@@ -125,7 +126,7 @@ def test_delete_retires_then_exports_then_deletes_and_keeps_the_history(tmp_path
     store = _RecordingStore(tmp_path / "protection.sqlite", GVR)
     store.log = log
     keys_never_signed(store)
-    service = SigningService(MAINNET, module, store)
+    service = SigningService(MAINNET, KeyRing(module), store)
     index = _RecordingIndex(service, log)
     admin = KeyAdmin(module, index, ProtectionAdmin(store, loaded=index.list_keys))
     (generated,) = admin.generate(LOCAL_CLIENT, 1)
@@ -139,7 +140,7 @@ def test_delete_retires_then_exports_then_deletes_and_keeps_the_history(tmp_path
     assert [r.status for r in first.results] == [KeyStatus.DELETED, KeyStatus.NOT_FOUND]
     assert first.returns_history
     assert [d["pubkey"] for d in first.slashing_protection["data"]] == ["0x" + generated.public_key.hex()]
-    assert service.list_keys() == []
+    assert service.keyring.list_keys() == []
 
     again = done(admin.delete(LOCAL_CLIENT, [generated.public_key]))
     assert [r.status for r in again.results] == [KeyStatus.NOT_ACTIVE]

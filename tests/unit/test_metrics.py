@@ -14,15 +14,14 @@ from signer.observability.metrics import (
     MAX_CLIENT_LABELS,
     METRIC_NAMES,
     OFFENCES,
-    Outcome,
     PrometheusMonitor,
 )
-from signer.types import Monitor, Scheme
+from signer.types import Monitor, RequestOutcome, Scheme
 
 
 def record_one_of_each(monitor: PrometheusMonitor) -> None:
     """One event of every kind the Monitor protocol reports (shared with the integration tests)."""
-    monitor.request_done("SignBeaconAttestation", Outcome.SUCCEEDED, 0.0012)
+    monitor.request_done("SignBeaconAttestation", RequestOutcome.SUCCEEDED, 0.0012)
     monitor.signed(Scheme.BLS, 3, 0.0009)
     monitor.batch(3)
     monitor.refusal(DoubleVote.offence)
@@ -129,7 +128,7 @@ def test_batch_size_buckets_span_one_to_a_thousand() -> None:
     assert value(monitor, "signer_batch_size_bucket", le="+Inf") == 3
 
 
-@pytest.mark.parametrize("outcome", [o.value for o in Outcome], ids=[o.value for o in Outcome])
+@pytest.mark.parametrize("outcome", [o.value for o in RequestOutcome], ids=[o.value for o in RequestOutcome])
 def test_every_outcome_is_its_own_label_value(outcome: str) -> None:
     monitor = PrometheusMonitor()
     monitor.request_done("SignVote", outcome, 0.001)

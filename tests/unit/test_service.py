@@ -31,6 +31,7 @@ from signer.keys.dev import (
     dev_secp256k1_secret,
 )
 from signer.keys.emulated import MIN_SCRYPT_N
+from signer.keys.keyring import KeyRing
 from signer.protection.sqlite import SqliteStore
 from signer.service import (
     AttestationRequest,
@@ -39,6 +40,7 @@ from signer.service import (
     KeyRef,
     ProposalRequest,
     SigningService,
+    SignRequest,
 )
 from signer.types import LOCAL_CLIENT, AttestationCheck, ClientIdentity, ProtectionCheck, Scheme, Verdict
 from tests.fakes import CountingModule
@@ -85,7 +87,7 @@ def store(tmp_path: Path) -> Iterator[FailingStore]:
 
 @pytest.fixture
 def service(module: CountingModule, store: FailingStore) -> SigningService:
-    return SigningService(MAINNET, module, store, comet_chains=CHAINS)
+    return SigningService(MAINNET, KeyRing(module, chains=CHAINS), store)
 
 
 def cp(epoch: int) -> Checkpoint:
@@ -118,14 +120,14 @@ def test_store_not_initialized_refuses_every_item_saying_what_to_do_and_signs_no
 ) -> None:
     fresh = SqliteStore(tmp_path / "fresh.sqlite", MAINNET.genesis_validators_root)  # new: a lost history
     try:
-        svc = SigningService(MAINNET, module, fresh, comet_chains=CHAINS)
+        svc = SigningService(MAINNET, KeyRing(module, chains=CHAINS), fresh)
         assert not svc.protection_initialized()
         header = BeaconBlockHeader(slot=64, proposer_index=1, parent_root=b"\1" * 32, state_root=b"\2" * 32,
                                    body_root=b"\3" * 32)  # fmt: skip
-        outcomes: list[_Refusable] = [
-            *svc.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2), att(1, 1, 2)]),
-            *svc.sign_proposals(LOCAL_CLIENT, [ProposalRequest(KeyRef(account="v/1"), PROPOSER, header)]),
-            *svc.sign_consensus(LOCAL_CLIENT, [ConsensusRequest("chain-secp", vote(5))]),
+        outcomes = [
+            *svc.sign(LOCAL_CLIENT, [att(0, 1, 2), att(1, 1, 2)]),
+            *svc.sign(LOCAL_CLIENT, [ProposalRequest(KeyRef(account="v/1"), PROPOSER, header)]),
+            *svc.sign(LOCAL_CLIENT, [ConsensusRequest("chain-secp", vote(5))]),
         ]
         assert errors_of(outcomes) == [errors.ProtectionNotInitialized] * 4
         refusal = outcomes[0].error
@@ -151,8 +153,8 @@ def test_store_not_initialized_refuses_every_item_saying_what_to_do_and_signs_no
             }
         )
         assert svc.protection_initialized()
-        assert errors_of(svc.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2)])) == [errors.DoubleVote]
-        assert svc.sign_attestations(LOCAL_CLIENT, [att(0, 2, 3), att(1, 1, 2)])[0].ok
+        assert errors_of(svc.sign(LOCAL_CLIENT, [att(0, 1, 2)])) == [errors.DoubleVote]
+        assert svc.sign(LOCAL_CLIENT, [att(0, 2, 3), att(1, 1, 2)])[0].ok
     finally:
         fresh.close()
 
@@ -164,8 +166,8 @@ def test_store_that_cannot_say_whether_it_is_initialized_refuses(module: Countin
 
     broken = Unanswering(tmp_path / "gone.sqlite", MAINNET.genesis_validators_root)
     try:
-        svc = SigningService(MAINNET, module, broken)
-        assert errors_of(svc.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2)])) == [errors.ProtectionStoreError]
+        svc = SigningService(MAINNET, KeyRing(module), broken)
+        assert errors_of(svc.sign(LOCAL_CLIENT, [att(0, 1, 2)])) == [errors.ProtectionStoreError]
         assert module.signed == []
     finally:
         broken.close()
@@ -174,11 +176,11 @@ def test_store_that_cannot_say_whether_it_is_initialized_refuses(module: Countin
 def test_keys_added_to_an_initialized_store_sign(service: SigningService, module: CountingModule) -> None:
     """Initialization is per store, not per key: a key added later (keystore import, generate) signs
     at once; its history comes with the import (ImportKeystores' slashing_protection) if it has one."""
-    assert service.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2)])[0].ok
+    assert service.sign(LOCAL_CLIENT, [att(0, 1, 2)])[0].ok
     new = module.generate("late/0", Scheme.BLS)
-    service.reload_keys()
+    service.keyring.reload_keys()
     request = AttestationRequest(KeyRef(account="late/0"), ATTESTER, att(0, 1, 2).data)
-    [outcome] = service.sign_attestations(LOCAL_CLIENT, [request])
+    [outcome] = service.sign(LOCAL_CLIENT, [request])
     assert outcome.ok and outcome.key is not None and outcome.key.public_key == new.public_key
 
 
@@ -191,16 +193,16 @@ def test_store_failure_refuses_every_item_and_signs_nothing(
     service: SigningService, module: CountingModule, store: FailingStore, failure: BaseException
 ) -> None:
     store.fail = failure
-    outcomes = service.sign_attestations(LOCAL_CLIENT, [att(i, 1, 2) for i in range(KEYS)])
+    outcomes = service.sign(LOCAL_CLIENT, [att(i, 1, 2) for i in range(KEYS)])
     assert [o.signature for o in outcomes] == [None] * KEYS
     assert all(isinstance(o.error, errors.ProtectionStoreError) for o in outcomes)
     assert module.signed == []
     store.fail = None  # and nothing was recorded: the same attestations sign once the store is back
-    assert all(o.ok for o in service.sign_attestations(LOCAL_CLIENT, [att(i, 1, 2) for i in range(KEYS)]))
+    assert all(o.ok for o in service.sign(LOCAL_CLIENT, [att(i, 1, 2) for i in range(KEYS)]))
 
 
 def test_record_is_committed_before_the_signature_is_returned(service: SigningService, tmp_path: Path) -> None:
-    [outcome] = service.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2)])
+    [outcome] = service.sign(LOCAL_CLIENT, [att(0, 1, 2)])
     assert outcome.ok
     other = SqliteStore(tmp_path / "protection.sqlite", MAINNET.genesis_validators_root)  # a second connection
     try:
@@ -223,13 +225,13 @@ def test_module_failure_refuses_and_the_record_stays(
     service: SigningService, module: CountingModule, failure: BaseException
 ) -> None:
     module.fail = failure
-    outcomes = service.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2), att(1, 1, 2)])
+    outcomes = service.sign(LOCAL_CLIENT, [att(0, 1, 2), att(1, 1, 2)])
     assert [o.signature for o in outcomes] == [None, None]
     assert all(isinstance(o.error, errors.KeyModuleError) for o in outcomes)
     module.fail = None
     # The decision was recorded (safe): a conflicting vote is refused, the identical one signs.
-    assert errors_of(service.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2, block=5)])) == [errors.DoubleVote]
-    assert service.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2)])[0].ok
+    assert errors_of(service.sign(LOCAL_CLIENT, [att(0, 1, 2, block=5)])) == [errors.DoubleVote]
+    assert service.sign(LOCAL_CLIENT, [att(0, 1, 2)])[0].ok
 
 
 def test_store_answering_the_wrong_number_of_verdicts_refuses(
@@ -241,8 +243,8 @@ def test_store_answering_the_wrong_number_of_verdicts_refuses(
 
     short = ShortStore(store.path, MAINNET.genesis_validators_root)
     try:
-        svc = SigningService(MAINNET, module, short)
-        outcomes = svc.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2), att(1, 1, 2)])
+        svc = SigningService(MAINNET, KeyRing(module), short)
+        outcomes = svc.sign(LOCAL_CLIENT, [att(0, 1, 2), att(1, 1, 2)])
         assert errors_of(outcomes) == [errors.InternalError, errors.InternalError]
         assert module.signed == []
     finally:
@@ -253,7 +255,7 @@ def test_store_answering_the_wrong_number_of_verdicts_refuses(
 
 
 def test_one_outcome_per_item_in_order(service: SigningService) -> None:
-    assert service.sign_attestations(LOCAL_CLIENT, [att(1, 1, 2)])[0].ok
+    assert service.sign(LOCAL_CLIENT, [att(1, 1, 2)])[0].ok
     batch = [
         att(0, 1, 2),  # fine
         att(1, 1, 2, block=7),  # double vote
@@ -261,7 +263,7 @@ def test_one_outcome_per_item_in_order(service: SigningService) -> None:
         att(2, 1, 2, domain=b"\x01" * 5),  # malformed domain
         att(3, 5, 4),  # source after target
     ]
-    outcomes = service.sign_attestations(LOCAL_CLIENT, batch)
+    outcomes = service.sign(LOCAL_CLIENT, batch)
     assert errors_of(outcomes) == [
         None,
         errors.DoubleVote,
@@ -276,27 +278,77 @@ def test_one_outcome_per_item_in_order(service: SigningService) -> None:
     assert outcomes[0].key.public_key == bls.secret_to_public(SECRETS[0])
 
 
+def test_one_batch_mixes_every_request_type_in_one_transaction(
+    service: SigningService, store: FailingStore, module: CountingModule
+) -> None:
+    calls: list[int] = []
+    record = store.check_and_record
+
+    def counted(checks: Sequence[ProtectionCheck]) -> list[Verdict]:
+        calls.append(len(checks))
+        return record(checks)
+
+    store.check_and_record = counted  # type: ignore[method-assign]
+    header = BeaconBlockHeader(slot=64, proposer_index=1, parent_root=b"\1" * 32, state_root=b"\2" * 32,
+                               body_root=b"\3" * 32)  # fmt: skip
+    batch: list[SignRequest] = [
+        att(0, 1, 2),
+        ProposalRequest(KeyRef(account="v/1"), PROPOSER, header),
+        GenericRequest(KeyRef(account="v/2"), RANDAO, b"\5" * 32),
+        ConsensusRequest("chain-secp", vote(3)),
+    ]
+    outcomes = service.sign(LOCAL_CLIENT, batch)
+    assert [o.ok for o in outcomes] == [True, True, True, True]
+    assert calls == [3]  # the generic request has no history to check
+    assert [o.subject for o in outcomes] == [
+        {"source_epoch": 1, "target_epoch": 2},
+        {"slot": 64},
+        None,
+        {"height": 3, "round": 0, "step": 2},
+    ]
+    assert [o.key.name for o in outcomes if o.key is not None] == ["v/0", "v/1", "v/2", DEV_SECP256K1_ACCOUNT]
+    assert len(module.signed) == 4
+
+
+def test_a_failure_while_preparing_refuses_only_its_item(module: CountingModule, store: FailingStore) -> None:
+    class BrokenFor:
+        """An authorizer with a bug for one key: it raises something that is not a SignerError."""
+
+        def authorize(self, client: ClientIdentity, operation: object, key: object) -> None:
+            if getattr(key, "name", None) == "v/1":
+                raise RuntimeError("a bug")
+
+        def permits(self, client: ClientIdentity, operation: object, key: object) -> bool:
+            return True
+
+    service = SigningService(MAINNET, KeyRing(module), store, authorizer=BrokenFor())
+    outcomes = service.sign(LOCAL_CLIENT, [att(0, 1, 2), att(1, 1, 2)])
+    assert errors_of(outcomes) == [None, errors.InternalError]
+    assert "RuntimeError" in str(outcomes[1].error) and "a bug" not in str(outcomes[1].error)
+    assert len(module.signed) == 1
+
+
 def test_duplicate_key_in_one_batch_refused(service: SigningService, module: CountingModule) -> None:
-    outcomes = service.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2), att(0, 2, 3), att(1, 1, 2)])
+    outcomes = service.sign(LOCAL_CLIENT, [att(0, 1, 2), att(0, 2, 3), att(1, 1, 2)])
     assert errors_of(outcomes) == [None, errors.MalformedRequest, None]
     assert "more than once" in str(outcomes[1].error)
     assert len(module.signed) == 2
     # The refused item left no record: it signs on its own afterwards.
-    assert service.sign_attestations(LOCAL_CLIENT, [att(0, 2, 3)])[0].ok
+    assert service.sign(LOCAL_CLIENT, [att(0, 2, 3)])[0].ok
 
 
 # --- invariant 4: identical re-sign -------------------------------------------------------------
 
 
 def test_identical_resign_returns_the_same_signature(service: SigningService) -> None:
-    first = service.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2)])[0]
-    again = service.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2)])[0]
+    first = service.sign(LOCAL_CLIENT, [att(0, 1, 2)])[0]
+    again = service.sign(LOCAL_CLIENT, [att(0, 1, 2)])[0]
     assert first.ok and again.ok
     assert first.signature == again.signature
     header = BeaconBlockHeader(slot=64, proposer_index=1, parent_root=b"\1" * 32, state_root=b"\2" * 32,
                                body_root=b"\3" * 32)  # fmt: skip
-    p1 = service.sign_proposals(LOCAL_CLIENT, [ProposalRequest(KeyRef(account="v/1"), PROPOSER, header)])[0]
-    p2 = service.sign_proposals(LOCAL_CLIENT, [ProposalRequest(KeyRef(account="v/1"), PROPOSER, header)])[0]
+    p1 = service.sign(LOCAL_CLIENT, [ProposalRequest(KeyRef(account="v/1"), PROPOSER, header)])[0]
+    p2 = service.sign(LOCAL_CLIENT, [ProposalRequest(KeyRef(account="v/1"), PROPOSER, header)])[0]
     assert p1.ok and p1.signature == p2.signature
 
 
@@ -313,21 +365,21 @@ def vote(height: int, block: int = 1, seconds: int = 1_700_000_000) -> Vote:
 
 
 def test_consensus_repeat_and_timestamp_only_change(service: SigningService) -> None:
-    first = service.sign_consensus(LOCAL_CLIENT, [ConsensusRequest("chain-secp", vote(5))])[0]
+    first = service.sign(LOCAL_CLIENT, [ConsensusRequest("chain-secp", vote(5))])[0]
     assert first.ok
-    same = service.sign_consensus(LOCAL_CLIENT, [ConsensusRequest("chain-secp", vote(5))])[0]
+    same = service.sign(LOCAL_CLIENT, [ConsensusRequest("chain-secp", vote(5))])[0]
     assert same.signature == first.signature and same.timestamp is None
-    later = service.sign_consensus(LOCAL_CLIENT, [ConsensusRequest("chain-secp", vote(5, seconds=1_700_000_009))])[0]
+    later = service.sign(LOCAL_CLIENT, [ConsensusRequest("chain-secp", vote(5, seconds=1_700_000_009))])[0]
     assert later.signature == first.signature
     assert later.timestamp == (1_700_000_000, 0)
-    other = service.sign_consensus(LOCAL_CLIENT, [ConsensusRequest("chain-secp", vote(5, block=2))])[0]
+    other = service.sign(LOCAL_CLIENT, [ConsensusRequest("chain-secp", vote(5, block=2))])[0]
     assert isinstance(other.error, errors.ConflictingConsensusMessage)
 
 
 @pytest.mark.parametrize("chain", ["chain-secp", "chain-ed"])
 def test_precommit_extension_is_signed_with_the_chain_key(service: SigningService, chain: str) -> None:
     precommit = replace(vote(9), type=SignedMsgType.PRECOMMIT, extension=b"vote extension")
-    [outcome] = service.sign_consensus(LOCAL_CLIENT, [ConsensusRequest(chain, precommit)])
+    [outcome] = service.sign(LOCAL_CLIENT, [ConsensusRequest(chain, precommit)])
     assert outcome.ok, outcome.error
     assert outcome.key is not None and outcome.extension_signature is not None
     ext_bytes = vote_extension_sign_bytes(chain, precommit)
@@ -343,14 +395,14 @@ def test_precommit_extension_is_signed_with_the_chain_key(service: SigningServic
 def test_forbidden_domains(service: SigningService, module: CountingModule) -> None:
     generic = [GenericRequest(KeyRef(account="v/0"), d, b"\5" * 32) for d in (PROPOSER, ATTESTER)]
     for request in generic:
-        assert errors_of(service.sign_generic(LOCAL_CLIENT, [request])) == [errors.ForbiddenDomain]
-    assert errors_of(service.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2, domain=RANDAO)])) == [errors.ForbiddenDomain]
+        assert errors_of(service.sign(LOCAL_CLIENT, [request])) == [errors.ForbiddenDomain]
+    assert errors_of(service.sign(LOCAL_CLIENT, [att(0, 1, 2, domain=RANDAO)])) == [errors.ForbiddenDomain]
     header = BeaconBlockHeader(slot=64, proposer_index=1, parent_root=b"\1" * 32, state_root=b"\2" * 32,
                                body_root=b"\3" * 32)  # fmt: skip
-    refused = service.sign_proposals(LOCAL_CLIENT, [ProposalRequest(KeyRef(account="v/0"), ATTESTER, header)])
+    refused = service.sign(LOCAL_CLIENT, [ProposalRequest(KeyRef(account="v/0"), ATTESTER, header)])
     assert errors_of(refused) == [errors.ForbiddenDomain]
     assert module.signed == []
-    assert service.sign_generic(LOCAL_CLIENT, [GenericRequest(KeyRef(account="v/0"), RANDAO, b"\5" * 32)])[0].ok
+    assert service.sign(LOCAL_CLIENT, [GenericRequest(KeyRef(account="v/0"), RANDAO, b"\5" * 32)])[0].ok
 
 
 def test_deposit_is_signed_only_under_its_own_permission(module: CountingModule, store: FailingStore) -> None:
@@ -360,66 +412,64 @@ def test_deposit_is_signed_only_under_its_own_permission(module: CountingModule,
         ClientConfig(name="vc", allow_accounts=("*",), operations=("sign_generic", "sign_voluntary_exit")),
         ClientConfig(name="depositor", allow_accounts=("*",), operations=("sign_deposit",)),
     )
-    service = SigningService(MAINNET, module, store, authorizer=PermissionAuthorizer(clients))
+    service = SigningService(MAINNET, KeyRing(module), store, authorizer=PermissionAuthorizer(clients))
     deposit = GenericRequest(KeyRef(account="v/0"), MAINNET.domain(DomainType.DEPOSIT, 0), b"\5" * 32)
     randao = GenericRequest(KeyRef(account="v/0"), RANDAO, b"\5" * 32)
 
-    refused = service.sign_generic(ClientIdentity("vc"), [deposit])
+    refused = service.sign(ClientIdentity("vc"), [deposit])
     assert errors_of(refused) == [errors.AccessDenied]
     assert "may not sign_deposit" in refused[0].error.message  # type: ignore[union-attr]
     assert module.signed == []
-    assert service.sign_generic(ClientIdentity("vc"), [randao])[0].ok
+    assert service.sign(ClientIdentity("vc"), [randao])[0].ok
 
-    signed = service.sign_generic(ClientIdentity("depositor"), [deposit])
+    signed = service.sign(ClientIdentity("depositor"), [deposit])
     assert signed[0].ok
     root = compute_signing_root(b"\5" * 32, deposit.domain)
     assert bls.verify(bls.secret_to_public(SECRETS[0]), root, signed[0].signature)  # type: ignore[arg-type]
-    assert errors_of(service.sign_generic(ClientIdentity("depositor"), [randao])) == [errors.AccessDenied]
+    assert errors_of(service.sign(ClientIdentity("depositor"), [randao])) == [errors.AccessDenied]
 
 
 def test_dev_signer_signs_deposits_of_the_public_dev_keys(module: CountingModule, store: FailingStore) -> None:
     """--dev (with mTLS: DevAuthorizer) allows deposits for the dev keys: their secrets come from a
     published seed, so refusing would protect nothing and would break local devnets."""
     module.import_secret("dev/0", Scheme.BLS, dev_bls_secret(KEYS))
-    service = SigningService(MAINNET, module, store, authorizer=DevAuthorizer())
+    service = SigningService(MAINNET, KeyRing(module), store, authorizer=DevAuthorizer())
     deposit = MAINNET.domain(DomainType.DEPOSIT, 0)
-    assert service.sign_generic(ClientIdentity("any"), [GenericRequest(KeyRef(account="dev/0"), deposit, b"\5" * 32)])[
-        0
-    ].ok
-    refused = service.sign_generic(ClientIdentity("any"), [GenericRequest(KeyRef(account="v/0"), deposit, b"\5" * 32)])
+    assert service.sign(ClientIdentity("any"), [GenericRequest(KeyRef(account="dev/0"), deposit, b"\5" * 32)])[0].ok
+    refused = service.sign(ClientIdentity("any"), [GenericRequest(KeyRef(account="v/0"), deposit, b"\5" * 32)])
     assert errors_of(refused) == [errors.AccessDenied]
 
 
 def test_wrong_network(service: SigningService, module: CountingModule) -> None:
     sepolia = SEPOLIA.domain(DomainType.BEACON_ATTESTER, 0)
-    assert errors_of(service.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2, domain=sepolia)])) == [errors.WrongNetwork]
+    assert errors_of(service.sign(LOCAL_CLIENT, [att(0, 1, 2, domain=sepolia)])) == [errors.WrongNetwork]
     randao = SEPOLIA.domain(DomainType.RANDAO, 0)
-    generic = service.sign_generic(LOCAL_CLIENT, [GenericRequest(KeyRef(account="v/0"), randao, b"\5" * 32)])
+    generic = service.sign(LOCAL_CLIENT, [GenericRequest(KeyRef(account="v/0"), randao, b"\5" * 32)])
     assert errors_of(generic) == [errors.WrongNetwork]
     assert module.signed == []
 
 
 def test_unknown_key(service: SigningService) -> None:
     by_key = AttestationRequest(KeyRef(public_key=b"\xaa" * 48), ATTESTER, att(0, 1, 2).data)
-    assert errors_of(service.sign_attestations(LOCAL_CLIENT, [by_key])) == [errors.UnknownKey]
-    unknown_chain = service.sign_consensus(LOCAL_CLIENT, [ConsensusRequest("no-chain", vote(1))])
+    assert errors_of(service.sign(LOCAL_CLIENT, [by_key])) == [errors.UnknownKey]
+    unknown_chain = service.sign(LOCAL_CLIENT, [ConsensusRequest("no-chain", vote(1))])
     assert isinstance(unknown_chain[0].error, errors.UnknownKey)
 
 
 def test_locked_key(service: SigningService) -> None:
     service.lock_account(LOCAL_CLIENT, KeyRef(account="v/0"))
-    outcomes = service.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2), att(1, 1, 2)])
+    outcomes = service.sign(LOCAL_CLIENT, [att(0, 1, 2), att(1, 1, 2)])
     assert errors_of(outcomes) == [errors.KeyLocked, None]
     with pytest.raises(errors.AccessDenied):
         service.unlock_account(LOCAL_CLIENT, KeyRef(account="v/0"), "wrong pin")
     service.unlock_account(LOCAL_CLIENT, KeyRef(account="v/0"), PIN)
-    assert service.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2)])[0].ok
+    assert service.sign(LOCAL_CLIENT, [att(0, 1, 2)])[0].ok
 
 
 def test_scheme_mismatch(service: SigningService, module: CountingModule) -> None:
     secp = AttestationRequest(KeyRef(account=DEV_SECP256K1_ACCOUNT), ATTESTER, att(0, 1, 2).data)
-    assert errors_of(service.sign_attestations(LOCAL_CLIENT, [secp])) == [errors.UnsupportedScheme]
-    bls_chain = service.sign_consensus(LOCAL_CLIENT, [ConsensusRequest("chain-bls", vote(1))])
+    assert errors_of(service.sign(LOCAL_CLIENT, [secp])) == [errors.UnsupportedScheme]
+    bls_chain = service.sign(LOCAL_CLIENT, [ConsensusRequest("chain-bls", vote(1))])
     assert isinstance(bls_chain[0].error, errors.UnsupportedScheme)
     assert module.signed == []
 
@@ -439,16 +489,16 @@ def test_no_secret_in_errors_or_logs(
             if error is not None:
                 messages.extend([str(error), repr(error), error.message, repr(getattr(error, "evidence", ""))])
 
-    collect(service.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2), att(0, 1, 2), att(1, 5, 4)]))
-    collect(service.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2, block=3)]))
-    collect(service.sign_consensus(LOCAL_CLIENT, [ConsensusRequest("chain-secp", vote(3))]))
-    collect(service.sign_consensus(LOCAL_CLIENT, [ConsensusRequest("chain-secp", vote(3, block=4))]))
-    collect(service.sign_consensus(LOCAL_CLIENT, [ConsensusRequest("chain-bls", vote(3))]))
+    collect(service.sign(LOCAL_CLIENT, [att(0, 1, 2), att(0, 1, 2), att(1, 5, 4)]))
+    collect(service.sign(LOCAL_CLIENT, [att(0, 1, 2, block=3)]))
+    collect(service.sign(LOCAL_CLIENT, [ConsensusRequest("chain-secp", vote(3))]))
+    collect(service.sign(LOCAL_CLIENT, [ConsensusRequest("chain-secp", vote(3, block=4))]))
+    collect(service.sign(LOCAL_CLIENT, [ConsensusRequest("chain-bls", vote(3))]))
     module.fail = errors.KeyModuleError("token removed")
-    collect(service.sign_attestations(LOCAL_CLIENT, [att(2, 1, 2)]))
+    collect(service.sign(LOCAL_CLIENT, [att(2, 1, 2)]))
     module.fail = None
     store.fail = RuntimeError("disk on fire")
-    collect(service.sign_attestations(LOCAL_CLIENT, [att(3, 1, 2)]))
+    collect(service.sign(LOCAL_CLIENT, [att(3, 1, 2)]))
     store.fail = None
     try:
         service.unlock_account(LOCAL_CLIENT, KeyRef(account="v/0"), "wrong pin")
@@ -468,15 +518,15 @@ def test_per_key_rate_limit_refuses_only_the_key_over_its_rate(module: CountingM
 
     now = [100.0]
     limiter = RateLimiter(LimitsConfig(per_key_rate=RateConfig(per_second=1.0, burst=1)), (), clock=lambda: now[0])
-    service = SigningService(MAINNET, module, store, comet_chains=CHAINS, key_rate=limiter.check_key)
-    first = service.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2), att(1, 1, 2)])
+    service = SigningService(MAINNET, KeyRing(module, chains=CHAINS), store, key_rate=limiter.check_key)
+    first = service.sign(LOCAL_CLIENT, [att(0, 1, 2), att(1, 1, 2)])
     assert all(o.ok for o in first)
-    again = service.sign_attestations(LOCAL_CLIENT, [att(0, 2, 3)])
+    again = service.sign(LOCAL_CLIENT, [att(0, 2, 3)])
     assert isinstance(again[0].error, errors.RateLimited)
     assert again[0].error.retry_after_s > 0
     # A refused item records nothing: after the refill the same attestation signs.
     now[0] += 1.5
-    assert service.sign_attestations(LOCAL_CLIENT, [att(0, 2, 3)])[0].ok
+    assert service.sign(LOCAL_CLIENT, [att(0, 2, 3)])[0].ok
 
 
 # --- uint64 edges: a value the store cannot hold refuses its own item only ---------------------
@@ -493,14 +543,14 @@ def test_epoch_or_slot_beyond_int64_refuses_only_its_item(service: SigningServic
         data = AttestationData(slot=0, index=0, beacon_block_root=b"\x01" * 32, source=cp(source), target=cp(target))
         return AttestationRequest(KeyRef(account=f"v/{i}"), MAINNET.domain(DomainType.BEACON_ATTESTER, target), data)
 
-    outcomes = service.sign_attestations(LOCAL_CLIENT, [att(0, 1, 2), far_att(1, far, far), far_att(2, 3, far)])
+    outcomes = service.sign(LOCAL_CLIENT, [att(0, 1, 2), far_att(1, far, far), far_att(2, 3, far)])
     assert errors_of(outcomes) == [None, errors.MalformedRequest, errors.MalformedRequest]
     assert "2**63-1" in str(outcomes[1].error)
     header = BeaconBlockHeader(slot=2**64 - 1, proposer_index=1, parent_root=b"\0" * 32, state_root=b"\0" * 32,
                                body_root=b"\0" * 32)  # fmt: skip
     proposer = MAINNET.domain(DomainType.BEACON_PROPOSER, MAINNET.epoch_at_slot(2**64 - 1))
     ok_header = replace(header, slot=5)
-    proposals = service.sign_proposals(
+    proposals = service.sign(
         LOCAL_CLIENT,
         [
             ProposalRequest(KeyRef(account="v/0"), PROPOSER, ok_header),

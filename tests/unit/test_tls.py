@@ -28,7 +28,6 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from signer.api._proto.v1 import lister_pb2, lister_pb2_grpc, responsestate_pb2
 from signer.api.interceptors import (
-    RETRY_AFTER_KEY,
     SignerInterceptor,
     call_client,
     call_request_id,
@@ -38,6 +37,7 @@ from signer.api.interceptors import (
     set_outcome,
 )
 from signer.api.ratelimit import RateLimiter
+from signer.api.status import RETRY_AFTER_KEY
 from signer.api.tls import (
     ReloadingServerCredentials,
     client_identity,

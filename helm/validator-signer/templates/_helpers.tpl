@@ -119,10 +119,12 @@ Checks that values.schema.json cannot express. Each fails rendering with a messa
 {{- if and (include "signer.isSqlite" .) (not .Values.persistence.enabled) }}
 {{- fail "config.protection.backend=sqlite needs persistence.enabled=true: the slashing-protection history must survive a restart" }}
 {{- end }}
-{{- range $key := list "grpc_listen" "metrics_listen" }}
+{{- range $key := list "grpc_listen" "metrics_listen" "http_listen" }}
+{{- if get $.Values.config.server $key }}
 {{- $host := include "signer.listenHost" (get $.Values.config.server $key) }}
 {{- if or (hasPrefix "127." $host) (eq $host "::1") (eq $host "localhost") }}
 {{- fail (printf "config.server.%s=%s listens on loopback only: in a pod it must listen on all interfaces (0.0.0.0:PORT or [::]:PORT) so that clients, probes and Prometheus reach it" $key (get $.Values.config.server $key)) }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- if and (not .Values.tls.enabled) (not .Values.config.server.allow_insecure_plaintext) }}

@@ -1,0 +1,120 @@
+"""KeyRing: the index of the keys a running signer signs with.
+
+It answers "which key does this request name, and may it sign now": by account name, by public key,
+or by CometBFT chain (the account configured for the chain). Keys can be locked (AccountManager
+Lock/Unlock) and retired (leaving before an admin deletion: nothing resolves to them any more, and
+``is_live`` tells the signing step to refuse an item already past protection). The index is
+rebuilt whole from the module's list on ``reload_keys``, which refuses a module that lists one name
+or one public key twice. The key-admin core uses it through ``signer.keyadmin.KeyIndex``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+
+from signer import errors
+from signer.keys.module import KeyModule
+from signer.types import KeyInfo, KeyRef, Scheme
+
+CHAIN_SCHEMES = (Scheme.SECP256K1, Scheme.ED25519)
+
+
+class KeyRing:
+    """``KeyRing(module, chains={chain_id: account})``: loads the module's keys at once if it is unlocked."""
+
+    def __init__(self, module: KeyModule, *, chains: Mapping[str, str] | None = None) -> None:
+        self.module = module
+        self.chains = dict(chains or {})
+        """chain_id -> account name of the key that signs for it."""
+        self._lock = threading.Lock()
+        self._by_name: dict[str, KeyInfo] = {}
+        self._by_public_key: dict[bytes, KeyInfo] = {}
+        self._locked: set[bytes] = set()
+        self._retired: set[bytes] = set()
+        self.reload_keys()
+
+    # --- keys come and go (signer.keyadmin.KeyIndex) ----------------------------------------------
+
+    def reload_keys(self) -> list[KeyInfo]:
+        """Re-read the module's key list (after import, generate, delete). Raises DuplicateKey, and
+        keeps the index it had, when the module lists a name or a public key twice."""
+        infos = self.module.list_keys() if self.module.unlocked else []
+        with self._lock:
+            infos = [k for k in infos if k.public_key not in self._retired]
+            by_name: dict[str, KeyInfo] = {}
+            by_public_key: dict[bytes, KeyInfo] = {}
+            for key in infos:
+                if key.name in by_name:
+                    raise errors.DuplicateKey(f"the key module lists account {key.name!r} twice")
+                if key.public_key in by_public_key:
+                    raise errors.DuplicateKey(f"the key module lists public key {key.public_key_hex} twice")
+                by_name[key.name] = key
+                by_public_key[key.public_key] = key
+            self._by_name, self._by_public_key = by_name, by_public_key
+        return infos
+
+    def retire_keys(self, public_keys: Sequence[bytes]) -> None:
+        """Stop signing with these keys now (before they are deleted from the module): no request
+        resolves to them, and ``is_live`` is false for them, so an item already past protection is
+        refused before it is signed. ``reload_keys`` keeps them out until ``readmit_keys``."""
+        with self._lock:
+            self._retired.update(bytes(pk) for pk in public_keys)
+        self.reload_keys()
+
+    def readmit_keys(self, public_keys: Sequence[bytes]) -> list[KeyInfo]:
+        """Undo ``retire_keys`` (deleted keys stay gone: the module no longer lists them)."""
+        with self._lock:
+            self._retired.difference_update(bytes(pk) for pk in public_keys)
+        return self.reload_keys()
+
+    def list_keys(self) -> list[KeyInfo]:
+        with self._lock:
+            return sorted(self._by_name.values(), key=lambda k: k.name)
+
+    def is_live(self, public_key: bytes) -> bool:
+        """Still in the index (not retired, not deleted)."""
+        return public_key in self._by_public_key  # the dict is swapped whole: no lock needed
+
+    # --- locking (AccountManager) -------------------------------------------------------------
+
+    def lock(self, key: KeyInfo) -> None:
+        self._locked.add(key.public_key)
+
+    def unlock(self, key: KeyInfo) -> None:
+        self._locked.discard(key.public_key)
+
+    # --- resolving a request's key ----------------------------------------------------------------
+
+    def lookup(self, ref: KeyRef) -> KeyInfo:
+        """The key ``ref`` names, locked or not. Raises MalformedRequest or UnknownKey."""
+        if (ref.account is None) == (ref.public_key is None):
+            raise errors.MalformedRequest("name the key by exactly one of account or public key")
+        if ref.account is not None:
+            key = self._by_name.get(ref.account)
+        else:
+            key = self._by_public_key.get(ref.public_key or b"")
+        if key is None:
+            raise errors.UnknownKey(f"no key loaded for {ref.describe()}")
+        return key
+
+    def resolve(self, ref: KeyRef, scheme: Scheme) -> KeyInfo:
+        """The unlocked ``scheme`` key ``ref`` names. Raises UnknownKey, UnsupportedScheme or KeyLocked."""
+        key = self.lookup(ref)
+        if key.scheme != scheme:
+            raise errors.UnsupportedScheme(f"{ref.describe()} is a {key.scheme} key, this call needs {scheme}")
+        if key.public_key in self._locked:
+            raise errors.KeyLocked(f"{ref.describe()} is locked")
+        return key
+
+    def chain_key(self, chain_id: str) -> KeyInfo:
+        """The unlocked key configured for CometBFT chain ``chain_id``."""
+        account = self.chains.get(chain_id)
+        if account is None:
+            raise errors.UnknownKey(f"no key is configured for chain_id {chain_id!r}")
+        key = self.lookup(KeyRef(account=account))
+        if key.scheme not in CHAIN_SCHEMES:
+            raise errors.UnsupportedScheme(f"chain {chain_id!r} is configured with a {key.scheme} key")
+        if key.public_key in self._locked:
+            raise errors.KeyLocked(f"the key of chain {chain_id!r} is locked")
+        return key
