@@ -176,12 +176,14 @@ def _front(
         reload_keys=lambda client, code: service.keyring.reload_keys(),
     )
     peer = _Peer(build_rest_app([api.routes(), [rest.route("/bug", boom, methods=["GET"], label="bug")]]))
-    with TestClient(peer, raise_server_exceptions=False) as client:
-        client.headers.pop("accept", None)  # as Teku and Prysm: no Accept unless a test sends one
-        yield Front(client, peer, recorder, service, ready)
-    batcher.close()
-    rest.close()
-    store.close()
+    try:
+        with TestClient(peer, raise_server_exceptions=False) as client:
+            client.headers.pop("accept", None)  # as Teku and Prysm: no Accept unless a test sends one
+            yield Front(client, peer, recorder, service, ready)
+    finally:  # also on gen.close(): a batcher thread left running stops the signing pool forking later
+        batcher.close()
+        rest.close()
+        store.close()
 
 
 @pytest.fixture
