@@ -15,6 +15,7 @@ from pathlib import Path
 from signer.api.admin import admin_servicers
 from signer.api.auth import DevAuthorizer, PermissionAuthorizer, match_client
 from signer.api.context import CallContext
+from signer.api.dkg import DistributedNode, PeerChannels, PeerCredentials, SharesOnly, dkg_servicers
 from signer.api.http_server import HttpServer
 from signer.api.interceptors import SignerInterceptor, call_client, call_request_id, set_outcome
 from signer.api.ratelimit import RateLimiter
@@ -31,7 +32,8 @@ from signer.api.tls import (
 from signer.api.web3signer import Web3SignerApi
 from signer.approval import AdminGate, ApprovalKind
 from signer.batching import Batcher
-from signer.config import Config, KeysConfig, ProtectionConfig
+from signer.config import Config, DistributedConfig, KeysConfig, ProtectionConfig, TlsConfig
+from signer.distributed.accounts import DistributedAccounts
 from signer.errors import ConfigError, SignerError
 from signer.eth2.networks import Network, network_from_config
 from signer.instance import InstanceLock
@@ -158,6 +160,25 @@ def build_admin_gate(config: Config, *, dev_plaintext_loopback: bool, monitor: M
     )
 
 
+def peer_credentials(distributed: DistributedConfig, tls: TlsConfig | None, dev_plaintext: bool) -> PeerCredentials:
+    """How this signer calls its peers: mTLS with its certificate (``distributed.client_cert_file``,
+    else the server's) and the peers' CA (``distributed.peers_ca_file``, else the client CA), or
+    plaintext, which only ``serve --dev`` on loopback may use. ConfigError otherwise."""
+    if tls is None:
+        if not dev_plaintext:
+            raise ConfigError(
+                "distributed: the DKG service between signers needs mTLS (server.tls); plaintext only "
+                "with serve --dev on loopback"
+            )
+        return PeerCredentials(distributed.id)
+    return PeerCredentials.from_files(
+        distributed.id,
+        distributed.client_cert_file or tls.cert_file,
+        distributed.client_key_file or tls.key_file,
+        distributed.peers_ca_file or tls.client_ca_file,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class CheckedConfig:
     """What ``validate_config`` worked out on the way: the network, and whether gRPC (and the REST
@@ -272,6 +293,14 @@ class SignerApp:
         checked = validate_config(config)
         self.config = config
         self.options = options or ServeOptions()
+        # How this signer calls its peers, decided before anything is opened: refuses [distributed]
+        # on plaintext unless serve --dev on loopback.
+        dev_plaintext = not checked.use_tls and self.options.dev and is_loopback(listen_host(config.server.grpc_listen))
+        peers = (
+            peer_credentials(config.distributed, config.server.tls if checked.use_tls else None, dev_plaintext)
+            if config.distributed is not None
+            else None
+        )
         # One signer per data directory (signer.instance); held until stop() or the process ends.
         self.instance_lock = self.options.instance_lock or InstanceLock.acquire(instance_lock_dirs(config))
         self.network = checked.network
@@ -304,7 +333,10 @@ class SignerApp:
         else:
             self.authorizer = PermissionAuthorizer(config.clients, monitor=self.monitor)
         self.limiter = RateLimiter(config.limits, config.clients, max_streams=config.max_streams)
-        self.keyring = KeyRing(self.keys, chains=chains)
+        # Shares of distributed accounts, always read (with or without [distributed]): a share's
+        # slashing history is its composite key's, whatever the config says about peers.
+        self.distributed_accounts = DistributedAccounts(self.keys, config.keys.data_dir, on_change=self._reload_keys)
+        self.keyring = KeyRing(self.keys, chains=chains, validator_keys=self.distributed_accounts)
         self.service = SigningService(
             self.network,
             self.keyring,
@@ -352,6 +384,15 @@ class SignerApp:
             readiness=self.readiness,
             max_items=config.limits.max_batch_items,
         )
+        self.distributed: DistributedNode | None = None
+        if config.distributed is not None and peers is not None:
+            self.distributed = DistributedNode(
+                config.distributed,
+                self.distributed_accounts,
+                self.service,
+                PeerChannels(config.distributed, peers),
+                trust_peer_metadata=not peers.tls,
+            )
         self.interceptor = SignerInterceptor(self.limiter, self.monitor, audit=self.audit)
         self.grpc = GrpcServer(
             self.service,
@@ -361,7 +402,11 @@ class SignerApp:
             max_concurrent_rpcs=config.server.concurrent_rpcs,
             reflection=config.server.reflection,
             interceptors=[self.interceptor],
-            extra_servicers=admin_servicers(self.admin, self.calls, network=self.network.name),
+            extra_servicers=[
+                *admin_servicers(self.admin, self.calls, network=self.network.name),
+                *(dkg_servicers(self.distributed, self.calls) if self.distributed is not None else []),
+            ],
+            distributed=self.distributed if self.distributed is not None else SharesOnly(self.distributed_accounts),
         )
         self.metrics = MetricsServer(config.server.metrics_listen, self.monitor, self.readiness)
         # The REST front (off unless server.http_listen is set): its route groups are mounted here.
@@ -398,6 +443,10 @@ class SignerApp:
         self._stop = threading.Event()
         self._ready_thread: threading.Thread | None = None
         self._last_ready: bool | None = None
+
+    def _reload_keys(self) -> None:
+        """A distributed account's share came or went: the key ring re-reads the module."""
+        self.keyring.reload_keys()
 
     # --- readiness --------------------------------------------------------------------------
 
@@ -498,6 +547,8 @@ class SignerApp:
         if self.rest is not None:
             self.rest.close()
         self.batcher.close()
+        if self.distributed is not None:
+            self.distributed.close()
         self.metrics.stop()
         self.audit.close()
         self.store.close()

@@ -21,11 +21,14 @@ import re
 import socket
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import qrcode
+from pydantic import ValidationError
 
+from signer.api.distributed_client import ClientTls, sign_generic
 from signer.api.ratelimit import parse_rate_limit
 from signer.api.tls import is_loopback
 from signer.app import (
@@ -37,6 +40,7 @@ from signer.app import (
     instance_lock_dirs,
     listen_host,
     operator_secrets,
+    peer_credentials,
     validate_config,
 )
 from signer.atomicfile import atomic_write
@@ -46,6 +50,7 @@ from signer.config import (
     OPERATOR_NAME_PATTERN,
     AuditConfig,
     Config,
+    DistributedConfig,
     KeysConfig,
     NetworkConfig,
     Pkcs11Config,
@@ -56,10 +61,14 @@ from signer.config import (
     parse_config,
 )
 from signer.crypto import ed25519, secp256k1
-from signer.errors import ConfigError, InternalError, MalformedRequest, SignerError
+from signer.crypto.threshold import SecretShare, VerificationVector
+from signer.distributed.accounts import DistributedAccounts
+from signer.distributed.dkg import Endpoint
+from signer.errors import ConfigError, InternalError, InvalidShare, MalformedRequest, SignerError
 from signer.eth2.networks import network_from_config
+from signer.eth2.signing import compute_signing_root
 from signer.instance import InstanceLock
-from signer.jsondoc import read_at_most
+from signer.jsondoc import load_json, read_at_most
 from signer.keyadmin import (
     DEFAULT_GENERATE_WALLET,
     DEFAULT_WALLET,
@@ -73,7 +82,7 @@ from signer.keyadmin import (
     check_cometbft_state,
 )
 from signer.keys.dev import DEV_PIN, create_dev_module
-from signer.keys.eip2335 import MAX_KEYSTORE_BYTES
+from signer.keys.eip2335 import MAX_KEYSTORE_BYTES, Keystore, decrypt_keystore, load_keystore, parse_keystore
 from signer.keys.emulated import MODULE_FILE, EmulatedKeyModule
 from signer.keys.module import KeyModule, check_account_name
 from signer.keys.pin_policy import PinPolicy, generate_pin
@@ -535,7 +544,9 @@ def check_config(path: Path) -> None:
     so the same refusals and messages) and read every secret it references; raise ConfigError on the
     first problem."""
     config = load_config(path)
-    validate_config(config)
+    checked = validate_config(config)
+    if config.distributed is not None:  # mTLS between peers (a config file is never --dev), files readable
+        peer_credentials(config.distributed, config.server.tls if checked.use_tls else None, dev_plaintext=False)
     refs: list[tuple[str, SecretRef | None]] = [
         ("keys.pin", config.keys.pin),
         ("keys.pkcs11.pin", config.keys.pkcs11.pin if config.keys.pkcs11 else None),
@@ -632,6 +643,12 @@ def serve_config_from_args(args: argparse.Namespace) -> Config:  # noqa: C901 --
         updates["limits"] = config.limits.model_copy(update={"default_rate": parse_rate_limit(args.rate_limit)})
     if args.audit_file is not None:
         updates["audit"] = AuditConfig(**{**config.audit.model_dump(), "path": str(args.audit_file)})
+    if args.peer_id is not None or args.peers is not None:
+        if not args.dev or args.config is not None:
+            raise ConfigError("--peer-id and --peers are for --dev; a config file has [distributed]")
+        if args.peer_id is None or args.peers is None:
+            raise ConfigError("a distributed dev signer needs both --peer-id N and --peers ID=HOST:PORT,...")
+        updates["distributed"] = distributed_config(args.peer_id, parse_peers(args.peers))
     if args.dev and args.config is None:
         dev_server = updates.get("server", config.server)
         for listen in (dev_server.grpc_listen, dev_server.http_listen):
@@ -639,6 +656,25 @@ def serve_config_from_args(args: argparse.Namespace) -> Config:  # noqa: C901 --
                 raise ConfigError(f"--dev serves on loopback only; {listen} is not a loopback address")
     # Re-validate the whole object, so flags obey the same rules as the file.
     return parse_config(config.model_copy(update=updates).model_dump(mode="python"))
+
+
+def parse_peers(text: str) -> list[dict[str, Any]]:
+    """``1=HOST:PORT,2=HOST:PORT,...`` (``serve --dev --peers``) as [[distributed.peers]] entries."""
+    peers: list[dict[str, Any]] = []
+    for item in text.split(","):
+        peer_id, sep, address = item.strip().partition("=")
+        if not sep or not peer_id.strip().isdigit() or not address.strip():
+            raise ConfigError(f"--peers: {item.strip()!r} is not ID=HOST:PORT")
+        peers.append({"id": int(peer_id), "address": address.strip()})
+    return peers
+
+
+def distributed_config(peer_id: int, peers: list[dict[str, Any]]) -> DistributedConfig:
+    try:
+        return DistributedConfig.model_validate({"id": peer_id, "peers": peers})
+    except ValidationError as exc:
+        details = "; ".join(str(e["msg"]) for e in exc.errors())
+        raise ConfigError(f"--peer-id/--peers: {details}") from None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -681,6 +717,8 @@ def _add_serve(subparsers: Any) -> None:
     p.add_argument("--tls-client-ca", type=Path, help="CA (PEM) that issues client certificates")
     p.add_argument("--rate-limit", help="per-client default rate limit PER_SECOND[:BURST]")
     p.add_argument("--audit-file", type=Path, help="append the audit log (a hash chain) to this file (audit.path)")
+    p.add_argument("--peer-id", type=_positive, help="with --dev: this signer's participant id (distributed accounts)")
+    p.add_argument("--peers", metavar="ID=HOST:PORT,...", help="with --dev: every participant, this one included")
     p.set_defaults(func=cmd_serve)
 
 
@@ -949,6 +987,205 @@ def _add_audit(subparsers: Any) -> None:
     p.set_defaults(func=cmd_audit_verify)
 
 
+# --- distributed import | sign -----------------------------------------------------------------
+
+
+def _hex_arg(value: str, what: str) -> bytes:
+    text = value.strip()
+    try:
+        return bytes.fromhex(text[2:] if text.startswith("0x") else text)
+    except ValueError:
+        raise ConfigError(f"{what}: {value!r} is not hex") from None
+
+
+def _endpoints(text: str) -> list[Endpoint]:
+    endpoints = []
+    for peer in parse_peers(text):
+        host, _, port = str(peer["address"]).rpartition(":")
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if not host or not port.isdigit():
+            raise ConfigError(f"--participants: {peer['address']!r} is not HOST:PORT")
+        endpoints.append(Endpoint(int(peer["id"]), host, int(port)))
+    return endpoints
+
+
+@dataclass(frozen=True, slots=True)
+class _PreDealt:
+    """What ``signer distributed import`` reads before it decrypts anything."""
+
+    keystore: Keystore
+    threshold: int
+    participants: list[Endpoint]
+    vector: list[bytes]
+    participant_id: int | None
+
+
+def _dirk_account(path: Path) -> _PreDealt:
+    """A go-eth2-wallet-distributed account file (what Dirk stores per distributed account): itself
+    an EIP-2335 keystore of the share (``crypto``, ``pubkey``, ``uuid``, ``version`` 4) with
+    ``verificationvector`` (hex), ``signing_threshold`` and ``participants`` (``{"id": "host:port"}``)."""
+    try:
+        with path.open("rb") as fh:
+            raw = read_at_most(fh, MAX_KEYSTORE_BYTES)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    document = load_json(raw, what=f"{path}: the Dirk account", max_bytes=MAX_KEYSTORE_BYTES)
+    if not isinstance(document, dict):
+        raise MalformedRequest(f"{path}: a Dirk account is a JSON object")
+    keystore = parse_keystore(document, source=str(path))
+    try:
+        vector = [_hex_arg(str(c), "verificationvector") for c in document["verificationvector"]]
+        threshold = document["signing_threshold"]
+        participants = _endpoints(",".join(f"{k}={v}" for k, v in document["participants"].items()))
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise MalformedRequest(f"{path}: not a Dirk distributed account ({type(exc).__name__}: {exc})") from None
+    if isinstance(threshold, bool) or not isinstance(threshold, int):
+        raise MalformedRequest(f"{path}: signing_threshold is not an integer")
+    return _PreDealt(keystore, threshold, participants, vector, None)
+
+
+def _pre_dealt(args: argparse.Namespace) -> _PreDealt:
+    flags = {"--threshold": args.threshold, "--participants": args.participants,
+             "--verification-vector": args.verification_vector}  # fmt: skip
+    if args.dirk_account is not None:
+        given = [name for name, value in flags.items() if value is not None and name != "--participants"]
+        if given:
+            raise ConfigError(f"--dirk-account carries {', '.join(given)} itself")
+        found = _dirk_account(args.dirk_account)
+        participants = found.participants
+        if args.participants is not None:  # where the participants listen now (not where Dirk did)
+            participants = _endpoints(args.participants)
+            if sorted(p.id for p in participants) != sorted(p.id for p in found.participants):
+                raise ConfigError("--participants must name the same ids as the Dirk account's participants")
+        return _PreDealt(found.keystore, found.threshold, participants, found.vector, args.id)
+    missing = [name for name, value in {**flags, "--id": args.id}.items() if value is None]
+    if missing:
+        raise ConfigError(f"--keystore needs {', '.join(missing)} as well")
+    vector = [_hex_arg(c, "--verification-vector") for c in args.verification_vector.split(",") if c.strip()]
+    return _PreDealt(load_keystore(args.keystore), args.threshold, _endpoints(args.participants), vector, args.id)
+
+
+def _participant_of(share_secret: bytes, vector: list[bytes], participants: list[Endpoint]) -> int:
+    """The participant whose point of the vector the share is (Dirk's account file does not say)."""
+    public = SecretShare.from_bytes(participants[0].id, share_secret).public_key()
+    commitments = VerificationVector(tuple(vector))
+    for p in participants:
+        if commitments.public_share(p.id) == public:
+            return p.id
+    raise InvalidShare("the share is no participant's point of the verification vector")
+
+
+def cmd_distributed_import(args: argparse.Namespace) -> int:
+    """Seal a pre-dealt share (from Dirk or ethdo: an EIP-2335 keystore of the share, or Dirk's
+    account file) with its distributed metadata. The verification vector is required: it binds the
+    share to the composite key, so that a mistyped composite key cannot put the share's history
+    under another validator."""
+    password = _read_first_line(args.password_file, "password file")
+    found = _pre_dealt(args)
+    source = str(args.dirk_account or args.keystore)
+    secret = decrypt_keystore(found.keystore, password, source=source)
+    if not found.vector:
+        raise ConfigError("the verification vector is empty")
+    participant_id = found.participant_id or _participant_of(secret, found.vector, found.participants)
+    share = SecretShare.from_bytes(participant_id, secret)
+    vector = found.vector
+    composite = vector[0]
+    if args.composite_key is not None and _hex_arg(args.composite_key, "--composite-key") != composite:
+        raise ConfigError("--composite-key is not element 0 of --verification-vector")
+    lock = InstanceLock.acquire([args.data_dir])  # not while a signer runs on this module
+    try:
+        module = _open_module(args, create=True)
+        try:
+            accounts = DistributedAccounts(module, args.data_dir)
+            account = accounts.add(
+                args.account,
+                share,
+                threshold=found.threshold,
+                participants=found.participants,
+                composite_public_key=composite,
+                verification_vector=vector,
+            )
+        finally:
+            module.close()
+    finally:
+        lock.release()
+    print(
+        f"imported 0x{account.share_public_key.hex()} {account.name}: participant {account.participant_id}, "
+        f"{account.threshold} of {len(account.participants)}, composite key 0x{account.composite_public_key.hex()}"
+    )
+    print(
+        "import the validator's slashing-protection history under the composite key before it signs "
+        "(signer protection import)",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def _client_tls(args: argparse.Namespace) -> ClientTls | None:
+    files = (args.tls_cert, args.tls_key, args.tls_ca)
+    if all(f is None for f in files):
+        return None
+    if any(f is None for f in files):
+        raise ConfigError("mTLS needs all of --tls-cert, --tls-key and --tls-ca")
+    try:
+        cert, key, ca = (f.read_bytes() for f in files)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {exc.filename}: {exc.strerror}") from None
+    return ClientTls(cert, key, ca)
+
+
+def cmd_distributed_sign(args: argparse.Namespace) -> int:
+    """Sign through a cluster as Vouch does (Sign by account name on every participant), combine a
+    threshold of partial signatures and check the result under the composite key."""
+    domain = _hex_arg(args.domain, "--domain")
+    data = _hex_arg(args.data, "--data")
+    remote, combined = sign_generic(
+        args.endpoint,
+        args.account,
+        domain,
+        data,
+        compute_signing_root(data, domain),
+        tls=_client_tls(args),
+        timeout_s=args.timeout,
+    )
+    result = {
+        "signature": "0x" + combined.signature.hex(),
+        "composite_public_key": "0x" + remote.composite_public_key.hex(),
+        "signers": list(combined.signers),
+        "refusals": {str(i): why for i, why in combined.refusals.items()},
+    }
+    print(json.dumps(result, indent=2))
+    return EXIT_OK
+
+
+def _add_distributed(subparsers: Any) -> None:
+    dist = subparsers.add_parser("distributed", help="distributed (threshold) accounts")
+    sub = dist.add_subparsers(dest="distributed_command", required=True, metavar="ACTION")
+    p = sub.add_parser("import", help="seal a pre-dealt share (Dirk/ethdo) with its distributed metadata")
+    _add_module_options(p)
+    p.add_argument("--account", required=True, help="wallet/account, as on every participant")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--keystore", type=Path, help="EIP-2335 keystore of the share (with the four flags below)")
+    source.add_argument("--dirk-account", type=Path, help="Dirk's (go-eth2-wallet-distributed) account file")
+    p.add_argument("--id", type=_positive, help="this signer's participant id (Dirk: server.id)")
+    p.add_argument("--threshold", type=_positive, help="the signing threshold")
+    p.add_argument("--participants", metavar="ID=HOST:PORT,...", help="every participant")
+    p.add_argument("--verification-vector", metavar="0x..,0x..", help="the threshold commitments, composite key first")
+    p.add_argument("--composite-key", help="0x... the composite public key (checked against the vector)")
+    p.add_argument("--password-file", type=Path, required=True, help="first line: the keystore's password")
+    p.set_defaults(func=cmd_distributed_import)
+    p = sub.add_parser("sign", help="sign through a cluster (Sign on every participant), combine, verify")
+    p.add_argument("--endpoint", required=True, help="HOST:PORT of one participant (lists the account)")
+    p.add_argument("--account", required=True, help="wallet/account of the distributed account")
+    p.add_argument("--domain", required=True, help="0x... the 32-byte domain")
+    p.add_argument("--data", required=True, help="0x... the 32-byte object root")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per call (default 10)")
+    p.add_argument("--tls-cert", type=Path, help="client certificate (PEM) for mTLS")
+    p.add_argument("--tls-key", type=Path, help="client private key (PEM)")
+    p.add_argument("--tls-ca", type=Path, help="CA (PEM) of the signers' server certificates")
+    p.set_defaults(func=cmd_distributed_sign)
+
+
 # --- entry point ------------------------------------------------------------------------------
 
 
@@ -961,6 +1198,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(subparsers)
     _add_protection(subparsers)
     _add_audit(subparsers)
+    _add_distributed(subparsers)
     return parser
 
 

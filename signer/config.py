@@ -206,6 +206,7 @@ Operation = Literal[
     "protection_import",
     "protection_export",
     "key_admin",
+    "dkg",
 ]
 ALL_OPERATIONS: tuple[str, ...] = Operation.__args__  # type: ignore[attr-defined]
 
@@ -416,6 +417,64 @@ class LoggingConfig(_Frozen):
     json_format: bool = True
 
 
+class PeerConfig(_Frozen):
+    """One participant of distributed accounts (``[[distributed.peers]]``): its id (the x its
+    shares are evaluated at, 1 or more), where its signer listens, and the name its certificate
+    carries (CN, or a DNS SAN) when it calls this signer's DKG service over mTLS."""
+
+    id: int = Field(ge=1, le=2**64 - 1)
+    address: str
+    """HOST:PORT of the peer's gRPC port (the DKG service shares the port)."""
+    identity: str | None = None
+    """The peer's certificate name; required when the server serves mTLS."""
+
+    @field_validator("address")
+    @classmethod
+    def _host_port(cls, address: str) -> str:
+        host, sep, port = address.rpartition(":")
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{address!r} is not HOST:PORT")
+        return address
+
+
+class DistributedConfig(_Frozen):
+    """Distributed (threshold) accounts: this signer's participant id and every participant,
+    itself included, the same list on every signer of the cluster (docs/distributed.md)."""
+
+    id: int = Field(ge=1, le=2**64 - 1)
+    peers: tuple[PeerConfig, ...]
+    generation_timeout_s: float = Field(default=70.0, gt=0, le=3600)
+    """A key generation's session lives this long after Prepare (Dirk's default: 70 s)."""
+    call_timeout_s: float = Field(default=20.0, gt=0, le=600)
+    """Deadline of one call to a peer (Prepare, Execute, Contribute, Commit, Abort)."""
+    client_cert_file: Path | None = None
+    """Certificate this signer presents to its peers (default: server.tls.cert_file)."""
+    client_key_file: Path | None = None
+    """Its private key (default: server.tls.key_file)."""
+    peers_ca_file: Path | None = None
+    """CA that issued the peers' server certificates (default: server.tls.client_ca_file)."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DistributedConfig:
+        ids = [p.id for p in self.peers]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise ValueError(f"distributed.peers: id {twice[0]} is listed twice")
+        if self.id not in ids:
+            raise ValueError(f"distributed.id {self.id} is not among distributed.peers")
+        names = [p.identity for p in self.peers if p.identity is not None]
+        shared = sorted({n for n in names if names.count(n) > 1})
+        if shared:
+            raise ValueError(f"distributed.peers: identity {shared[0]!r} is given to two peers")
+        if (self.client_cert_file is None) != (self.client_key_file is None):
+            raise ValueError("distributed: give both client_cert_file and client_key_file, or neither")
+        return self
+
+    def peer(self, peer_id: int) -> PeerConfig:
+        return next(p for p in self.peers if p.id == peer_id)
+
+
 class Config(_Frozen):
     server: ServerConfig = ServerConfig()
     network: NetworkConfig = NetworkConfig()
@@ -428,6 +487,7 @@ class Config(_Frozen):
     audit: AuditConfig = AuditConfig()
     logging: LoggingConfig = LoggingConfig()
     admin: AdminConfig = AdminConfig()
+    distributed: DistributedConfig | None = None
 
     @model_validator(mode="after")
     def _one_entry_per_client(self) -> Config:
@@ -450,6 +510,17 @@ class Config(_Frozen):
                 f"limits.max_streams ({self.limits.max_streams}) must be below server.grpc_workers "
                 f"({self.server.grpc_workers}): open streams hold worker threads, signing needs the rest"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _peers_named_under_tls(self) -> Config:
+        if self.distributed is not None and self.server.tls is not None:
+            nameless = [p.id for p in self.distributed.peers if p.identity is None]
+            if nameless:
+                raise ValueError(
+                    f"distributed.peers: peer {nameless[0]} has no identity; with server.tls every peer "
+                    "is recognised by its certificate name"
+                )
         return self
 
     @property

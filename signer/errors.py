@@ -10,7 +10,8 @@ secret material.
     │   ├── MalformedRequest                                                       MALFORMED
     │   │   └── MalformedDocument
     │   ├── UnknownKey                                                             UNKNOWN_KEY
-    │   ├── UnsupportedScheme, WrongNetwork, SigningRootMismatch, ForbiddenDomain
+    │   ├── UnsupportedScheme, WrongNetwork, SigningRootMismatch, ForbiddenDomain,
+    │   │   PartialSignatureOnly
     │   ├── KeyLocked                                                              KEY_LOCKED
     │   ├── KeystoreError
     │   │   ├── MalformedKeystore
@@ -20,7 +21,7 @@ secret material.
     │   │   └── InvalidParticipantId, DuplicateParticipantId, InvalidThreshold,
     │   │       InvalidPoint, InvalidShare, NotEnoughShares
     │   └── DkgSessionConflict, DkgSessionNotFound
-    ├── DkgAborted                                                                 INTERNAL
+    ├── DkgAborted                                                                 DKG_ABORTED
     ├── AccessDenied                                                               ACCESS_DENIED
     │   └── AdminRefusal
     │       └── OneTimeCodeMissing, SecondFactorNotConfigured, UnknownOperator,
@@ -72,6 +73,8 @@ class Status(enum.Enum):
     MODULE_UNAVAILABLE = "module_unavailable"
     MODULE_PIN = "module_pin"
     MODULE_TAMPERED = "module_tampered"
+    DKG_ABORTED = "dkg_aborted"
+    """A distributed key generation was aborted (gRPC ABORTED, the culprit in a trailer)."""
     INTERNAL = "internal"
 
 
@@ -131,6 +134,11 @@ class SigningRootMismatch(RequestError):
 
 class ForbiddenDomain(RequestError):
     """The domain may not be signed through this call (e.g. proposer domain through Sign)."""
+
+
+class PartialSignatureOnly(RequestError):
+    """The key named is (the composite key of) a share of a distributed account: this signer's
+    signature would be partial, which only a combining client (Dirk's API, as Vouch) can use."""
 
 
 class KeystoreError(RequestError):
@@ -198,6 +206,8 @@ class DkgAborted(SignerError):
     ``culprit`` is the participant id at fault when it is known (e.g. the sender of a contribution
     that does not match its verification vector), else None.
     """
+
+    status = Status.DKG_ABORTED
 
     def __init__(self, message: str, culprit: int | None = None) -> None:
         super().__init__(message)

@@ -34,6 +34,7 @@ from signer.eth2.containers import AttestationData, BeaconBlockHeader
 from signer.eth2.networks import Network
 from signer.eth2.signing import DomainType, compute_signing_root
 from signer.keys.keyring import KeyRing
+from signer.keys.module import check_account_name
 from signer.passphrase import PassphraseGuard
 from signer.protection.store import ConsensusSignature, ProtectionStore, validate_check
 from signer.types import (
@@ -292,7 +293,9 @@ class SigningService:
                 f"attestations are signed with the beacon attester domain, not {domain_type.name.lower()}"
             )
         item.message = compute_signing_root(data.hash_tree_root(), req.domain)
-        item.check = AttestationCheck(item.key.public_key, data.source.epoch, data.target.epoch, item.message)
+        item.check = AttestationCheck(
+            self.keyring.history_key(item.key), data.source.epoch, data.target.epoch, item.message
+        )
 
     def _prepare_proposal(self, client: ClientIdentity, req: ProposalRequest, item: Prepared) -> None:
         _check_len("domain", req.domain, DOMAIN_LEN)
@@ -305,7 +308,7 @@ class SigningService:
                 f"block proposals are signed with the beacon proposer domain, not {domain_type.name.lower()}"
             )
         item.message = compute_signing_root(header.hash_tree_root(), req.domain)
-        item.check = BlockCheck(item.key.public_key, header.slot, item.message)
+        item.check = BlockCheck(self.keyring.history_key(item.key), header.slot, item.message)
 
     def _prepare_generic(self, client: ClientIdentity, req: GenericRequest, item: Prepared) -> None:
         _check_len("domain", req.domain, DOMAIN_LEN)
@@ -478,11 +481,19 @@ class SigningService:
 
     def generate_account(self, client: ClientIdentity, name: str, passphrase: str) -> KeyInfo:
         """AccountManager/Generate: a new BLS key named ``name``, made inside the module."""
-        self.authorizer.authorize(client, Operation.ACCOUNT_MANAGEMENT, None)
-        self._check_passphrase(client, passphrase, "wrong passphrase: generating a key needs the module PIN")
+        self.admit_generate(client, name, passphrase)
         key = self.keys.generate(name, Scheme.BLS)
         self.keyring.reload_keys()
         return key
+
+    def admit_generate(self, client: ClientIdentity, name: str, passphrase: str) -> None:
+        """May this client generate an account named ``name`` here (also a distributed one): the
+        permission, the module PIN as passphrase, a valid name not in use."""
+        self.authorizer.authorize(client, Operation.ACCOUNT_MANAGEMENT, None)
+        self._check_passphrase(client, passphrase, "wrong passphrase: generating a key needs the module PIN")
+        check_account_name(name)
+        if self.keyring.has_account(name):
+            raise errors.MalformedRequest(f"account {name!r} already exists")
 
     def _check_passphrase(self, client: ClientIdentity, passphrase: str, wrong: str) -> None:
         """The module PIN, checked under the PassphraseGuard: refused at once while the client (or

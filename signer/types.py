@@ -326,6 +326,23 @@ class Operation(enum.StrEnum):
     PROTECTION_IMPORT = "protection_import"
     PROTECTION_EXPORT = "protection_export"
     KEY_ADMIN = "key_admin"
+    DKG = "dkg"
+    """The v1.DKG service: only the other signers of distributed accounts (configured peers)."""
+
+
+class ValidatorKeys(Protocol):
+    """Which validator a key signs for, where that is not the key itself: a share of a distributed
+    account signs for its composite public key (signer.distributed.accounts)."""
+
+    def history_key(self, public_key: bytes) -> bytes:
+        """The public key the slashing history of ``public_key`` is kept under (itself, or for a
+        share, the account's composite key: the validator's key on chain)."""
+        ...
+
+    def key_for(self, public_key: bytes) -> bytes | None:
+        """The key this signer signs with for validator ``public_key`` when that is not a key of its
+        own (the share it holds of a composite key), else None."""
+        ...
 
 
 class Authorizer(Protocol):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import grpc
 import re2  # type: ignore[import-untyped]
@@ -20,6 +20,7 @@ from signer.api import status
 from signer.api._proto.v1 import (
     accountmanager_pb2,
     accountmanager_pb2_grpc,
+    endpoint_pb2,
     eth2_pb2,
     lister_pb2,
     lister_pb2_grpc,
@@ -27,6 +28,7 @@ from signer.api._proto.v1 import (
     signer_pb2_grpc,
 )
 from signer.api.context import CallContext, done
+from signer.distributed.accounts import DistributedAccount
 from signer.eth2.containers import AttestationData, BeaconBlockHeader, Checkpoint
 from signer.service import (
     AttestationRequest,
@@ -213,10 +215,34 @@ def path_matchers(paths: Sequence[str]) -> list[Callable[[str], bool]]:
     return [path_matcher(p) for p in paths]
 
 
+class DistributedFront(Protocol):
+    """What the Lister and AccountManager need of distributed accounts (signer.api.dkg.DistributedNode)."""
+
+    def share(self, public_key: bytes) -> DistributedAccount | None: ...
+
+    def generate(
+        self, client: ClientIdentity, account: str, passphrase: str, participants: int, threshold: int
+    ) -> bytes: ...
+
+
+def distributed_account(key: KeyInfo, account: DistributedAccount) -> lister_pb2.DistributedAccount:
+    return lister_pb2.DistributedAccount(
+        name=key.name,
+        public_key=key.public_key,
+        participants=[endpoint_pb2.Endpoint(id=p.id, name=p.name, port=p.port) for p in account.participants],
+        signing_threshold=account.threshold,
+        uuid=account.uuid,
+        composite_public_key=account.composite_public_key,
+    )
+
+
 class ListerServicer(lister_pb2_grpc.ListerServicer):
-    def __init__(self, service: SigningService, calls: CallContext) -> None:
+    def __init__(
+        self, service: SigningService, calls: CallContext, distributed: DistributedFront | None = None
+    ) -> None:
         self.service = service
         self.calls = calls
+        self.distributed = distributed
 
     def _visible(self, client: ClientIdentity, key: KeyInfo) -> bool:
         permits = self.service.authorizer.permits
@@ -240,15 +266,22 @@ class ListerServicer(lister_pb2_grpc.ListerServicer):
         except errors.SignerError as exc:
             self.calls.report(context, "ListAccounts", [Refused(exc)], time.perf_counter() - started, client)
             return lister_pb2.ListAccountsResponse(state=status.DENIED)
-        accounts = [
-            lister_pb2.Account(name=k.name, public_key=k.public_key, uuid=_uuid_of(k))
-            for k in self.service.keyring.list_keys()
-            if k.scheme == Scheme.BLS
-            and self._visible(client, k)
-            and (not matchers or any(m(k.name) for m in matchers))
-        ]
+        accounts: list[lister_pb2.Account] = []
+        shares: list[lister_pb2.DistributedAccount] = []
+        for k in self.service.keyring.list_keys():
+            if not (
+                k.scheme == Scheme.BLS
+                and self._visible(client, k)
+                and (not matchers or any(m(k.name) for m in matchers))
+            ):
+                continue
+            share = self.distributed.share(k.public_key) if self.distributed is not None else None
+            if share is None:
+                accounts.append(lister_pb2.Account(name=k.name, public_key=k.public_key, uuid=_uuid_of(k)))
+            else:
+                shares.append(distributed_account(k, share))
         self.calls.report(context, "ListAccounts", [], time.perf_counter() - started, client)
-        return lister_pb2.ListAccountsResponse(state=status.SUCCEEDED, Accounts=accounts)
+        return lister_pb2.ListAccountsResponse(state=status.SUCCEEDED, Accounts=accounts, DistributedAccounts=shares)
 
 
 def _uuid_of(key: KeyInfo) -> bytes:
@@ -264,9 +297,12 @@ def _abort_if_rate_limited(context: grpc.ServicerContext, error: errors.SignerEr
 
 
 class AccountManagerServicer(accountmanager_pb2_grpc.AccountManagerServicer):
-    def __init__(self, service: SigningService, calls: CallContext) -> None:
+    def __init__(
+        self, service: SigningService, calls: CallContext, distributed: DistributedFront | None = None
+    ) -> None:
         self.service = service
         self.calls = calls
+        self.distributed = distributed
 
     def Unlock(
         self, request: accountmanager_pb2.UnlockAccountRequest, context: grpc.ServicerContext
@@ -306,10 +342,15 @@ class AccountManagerServicer(accountmanager_pb2_grpc.AccountManagerServicer):
         error: errors.SignerError | None = None
         public_key = b""
         try:
-            if request.participants > 1 or request.signing_threshold > 1:
-                raise errors.MalformedRequest("distributed accounts are not supported by this signer")
             passphrase = bytes(request.passphrase).decode("utf-8", "replace")
-            public_key = self.service.generate_account(client, request.account, passphrase).public_key
+            if request.participants > 1 or request.signing_threshold > 1:
+                if self.distributed is None:
+                    raise errors.MalformedRequest("this signer serves no distributed accounts")
+                public_key = self.distributed.generate(
+                    client, request.account, passphrase, request.participants, request.signing_threshold
+                )
+            else:
+                public_key = self.service.generate_account(client, request.account, passphrase).public_key
         except errors.SignerError as exc:
             error = exc
         self.calls.report(context, "Generate", [done(error)], time.perf_counter() - started, client)

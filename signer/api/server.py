@@ -28,7 +28,7 @@ from signer.api._proto.v1 import (
 )
 from signer.api.cometbft import PrivValidatorServicer
 from signer.api.context import CallContext
-from signer.api.eth2 import AccountManagerServicer, ListerServicer, SignerServicer
+from signer.api.eth2 import AccountManagerServicer, DistributedFront, ListerServicer, SignerServicer
 from signer.service import SigningService
 
 SERVICE_NAMES: tuple[str, ...] = (
@@ -53,6 +53,7 @@ class GrpcServer:
         reflection: bool = False,
         interceptors: Sequence[grpc.ServerInterceptor[Any, Any]] = (),
         extra_servicers: Sequence[tuple[object, object, str]] = (),
+        distributed: DistributedFront | None = None,
     ) -> None:
         self.workers = workers
         self.server = grpc.server(
@@ -66,9 +67,9 @@ class GrpcServer:
             maximum_concurrent_rpcs=max_concurrent_rpcs if max_concurrent_rpcs is not None else 4 * workers,
         )
         signer_pb2_grpc.add_SignerServicer_to_server(SignerServicer(service, calls), self.server)
-        lister_pb2_grpc.add_ListerServicer_to_server(ListerServicer(service, calls), self.server)
+        lister_pb2_grpc.add_ListerServicer_to_server(ListerServicer(service, calls, distributed), self.server)
         accountmanager_pb2_grpc.add_AccountManagerServicer_to_server(
-            AccountManagerServicer(service, calls), self.server
+            AccountManagerServicer(service, calls, distributed), self.server
         )
         privval_grpc.add_PrivValidatorAPIServicer_to_server(PrivValidatorServicer(service, calls), self.server)
         names = list(SERVICE_NAMES)

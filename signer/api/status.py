@@ -75,9 +75,13 @@ TABLE: MappingProxyType[Status, Wire] = MappingProxyType(
             C.PERMISSION_DENIED, FAILED, _FAILED, RequestOutcome.UNAVAILABLE, H.SERVICE_UNAVAILABLE
         ),
         Status.MODULE_TAMPERED: Wire(C.INTERNAL, FAILED, _FAILED, RequestOutcome.UNAVAILABLE, H.INTERNAL_SERVER_ERROR),
+        Status.DKG_ABORTED: Wire(C.ABORTED, FAILED, _FAILED, RequestOutcome.FAILED, H.CONFLICT),
         Status.INTERNAL: Wire(C.INTERNAL, FAILED, _FAILED, RequestOutcome.FAILED, H.INTERNAL_SERVER_ERROR),
     }
 )
+
+CULPRIT_KEY = "x-dkg-culprit"
+"""Trailing metadata of an ABORTED DKG call: the participant id at fault, when known."""
 
 
 def wire(error: errors.SignerError | None) -> Wire:
@@ -144,4 +148,6 @@ def abort(context: grpc.ServicerContext, error: errors.SignerError) -> None:
     """End the call with the status of ``error`` (raises, as grpc's abort does)."""
     if isinstance(error, errors.RateLimited):
         context.set_trailing_metadata(((RETRY_AFTER_KEY, str(retry_after_ms(error))),))
+    if isinstance(error, errors.DkgAborted) and error.culprit is not None:
+        context.set_trailing_metadata(((CULPRIT_KEY, str(error.culprit)),))
     context.abort(grpc_code(error), describe(error))

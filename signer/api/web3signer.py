@@ -13,6 +13,9 @@ batcher, which coalesces concurrent requests into one slashing-protection transa
   permissions (``sign_generic``; VOLUNTARY_EXIT needs ``sign_voluntary_exit``, DEPOSIT
   ``sign_deposit``).
 
+A share of a distributed account (or its composite key) is refused (``PartialSignatureOnly``, 400)
+and not listed: its signature is partial, and these clients cannot combine partial signatures.
+
 Answers: 200 with ``{"signature": "0x..."}`` when Accept allows JSON, the bare ``0x...`` as
 text/plain otherwise; refusals from the one table (400, 403, 404, 412, 429, 503, 500).
 
@@ -137,6 +140,11 @@ class Web3SignerApi:
         assert call.client is not None  # needs_client
         try:
             public_key = public_key_of(str(call.path_params.get("identifier", "")))
+            if self.service.keyring.is_share(public_key):
+                raise errors.PartialSignatureOnly(
+                    f"0x{public_key.hex()} names a share of a distributed account: this signer's signature "
+                    "would be partial; sign it through the eth2-signer-api with a combining client (Vouch)"
+                )
             request = parse_sign_request(call.body)
             call.method = LABEL_PREFIX + request.sign_type.value
             prepared = prepare(self.network, request)
@@ -158,17 +166,21 @@ class Web3SignerApi:
     # --- keys, health, reload ----------------------------------------------------------------------
 
     def public_keys(self, call: RestCall) -> Response:
-        """The BLS keys this client may sign with (with any signing operation), as 0x-hex."""
+        """The BLS keys this client may sign with (with any signing operation), as 0x-hex; shares of
+        distributed accounts are not listed (their signatures are partial)."""
         assert call.client is not None
         client = call.client
         permits = self.service.authorizer.permits
         if not any(permits(client, op, None) for op in _SIGNING_OPERATIONS):
             ops = ", ".join(op.value for op in _SIGNING_OPERATIONS)
             raise errors.AccessDenied(f"client '{client.name}' may not list keys: it may do none of {ops}")
+        keyring = self.service.keyring
         keys = [
             "0x" + k.public_key.hex()
-            for k in self.service.keyring.list_keys()
-            if k.scheme == Scheme.BLS and any(permits(client, op, k) for op in _SIGNING_OPERATIONS)
+            for k in keyring.list_keys()
+            if k.scheme == Scheme.BLS
+            and not keyring.is_share(k.public_key)
+            and any(permits(client, op, k) for op in _SIGNING_OPERATIONS)
         ]
         return json_response(keys)
 

@@ -316,7 +316,7 @@ class DkgParticipant:
     def abort(self, sender_id: int, account: str) -> bytes | None:
         """Drop the session for ``account``. Returns None if nothing had been committed, else the
         public share that Commit produced: the caller deletes that stored share. The initiator and
-        any participant of the session may abort it."""
+        any participant of the session may abort it before Commit; after, only the initiator."""
         with self._lock:
             self._expire()
             self._check_peer(sender_id)
@@ -327,7 +327,10 @@ class DkgParticipant:
                 return None
             committed = self._committed.get(account)
             if committed is not None:
-                self._check_party(committed.parameters, committed.initiator_id, sender_id, account)
+                # Only the initiator checks the Commit answers, so only it may undo them: another
+                # participant could otherwise delete everyone's share of a good account.
+                if sender_id != committed.initiator_id:
+                    raise AccessDenied(f"only the initiator of the key generation for {account!r} may undo its commit")
                 del self._committed[account]
                 return committed.public_share
             raise DkgSessionNotFound(f"no key generation for {account!r} in progress")

@@ -6,6 +6,9 @@ Lock/Unlock) and retired (leaving before an admin deletion: nothing resolves to 
 ``is_live`` tells the signing step to refuse an item already past protection). The index is
 rebuilt whole from the module's list on ``reload_keys``, which refuses a module that lists one name
 or one public key twice. The key-admin core uses it through ``signer.keyadmin.KeyIndex``.
+
+A share of a distributed account (``validator_keys``) is also found by its composite public key,
+and signs under the composite key's slashing history (``history_key``).
 """
 
 from __future__ import annotations
@@ -15,18 +18,28 @@ from collections.abc import Mapping, Sequence
 
 from signer import errors
 from signer.keys.module import KeyModule
-from signer.types import KeyInfo, KeyRef, Scheme
+from signer.types import KeyInfo, KeyRef, Scheme, ValidatorKeys
 
 CHAIN_SCHEMES = (Scheme.SECP256K1, Scheme.ED25519)
 
 
 class KeyRing:
-    """``KeyRing(module, chains={chain_id: account})``: loads the module's keys at once if it is unlocked."""
+    """``KeyRing(module, chains={chain_id: account}, validator_keys=...)``: loads the module's keys at
+    once if it is unlocked."""
 
-    def __init__(self, module: KeyModule, *, chains: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        module: KeyModule,
+        *,
+        chains: Mapping[str, str] | None = None,
+        validator_keys: ValidatorKeys | None = None,
+    ) -> None:
         self.module = module
         self.chains = dict(chains or {})
         """chain_id -> account name of the key that signs for it."""
+        self.validator_keys = validator_keys
+        """Shares of distributed accounts: their history is their composite key's, and a request
+        may name them by it (signer.distributed.accounts)."""
         self._lock = threading.Lock()
         self._by_name: dict[str, KeyInfo] = {}
         self._by_public_key: dict[bytes, KeyInfo] = {}
@@ -72,6 +85,10 @@ class KeyRing:
         with self._lock:
             return sorted(self._by_name.values(), key=lambda k: k.name)
 
+    def has_account(self, name: str) -> bool:
+        """A key named ``name`` is loaded (a new account may not take the name)."""
+        return name in self._by_name
+
     def is_live(self, public_key: bytes) -> bool:
         """Still in the index (not retired, not deleted)."""
         return public_key in self._by_public_key  # the dict is swapped whole: no lock needed
@@ -94,9 +111,26 @@ class KeyRing:
             key = self._by_name.get(ref.account)
         else:
             key = self._by_public_key.get(ref.public_key or b"")
+            if key is None and self.validator_keys is not None:  # a composite key names the share held
+                share = self.validator_keys.key_for(ref.public_key or b"")
+                key = None if share is None else self._by_public_key.get(share)
         if key is None:
             raise errors.UnknownKey(f"no key loaded for {ref.describe()}")
         return key
+
+    def history_key(self, key: KeyInfo) -> bytes:
+        """The validator whose slashing history ``key`` signs under (a share: its composite key)."""
+        return key.public_key if self.validator_keys is None else self.validator_keys.history_key(key.public_key)
+
+    def is_share(self, public_key: bytes) -> bool:
+        """Whether ``public_key`` is a share of a distributed account held here, or the composite key
+        of one (what this signer signs for it is a partial signature)."""
+        if self.validator_keys is None:
+            return False
+        return (
+            self.validator_keys.key_for(public_key) is not None
+            or self.validator_keys.history_key(public_key) != public_key
+        )
 
     def resolve(self, ref: KeyRef, scheme: Scheme) -> KeyInfo:
         """The unlocked ``scheme`` key ``ref`` names. Raises UnknownKey, UnsupportedScheme or KeyLocked."""

@@ -40,6 +40,7 @@ CASES = {
     "sqlite": CHART / "ci" / "sqlite-values.yaml",
     "postgres-ha": CHART / "ci" / "postgres-ha-values.yaml",
     "pkcs11": CHART / "ci" / "pkcs11-values.yaml",
+    "distributed": CHART / "ci" / "distributed-values.yaml",
 }
 CASE_IDS = list(CASES)
 
@@ -467,6 +468,29 @@ def test_rest_port_is_exposed_where_http_listen_is_set() -> None:
     off = rendered("pkcs11")
     assert "http_listen" not in rendered_toml(off)["server"]
     assert "http" not in {p["name"] for p in signer_container(off)["ports"]}
+
+
+def test_a_distributed_release_renders_its_peers_and_lets_the_other_participants_in() -> None:
+    docs = rendered("distributed")
+    config = parse_config(rendered_toml(docs))
+    assert config.distributed is not None
+    assert config.distributed.id == 2
+    assert [(p.id, p.identity) for p in config.distributed.peers] == [(1, "signer-1"), (2, "signer-2"), (3, "signer-3")]
+    assert config.server.tls is not None  # peers are recognised by their certificates
+    ingress = one(docs, "NetworkPolicy")["spec"]["ingress"]
+    peers = [
+        r
+        for r in ingress
+        if r["from"][0]["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "validator-signer"}}
+    ]
+    assert [r["ports"] for r in peers] == [[{"port": "grpc", "protocol": "TCP"}]]
+    # Without distributed accounts, no such rule.
+    plain = one(rendered("sqlite"), "NetworkPolicy")["spec"]["ingress"]
+    assert not [
+        r
+        for r in plain
+        if r["from"][0]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name") == "validator-signer"
+    ]
 
 
 def test_network_policy_admits_only_labelled_clients_and_prometheus() -> None:

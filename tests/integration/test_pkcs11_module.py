@@ -406,3 +406,34 @@ def test_build_key_module_opens_the_configured_token(softhsm: SoftHsm, tmp_path:
     finally:
         module.close()
         wipe_token(softhsm, softhsm.label("attributes"), tmp_path / "wipe")
+
+
+def test_a_pkcs11_module_holds_a_share_of_a_distributed_account(
+    attributes_module: Pkcs11KeyModule, tmp_path: Path
+) -> None:
+    """Issue 17.3: a share is sealed by the token like any BLS key, its record is sealed by the share
+    (signed in the module) and read back, and its partial signature combines with another share's."""
+    from signer.crypto import threshold as th  # noqa: PLC0415
+    from signer.distributed.accounts import DistributedAccounts  # noqa: PLC0415
+    from signer.distributed.dkg import Endpoint  # noqa: PLC0415
+
+    polynomial = th.Polynomial.random(2)
+    vector = polynomial.verification_vector()
+    participants = [Endpoint(i, "127.0.0.1", 9000 + i) for i in (1, 2, 3)]
+    accounts = DistributedAccounts(attributes_module, tmp_path)
+    accounts.add(
+        "dist/hsm",
+        polynomial.share(1),
+        threshold=2,
+        participants=participants,
+        composite_public_key=vector.public_key,
+        verification_vector=vector.commitments,
+    )
+    share_key = polynomial.share(1).public_key()
+    assert [k.public_key for k in attributes_module.list_keys() if k.name == "dist/hsm"] == [share_key]
+    (account,) = DistributedAccounts(attributes_module, tmp_path).accounts()  # the seal verifies
+    assert account.composite_public_key == vector.public_key
+    message = hashlib.sha256(b"partial").digest()
+    partial = attributes_module.sign(share_key, message)
+    combined = th.combine_signatures({1: partial, 3: polynomial.share(3).sign(message)}, 2)
+    assert bls.verify(vector.public_key, message, combined)

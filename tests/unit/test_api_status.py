@@ -9,6 +9,7 @@ DENIED for the caller's refusals, FAILED for ours; the REST front's HTTP statuse
 from __future__ import annotations
 
 from http import HTTPStatus
+from typing import cast
 
 import grpc
 import pytest
@@ -107,6 +108,7 @@ def test_malformed_requests_are_invalid_400(cls: type[errors.SignerError]) -> No
         (errors.WrongNetwork, C.INVALID_ARGUMENT, HTTPStatus.BAD_REQUEST),
         (errors.SigningRootMismatch, C.INVALID_ARGUMENT, HTTPStatus.BAD_REQUEST),
         (errors.ForbiddenDomain, C.INVALID_ARGUMENT, HTTPStatus.BAD_REQUEST),
+        (errors.PartialSignatureOnly, C.INVALID_ARGUMENT, HTTPStatus.BAD_REQUEST),
         (errors.UnsupportedScheme, C.INVALID_ARGUMENT, HTTPStatus.BAD_REQUEST),
         (errors.UnknownKey, C.NOT_FOUND, HTTPStatus.NOT_FOUND),
         (errors.KeyLocked, C.FAILED_PRECONDITION, HTTPStatus.PRECONDITION_FAILED),
@@ -140,7 +142,7 @@ def test_the_callers_refusals_are_denied(cls: type[errors.SignerError], code: gr
         (errors.WeakPin, C.INVALID_ARGUMENT, "refused", "failed", 400),
         (errors.InternalError, C.INTERNAL, "failed", "failed", 500),
         (errors.DataDirLocked, C.INTERNAL, "failed", "failed", 500),
-        (errors.DkgAborted, C.INTERNAL, "failed", "failed", 500),
+        (errors.DkgAborted, C.ABORTED, "failed", "failed", 409),  # its culprit in the x-dkg-culprit trailer
     ],
     ids=lambda v: getattr(v, "__name__", ""),
 )
@@ -206,3 +208,33 @@ def test_http_retry_after_is_whole_seconds_rounded_up_and_at_least_one() -> None
     assert status.retry_after_header(errors.RateLimited("x", retry_after_s=0.001)) == "1"
     assert status.retry_after_header(errors.RateLimited("x", retry_after_s=1.2)) == "2"
     assert status.retry_after_header(errors.RateLimited("x", retry_after_s=0.0)) == "1"
+
+
+class _Ended(Exception):
+    pass
+
+
+class _Context:
+    """What ``status.abort`` uses of a grpc.ServicerContext: the trailers it sets and how it ends."""
+
+    def __init__(self) -> None:
+        self.trailing: list[tuple[str, str]] = []
+        self.ended: tuple[grpc.StatusCode, str] | None = None
+
+    def set_trailing_metadata(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        self.trailing.extend(metadata)
+
+    def abort(self, code: grpc.StatusCode, details: str) -> None:
+        self.ended = (code, details)
+        raise _Ended
+
+
+@pytest.mark.parametrize(("culprit", "trailing"), [(3, [(status.CULPRIT_KEY, "3")]), (None, [])])
+def test_an_aborted_dkg_ends_aborted_naming_its_culprit_when_known(
+    culprit: int | None, trailing: list[tuple[str, str]]
+) -> None:
+    context = _Context()
+    with pytest.raises(_Ended):
+        status.abort(cast(grpc.ServicerContext, context), errors.DkgAborted("participant 3 cheated", culprit=culprit))
+    assert context.ended == (C.ABORTED, "participant 3 cheated")
+    assert context.trailing == trailing

@@ -386,6 +386,18 @@ def test_commit_expires_into_a_permanent_account() -> None:
     assert sorted(cluster.results()) == [1, 2, 3]
 
 
+def test_only_the_initiator_may_undo_a_committed_share() -> None:
+    # After a successful generation, another participant must not be able to make the others
+    # delete their shares (the commit record lives until the session timeout).
+    cluster = Cluster(3)
+    cluster.generate(2)
+    for node in (cluster.nodes[1], cluster.nodes[3]):
+        with pytest.raises(AccessDenied, match="only the initiator"):
+            node.abort(2, ACCOUNT)
+    assert cluster.nodes[3].abort(1, ACCOUNT) is not None  # the initiator still may
+    assert sorted(cluster.results()) == [1, 2, 3]
+
+
 def test_second_prepare_of_the_same_account_conflicts() -> None:
     cluster = Cluster(3)
     node = cluster.nodes[1]

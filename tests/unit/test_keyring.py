@@ -110,3 +110,36 @@ def test_a_module_listing_a_key_twice_is_refused_and_the_index_kept(tmp_path: Pa
         assert ring.list_keys() == sorted([first, second], key=lambda k: k.name)
     finally:
         module.close()
+
+
+class OneShare:
+    """ValidatorKeys as signer.distributed.accounts answers it: ``share`` is held for ``composite``."""
+
+    def __init__(self, share: bytes, composite: bytes) -> None:
+        self.share, self.composite = share, composite
+
+    def history_key(self, public_key: bytes) -> bytes:
+        return self.composite if public_key == self.share else public_key
+
+    def key_for(self, public_key: bytes) -> bytes | None:
+        return self.share if public_key == self.composite else None
+
+
+def test_a_composite_key_names_the_share_held_which_signs_under_its_history(module: EmulatedKeyModule) -> None:
+    composite = b"\x07" * 48
+    share = KeyRing(module).lookup(KeyRef(account="w/0"))
+    other = KeyRing(module).lookup(KeyRef(account="w/1"))
+    ring = KeyRing(module, validator_keys=OneShare(share.public_key, composite))
+    assert ring.lookup(KeyRef(public_key=composite)) == share
+    assert ring.resolve(KeyRef(public_key=composite), Scheme.BLS) == share
+    assert ring.history_key(share) == composite
+    assert ring.history_key(other) == other.public_key
+    with pytest.raises(errors.UnknownKey):  # without the shares, a composite key names nothing
+        KeyRing(module).lookup(KeyRef(public_key=composite))
+    assert KeyRing(module).history_key(share) == share.public_key
+
+
+def test_has_account_tells_a_loaded_name(module: EmulatedKeyModule) -> None:
+    ring = KeyRing(module)
+    assert ring.has_account("w/0")
+    assert not ring.has_account("w/9")
