@@ -1,11 +1,13 @@
 # Two entry points, both documented in README.md:
 #   make serve   start the signer on its embedded defaults (emulated module, SQLite), dev mode
 #   make test    run every check and the whole test suite
+# and the contributors' inner loop: make test-fast (unit and property tests, no server, no
+# external component, nothing marked slow; under a minute).
 PYTHON ?= python3
 DATA_DIR ?= ./dev-data
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: deps serve test lint
+.PHONY: deps serve test test-fast lint
 
 deps:
 	@scripts/install-deps.sh
@@ -23,3 +25,6 @@ lint:
 
 test: deps lint
 	$(PYTHON) -m pytest
+
+test-fast:
+	$(PYTHON) -m pytest -q -m "not slow and not integration and not e2e" tests/unit tests/property

@@ -122,7 +122,7 @@ def _mypy_grpc_plugin() -> Path:
     return Path(on_path)
 
 
-def generate(out_dir: Path, proto_root: Path = PROTO_ROOT) -> list[Path]:
+def generate(out_dir: Path, proto_root: Path = PROTO_ROOT) -> list[Path]:  # noqa: C901 -- one protoc run and its post-processing steps, in order
     """Generate the whole tree into out_dir (which must be empty or absent); return its files."""
     _check_tool_versions()
     out_dir.mkdir(parents=True, exist_ok=True)

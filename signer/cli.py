@@ -590,7 +590,7 @@ DEV_HTTP_LISTEN = "127.0.0.1:9000"
 # --- serve ------------------------------------------------------------------------------------
 
 
-def serve_config_from_args(args: argparse.Namespace) -> Config:
+def serve_config_from_args(args: argparse.Namespace) -> Config:  # noqa: C901 -- one flat mapping of each serve flag onto the config, flag by flag
     """The Config ``serve`` runs with: the file's (``--config``) or the dev defaults, plus flags."""
     if args.config is not None:
         if args.dev:

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import os
 import re
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
+import grpc
 import pytest
+
+from signer.approval import PendingOperation
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VENDORED_VECTORS = REPO_ROOT / "tests" / "vectors"
@@ -59,3 +65,36 @@ def missing_component(what: str) -> None:
     if in_ci():
         pytest.fail(message + " (CI=true: integration tests must not skip)")
     pytest.skip(message)
+
+
+def trailers(error: grpc.RpcError | grpc.Call) -> dict[str, str | bytes]:
+    """The trailing metadata of a finished call or of the RpcError that ended it, as a dict.
+
+    (grpc's RpcError is, at run time, also the Call that failed; its stub types the metadata apart.)"""
+    return dict(cast(grpc.Call, error).trailing_metadata() or ())
+
+
+_Done = TypeVar("_Done")
+
+
+def done(answer: _Done | PendingOperation) -> _Done:
+    """A key-admin answer that ran at once (no second operator's approval was needed)."""
+    assert not isinstance(answer, PendingOperation), f"waits for approval: {answer}"
+    return answer
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 30.0, poll_s: float = 0.01) -> None:
+    """Return as soon as ``condition()`` holds; fail naming ``what`` did not happen within ``timeout_s``.
+
+    For a test that waits for something the code under test does where it offers no event to wait on
+    (a line on disk, a metric): the wait ends when the thing happened, not after a guessed sleep."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout_s} s"
+        time.sleep(poll_s)
+
+
+def py_ecc_slow(names: Iterable[str]) -> list[Any]:
+    """Parameters for a test run once per BLS backend: the pure-Python reference (py_ecc) marked
+    ``slow`` where it takes seconds, so ``make test-fast`` leaves it to the full suite."""
+    return [pytest.param(name, marks=pytest.mark.slow) if name == "py_ecc" else name for name in names]

@@ -78,7 +78,7 @@ class Network:
     _by_suffix: dict[bytes, bytes] = field(init=False, repr=False, compare=False, hash=False)
     _genesis_domains: dict[DomainType, bytes] = field(init=False, repr=False, compare=False, hash=False)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self) -> None:  # noqa: C901 -- one flat list of the network's invariants, each with its own error
         where = f"network {self.name!r}"
         if len(self.genesis_validators_root) != 32:
             raise ConfigError(f"{where}: genesis_validators_root must be 32 bytes")
@@ -319,7 +319,7 @@ def _exit_fork(forks: tuple[tuple[int, bytes], ...], names: tuple[str, ...]) -> 
     return None, None
 
 
-def network_from_config(cfg: NetworkConfig) -> Network:
+def network_from_config(cfg: NetworkConfig) -> Network:  # noqa: C901 -- the built-in vs. custom network rules, each with its own error
     """The network named by ``[network]``.
 
     A built-in name gives the built-in network; ``genesis_validators_root``/``genesis_fork_version``

@@ -314,7 +314,7 @@ class _ChainWriter(LineWriter):
             items[0].body = json.dumps(first, ensure_ascii=True, separators=(",", ":"))
         return items
 
-    def _write_items(self, items: list[_Item]) -> bool:
+    def _write_items(self, items: list[_Item]) -> bool:  # noqa: C901 -- chains, writes and accounts for a partial write in one place
         """Chain and write ``items`` after the pending records; True if all of them were written.
 
         On a failed write the chain goes on from the last whole line written: the decision lines

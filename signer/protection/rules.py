@@ -184,18 +184,7 @@ def check_attestation(check: AttestationCheck, history: Iterable[AttestationReco
     records = list(history)
     same_target = [r for r in records if r.target_epoch == target]
     if same_target:
-        for record in same_target:
-            if record.source_epoch != source:
-                raise DoubleVote(
-                    f"double vote: target {target} was signed before with source {record.source_epoch}, not {source}",
-                    evidence=_attestation_evidence(record),
-                )
-            if not _same_root(record.signing_root, check.signing_root):
-                why = _why_not_same(record.signing_root)
-                raise DoubleVote(
-                    f"double vote: source {source} and target {target} were signed before with {why}",
-                    evidence=_attestation_evidence(record),
-                )
+        _check_same_target(check, same_target)
         return Safe.SAME_DATA
     if bounds.source_epoch is not None and source < bounds.source_epoch:
         raise SourceBelowLowerBound(
@@ -207,6 +196,29 @@ def check_attestation(check: AttestationCheck, history: Iterable[AttestationReco
             f"target epoch {target} is not above the lowest signed target epoch {bounds.target_epoch}",
             evidence={"kind": "lower_bound", "target_epoch": bounds.target_epoch},
         )
+    _check_no_surround(source, target, records)
+    return Safe.VALID
+
+
+def _check_same_target(check: AttestationCheck, same_target: list[AttestationRecord]) -> None:
+    """Refuse unless every record with the check's target has its source and signing root."""
+    source, target = check.source_epoch, check.target_epoch
+    for record in same_target:
+        if record.source_epoch != source:
+            raise DoubleVote(
+                f"double vote: target {target} was signed before with source {record.source_epoch}, not {source}",
+                evidence=_attestation_evidence(record),
+            )
+        if not _same_root(record.signing_root, check.signing_root):
+            why = _why_not_same(record.signing_root)
+            raise DoubleVote(
+                f"double vote: source {source} and target {target} were signed before with {why}",
+                evidence=_attestation_evidence(record),
+            )
+
+
+def _check_no_surround(source: int, target: int, records: list[AttestationRecord]) -> None:
+    """Refuse if (source, target) surrounds or is surrounded by any record."""
     for record in records:
         if source < record.source_epoch and record.target_epoch < target:
             raise SurroundingVote(
@@ -220,7 +232,6 @@ def check_attestation(check: AttestationCheck, history: Iterable[AttestationReco
                 f"{record.target_epoch} of the attestation signed before",
                 evidence=_attestation_evidence(record),
             )
-    return Safe.VALID
 
 
 def check_consensus(check: ConsensusCheck, state: ConsensusState | None) -> ConsensusDecision:
@@ -258,17 +269,26 @@ def check_consensus(check: ConsensusCheck, state: ConsensusState | None) -> Cons
         )
     if step > state.step:
         return ConsensusDecision(Safe.VALID)
-    if state.sign_bytes is not None:
-        prior = PriorSignature(sign_bytes=state.sign_bytes, signature=state.signature)
-        if check.sign_bytes == state.sign_bytes:
-            return ConsensusDecision(Safe.SAME_DATA, prior)
-        if (
-            state.sign_bytes_without_timestamp is not None
-            and check.sign_bytes_without_timestamp == state.sign_bytes_without_timestamp
-        ):
-            return ConsensusDecision(Safe.SAME_DATA, prior)
+    prior = _prior_if_same_data(check, state)
+    if prior is not None:
+        return ConsensusDecision(Safe.SAME_DATA, prior)
     raise ConflictingConsensusMessage(
         f"conflicting consensus message: height {state.height} round {state.round} step {state.step} "
         "was signed before with different data",
         evidence=evidence,
     )
+
+
+def _prior_if_same_data(check: ConsensusCheck, state: ConsensusState) -> PriorSignature | None:
+    """The prior signature if the check re-signs what was signed at this height/round/step (up to its timestamp)."""
+    if state.sign_bytes is None:
+        return None
+    prior = PriorSignature(sign_bytes=state.sign_bytes, signature=state.signature)
+    if check.sign_bytes == state.sign_bytes:
+        return prior
+    if (
+        state.sign_bytes_without_timestamp is not None
+        and check.sign_bytes_without_timestamp == state.sign_bytes_without_timestamp
+    ):
+        return prior
+    return None

@@ -287,11 +287,11 @@ def test_vote_sign_bytes_match_upstream(case: VoteCase) -> None:
 
     def build() -> Vote:
         return Vote(
-            case.msg_type,
+            case.msg_type,  # type: ignore[arg-type]  # any int: the upstream cases include types Vote refuses
             case.height,
             case.round,
             case.block_id,
-            case.timestamp,  # type: ignore[arg-type]
+            case.timestamp,
             ADDRESS,
             0,
             case.extension,
@@ -327,10 +327,10 @@ def test_proposal_sign_bytes_match_upstream(case: ProposalCase) -> None:
 
     def build() -> Proposal:
         return Proposal(
-            case.msg_type,
+            case.msg_type,  # type: ignore[arg-type]  # any int: the upstream cases include types Proposal refuses
             case.height,
             case.round,
-            case.pol_round,  # type: ignore[arg-type]
+            case.pol_round,
             case.block_id,
             case.timestamp,
         )

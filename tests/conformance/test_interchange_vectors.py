@@ -37,7 +37,7 @@ def _hex(text: str) -> bytes:
     return bytes.fromhex(text.removeprefix("0x"))
 
 
-def _run(case: dict[str, Any], store_factory: StoreFactory, minified: bool) -> list[str]:  # noqa: F811
+def _run(case: dict[str, Any], store_factory: StoreFactory, minified: bool) -> list[str]:  # noqa: F811, C901 -- replays an interchange vector's steps, each kind of step in turn
     store = store_factory(_hex(case["genesis_validators_root"]))
     either_where_different = case["name"] in EITHER_WHERE_DIFFERENT
     problems: list[str] = []

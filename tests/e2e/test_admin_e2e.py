@@ -11,6 +11,7 @@ import json
 
 import grpc
 import pytest
+from eth_typing import BLSPubkey, BLSSignature
 from py_ecc.bls import G2ProofOfPossession
 
 import signer
@@ -67,7 +68,7 @@ def test_generate_then_sign_then_status_then_delete(dev_signer: SignerProcess) -
     request, signing_root = _attestation(public_key, 7, 8)
     signed = eth2.SignBeaconAttestation(request)
     assert signed.state == responsestate_pb2.SUCCEEDED
-    assert G2ProofOfPossession.Verify(public_key, signing_root, bytes(signed.signature))
+    assert G2ProofOfPossession.Verify(BLSPubkey(public_key), signing_root, BLSSignature(signed.signature))
 
     status = admin_pb2_grpc.StatusStub(channel).GetStatus(admin_pb2.GetStatusRequest())
     assert status.status == admin_pb2.RESPONSE_STATUS_OK

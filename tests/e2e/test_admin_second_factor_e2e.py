@@ -20,6 +20,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import grpc
 import pytest
@@ -32,6 +33,7 @@ from tests.certs import Pki, make_pki
 from tests.e2e.harness import SignerProcess, init_protection
 from tests.e2e.test_eth2_e2e import att
 from tests.e2e.test_security_e2e import credentials, keys_toml, make_keys, signer_cli
+from tests.support import trailers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -157,12 +159,13 @@ def admin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Admin]:
         assert proc.terminate() == 0, proc.logs
 
 
-def _refused(call: object, request: object, *, metadata: tuple[tuple[str, str], ...] = ()) -> grpc.RpcError:
+def _refused(call: object, request: object, *, metadata: tuple[tuple[str, str], ...] = ()) -> grpc.Call:
+    """The failed call (grpc's RpcError is, at run time, also the Call that failed)."""
     with pytest.raises(grpc.RpcError) as refused:
         result = call(request, metadata=metadata, timeout=CALL_TIMEOUT_S)  # type: ignore[operator]
         if isinstance(result, Iterator):
             list(result)
-    return refused.value
+    return cast(grpc.Call, refused.value)
 
 
 def test_an_admin_call_without_a_code_is_refused_by_name(admin: Admin) -> None:
@@ -224,7 +227,7 @@ def test_failures_lock_an_operator_out_even_for_its_right_code(admin: Admin) -> 
         assert error.code() == PERMISSION_DENIED
     error = _refused(keys.ListKeys, admin_pb2.ListKeysRequest(), metadata=admin.operators.metadata("frank"))
     assert (error.code(), error.details().split(":")[0]) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "otp_locked_out")
-    assert dict(error.trailing_metadata() or ())["retry-after-ms"]  # type: ignore[attr-defined]
+    assert trailers(error)["retry-after-ms"]
 
 
 def test_a_client_without_operators_makes_no_admin_call_but_reads_status_with_one_factor(admin: Admin) -> None:

@@ -39,6 +39,7 @@ from tests.e2e.harness import (
     ref_domain,
 )
 from tests.e2e.test_eth2_e2e import root
+from tests.support import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -56,6 +57,14 @@ def sign(channel: grpc.Channel, account: str, tags: range) -> None:
         assert stub.Sign(request, timeout=30).state == SUCCEEDED
     refused = signer_pb2.SignRequest(account=account, data=root("p"), domain=ref_domain(DOMAIN_BEACON_PROPOSER))
     assert stub.Sign(refused, timeout=30).state == DENIED
+
+
+def decisions_on_disk(log: Path) -> int:
+    """The whole decision lines in ``log`` (the chain's own records have a ``record`` field)."""
+    if not log.exists():
+        return 0
+    lines = [line for line in log.read_text(encoding="utf-8").splitlines(keepends=True) if line.endswith("\n")]
+    return sum(1 for line in lines if "record" not in json.loads(line))
 
 
 def audit_verify(*args: object) -> tuple[int, str]:
@@ -84,7 +93,7 @@ def dev_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     try:
         with proc.channel() as channel:
             sign(channel, "dev/0", range(4))
-        time.sleep(0.5)  # the writer thread has the lines on disk
+        wait_for(lambda: decisions_on_disk(log) == 5, "the writer thread has the 5 decision lines on disk")
         proc.restart(kill=True)  # SIGKILL: no stop record
         with proc.channel() as channel:
             sign(channel, "dev/1", range(4, 8))
@@ -158,7 +167,7 @@ def test_a_running_signer_log_verifies_live_and_names_an_open_end_otherwise(tmp_
     try:
         with proc.channel() as channel:
             sign(channel, "dev/0", range(2))
-        time.sleep(0.5)
+        wait_for(lambda: decisions_on_disk(log) == 3, "the writer thread has the 3 decision lines on disk")
         code, output = audit_verify("--live", log)
         assert code == 0, output
         code, output = audit_verify(log)

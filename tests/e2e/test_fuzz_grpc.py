@@ -198,7 +198,7 @@ def _public_key(fuzzed: Fuzzed, msg: Any) -> bytes | None:
     return None
 
 
-def expected_signing_root(fuzzed: Fuzzed, method: str, msg: Any) -> tuple[bytes, bytes] | None:
+def expected_signing_root(fuzzed: Fuzzed, method: str, msg: Any) -> tuple[bytes, bytes] | None:  # noqa: C901 -- one dispatch over the signing methods
     """(public key, signing root) if ``msg`` is a valid request of ``method``, else None."""
     public_key = _public_key(fuzzed, msg)
     domain = bytes(msg.domain)
@@ -329,8 +329,8 @@ def check_answer(
         assert error.details(), f"{path}: {code} without details"
         return
     assert answer is not None
-    response = _class(method_descriptor.output_type).FromString(answer)
-    request = _class(method_descriptor.input_type).FromString(request_bytes)  # it parsed on the server too
+    response: Any = _class(method_descriptor.output_type).FromString(answer)  # the method's own message type
+    request: Any = _class(method_descriptor.input_type).FromString(request_bytes)  # it parsed on the server too
     service = path.split("/")[1]
     if service == "v1.Signer":
         if method in ("Multisign", "SignBeaconAttestations"):
@@ -383,15 +383,17 @@ def _scalar(field: FieldDescriptor, depth: int) -> st.SearchStrategy[Any]:
     if field.type == FieldDescriptor.TYPE_BYTES:
         return random_bytes
     if field.type == FieldDescriptor.TYPE_ENUM:
+        assert field.enum_type is not None
         return st.one_of(st.sampled_from([v.number for v in field.enum_type.values]), st.integers(-(2**31), 2**31 - 1))
     if field.type in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
         return st.floats(allow_nan=True, allow_infinity=True, width=32)
     if field.type in (FieldDescriptor.TYPE_MESSAGE, FieldDescriptor.TYPE_GROUP):
+        assert field.message_type is not None
         return messages(field.message_type, depth + 1)
     raise AssertionError(f"unhandled field type {field.type} of {field.full_name}")
 
 
-def messages(descriptor: Descriptor, depth: int = 0) -> st.SearchStrategy[pb_message.Message]:
+def messages(descriptor: Descriptor, depth: int = 0) -> st.SearchStrategy[pb_message.Message]:  # noqa: C901 -- one dispatch over the protobuf field types
     """Messages of ``descriptor`` with random values; any field may be missing; nesting bounded."""
     cls = _class(descriptor)
     if depth > 3:
@@ -425,7 +427,7 @@ def messages(descriptor: Descriptor, depth: int = 0) -> st.SearchStrategy[pb_mes
                 setattr(msg, name, value)
         return msg
 
-    return st.fixed_dictionaries({}, optional=optional).map(build)  # type: ignore[arg-type]
+    return st.fixed_dictionaries({}, optional=optional).map(build)
 
 
 # Near-valid signing requests: each part right or wrong on its own.

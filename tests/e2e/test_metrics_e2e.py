@@ -39,7 +39,7 @@ from signer.observability.metrics import METRIC_NAMES
 from tests.e2e.harness import DOMAIN_RANDAO, SignerProcess, ref_domain
 from tests.e2e.test_cometbft_e2e import CHAIN, PREVOTE, vote
 from tests.e2e.test_eth2_e2e import att, proposal, root
-from tests.support import missing_component
+from tests.support import missing_component, trailers
 
 pytestmark = pytest.mark.e2e
 
@@ -163,7 +163,7 @@ def drive_traffic(proc: SignerProcess) -> Traffic:
         except grpc.RpcError as exc:
             assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, exc
             traffic.rate_limited_after = n
-            traffic.retry_after_ms = dict(exc.trailing_metadata() or ()).get("retry-after-ms", "")
+            traffic.retry_after_ms = str(trailers(exc).get("retry-after-ms", ""))
             break
     return traffic
 

@@ -31,6 +31,7 @@ import pytest
 from signer.api._proto.v1 import accountmanager_pb2, accountmanager_pb2_grpc, responsestate_pb2
 from signer.keys.dev import DEV_PIN
 from tests.e2e.harness import KEY_MODULES, SignerProcess
+from tests.support import trailers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -53,7 +54,7 @@ def _unlock(proc: SignerProcess, passphrase: str) -> object:
     try:
         return stub.Unlock(request, timeout=30).state
     except grpc.RpcError as exc:
-        trailing = dict(exc.trailing_metadata() or ())
+        trailing = trailers(exc)
         return exc.code(), int(trailing.get("retry-after-ms", "-1"))
 
 
@@ -103,7 +104,9 @@ def test_passphrase_checks_are_cheap_counted_and_locked_out(server: tuple[str, S
     if module == "pkcs11":
         assert _token_flags(proc) & CKF_USER_PIN_COUNT_LOW
     # ... then the client is locked out, even with the right passphrase, which is not looked at.
-    code, retry_after_ms = _unlock(proc, DEV_PIN)  # type: ignore[misc]
+    refusal = _unlock(proc, DEV_PIN)
+    assert isinstance(refusal, tuple), refusal
+    code, retry_after_ms = refusal
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert 0 < retry_after_ms <= 1000
     assert _metric(proc, "passphrase_lockout") >= 1

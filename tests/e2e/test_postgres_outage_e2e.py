@@ -134,7 +134,7 @@ def wait_until(what: str, condition: Callable[[], bool], proc: SignerProcess, ti
         time.sleep(0.1)
 
 
-def test_postgres_outage_refuses_reports_not_ready_and_recovers_without_restart(
+def test_postgres_outage_refuses_reports_not_ready_and_recovers_without_restart(  # noqa: C901 -- one outage scenario read top to bottom
     postgres_server: PostgresServer,  # noqa: F811
     tmp_path: Path,
 ) -> None:

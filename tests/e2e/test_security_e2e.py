@@ -53,6 +53,7 @@ from tests.e2e.harness import (
     ref_signing_root,
 )
 from tests.e2e.test_eth2_e2e import att, proposal, root
+from tests.support import trailers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # a server, keys made by the CLI (scrypt): ~10-17 s in all
 
@@ -405,7 +406,7 @@ def _hammer(stub: signer_pb2_grpc.SignerStub, until: float, out: SlowResult) -> 
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
                 out.limited += 1
-                trailing = dict(exc.trailing_metadata() or ())
+                trailing = trailers(exc)
                 out.retry_after_ms.append(int(trailing.get("retry-after-ms", "-1")))
             else:
                 out.other.append(f"{exc.code()}: {exc.details()}")
@@ -500,8 +501,8 @@ def test_audit_log_has_a_json_line_per_decision_and_no_secret(secure: SecureSign
     text = secure.audit.read_text(encoding="utf-8") + secure.proc.logs + secure.proc.stdout
     secrets = [DEV_PIN, secure.pki.server.key_pem.decode().splitlines()[1]]
     for index in range(DEV_KEYS):
-        secret = dev_bls_secret(index)
-        secrets += [secret.hex(), "0x" + secret.hex(), str(int.from_bytes(secret, "big"))]
+        key_secret = dev_bls_secret(index)
+        secrets += [key_secret.hex(), "0x" + key_secret.hex(), str(int.from_bytes(key_secret, "big"))]
     for secret in secrets:
         assert secret not in text
 

@@ -42,7 +42,8 @@ from signer.keys.emulated import EmulatedKeyModule
 from signer.keys.keyring import KeyRing
 from signer.protection.sqlite import SqliteStore
 from signer.service import SigningService
-from signer.types import AttestationCheck, AuditEvent, AuditSink, Authorizer, NullMonitor, Scheme
+from signer.types import AttestationCheck, AuditSink, Authorizer, Scheme
+from tests.fakes import RecordingAudit, RecordingMonitor
 from tests.stores import keys_never_signed
 from tests.support import vector_path
 
@@ -452,22 +453,6 @@ def test_delete_answers_not_active_not_found_and_bad_keys_per_item(signer_server
     assert refused.status == admin_pb2.RESPONSE_STATUS_REFUSED and nothing == b""
 
 
-class RecordingMonitor(NullMonitor):
-    def __init__(self) -> None:
-        self.denied: list[tuple[str, str]] = []
-
-    def access_denied(self, client: str, operation: str) -> None:
-        self.denied.append((client, operation))
-
-
-class RecordingAudit:
-    def __init__(self) -> None:
-        self.events: list[AuditEvent] = []
-
-    def record(self, event: AuditEvent) -> None:
-        self.events.append(event)
-
-
 def test_delete_reports_a_malformed_public_key_as_invalid_not_as_an_outage(tmp_path: Path) -> None:
     """Per-item outcomes of DeleteKeys name what refused each item: a public key of no key's length
     is the caller's mistake (outcome "invalid"), not an unavailable key module."""
@@ -536,11 +521,11 @@ def test_a_history_over_4_mib_streams_and_a_broken_delete_stream_loses_nothing(s
 
     delete = admin_pb2.DeleteKeysRequest(public_keys=[public_key])
     stream = signer_server.keys.DeleteKeys(delete)
-    first = next(stream)
+    first = next(iter(stream))
     assert first.status == OK and first.results[0].status == admin_pb2.ITEM_STATUS_DELETED
     assert first.slashing_protection_size == len(exported_json)
     assert len(first.slashing_protection) == DOCUMENT_CHUNK_BYTES
-    stream.cancel()  # the client goes away after the first chunk
+    stream.cancel()  # type: ignore[no-untyped-call]  # the client goes away after the first chunk
     assert signer_server.module.list_keys() == []
     assert signer_server.eth2.SignBeaconAttestation(attestation(public_key, count + 5, count + 6)).state == (
         responsestate_pb2.DENIED

@@ -138,7 +138,8 @@ def test_rendered_config_is_accepted_by_signer_config(case: str) -> None:
     docs = rendered(case)
     config = parse_config(rendered_toml(docs))
     assert isinstance(config, Config)
-    values = yaml.safe_load(CASES[case].read_text()) if CASES[case] else {}
+    values_file = CASES[case]
+    values = yaml.safe_load(values_file.read_text()) if values_file else {}
     wanted_backend = values.get("config", {}).get("protection", {}).get("backend", "sqlite")
     assert config.protection.backend == wanted_backend
     # what the chart owns points into what the pod mounts

@@ -327,7 +327,7 @@ def test_with_os_locking_the_same_two_threads_run_clean(softhsm: SoftHsm, tmp_pa
 
 
 @pytest.mark.slow
-def test_eight_threads_mixed_signing_on_softhsm(softhsm: SoftHsm, tmp_path: Path) -> None:  # noqa: F811
+def test_eight_threads_mixed_signing_on_softhsm(softhsm: SoftHsm, tmp_path: Path) -> None:  # noqa: F811, C901 -- one concurrency scenario read top to bottom
     """8 threads sign secp256k1/ed25519/BLS through one module for SIGNER_PKCS11_THREAD_TEST_S
     seconds (default 10); every signature is verified; nothing may crash or err."""
     duration_s = float(os.environ.get(THREAD_TEST_ENV, DEFAULT_THREAD_TEST_S))

@@ -74,7 +74,7 @@ def replicas(postgres_dsn: str) -> Iterator[tuple[PostgresStore, PostgresStore]]
     second.close()
 
 
-def test_two_replicas_accept_exactly_one_message_per_conflict_set(
+def test_two_replicas_accept_exactly_one_message_per_conflict_set(  # noqa: C901 -- one concurrency scenario read top to bottom
     replicas: tuple[PostgresStore, PostgresStore],
 ) -> None:
     sets = conflict_sets(48)
@@ -136,7 +136,8 @@ def test_two_replicas_accept_exactly_one_message_per_conflict_set(
         key = bytes.fromhex(validator["pubkey"][2:])
         records: list[ProtectionCheck] = [
             BlockCheck(key, int(b["slot"]), bytes.fromhex(b["signing_root"][2:])) for b in validator["signed_blocks"]
-        ] + [
+        ]
+        records += [
             AttestationCheck(key, int(a["source_epoch"]), int(a["target_epoch"]), bytes.fromhex(a["signing_root"][2:]))
             for a in validator["signed_attestations"]
         ]

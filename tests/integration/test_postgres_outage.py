@@ -31,7 +31,7 @@ class Call:
     """"accepted", "refused" (NotSafeToSign: must not happen here) or "unavailable"."""
 
 
-def test_stop_and_restart_under_load(postgres_server: PostgresServer) -> None:  # noqa: F811
+def test_stop_and_restart_under_load(postgres_server: PostgresServer) -> None:  # noqa: F811, C901 -- one outage scenario read top to bottom
     if not postgres_server.owned:
         postgres_server.stop()  # calls missing_component: a foreign server cannot be stopped
     dsn = postgres_server.new_database()

@@ -239,7 +239,7 @@ def test_protection_commands_take_the_password_from_a_file_or_the_environment(
     server = postgres_password_server
     password_file = tmp_path / "pg.password"
     password_file.write_text(server.password + "\n", encoding="utf-8")
-    store = ["--data-dir", tmp_path / "unused", "--protection-dsn", server.role_dsn]
+    store: list[str | Path] = ["--data-dir", tmp_path / "unused", "--protection-dsn", server.role_dsn]
     without = _protection("export", *store)
     assert without.returncode == 1 and "password" in without.stderr, without.stderr  # the server wants one
     with_file = _protection("export", *store, "--protection-password-file", password_file)

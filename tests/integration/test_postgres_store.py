@@ -138,7 +138,7 @@ def test_sessions_are_durable_and_bounded_in_time(postgres_dsn: str) -> None:  #
     store = PostgresStore(postgres_dsn, ZERO_ROOT, timeout_s=1.5, password="not-used-by-trust-auth")  # noqa: S106
     try:
         with store._pool.connection() as conn:
-            settings = dict(
+            settings: dict[str, str] = dict(
                 conn.execute(
                     "SELECT name, setting FROM pg_settings WHERE name IN "
                     "('synchronous_commit', 'statement_timeout', 'lock_timeout', 'fsync')"

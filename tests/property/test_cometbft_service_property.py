@@ -31,15 +31,14 @@ from signer.keys.keyring import KeyRing
 from signer.protection.store import ProtectionStore
 from signer.service import ConsensusRequest, SigningService
 from signer.types import LOCAL_CLIENT, ZERO_ROOT
+from tests.fakes import CountingModule, block_id
 from tests.stores import backend, keys_never_signed, make_store  # noqa: F401 - fixture
 from tests.unit.test_cometbft_filepv_cases import (
     ADDRESS,
     KEY_CASES,
     PIN,
-    CountingModule,
     KeyCase,
     at,
-    block,
     extension_sign_bytes,
     sign_bytes,
 )
@@ -60,12 +59,12 @@ def messages(draw: st.DrawFn) -> Vote | Proposal:
     kind = draw(st.sampled_from(list(STEPS)))
     if kind is SignedMsgType.PROPOSAL:
         pol_round = draw(st.integers(-1, round_ - 1))
-        return Proposal(kind, height, round_, pol_round, block(draw(st.sampled_from("AB"))), ts)
+        return Proposal(kind, height, round_, pol_round, block_id(draw(st.sampled_from("AB"))), ts)
     tag = draw(st.sampled_from(["nil", "A", "B"]))
     extension = b""
     if kind is SignedMsgType.PRECOMMIT and tag != "nil":
         extension = draw(st.sampled_from([b"", b"ext"]))
-    return Vote(kind, height, round_, block(tag), ts, ADDRESS, 0, extension)
+    return Vote(kind, height, round_, block_id(tag), ts, ADDRESS, 0, extension)
 
 
 @dataclass(frozen=True)

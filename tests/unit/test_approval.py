@@ -29,8 +29,10 @@ from signer.keys.keyring import KeyRing
 from signer.protection.sqlite import SqliteStore
 from signer.service import SigningService
 from signer.totp import OperatorCode, SecondFactor, code_at
-from signer.types import AttestationCheck, AuditEvent, ClientIdentity, Scheme
+from signer.types import AttestationCheck, ClientIdentity, Scheme
+from tests.fakes import FakeClock, RecordingAudit
 from tests.stores import keys_never_signed
+from tests.support import done
 
 ADMIN = ClientIdentity("admin-1")
 T0 = 1_800_000_001.0
@@ -41,23 +43,9 @@ SECRETS: dict[str, str] = {
 }
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Audit:
-    def __init__(self) -> None:
-        self.events: list[AuditEvent] = []
-
-    def record(self, event: AuditEvent) -> None:
-        self.events.append(event)
-
-
-def _gate(clock: Clock, audit: Audit | None = None, *, expiry_s: float = 60.0, max_pending: int = 4) -> AdminGate:
+def _gate(
+    clock: FakeClock, audit: RecordingAudit | None = None, *, expiry_s: float = 60.0, max_pending: int = 4
+) -> AdminGate:
     factor = SecondFactor(lambda client: SECRETS, clock=clock)
     return AdminGate(
         factor,
@@ -76,7 +64,7 @@ def _propose(
 
 
 def test_a_pending_operation_says_what_it_is_and_a_second_operator_takes_it_once() -> None:
-    clock, audit = Clock(), Audit()
+    clock, audit = FakeClock(T0), RecordingAudit()
     gate = _gate(clock, audit)
     pending = gate.propose(
         ApprovalKind.IMPORT_INTERCHANGE,
@@ -111,7 +99,7 @@ def test_a_pending_operation_says_what_it_is_and_a_second_operator_takes_it_once
 
 
 def test_the_operator_who_asked_may_not_approve() -> None:
-    gate = _gate(Clock())
+    gate = _gate(FakeClock(T0))
     pending = _propose(gate)
     with pytest.raises(errors.SameOperatorApproval, match=r"^approval_same_operator: operator 'alice'"):
         gate.claim(ApprovalKind.DELETE_KEYS, pending.id, ADMIN, "alice")
@@ -119,7 +107,7 @@ def test_the_operator_who_asked_may_not_approve() -> None:
 
 
 def test_an_expired_operation_is_refused_and_forgotten() -> None:
-    clock = Clock()
+    clock = FakeClock(T0)
     gate = _gate(clock, expiry_s=10.0)
     pending = _propose(gate)
     clock.now = T0 + 10.0
@@ -131,7 +119,7 @@ def test_an_expired_operation_is_refused_and_forgotten() -> None:
 
 
 def test_expired_operations_are_cleaned_when_listing() -> None:
-    clock = Clock()
+    clock = FakeClock(T0)
     gate = _gate(clock, expiry_s=10.0)
     first = _propose(gate)
     clock.now = T0 + 5.0
@@ -143,7 +131,7 @@ def test_expired_operations_are_cleaned_when_listing() -> None:
 
 
 def test_unknown_ids_and_other_kinds_are_refused_by_name() -> None:
-    gate = _gate(Clock())
+    gate = _gate(FakeClock(T0))
     pending = _propose(gate)
     with pytest.raises(errors.UnknownPendingOperation, match=r"^approval_unknown: .*restarted"):
         gate.claim(ApprovalKind.DELETE_KEYS, "0" * 32, ADMIN, "bob")
@@ -152,7 +140,7 @@ def test_unknown_ids_and_other_kinds_are_refused_by_name() -> None:
 
 
 def test_pending_operations_are_bounded() -> None:
-    clock = Clock()
+    clock = FakeClock(T0)
     gate = _gate(clock, max_pending=2, expiry_s=100.0)
     _propose(gate)
     clock.now = T0 + 30
@@ -175,7 +163,7 @@ def test_a_gate_without_second_factor_asks_nobody_and_cannot_be_told_to() -> Non
 # --- through the key-admin core -------------------------------------------------------------------
 
 
-def _admin(tmp_path: Path, clock: Clock) -> tuple[KeyAdmin, EmulatedKeyModule, SqliteStore, SigningService]:
+def _admin(tmp_path: Path, clock: FakeClock) -> tuple[KeyAdmin, EmulatedKeyModule, SqliteStore, SigningService]:
     module = EmulatedKeyModule(tmp_path / "keys", "approval-test-module-pin", create=True, scrypt_n=2**10)
     store = SqliteStore(tmp_path / "protection.sqlite", MAINNET.genesis_validators_root)
     keys_never_signed(store)
@@ -189,12 +177,13 @@ def _admin(tmp_path: Path, clock: Clock) -> tuple[KeyAdmin, EmulatedKeyModule, S
     )
 
 
-def _code(operator: str, clock: Clock) -> OperatorCode:
+def _code(operator: str, clock: FakeClock) -> OperatorCode:
     return OperatorCode(operator, code_at(SECRETS[operator], clock.now))
 
 
+@pytest.mark.slow  # decrypts keystores
 def test_a_keystore_import_with_history_waits_and_imports_history_then_key_on_approval(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = FakeClock(T0)
     admin, module, store, _service = _admin(tmp_path, clock)
     secret = bls.random_secret()
     public_key = bls.secret_to_public(secret)
@@ -229,13 +218,13 @@ def test_a_keystore_import_with_history_waits_and_imports_history_then_key_on_ap
     # Without history nothing waits: an import of keys alone runs at once.
     other = bls.random_secret()
     body2 = json.dumps(eip2335.encrypt_keystore(other, "pw", kdf=kdf, pubkey=bls.secret_to_public(other))).encode()
-    (alone,) = admin.import_keystores(ADMIN, keystore_documents([body2], ["pw"]), code=_code("carol", clock))
+    (alone,) = done(admin.import_keystores(ADMIN, keystore_documents([body2], ["pw"]), code=_code("carol", clock)))
     assert alone.status is ImportStatus.IMPORTED
     store.close()
 
 
 def test_an_approved_delete_runs_once_with_the_approvers_permission_and_returns_the_history(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = FakeClock(T0)
     admin, module, store, service = _admin(tmp_path, clock)
     key = module.generate("w/0", Scheme.BLS)
     service.keyring.reload_keys()

@@ -107,6 +107,7 @@ def _replacing_calls(path: Path) -> list[str]:
     return found
 
 
+@pytest.mark.slow  # parses the whole package
 def test_every_file_the_signer_rewrites_goes_through_atomic_write() -> None:
     sources = sorted((REPO_ROOT / "signer").rglob("*.py"))
     offenders = [

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ from signer.observability.audit_chain import (
     verify,
 )
 from signer.types import AuditEvent
-from tests.support import REPO_ROOT
+from tests.support import REPO_ROOT, wait_for
 
 KEY = "6f1c" * 16  # 64 characters, as `openssl rand -hex 32` makes them
 OTHER_KEY = "a0b1" * 16
@@ -307,6 +306,13 @@ def test_rotation_starts_files_that_link_to_the_previous_one(tmp_path: Path) -> 
     assert missing.problem.file == str(rotated[2]) and missing.problem.line == 1
 
 
+def _ends_with_checkpoint(path: Path) -> bool:
+    text = path.read_text(encoding="utf-8")
+    if not text.endswith("\n"):
+        return False  # a line is being written
+    return bool(json.loads(text.splitlines()[-1]).get("record") == "checkpoint")
+
+
 def test_the_head_is_checkpointed_logged_and_reported(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "audit.log"
     heads: list[tuple[int, str]] = []
@@ -316,7 +322,7 @@ def test_the_head_is_checkpointed_logged_and_reported(tmp_path: Path, caplog: py
         for n in range(3):
             audit.record(event(n))
             assert audit.flush()
-            time.sleep(0.3)
+            wait_for(lambda: _ends_with_checkpoint(path), f"a checkpoint after record {n}")
         audit.close()
     records = records_of(path)
     checkpoints = [r for r in records if r.get("record") == "checkpoint"]

@@ -10,7 +10,8 @@ from signer.api.tls import require_tls
 from signer.config import ClientConfig, RateConfig, load_config, parse_config
 from signer.errors import AccessDenied, ConfigError
 from signer.keys.dev import DEV_WALLET
-from signer.types import AuditEvent, ClientIdentity, KeyInfo, NullMonitor, Operation, Scheme
+from signer.types import ClientIdentity, KeyInfo, Operation, Scheme
+from tests.fakes import RecordingAudit, RecordingMonitor
 from tests.support import REPO_ROOT
 
 W1_A = KeyInfo(handle="h1", name="w1/a", scheme=Scheme.BLS, public_key=bytes.fromhex("a1" * 48))
@@ -19,22 +20,6 @@ W2_A = KeyInfo(handle="h3", name="w2/a", scheme=Scheme.BLS, public_key=bytes.fro
 COMET = KeyInfo(handle="h4", name="chain/val", scheme=Scheme.SECP256K1, public_key=bytes.fromhex("02" + "d1" * 32))
 
 VC1 = ClientIdentity("vc-1")
-
-
-class RecordingMonitor(NullMonitor):
-    def __init__(self) -> None:
-        self.denied: list[tuple[str, str]] = []
-
-    def access_denied(self, client: str, operation: str) -> None:
-        self.denied.append((client, operation))
-
-
-class RecordingAudit:
-    def __init__(self) -> None:
-        self.events: list[AuditEvent] = []
-
-    def record(self, event: AuditEvent) -> None:
-        self.events.append(event)
 
 
 CLIENTS = (

@@ -16,6 +16,8 @@ import pytest
 
 from tests.support import REPO_ROOT
 
+pytestmark = pytest.mark.slow  # runs pytest in subprocesses: the full suite runs it, not make test-fast
+
 SKIPPING_TEST = """
 import pytest
 

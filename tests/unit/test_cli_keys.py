@@ -15,6 +15,8 @@ from signer.cli import PIN_ENV, build_parser, main, serve_config_from_args
 from signer.keys import eip2335
 from tests.support import REPO_ROOT
 
+pytestmark = pytest.mark.slow  # keystores through the whole CLI: the full suite runs it, not make test-fast
+
 PIN = "module-pin-for-tests"
 VECTOR_PUBKEY = "0x9612d7a727c9d0a22e185a1c768478dfe919cada9266988cb32359c11f2b7b27f4ae4040902382ae2910c15e2b420d07"
 

@@ -12,6 +12,8 @@ import pytest
 from signer.cli import PIN_ENV, main
 from signer.keys.emulated import MODULE_FILE, EmulatedKeyModule
 
+pytestmark = pytest.mark.slow  # modules re-encrypted through the whole CLI: the full suite runs it, not make test-fast
+
 GOOD_PIN = "cli-test-module-pin-0042"
 
 

@@ -11,8 +11,6 @@ from signer.cometbft import (
     GO_ZERO_TIME,
     NIL_BLOCK_ID,
     UNIX_EPOCH,
-    BlockID,
-    PartSetHeader,
     Proposal,
     SignedMsgType,
     Timestamp,
@@ -33,43 +31,11 @@ from signer.cometbft import (
 from signer.cometbft.wire import decode_fields, undelimit, uvarint
 from signer.errors import MalformedRequest
 from signer.types import ConsensusStep
+from tests.fakes import H32, OTHER_BLOCK, P32, TS, proposal, vote
 
 CHAIN = "test-chain-1"
-H32 = bytes(range(32))
-P32 = bytes(range(32, 64))
-BLOCK = BlockID(H32, PartSetHeader(3, P32))
-OTHER_BLOCK = BlockID(P32, PartSetHeader(3, H32))
-ADDRESS = bytes(range(20))
-TS = Timestamp(1_700_000_000, 123_456_789)
 LATER = Timestamp(1_700_000_005, 0)
 PUBLIC_KEY = b"\x03" + bytes(range(32))
-
-
-def vote(**changes: Any) -> Vote:
-    fields: dict[str, Any] = {
-        "type": SignedMsgType.PRECOMMIT,
-        "height": 10,
-        "round": 0,
-        "block_id": BLOCK,
-        "timestamp": TS,
-        "validator_address": ADDRESS,
-        "validator_index": 4,
-    }
-    fields.update(changes)
-    return Vote(**fields)
-
-
-def proposal(**changes: Any) -> Proposal:
-    fields: dict[str, Any] = {
-        "type": SignedMsgType.PROPOSAL,
-        "height": 10,
-        "round": 1,
-        "pol_round": -1,
-        "block_id": BLOCK,
-        "timestamp": TS,
-    }
-    fields.update(changes)
-    return Proposal(**fields)
 
 
 def field_numbers(sign_bytes: bytes) -> list[int]:

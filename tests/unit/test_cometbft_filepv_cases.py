@@ -34,9 +34,7 @@ from signer import errors
 from signer.api._proto.tendermint.types import canonical_pb2
 from signer.cometbft.canonical import clear_timestamp
 from signer.cometbft.messages import (
-    NIL_BLOCK_ID,
     BlockID,
-    PartSetHeader,
     Proposal,
     SignedMsgType,
     Timestamp,
@@ -44,11 +42,12 @@ from signer.cometbft.messages import (
 )
 from signer.eth2.networks import MAINNET
 from signer.keys.dev import DEV_ED25519_ACCOUNT, DEV_SECP256K1_ACCOUNT, dev_ed25519_secret, dev_secp256k1_secret
-from signer.keys.emulated import MIN_SCRYPT_N, EmulatedKeyModule
+from signer.keys.emulated import MIN_SCRYPT_N
 from signer.keys.keyring import KeyRing
 from signer.protection.store import ProtectionStore
 from signer.service import ConsensusRequest, Outcome, SigningService
 from signer.types import LOCAL_CLIENT, Scheme
+from tests.fakes import CountingModule, block_id
 from tests.stores import StoreFactory, backend, keys_never_signed, store, store_factory  # noqa: F401 - fixtures
 
 PIN = "filepv-cases-pin"
@@ -106,19 +105,6 @@ def key(request: pytest.FixtureRequest) -> KeyCase:
     return request.param  # type: ignore[no-any-return]
 
 
-class CountingModule(EmulatedKeyModule):
-    """The real emulated module, remembering what it was asked to sign (to tell a stored signature
-    returned from a fresh one: both schemes are deterministic, so the values alone cannot)."""
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.signed: list[tuple[bytes, bytes]] = []
-
-    def sign_many(self, items: Sequence[tuple[bytes, bytes]]) -> list[bytes]:
-        self.signed.extend(items)
-        return super().sign_many(items)
-
-
 @pytest.fixture(scope="module")
 def shared_module(tmp_path_factory: pytest.TempPathFactory) -> CountingModule:
     module = CountingModule(tmp_path_factory.mktemp("filepv-keys"), PIN, create=True, scrypt_n=MIN_SCRYPT_N)
@@ -140,28 +126,21 @@ def make_service(module: CountingModule, protection: ProtectionStore) -> Signing
 # --- messages and their independent sign bytes ----------------------------------------------
 
 
-def block(tag: str, total: int = 5) -> BlockID:
-    if tag == "nil":
-        return NIL_BLOCK_ID
-    digest = hashlib.sha256(tag.encode()).digest()
-    return BlockID(digest, PartSetHeader(total, hashlib.sha256(b"parts/" + tag.encode()).digest()))
-
-
 def at(offset_ns: int) -> Timestamp:
     total = T0.seconds * 1_000_000_000 + T0.nanos + offset_ns
     return Timestamp(total // 1_000_000_000, total % 1_000_000_000)
 
 
 def prevote(height: int, round_: int, tag: str = "A", ts_ns: int = 0) -> Vote:
-    return Vote(SignedMsgType.PREVOTE, height, round_, block(tag), at(ts_ns), ADDRESS, 0)
+    return Vote(SignedMsgType.PREVOTE, height, round_, block_id(tag), at(ts_ns), ADDRESS, 0)
 
 
 def precommit(height: int, round_: int, tag: str = "A", ts_ns: int = 0, extension: bytes = b"") -> Vote:
-    return Vote(SignedMsgType.PRECOMMIT, height, round_, block(tag), at(ts_ns), ADDRESS, 0, extension)
+    return Vote(SignedMsgType.PRECOMMIT, height, round_, block_id(tag), at(ts_ns), ADDRESS, 0, extension)
 
 
 def proposal(height: int, round_: int, tag: str = "A", ts_ns: int = 0, pol_round: int = -1) -> Proposal:
-    return Proposal(SignedMsgType.PROPOSAL, height, round_, pol_round, block(tag), at(ts_ns))
+    return Proposal(SignedMsgType.PROPOSAL, height, round_, pol_round, block_id(tag), at(ts_ns))
 
 
 def _delimited(body: bytes) -> bytes:
@@ -187,11 +166,11 @@ def sign_bytes(chain_id: str, msg: Vote | Proposal) -> bytes:
     ts = PbTimestamp(seconds=msg.timestamp.seconds, nanos=msg.timestamp.nanos)
     if isinstance(msg, Vote):
         canonical = canonical_pb2.CanonicalVote(
-            type=int(msg.type),
+            type=int(msg.type),  # type: ignore[arg-type]  # the generated enum is an int on the wire
             height=msg.height,
             round=msg.round,
             timestamp=ts,
-            chain_id=chain_id,  # type: ignore[arg-type]
+            chain_id=chain_id,
         )
     else:
         canonical = canonical_pb2.CanonicalProposal(  # type: ignore[assignment]
@@ -364,7 +343,7 @@ CASES = [
         "conflict/same-hash-other-part-set-header",
         Step(prevote(H, R)),
         Step(
-            dataclasses.replace(prevote(H, R), block_id=block("A", total=6)),
+            dataclasses.replace(prevote(H, R), block_id=block_id("A", total=6)),
             errors.ConflictingConsensusMessage,
         ),
     ),
@@ -462,7 +441,7 @@ def test_extension_on_a_nil_precommit_refused() -> None:
     with pytest.raises(errors.MalformedRequest, match="extension"):
         precommit(H, R, "nil", extension=b"x")
     with pytest.raises(errors.MalformedRequest, match="extension"):
-        Vote(SignedMsgType.PREVOTE, H, R, block("A"), T0, ADDRESS, 0, b"x")
+        Vote(SignedMsgType.PREVOTE, H, R, block_id("A"), T0, ADDRESS, 0, b"x")
 
 
 # --- restart: a new store instance on the same database ---------------------------------------

@@ -19,40 +19,18 @@ from signer.cometbft import (
     Vote,
 )
 from signer.errors import MalformedRequest
-
-H32 = bytes(range(32))
-P32 = bytes(range(32, 64))
-BLOCK = BlockID(H32, PartSetHeader(3, P32))
-ADDRESS = bytes(range(20))
-TS = Timestamp(1_700_000_000, 123_456_789)
+from tests import fakes
+from tests.fakes import BLOCK, H32, P32, TS
 
 
 def vote(**changes: Any) -> Vote:
-    fields: dict[str, Any] = {
-        "type": SignedMsgType.PRECOMMIT,
-        "height": 10,
-        "round": 0,
-        "block_id": BLOCK,
-        "timestamp": TS,
-        "validator_address": ADDRESS,
-        "validator_index": 4,
-        "extension": b"ext",
-    }
-    fields.update(changes)
-    return Vote(**fields)
+    """The shared precommit, carrying a vote extension (the refusal cases take it away or misuse it)."""
+    return fakes.vote(**{"extension": b"ext", **changes})
 
 
 def proposal(**changes: Any) -> Proposal:
-    fields: dict[str, Any] = {
-        "type": SignedMsgType.PROPOSAL,
-        "height": 10,
-        "round": 2,
-        "pol_round": -1,
-        "block_id": BLOCK,
-        "timestamp": TS,
-    }
-    fields.update(changes)
-    return Proposal(**fields)
+    """The shared proposal at round 2, so that a proof-of-lock round can be at, above or below it."""
+    return fakes.proposal(**{"round": 2, **changes})
 
 
 def test_a_precommit_for_a_block_with_an_extension_is_accepted() -> None:

@@ -41,6 +41,8 @@ from signer.cometbft import (
 from signer.cometbft.messages import MAX_INT32, MAX_INT64, MAX_TIMESTAMP_SECONDS, MIN_TIMESTAMP_SECONDS
 from signer.cometbft.wire import undelimit
 
+pytestmark = pytest.mark.slow  # hypothesis against the protobuf runtime: the full suite runs it, not make test-fast
+
 FDP = descriptor_pb2.FieldDescriptorProto
 
 

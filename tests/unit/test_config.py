@@ -157,6 +157,7 @@ def _bad_config(tmp_path: Path, extra: str) -> Path:
     return path
 
 
+@pytest.mark.slow  # a subprocess per case
 @pytest.mark.parametrize(("extra", "says"), [c[1:] for c in BAD_CONFIGS], ids=[c[0] for c in BAD_CONFIGS])
 def test_check_config_refuses_what_serve_refuses_with_the_same_message(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: str, says: str

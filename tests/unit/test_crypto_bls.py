@@ -11,7 +11,7 @@ import pytest
 
 from signer.crypto import bls
 from signer.errors import MalformedRequest
-from tests.support import missing_component
+from tests.support import missing_component, py_ecc_slow
 
 NATIVE = [name for name in bls.backend_names() if name != "py_ecc"]
 
@@ -89,7 +89,7 @@ def test_empty_inputs_refused(name: str) -> None:
         backend.aggregate([signature, b"\x00" * 96])
 
 
-@pytest.mark.parametrize("name", bls.backend_names())
+@pytest.mark.parametrize("name", py_ecc_slow(bls.backend_names()))
 def test_aggregate_then_verify(name: str) -> None:
     backend = _backend(name)
     secrets = [11, 22, 33]

@@ -27,6 +27,7 @@ from signer.errors import (
     InvalidThreshold,
     MalformedRequest,
 )
+from tests.fakes import FakeClock
 
 ACCOUNT = "Distributed/1"
 MESSAGE = b"\x42" * 32
@@ -38,19 +39,11 @@ def _untouched(dealer: int, recipient: int, secret: bytes, vector: Sequence[byte
     return secret, vector
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class Cluster:
     """n in-memory signers; ``initiator`` drives them through dkg.generate (the DkgPeers side)."""
 
     def __init__(self, count: int, *, initiator: int = 1, timeout_s: float = 70.0) -> None:
-        self.clock = Clock()
+        self.clock = FakeClock()
         self.peers = {i: dkg.Endpoint(i, f"signer-{i}", 8880 + i) for i in range(1, count + 1)}
         self.nodes = {i: dkg.DkgParticipant(i, self.peers, timeout_s=timeout_s, clock=self.clock) for i in self.peers}
         self.initiator = initiator
@@ -157,8 +150,8 @@ def test_three_of_five_dkg_started_by_a_middle_participant() -> None:
     partials = {i: r.key_share.sign(MESSAGE) for i, r in cluster.results().items()}
     for subset in itertools.combinations(sorted(partials), 3):
         assert bls.verify(composite, MESSAGE, th.combine_signatures({i: partials[i] for i in subset}, 3))
-    for subset in itertools.combinations(sorted(partials), 2):
-        assert not bls.verify(composite, MESSAGE, th.combine_signatures({i: partials[i] for i in subset}, 2))
+    for pair in itertools.combinations(sorted(partials), 2):
+        assert not bls.verify(composite, MESSAGE, th.combine_signatures({i: partials[i] for i in pair}, 2))
 
 
 def test_flow_is_prepare_execute_commit_everywhere() -> None:

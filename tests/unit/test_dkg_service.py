@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
+import grpc
 import pytest
 
 from signer import errors
@@ -39,6 +40,11 @@ class Context:
         return self.metadata
 
 
+def context(metadata: tuple[tuple[str, str], ...] = ()) -> grpc.ServicerContext:
+    """The one thing sender_id reads of a gRPC context: its invocation metadata."""
+    return cast(grpc.ServicerContext, Context(metadata))
+
+
 PEER_CLIENTS = [
     ClientConfig(name="signer-2.example", operations=("dkg",)),
     ClientConfig(name="vouch", operations=("dkg", "sign_attestation")),
@@ -48,37 +54,37 @@ PEER_CLIENTS = [
 
 def test_a_peer_is_recognised_by_its_certificate_name_and_needs_the_dkg_permission() -> None:
     n = node(dev=False, clients=PEER_CLIENTS)
-    assert n.sender_id(Context(), ClientIdentity("signer-2.example")) == 2
+    assert n.sender_id(context(), ClientIdentity("signer-2.example")) == 2
     # A SAN names it as well (a certificate may carry the host name only there).
     caller = ClientIdentity("signer-2.example", alt_names=("dns:signer-2.example",))
-    assert n.sender_id(Context(), caller) == 2
+    assert n.sender_id(context(), caller) == 2
 
 
 def test_a_caller_that_is_not_a_configured_peer_is_refused_by_name() -> None:
     n = node(dev=False, clients=PEER_CLIENTS)
     with pytest.raises(errors.AccessDenied, match="'vouch' is not a configured peer"):
-        n.sender_id(Context(), ClientIdentity("vouch"))
+        n.sender_id(context(), ClientIdentity("vouch"))
 
 
 def test_a_peer_without_the_dkg_permission_is_refused() -> None:
     n = node(dev=False, clients=PEER_CLIENTS)
     with pytest.raises(errors.AccessDenied):
-        n.sender_id(Context(), ClientIdentity("signer-3.example"))
+        n.sender_id(context(), ClientIdentity("signer-3.example"))
 
 
 def test_the_peer_id_metadata_is_not_believed_outside_dev() -> None:
     n = node(dev=False, clients=PEER_CLIENTS)
     with pytest.raises(errors.AccessDenied, match="mTLS only"):
-        n.sender_id(Context(((PEER_ID_KEY, "2"),)), LOCAL_CLIENT)
+        n.sender_id(context(((PEER_ID_KEY, "2"),)), LOCAL_CLIENT)
 
 
 def test_in_dev_on_loopback_the_caller_names_its_peer_id() -> None:
     n = node(dev=True)
-    assert n.sender_id(Context(((PEER_ID_KEY, "3"),)), LOCAL_CLIENT) == 3
+    assert n.sender_id(context(((PEER_ID_KEY, "3"),)), LOCAL_CLIENT) == 3
     with pytest.raises(errors.AccessDenied, match="must name its peer id"):
-        n.sender_id(Context(), LOCAL_CLIENT)
+        n.sender_id(context(), LOCAL_CLIENT)
     with pytest.raises(errors.AccessDenied, match=r"\(participant 9\) is not a configured peer"):
-        n.sender_id(Context(((PEER_ID_KEY, "9"),)), LOCAL_CLIENT)
+        n.sender_id(context(((PEER_ID_KEY, "9"),)), LOCAL_CLIENT)
 
 
 # --- configuration -----------------------------------------------------------------------------

@@ -53,6 +53,7 @@ def _keystore(path: Path, secret: bytes, password: str, *, pubkey: bytes | None 
     return path
 
 
+@pytest.mark.slow  # decrypts keystores in worker processes
 def test_parallel_import_reports_every_keystore(tmp_path: Path) -> None:
     module = EmulatedKeyModule(tmp_path / "data", PIN, create=True, scrypt_n=FAST_N)
     module.import_secret("old/0", Scheme.BLS, dev.dev_bls_secret(0))

@@ -130,7 +130,7 @@ def _altair_body(sync: type[Container]) -> type[Container]:
 
 
 R_BODIES = {"minimal": _altair_body(RSyncAggregateMinimal), "mainnet": _altair_body(RSyncAggregateMainnet)}
-R_SYNC = {"minimal": RSyncAggregateMinimal, "mainnet": RSyncAggregateMainnet}
+R_SYNC: dict[str, Any] = {"minimal": RSyncAggregateMinimal, "mainnet": RSyncAggregateMainnet}
 
 
 # --- ours -> remerkleable -----------------------------------------------------------------------

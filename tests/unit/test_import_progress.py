@@ -6,6 +6,7 @@ import io
 import json
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from signer.cli import read_keystores
@@ -38,6 +39,7 @@ def _import(tmp_path: Path, *, progress: bool) -> tuple[list[ImportStatus], str]
     return [r.status for r in results], screen.getvalue()
 
 
+@pytest.mark.slow  # decrypts keystores
 def test_import_draws_a_progress_bar_to_the_end(tmp_path: Path) -> None:
     statuses, screen = _import(tmp_path, progress=True)
     assert statuses == [ImportStatus.IMPORTED] * 3
@@ -45,6 +47,7 @@ def test_import_draws_a_progress_bar_to_the_end(tmp_path: Path) -> None:
     assert "3/3" in screen  # the bar reached the end: one step per keystore
 
 
+@pytest.mark.slow  # decrypts keystores
 def test_no_progress_bar_when_disabled(tmp_path: Path) -> None:
     statuses, screen = _import(tmp_path, progress=False)
     assert statuses == [ImportStatus.IMPORTED] * 3

@@ -50,29 +50,29 @@ def acquire_soon(directory: Path, timeout_s: float = 5.0) -> InstanceLock:
 
 
 def test_a_held_lock_refuses_naming_the_holder_and_sigkill_releases_it(tmp_path: Path) -> None:
-    holder = hold(tmp_path)
-    try:
-        with pytest.raises(DataDirLocked, match=rf"another signer \(pid {holder.pid}\)") as caught:
-            InstanceLock.acquire([tmp_path])
-        assert str(tmp_path / LOCK_FILE) in caught.value.message
-    finally:
-        holder.kill()
-        holder.wait()
+    with hold(tmp_path) as holder:  # the with closes its stdout pipe
+        try:
+            with pytest.raises(DataDirLocked, match=rf"another signer \(pid {holder.pid}\)") as caught:
+                InstanceLock.acquire([tmp_path])
+            assert str(tmp_path / LOCK_FILE) in caught.value.message
+        finally:
+            holder.kill()
+            holder.wait()
     lock = acquire_soon(tmp_path)
     assert (tmp_path / LOCK_FILE).read_text().strip() == str(os.getpid())
     lock.release()
 
 
 def test_a_forked_child_does_not_keep_the_lock_after_its_parent_is_killed(tmp_path: Path) -> None:
-    holder = hold(tmp_path, "fork")
-    try:
-        with pytest.raises(DataDirLocked):
-            InstanceLock.acquire([tmp_path])
-        holder.kill()  # the parent only: its forked child keeps running
-        holder.wait()
-        InstanceLock.acquire([tmp_path]).release()  # at once: the child never held the lock
-    finally:
-        os.killpg(holder.pid, signal.SIGKILL)
+    with hold(tmp_path, "fork") as holder:  # the with closes its stdout pipe
+        try:
+            with pytest.raises(DataDirLocked):
+                InstanceLock.acquire([tmp_path])
+            holder.kill()  # the parent only: its forked child keeps running
+            holder.wait()
+            InstanceLock.acquire([tmp_path]).release()  # at once: the child never held the lock
+        finally:
+            os.killpg(holder.pid, signal.SIGKILL)
 
 
 def test_sqlite_locks_the_data_dir_and_the_store_dir_postgres_locks_nothing(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from signer.protection.sqlite import SqliteStore
 from signer.service import SigningService
 from signer.types import LOCAL_CLIENT, AttestationCheck, KeyInfo, Scheme
 from tests.stores import keys_never_signed
+from tests.support import done
 
 GVR = MAINNET.genesis_validators_root
 PIN = "unit-test-module-pin"
@@ -58,7 +59,7 @@ def test_the_cli_core_works_on_the_module_alone(tmp_path: Path) -> None:
         (KeyStatus.GENERATED, "generated/2"),
     ]
     body, public_key = _keystore("pw")
-    (imported,) = admin.import_keystores(LOCAL_CLIENT, keystore_documents([body], ["pw"]))
+    (imported,) = done(admin.import_keystores(LOCAL_CLIENT, keystore_documents([body], ["pw"])))
     assert (imported.status, imported.public_key, imported.source) == (ImportStatus.IMPORTED, public_key, "keystore 0")
     assert [k.name for k in admin.list_keys(LOCAL_CLIENT, Scheme.BLS)] == [
         "generated/0",
@@ -134,17 +135,17 @@ def test_delete_retires_then_exports_then_deletes_and_keeps_the_history(tmp_path
     never_seen = bls.secret_to_public(bls.random_secret())
     log.clear()
 
-    first = admin.delete(LOCAL_CLIENT, [generated.public_key, never_seen])
+    first = done(admin.delete(LOCAL_CLIENT, [generated.public_key, never_seen]))
     assert log == ["retire 1", "export", "delete", "readmit 1", "reload"]
     assert [r.status for r in first.results] == [KeyStatus.DELETED, KeyStatus.NOT_FOUND]
     assert first.returns_history
     assert [d["pubkey"] for d in first.slashing_protection["data"]] == ["0x" + generated.public_key.hex()]
     assert service.keyring.list_keys() == []
 
-    again = admin.delete(LOCAL_CLIENT, [generated.public_key])
+    again = done(admin.delete(LOCAL_CLIENT, [generated.public_key]))
     assert [r.status for r in again.results] == [KeyStatus.NOT_ACTIVE]
     assert again.slashing_protection == first.slashing_protection
-    nothing = admin.delete(LOCAL_CLIENT, [never_seen])
+    nothing = done(admin.delete(LOCAL_CLIENT, [never_seen]))
     assert [r.status for r in nothing.results] == [KeyStatus.NOT_FOUND]
     assert not nothing.returns_history and nothing.slashing_protection["data"] == []
     assert nothing.slashing_protection["metadata"] == first.slashing_protection["metadata"]

@@ -7,27 +7,11 @@ import pytest
 
 from signer.errors import RateLimited
 from signer.passphrase import PASSPHRASE_LOCKOUT, WRONG_PASSPHRASE, GuardPolicy, PassphraseGuard
-from signer.types import NullMonitor
+from tests.fakes import FakeClock, RecordingMonitor
 
 
-class Events(NullMonitor):
-    def __init__(self) -> None:
-        self.events: list[str] = []
-
-    def security_event(self, event: str) -> None:
-        self.events.append(event)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def guard(**policy: float) -> tuple[PassphraseGuard, Clock, Events]:
-    clock, events = Clock(), Events()
+def guard(**policy: float) -> tuple[PassphraseGuard, FakeClock, RecordingMonitor]:
+    clock, events = FakeClock(), RecordingMonitor()
     return PassphraseGuard(GuardPolicy(**policy), monitor=events, clock=clock), clock, events  # type: ignore[arg-type]
 
 

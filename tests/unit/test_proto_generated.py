@@ -141,6 +141,7 @@ def signature(channel: grpc.Channel) -> bytes:
     [("response.signature", True), ("response.state", False)],
     ids=["typed-usage-passes", "type-error-is-caught"],
 )
+@pytest.mark.slow  # runs mypy
 def test_generated_stubs_type_check_under_strict_mypy(tmp_path: Path, result: str, passes: bool) -> None:
     usage = tmp_path / "usage.py"
     usage.write_text(_TYPED_USAGE.replace("RESULT", result), encoding="utf-8")

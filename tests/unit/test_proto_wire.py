@@ -493,9 +493,9 @@ def live_channel() -> Iterator[tuple[grpc.Channel, _Recorder]]:
 def test_upstream_path_is_served(path: str, live_channel: tuple[grpc.Channel, _Recorder]) -> None:
     channel, recorder = live_channel
     if path in SERVER_STREAMING:
-        (response,) = list(channel.unary_stream(path)(b"", timeout=10))
+        (response,) = list(channel.unary_stream(path, None, None)(b"", timeout=10))
     else:
-        response = channel.unary_unary(path)(b"", timeout=10)  # raw bytes: only the path string is tested
+        response = channel.unary_unary(path, None, None)(b"", timeout=10)  # raw bytes: only the path string is tested
     assert isinstance(response, bytes)
     assert recorder.calls[-1] == path
 
@@ -506,7 +506,7 @@ def test_upstream_path_is_served(path: str, live_channel: tuple[grpc.Channel, _R
 def test_unknown_path_is_unimplemented(path: str, live_channel: tuple[grpc.Channel, _Recorder]) -> None:
     channel, _ = live_channel
     with pytest.raises(grpc.RpcError) as raised:
-        channel.unary_unary(path)(b"", timeout=10)
+        channel.unary_unary(path, None, None)(b"", timeout=10)
     assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
@@ -533,6 +533,7 @@ def test_generated_stub_calls_the_upstream_path(live_channel: tuple[grpc.Channel
 GRPC_MODULES = sorted(module.__name__ for _, module in SERVICES.values())
 
 
+@pytest.mark.slow  # a fresh interpreter per module
 @pytest.mark.parametrize("module", sorted(set(GRPC_MODULES)))
 def test_grpc_module_imports_in_a_fresh_interpreter(module: str) -> None:
     result = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, check=False)

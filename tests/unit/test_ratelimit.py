@@ -10,21 +10,11 @@ from signer.api.ratelimit import IN_FLIGHT_RETRY_S, RateLimiter, TokenBucket, pa
 from signer.config import ClientConfig, LimitsConfig, RateConfig
 from signer.errors import ConfigError, MalformedRequest, RateLimited
 from signer.types import ClientIdentity
+from tests.fakes import FakeClock
 
 VC1 = ClientIdentity("vc-1")
 VC2 = ClientIdentity("vc-2")
 TEN_PER_S = RateConfig(per_second=10, burst=5)
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def limiter(

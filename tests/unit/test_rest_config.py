@@ -71,7 +71,7 @@ def test_bad_http_listen_is_refused() -> None:
 
 def test_slot_burst_bodies_are_valid_web3signer_requests() -> None:
     """Smoke test of bench/slot_burst.py: what it sends parses and prepares on its network."""
-    import slot_burst  # noqa: PLC0415
+    import slot_burst  # type: ignore[import-not-found]  # noqa: PLC0415 -- bench/ is put on sys.path above
 
     from signer.api.rest_models import parse_sign_request  # noqa: PLC0415
     from signer.eth2.remote_signing import prepare  # noqa: PLC0415

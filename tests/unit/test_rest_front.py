@@ -8,7 +8,7 @@ Every answer's status comes from signer/api/status.py; every refusal has a JSON 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from signer.keys.emulated import MIN_SCRYPT_N, EmulatedKeyModule
 from signer.keys.keyring import KeyRing
 from signer.protection.sqlite import SqliteStore
 from signer.service import SigningService
-from signer.types import LOCAL_CLIENT, AuditEvent, ClientIdentity, NullMonitor, Operation, Scheme
+from signer.types import LOCAL_CLIENT, AuditEvent, ClientIdentity, NullMonitor, Scheme
 from tests.stores import keys_never_signed
 
 PIN = "rest-front-unit-test-pin"
@@ -151,7 +151,7 @@ def _front(
     clients: tuple[ClientConfig, ...] | None = None,
     limits: LimitsConfig | None = None,
     max_body_bytes: int = 64 * 1024,
-) -> Iterator[Front]:
+) -> Generator[Front]:
     module = EmulatedKeyModule(tmp_path / "keys", PIN, create=True, scrypt_n=MIN_SCRYPT_N)
     module.import_secrets([(f"w/{i}", Scheme.BLS, s) for i, s in enumerate(SECRETS)])
     store = keys_never_signed(SqliteStore(tmp_path / "p.sqlite", NETWORK.genesis_validators_root))
@@ -160,7 +160,7 @@ def _front(
     service = SigningService(NETWORK, KeyRing(module), store, authorizer=authorizer)
     batcher = Batcher(service)
     limiter = RateLimiter(limits or LimitsConfig(), clients or ())
-    rest = RestContext(limiter, recorder, audit=recorder, workers=4, max_body_bytes=max_body_bytes)  # type: ignore[arg-type]
+    rest = RestContext(limiter, recorder, audit=recorder, workers=4, max_body_bytes=max_body_bytes)
     ready = [True]
 
     def boom(call: RestCall) -> Any:
@@ -169,19 +169,21 @@ def _front(
     api = Web3SignerApi(
         rest,
         service,
-        CallContext(service, signer=batcher, audit=recorder),  # type: ignore[arg-type]
+        CallContext(service, signer=batcher, audit=recorder),
         NETWORK,
         readiness=lambda: (ready[0], "ready" if ready[0] else "protection store unreachable"),
         health_checks=lambda: [{"id": "keys-check", "status": "UP", "keys_loaded": 3}],
         reload_keys=lambda client, code: service.keyring.reload_keys(),
     )
     peer = _Peer(build_rest_app([api.routes(), [rest.route("/bug", boom, methods=["GET"], label="bug")]]))
-    with TestClient(peer, raise_server_exceptions=False) as client:
-        client.headers.pop("accept", None)  # as Teku and Prysm: no Accept unless a test sends one
-        yield Front(client, peer, recorder, service, ready)
-    batcher.close()
-    rest.close()
-    store.close()
+    try:
+        with TestClient(peer, raise_server_exceptions=False) as client:
+            client.headers.pop("accept", None)  # as Teku and Prysm: no Accept unless a test sends one
+            yield Front(client, peer, recorder, service, ready)
+    finally:  # also on gen.close(): a batcher thread left running stops the signing pool forking later
+        batcher.close()
+        rest.close()
+        store.close()
 
 
 @pytest.fixture
@@ -348,11 +350,7 @@ def test_rate_limited_client_gets_429_with_retry_after(tmp_path: Path) -> None:
 
 
 def test_deposit_needs_its_own_permission(tmp_path: Path) -> None:
-    clients = (
-        ClientConfig(
-            name="local", allow_accounts=("*",), operations=(Operation.SIGN_GENERIC, Operation.SIGN_ATTESTATION)
-        ),
-    )
+    clients = (ClientConfig(name="local", allow_accounts=("*",), operations=("sign_generic", "sign_attestation")),)
     gen = _front(tmp_path, clients=clients)
     front = next(gen)
     try:
@@ -365,7 +363,7 @@ def test_deposit_needs_its_own_permission(tmp_path: Path) -> None:
 
 
 def test_public_keys_lists_what_the_client_may_sign_with(tmp_path: Path) -> None:
-    clients = (ClientConfig(name="local", allow_accounts=("w/1",), operations=(Operation.SIGN_ATTESTATION,)),)
+    clients = (ClientConfig(name="local", allow_accounts=("w/1",), operations=("sign_attestation",)),)
     gen = _front(tmp_path, clients=clients)
     front = next(gen)
     try:

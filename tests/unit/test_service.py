@@ -10,6 +10,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
@@ -29,7 +30,7 @@ from signer.keys.dev import (
     dev_ed25519_secret,
     dev_secp256k1_secret,
 )
-from signer.keys.emulated import MIN_SCRYPT_N, EmulatedKeyModule
+from signer.keys.emulated import MIN_SCRYPT_N
 from signer.keys.keyring import KeyRing
 from signer.protection.sqlite import SqliteStore
 from signer.service import (
@@ -42,6 +43,7 @@ from signer.service import (
     SignRequest,
 )
 from signer.types import LOCAL_CLIENT, AttestationCheck, ClientIdentity, ProtectionCheck, Scheme, Verdict
+from tests.fakes import CountingModule
 from tests.stores import keys_never_signed
 
 PIN = "unit-test-module-pin"
@@ -52,21 +54,6 @@ ATTESTER = MAINNET.domain(DomainType.BEACON_ATTESTER, 0)
 PROPOSER = MAINNET.domain(DomainType.BEACON_PROPOSER, 0)
 RANDAO = MAINNET.domain(DomainType.RANDAO, 0)
 CHAINS = {"chain-secp": DEV_SECP256K1_ACCOUNT, "chain-ed": DEV_ED25519_ACCOUNT, "chain-bls": "v/0"}
-
-
-class CountingModule(EmulatedKeyModule):
-    """The real emulated module, counting what it is asked to sign; ``fail`` makes sign_many raise it."""
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.signed: list[tuple[bytes, bytes]] = []
-        self.fail: BaseException | None = None
-
-    def sign_many(self, items: Sequence[tuple[bytes, bytes]]) -> list[bytes]:
-        if self.fail is not None:
-            raise self.fail
-        self.signed.extend(items)
-        return super().sign_many(items)
 
 
 class FailingStore(SqliteStore):
@@ -114,8 +101,15 @@ def att(i: int, source: int, target: int, block: int = 0, domain: bytes = ATTEST
     return AttestationRequest(KeyRef(account=f"v/{i}"), domain, data)
 
 
-def errors_of(outcomes: Sequence[object]) -> list[type[errors.SignerError] | None]:
-    return [type(o.error) if o.error is not None else None for o in outcomes]  # type: ignore[attr-defined]
+class _Refusable(Protocol):
+    """What every service outcome has: the refusal, if any."""
+
+    @property
+    def error(self) -> errors.SignerError | None: ...
+
+
+def errors_of(outcomes: Sequence[_Refusable]) -> list[type[errors.SignerError] | None]:
+    return [type(o.error) if o.error is not None else None for o in outcomes]
 
 
 # --- a lost protection history (issue 13.2) -------------------------------------------------------

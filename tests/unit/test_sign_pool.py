@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import threading
 import time
@@ -33,6 +34,38 @@ def alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+def kill_and_wait(pids: list[int], timeout_s: float = 30.0) -> None:
+    """SIGKILL ``pids`` and return once each has died (its pidfd turns readable), not after a guess.
+
+    kill() only queues the signal; until the process is really gone the pool sees a live worker."""
+    fds = [os.pidfd_open(pid) for pid in pids]
+    try:
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + timeout_s
+        for fd in fds:
+            readable, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            assert readable, f"a worker outlived SIGKILL for {timeout_s} s"
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of ``pid`` (clock ticks), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def wait_until_signing(pids: list[int], timeout_s: float = 30.0) -> None:
+    """Return once one of the workers ``pids`` has spent CPU since the call: a chunk is on it."""
+    before = {pid: cpu_ticks(pid) for pid in pids}
+    deadline = time.monotonic() + timeout_s
+    while not any(cpu_ticks(pid) > ticks for pid, ticks in before.items()):
+        assert time.monotonic() < deadline, f"no worker started signing within {timeout_s} s"
+        time.sleep(0.001)
 
 
 @pytest.fixture
@@ -108,7 +141,7 @@ def test_deletion_waits_for_the_chunks_in_flight(module: EmulatedKeyModule, pool
     box: dict[str, object] = {}
     runner = threading.Thread(target=lambda: box.update(sigs=pool.sign_many(items)))
     runner.start()
-    time.sleep(0.02)
+    wait_until_signing(pool.worker_pids())
     pool.delete(keys[0].public_key)  # returns only after the batch in flight is done
     assert "sigs" in box
     runner.join(30)
@@ -166,7 +199,7 @@ def test_worker_crash_refuses_the_call_then_the_pool_recovers(module: EmulatedKe
     victim = pool.worker_pids()[0]
     runner = threading.Thread(target=sign)
     runner.start()
-    time.sleep(0.05)  # 600 signatures in chunks of 8 keep both workers busy for far longer
+    wait_until_signing([victim])  # 600 signatures in chunks of 8 keep it busy for far longer
     os.kill(victim, signal.SIGKILL)
     runner.join(60)
     assert isinstance(outcome.get("error"), errors.KeyModuleError), outcome.keys()
@@ -177,9 +210,7 @@ def test_worker_crash_refuses_the_call_then_the_pool_recovers(module: EmulatedKe
 
 def test_idle_worker_death_costs_no_refusal(module: EmulatedKeyModule, pool: ParallelSigner) -> None:
     keys = bls_keys(module)
-    for pid in pool.worker_pids():
-        os.kill(pid, signal.SIGKILL)
-    time.sleep(0.05)
+    kill_and_wait(pool.worker_pids())
     items = [(k.public_key, b"\x05" * 32) for k in keys]
     assert pool.sign_many(items) == module.sign_many(items)
 
@@ -187,9 +218,7 @@ def test_idle_worker_death_costs_no_refusal(module: EmulatedKeyModule, pool: Par
 def test_with_no_worker_and_no_spare_left_it_signs_in_process(module: EmulatedKeyModule, pool: ParallelSigner) -> None:
     items = [(k.public_key, b"\x08" * 32) for k in bls_keys(module)]
     for _ in range(2):  # the workers, then the spares that replaced them
-        for pid in pool.worker_pids():
-            os.kill(pid, signal.SIGKILL)
-        time.sleep(0.05)
+        kill_and_wait(pool.worker_pids())
         assert pool.sign_many(items) == module.sign_many(items)
     assert pool.worker_pids() == []
     assert pool.sign_many(items) == module.sign_many(items)

@@ -19,6 +19,8 @@ import pytest
 
 from tests.support import REPO_ROOT, VECTORS_ENV, VENDORED_VECTORS, markdown_anchors, vectors_dir
 
+pytestmark = pytest.mark.slow  # runs pytest in subprocesses: the full suite runs it, not make test-fast
+
 SKIPPED_DIRS = {
     ".git",
     ".tools",

@@ -28,6 +28,7 @@ from signer.errors import (
     SurroundingVote,
 )
 from signer.protection import sqlite as sqlite_store
+from signer.protection.interchange import ValidatorHistory
 from signer.protection.rules import AttestationRecord
 from signer.protection.sqlite import (
     ATTESTATION_NEIGHBOURS_SQL,
@@ -524,7 +525,7 @@ def test_sqlite_export_reads_a_snapshot_that_never_blocks_signing(
         db.check_and_record([BlockCheck(PK_A, 1, R1), AttestationCheck(PK_A, 1, 2, R1)])
         db.check_and_record([BlockCheck(PK_B, 1, R1)])
         committed: list[Any] = []
-        build = sqlite_store.ValidatorHistory
+        build = ValidatorHistory
 
         def sign_mid_export(*args: Any) -> Any:
             if not committed:  # the export has read one validator; its transaction is open
@@ -618,6 +619,7 @@ def _vm_steps(conn: sqlite3.Connection, sql: str, params: Any) -> int:
     return steps
 
 
+@pytest.mark.slow  # builds a long history
 def test_sqlite_neighbour_query_cost_does_not_grow_with_history(tmp_path: Path) -> None:
     """A check at the head of the history touches only neighbouring records, not the whole history."""
     db = SqliteStore(tmp_path / "p.sqlite", ZERO_ROOT)

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -26,9 +26,8 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from signer.api._proto.v1 import lister_pb2, lister_pb2_grpc
+from signer.api._proto.v1 import lister_pb2, lister_pb2_grpc, responsestate_pb2
 from signer.api.interceptors import (
-    RETRY_AFTER_KEY,
     SignerInterceptor,
     call_client,
     call_request_id,
@@ -38,6 +37,7 @@ from signer.api.interceptors import (
     set_outcome,
 )
 from signer.api.ratelimit import RateLimiter
+from signer.api.status import RETRY_AFTER_KEY
 from signer.api.tls import (
     ReloadingServerCredentials,
     client_identity,
@@ -47,8 +47,10 @@ from signer.api.tls import (
 )
 from signer.config import LimitsConfig, RateConfig
 from signer.errors import ConfigError, DoubleVote, MalformedRequest
-from signer.types import LOCAL_CLIENT, AuditEvent, ClientIdentity, NullMonitor
+from signer.types import LOCAL_CLIENT, ClientIdentity
 from tests.certs import CertPair, Pki, make_pki
+from tests.fakes import RecordingAudit, RecordingMonitor
+from tests.support import trailers
 
 CALL_TIMEOUT_S = 10.0
 CHANNEL_OPTIONS = [("grpc.use_local_subchannel_pool", 1)]
@@ -84,28 +86,7 @@ class StubLister(lister_pb2_grpc.ListerServicer):
         client = call_client(context)
         accounts = [lister_pb2.Account(name=client.name, uuid=(call_request_id(context) or "").encode())]
         accounts += [lister_pb2.Account(name=alt) for alt in client.alt_names]
-        return lister_pb2.ListAccountsResponse(state=1, Accounts=accounts)
-
-
-@dataclass
-class RecordingMonitor(NullMonitor):
-    done: list[tuple[str, str]] = field(default_factory=list)
-    limited: list[str] = field(default_factory=list)
-
-    def request_done(self, method: str, outcome: str, duration_s: float) -> None:
-        assert duration_s >= 0
-        self.done.append((method, outcome))
-
-    def rate_limited(self, client: str) -> None:
-        self.limited.append(client)
-
-
-class RecordingAudit:
-    def __init__(self) -> None:
-        self.events: list[AuditEvent] = []
-
-    def record(self, event: AuditEvent) -> None:
-        self.events.append(event)
+        return lister_pb2.ListAccountsResponse(state=responsestate_pb2.SUCCEEDED, Accounts=accounts)
 
 
 @dataclass
@@ -500,7 +481,7 @@ def test_rate_limited_call_is_refused_with_retry_after(pki: Pki) -> None:
                 list_accounts(vc1)
             assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             assert "client 'vc-1' is over its rate limit" in (info.value.details() or "")
-            trailing = dict(info.value.trailing_metadata() or ())
+            trailing = trailers(info.value)
             assert trailing[RETRY_AFTER_KEY] == "500"
             # health checks take no tokens: a client over its rate still sees the status (they are
             # identified and counted like every call, issue 13.4)
@@ -515,7 +496,7 @@ def test_rate_limited_call_is_refused_with_retry_after(pki: Pki) -> None:
             # a batch of three items costs three tokens: refused on an (almost) empty bucket
             with pytest.raises(grpc.RpcError) as info:
                 list_accounts(vc1, "a", "b", "c")
-            assert dict(info.value.trailing_metadata() or ())[RETRY_AFTER_KEY] == "1000"
+            assert trailers(info.value)[RETRY_AFTER_KEY] == "1000"
     assert running.monitor.limited == ["vc-1", "vc-1"]
     assert running.monitor.done == [
         ("ListAccounts", "succeeded"),
@@ -581,7 +562,7 @@ def test_small_helpers() -> None:
 # --- streaming calls and busy workers (issue 13.4) ------------------------------------------------
 
 
-def _watch(channel: grpc.Channel) -> tuple[object, grpc.StatusCode | None]:
+def _watch(channel: grpc.Channel) -> tuple[grpc.Call, grpc.StatusCode | None]:
     """Open a health Watch; (the stream, None) once the server answered, or (stream, refusal code)."""
     stream = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(), timeout=CALL_TIMEOUT_S)
     try:
@@ -603,19 +584,19 @@ def test_streams_are_identified_and_capped_per_client_and_overall(pki: Pki) -> N
         second, refused = _watch(vc1)  # the client's one stream is open
         assert refused == grpc.StatusCode.RESOURCE_EXHAUSTED
         info = second  # the refusal carries the retry hint and names the cap
-        assert "client 'vc-1' is at its cap of 1 open streams" in (info.details() or "")  # type: ignore[attr-defined]
-        assert dict(info.trailing_metadata() or ())[RETRY_AFTER_KEY] == "1000"  # type: ignore[attr-defined]
+        assert "client 'vc-1' is at its cap of 1 open streams" in (info.details() or "")
+        assert trailers(info)[RETRY_AFTER_KEY] == "1000"
         other, refused = _watch(vc2)
         assert refused is None
-        first.cancel()  # type: ignore[attr-defined]
+        first.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs leaves cancel unannotated
         _wait(lambda: running.interceptor.running == 1)
         again, refused = _watch(vc1)  # a closed stream gives its slot back
         assert refused is None
         with channel_for(pki, running.port, pki.clients["vc-2"]) as vc2b:
             _, refused = _watch(vc2b)  # vc-2 has its one stream open
         assert refused == grpc.StatusCode.RESOURCE_EXHAUSTED
-        other.cancel()  # type: ignore[attr-defined]
-        again.cancel()  # type: ignore[attr-defined]
+        other.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs leaves cancel unannotated
+        again.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs leaves cancel unannotated
     assert running.monitor.limited == ["vc-1", "vc-2"]
     assert ("Watch", "rate_limited") in running.monitor.done
 
@@ -631,8 +612,8 @@ def test_overall_stream_cap_holds_across_clients(pki: Pki) -> None:
         assert refused is None
         refusal, refused = _watch(vc2)
         assert refused == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert "at its cap of 1 open streams (limits.max_streams)" in (refusal.details() or "")  # type: ignore[attr-defined]
-        stream.cancel()  # type: ignore[attr-defined]
+        assert "at its cap of 1 open streams (limits.max_streams)" in (refusal.details() or "")
+        stream.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs leaves cancel unannotated
 
 
 def _wait(predicate: Callable[[], bool], timeout_s: float = CALL_TIMEOUT_S) -> None:

@@ -24,7 +24,8 @@ from signer.totp import (
     new_secret,
     provisioning_uri,
 )
-from signer.types import AuditEvent, ClientIdentity, NullMonitor
+from signer.types import ClientIdentity
+from tests.fakes import FakeClock, RecordingAudit, RecordingMonitor
 
 ADMIN = ClientIdentity("admin-1")
 OTHER_CLIENT = ClientIdentity("admin-2")
@@ -61,34 +62,12 @@ def test_code_at_agrees_with_the_reference() -> None:
         assert code_at(ALICE, when) == reference_code(ALICE, when)
 
 
-class Clock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Events(NullMonitor):
-    def __init__(self) -> None:
-        self.events: list[str] = []
-
-    def security_event(self, event: str) -> None:
-        self.events.append(event)
-
-
-class Audit:
-    def __init__(self) -> None:
-        self.events: list[AuditEvent] = []
-
-    def record(self, event: AuditEvent) -> None:
-        self.events.append(event)
-
-
 OPERATORS: dict[str, Mapping[str, str]] = {"admin-1": {"alice": ALICE, "bob": BOB}, "admin-2": {"alice": ALICE}}
 
 
-def _factor(clock: Clock, monitor: Events | None = None, audit: Audit | None = None, **policy: float) -> SecondFactor:
+def _factor(
+    clock: FakeClock, monitor: RecordingMonitor | None = None, audit: RecordingAudit | None = None, **policy: float
+) -> SecondFactor:
     return SecondFactor(
         lambda client: OPERATORS.get(client.name),
         policy=FailurePolicy(**policy),  # type: ignore[arg-type]
@@ -99,7 +78,7 @@ def _factor(clock: Clock, monitor: Events | None = None, audit: Audit | None = N
 
 
 def test_the_current_code_is_accepted_and_names_the_operator() -> None:
-    clock = Clock()
+    clock = FakeClock(T0)
     factor = _factor(clock)
     assert factor.verify(ADMIN, OperatorCode("alice", reference_code(ALICE, T0)), method="m") == "alice"
     assert factor.verify(ADMIN, OperatorCode("bob", reference_code(BOB, T0)), method="m") == "bob"
@@ -107,26 +86,26 @@ def test_the_current_code_is_accepted_and_names_the_operator() -> None:
 
 @pytest.mark.parametrize("skew_steps", [-1, 1])
 def test_a_code_one_step_either_side_is_accepted(skew_steps: int) -> None:
-    factor = _factor(Clock())
+    factor = _factor(FakeClock(T0))
     code = reference_code(ALICE, T0 + skew_steps * STEP_S)
     assert factor.verify(ADMIN, OperatorCode("alice", code), method="m") == "alice"
 
 
 def test_a_code_two_steps_ahead_is_wrong() -> None:
-    factor = _factor(Clock())
+    factor = _factor(FakeClock(T0))
     with pytest.raises(errors.WrongOneTimeCode, match=r"^otp_wrong: "):
         factor.verify(ADMIN, OperatorCode("alice", reference_code(ALICE, T0 + 2 * STEP_S)), method="m")
 
 
 @pytest.mark.parametrize("steps_back", [2, 5, 10])
 def test_an_older_code_is_expired(steps_back: int) -> None:
-    factor = _factor(Clock())
+    factor = _factor(FakeClock(T0))
     with pytest.raises(errors.OneTimeCodeExpired, match=f"^otp_expired: .* from {steps_back * STEP_S} s ago"):
         factor.verify(ADMIN, OperatorCode("alice", reference_code(ALICE, T0 - steps_back * STEP_S)), method="m")
 
 
 def test_a_code_is_accepted_once_and_an_earlier_one_after_it_never() -> None:
-    clock = Clock()
+    clock = FakeClock(T0)
     factor = _factor(clock)
     now = OperatorCode("alice", reference_code(ALICE, T0))
     factor.verify(ADMIN, now, method="m")
@@ -147,7 +126,7 @@ def test_a_code_is_accepted_once_and_an_earlier_one_after_it_never() -> None:
 
 
 def test_a_future_code_spends_every_step_up_to_it() -> None:
-    factor = _factor(Clock())
+    factor = _factor(FakeClock(T0))
     factor.verify(ADMIN, OperatorCode("alice", reference_code(ALICE, T0 + STEP_S)), method="m")
     with pytest.raises(errors.OneTimeCodeReplayed):
         factor.verify(ADMIN, OperatorCode("alice", reference_code(ALICE, T0)), method="m")
@@ -167,11 +146,11 @@ def test_a_future_code_spends_every_step_up_to_it() -> None:
 )
 def test_refusals_are_named(presented: OperatorCode | None, refusal: type[errors.AdminRefusal]) -> None:
     with pytest.raises(refusal, match=f"^{refusal.name}: "):
-        _factor(Clock()).verify(ADMIN, presented, method="m")
+        _factor(FakeClock(T0)).verify(ADMIN, presented, method="m")
 
 
 def test_an_operator_acts_only_through_the_clients_that_list_it() -> None:
-    factor = _factor(Clock())
+    factor = _factor(FakeClock(T0))
     with pytest.raises(errors.UnknownOperator):
         factor.verify(OTHER_CLIENT, OperatorCode("bob", reference_code(BOB, T0)), method="m")
     with pytest.raises(errors.SecondFactorNotConfigured, match="client 'vc-1' has no operators"):
@@ -179,8 +158,8 @@ def test_an_operator_acts_only_through_the_clients_that_list_it() -> None:
 
 
 def test_failures_lock_the_operator_and_client_out_and_then_even_a_right_code_is_refused() -> None:
-    clock = Clock()
-    monitor = Events()
+    clock = FakeClock(T0)
+    monitor = RecordingMonitor()
     factor = _factor(clock, monitor, max_failures=3, lockout_s=60.0)
     right = OperatorCode("alice", reference_code(ALICE, T0))
     for _ in range(3):
@@ -198,7 +177,7 @@ def test_failures_lock_the_operator_and_client_out_and_then_even_a_right_code_is
 
 
 def test_a_right_code_clears_the_failure_count() -> None:
-    clock = Clock()
+    clock = FakeClock(T0)
     factor = _factor(clock, max_failures=2, lockout_s=60.0)
     with pytest.raises(errors.WrongOneTimeCode):
         factor.verify(
@@ -212,7 +191,7 @@ def test_a_right_code_clears_the_failure_count() -> None:
 
 
 def test_unknown_operator_names_share_one_count_so_rotating_names_does_not_dodge_the_lockout() -> None:
-    factor = _factor(Clock(), max_failures=2, lockout_s=60.0)
+    factor = _factor(FakeClock(T0), max_failures=2, lockout_s=60.0)
     for name in ("eve-1", "eve-2"):
         with pytest.raises(errors.UnknownOperator):
             factor.verify(ADMIN, OperatorCode(name, "123456"), method="m")
@@ -221,7 +200,7 @@ def test_unknown_operator_names_share_one_count_so_rotating_names_does_not_dodge
 
 
 def test_a_missing_code_is_refused_but_not_counted_towards_a_lockout() -> None:
-    factor = _factor(Clock(), max_failures=1, lockout_s=60.0)
+    factor = _factor(FakeClock(T0), max_failures=1, lockout_s=60.0)
     for _ in range(3):
         with pytest.raises(errors.OneTimeCodeMissing):
             factor.verify(ADMIN, None, method="m")
@@ -229,8 +208,8 @@ def test_a_missing_code_is_refused_but_not_counted_towards_a_lockout() -> None:
 
 
 def test_every_refusal_is_counted_and_audited_without_the_code() -> None:
-    monitor, audit = Events(), Audit()
-    factor = _factor(Clock(), monitor, audit)
+    monitor, audit = RecordingMonitor(), RecordingAudit()
+    factor = _factor(FakeClock(T0), monitor, audit)
     code = reference_code(ALICE, T0 - 3 * STEP_S)
     with pytest.raises(errors.OneTimeCodeExpired):
         factor.verify(ADMIN, OperatorCode("alice", code), method="delete_keys")
@@ -266,8 +245,8 @@ def test_the_provisioning_uri_is_a_standard_totp_uri() -> None:
 
 
 def test_a_claimed_operator_name_is_cut_short_in_refusals_and_audit_lines() -> None:
-    audit = Audit()
-    factor = _factor(Clock(), audit=audit)
+    audit = RecordingAudit()
+    factor = _factor(FakeClock(T0), audit=audit)
     with pytest.raises(errors.UnknownOperator) as refused:
         factor.verify(ADMIN, OperatorCode("x" * 5000, "123456"), method="m")
     assert "x" * 64 in refused.value.message and "x" * 65 not in refused.value.message

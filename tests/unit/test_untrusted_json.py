@@ -112,6 +112,7 @@ def test_import_cometbft_state_of_a_bomb(tmp_path: Path, capsys: pytest.CaptureF
     assert err.splitlines() == [f"error: the priv_validator_state document {refusal()}"]
 
 
+@pytest.mark.slow  # a keystore through the CLI
 def test_keys_import_of_a_bomb(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -126,6 +127,7 @@ def test_keys_import_of_a_bomb(
     assert out.out.splitlines() == [f"malformed       ({bomb}): the keystore {refusal(BOMB_DEPTH + 1)}"]
 
 
+@pytest.mark.slow  # a subprocess
 def test_check_config_of_a_deeply_nested_toml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "signer.toml"
     path.write_text("x = " + "[" * 100_000 + "]" * 100_000 + "\n")
