@@ -79,7 +79,7 @@ class Keymanager:
     def url(self) -> str:
         return f"{self.proc.rest_url}/eth/v1/keystores"
 
-    def list(self, **kw: Any) -> tuple[int, Any]:
+    def list_keys(self, **kw: Any) -> tuple[int, Any]:
         return http("GET", self.url, token=self.token, **kw)
 
     def import_(
@@ -97,7 +97,7 @@ class Keymanager:
         return self.listed_with({})
 
     def listed_with(self, headers: dict[str, str]) -> list[str]:
-        code, answer = self.list(headers=headers)
+        code, answer = self.list_keys(headers=headers)
         assert code == 200, answer
         return [d["validating_pubkey"] for d in answer["data"]]
 
@@ -309,7 +309,7 @@ operators = [{", ".join(entries)}]
 
     with SignerProcess.from_config(config) as proc:
         api = Keymanager(proc, token_of(data_dir))
-        code, answer = api.list()
+        code, answer = api.list_keys()
         assert code == 403, answer
         assert answer["message"].startswith("otp_missing: "), answer
         body, public_key, _ = keystore()

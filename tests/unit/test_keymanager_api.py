@@ -35,7 +35,7 @@ from signer.keys.keyring import KeyRing
 from signer.protection.sqlite import SqliteStore
 from signer.service import SigningService
 from signer.totp import STEP_S, SecondFactor, code_at
-from signer.types import AttestationCheck, AuditEvent, ClientIdentity, NullMonitor, Operation
+from signer.types import AttestationCheck, AuditEvent, ClientIdentity, NullMonitor
 from tests.stores import keys_never_signed
 
 GVR = MAINNET.genesis_validators_root
@@ -81,7 +81,8 @@ def _rig(
     tmp_path: Path, *, authorizer: PermissionAuthorizer | None = None, gate: AdminGate | None = None
 ) -> Iterator[Rig]:
     module = EmulatedKeyModule(tmp_path / "keys", PIN, create=True, scrypt_n=2**10)
-    store = keys_never_signed(SqliteStore(tmp_path / "protection.sqlite", GVR))
+    store = SqliteStore(tmp_path / "protection.sqlite", GVR)
+    keys_never_signed(store)
     ring = KeyRing(module)
     service = SigningService(MAINNET, ring, store)
     history = ProtectionAdmin(store, loaded=ring.list_keys, authorizer=authorizer, gate=gate)
@@ -276,7 +277,7 @@ def test_delete_answers_error_for_a_key_of_no_valid_length_and_400_for_one_not_h
 
 def test_a_client_without_key_admin_is_403_naming_the_permission(tmp_path: Path) -> None:
     authorizer = PermissionAuthorizer(
-        [ClientConfig(name="admin-1", allow_accounts=("*",), operations=(Operation.SIGN_ATTESTATION,))]
+        [ClientConfig(name="admin-1", allow_accounts=("*",), operations=("sign_attestation",))]
     )
     for rig in _rig(tmp_path, authorizer=authorizer):
         answer = rig.http.get(KEYSTORES_PATH, headers=AUTH)
