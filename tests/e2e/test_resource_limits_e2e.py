@@ -230,8 +230,7 @@ def _serve_on_unread_pipes(args: list[str]) -> tuple[subprocess.Popen[bytes], in
         if line.startswith(b"{") and json.loads(line).get("msg") == "signer ready":
             record = json.loads(line)
             return proc, int(record["grpc_port"]), int(record["metrics_port"])
-    proc.kill()
-    raise AssertionError(f"signer not ready (exit {proc.poll()})")
+    raise AssertionError(f"signer not ready (exit {_stop(proc)})")
 
 
 def _metric(metrics_port: int, name: str, labels: str) -> float:
@@ -266,7 +265,8 @@ def _sign_many(grpc_port: int, count: int, tag: str, keys: int = 1) -> list[floa
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> int:
-    """SIGTERM and the exit code; a shutdown that hangs on the unread pipes fails the test."""
+    """SIGTERM and the exit code; a shutdown that hangs on the unread pipes fails the test. The
+    pipes are closed here (left to the garbage collector, their ResourceWarning fails a later test)."""
     proc.send_signal(signal.SIGTERM)
     try:
         return proc.wait(timeout=30)
@@ -274,6 +274,9 @@ def _stop(proc: subprocess.Popen[bytes]) -> int:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 def test_unread_stdout_and_stderr_stop_no_signature_and_drops_are_counted(tmp_path: Path) -> None:
