@@ -67,7 +67,8 @@ def http(
         with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
             return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
+        with exc:  # its response is closed here, not by the garbage collector (a ResourceWarning)
+            return exc.code, json.loads(exc.read() or b"null")
 
 
 @dataclass

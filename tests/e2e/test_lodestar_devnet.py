@@ -88,7 +88,8 @@ def _request(method: str, url: str, body: Any = None, token: str | None = None) 
         with urllib.request.urlopen(req, timeout=30) as response:  # noqa: S310
             return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
+        with exc:  # its response is closed here, not by the garbage collector (a ResourceWarning)
+            return exc.code, json.loads(exc.read() or b"null")
 
 
 def _signer_config(path: Path, data_dir: Path, chain: LodestarDevnet, http_port: int) -> Path:
