@@ -24,20 +24,14 @@ def atomic_write(path: Path, data: bytes, *, mode: int = SECRET_MODE) -> None:
     Raises OSError; on failure ``path`` is unchanged and no temporary file is left behind.
     """
     path = Path(path)
-    directory = path.parent
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    tmp = _durable_temporary(path, data, mode)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), mode)
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _sync_directory(directory)
+    _sync_directory(path.parent)
 
 
 def create_new(path: Path, data: bytes, *, mode: int = SECRET_MODE) -> bool:
@@ -49,14 +43,8 @@ def create_new(path: Path, data: bytes, *, mode: int = SECRET_MODE) -> bool:
     False if one existed. Raises OSError otherwise; no temporary file is left behind.
     """
     path = Path(path)
-    directory = path.parent
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    tmp = _durable_temporary(path, data, mode)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), mode)
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
         try:
             os.link(tmp, path)
         except FileExistsError:
@@ -64,7 +52,7 @@ def create_new(path: Path, data: bytes, *, mode: int = SECRET_MODE) -> bool:
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-    _sync_directory(directory)
+    _sync_directory(path.parent)
     return True
 
 
@@ -77,6 +65,23 @@ def move(source: Path, target: Path) -> None:
     os.rename(source, target)
     with contextlib.suppress(OSError):
         _sync_directory(Path(target).parent)
+
+
+def _durable_temporary(path: Path, data: bytes, mode: int) -> str:
+    """A new temporary file beside ``path`` holding ``data``, with ``mode`` from the start, fsynced;
+    its name. Raises OSError and leaves no temporary file behind on failure."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), mode)
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return tmp
 
 
 def _sync_directory(directory: Path) -> None:
