@@ -335,7 +335,10 @@ class ClientConfig(_Frozen):
 class LimitsConfig(_Frozen):
     default_rate: RateConfig | None = None
     per_key_rate: RateConfig | None = None
-    max_in_flight: int = Field(default=1024, ge=1)
+    max_in_flight: int = Field(default=4096, ge=1)
+    """Requests being handled at once, all clients and both fronts; beyond it 429 / RESOURCE_EXHAUSTED.
+    A slot's burst from the validator clients behind this signer is about N/16 REST requests for N
+    validators in all (attestations and aggregation-slot proofs): 4096 holds ~65,000 validators."""
     max_batch_items: int = Field(default=1000, ge=1)
     max_streams: int | None = Field(default=None, ge=1)
     """Streaming calls open at once, all clients (gRPC health Watch, reflection, admin streams). Each

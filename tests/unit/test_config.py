@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from signer.cli import check_config, main
-from signer.config import load_config, parse_config
+from signer.config import LimitsConfig, load_config, parse_config
 from signer.errors import ConfigError
 
 
@@ -192,3 +192,9 @@ def test_stream_caps_and_concurrent_rpcs_default_relative_to_the_workers() -> No
 def test_streams_may_not_take_every_worker() -> None:
     with pytest.raises(ConfigError, match=r"limits\.max_streams \(8\) must be below server\.grpc_workers \(8\)"):
         parse_config({"keys": {"pin": {"env": "X"}}, "server": {"grpc_workers": 8}, "limits": {"max_streams": 8}})
+
+
+def test_the_default_in_flight_cap_holds_the_slot_burst_of_65000_validators() -> None:
+    """A slot's burst is ~N/16 REST requests for N validators (N/32 attestations, N/32 aggregation
+    slots), all clients together: at 1,024 a signer behind 16,000+ validators answered 429."""
+    assert LimitsConfig().max_in_flight >= 65_000 // 16
