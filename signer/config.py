@@ -54,6 +54,10 @@ class TlsConfig(_Frozen):
     reload_interval_s: float = 30.0
 
 
+DEFAULT_CONCURRENT_RPCS = 4096
+"""The default of server.max_concurrent_rpcs: limits.max_in_flight's default."""
+
+
 class ServerConfig(_Frozen):
     grpc_listen: str = "127.0.0.1:9091"
     metrics_listen: str = "127.0.0.1:9090"
@@ -67,7 +71,9 @@ class ServerConfig(_Frozen):
     max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     max_concurrent_rpcs: int | None = Field(default=None, ge=1)
     """Calls the gRPC server holds at once, running or waiting for a worker thread; beyond it a call
-    is refused at once with RESOURCE_EXHAUSTED instead of queueing. Default: 4 x grpc_workers."""
+    is refused at once with RESOURCE_EXHAUSTED instead of queueing. Default: 4,096, limits.max_in_flight's
+    default (a slot's burst of single requests from a large validator client waits for a worker; at
+    the former 4 x grpc_workers = 256 a burst of 1,024 lost three calls in four)."""
     reflection: bool = False
     """gRPC server reflection (lists every service). Off in production; ``serve --dev`` turns it on."""
     http_listen: str | None = None
@@ -84,7 +90,7 @@ class ServerConfig(_Frozen):
 
     @property
     def concurrent_rpcs(self) -> int:
-        return self.max_concurrent_rpcs if self.max_concurrent_rpcs is not None else 4 * self.grpc_workers
+        return self.max_concurrent_rpcs if self.max_concurrent_rpcs is not None else DEFAULT_CONCURRENT_RPCS
 
 
 ForkName = Literal["phase0", "altair", "bellatrix", "capella", "deneb", "electra", "fulu"]

@@ -179,11 +179,11 @@ def test_check_config_refuses_what_serve_refuses_with_the_same_message(
 # --- streams and concurrent calls (issue 13.4) ----------------------------------------------------
 
 
-def test_stream_caps_and_concurrent_rpcs_default_relative_to_the_workers() -> None:
+def test_stream_caps_and_concurrent_rpcs_default_to_the_in_flight_cap() -> None:
     config = parse_config({"keys": {"pin": {"env": "X"}}, "server": {"grpc_workers": 64}})
     assert config.max_streams == 16
     assert config.limits.max_streams_per_client == 4
-    assert config.server.concurrent_rpcs == 256
+    assert config.server.concurrent_rpcs == 4096  # the in-flight cap's default: a slot burst waits
     assert config.server.reflection is False
     small = parse_config({"keys": {"pin": {"env": "X"}}, "server": {"grpc_workers": 2, "max_concurrent_rpcs": 5}})
     assert (small.max_streams, small.server.concurrent_rpcs) == (1, 5)
