@@ -2,7 +2,9 @@
 
 Each case runs ``python -m pytest`` in a process of its own on a small suite in a temporary folder
 whose conftest.py is a copy of the repository's tests/conftest.py (so the real hooks run, and the
-repository's pytest settings do not), with CI=true or without CI.
+repository's pytest settings do not), with CI=true or without CI. ``make test`` runs the suite on two
+pytest-xdist workers: the skips happen in the workers, and the controller, which only sees their
+reports, must still fail the run.
 """
 
 from __future__ import annotations
@@ -51,7 +53,9 @@ def test_expected_failure():
 """
 
 
-def run_suite(tmp_path: Path, test_body: str, *, ci: bool) -> subprocess.CompletedProcess[str]:
+def run_suite(tmp_path: Path, test_body: str, *, ci: bool, workers: int = 0) -> subprocess.CompletedProcess[str]:
+    """``workers`` > 0 runs the suite on that many xdist workers (``-n N``), as ``make test`` does. As in
+    pyproject.toml's addopts, a pytest-benchmark plugin installed on the machine is kept out."""
     suite = tmp_path / "suite"
     suite.mkdir()
     (suite / "conftest.py").write_text((REPO_ROOT / "tests" / "conftest.py").read_text(encoding="utf-8"))
@@ -61,7 +65,8 @@ def run_suite(tmp_path: Path, test_body: str, *, ci: bool) -> subprocess.Complet
     if ci:
         env["CI"] = "true"
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", str(suite)],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "-p", "no:benchmark",
+         "-n", str(workers), str(suite)],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
 
@@ -89,5 +94,29 @@ def test_without_ci_a_skip_stays_a_skip(tmp_path: Path) -> None:
 
 def test_a_ci_run_without_skips_passes_and_an_xfail_is_not_a_skip(tmp_path: Path) -> None:
     done = run_suite(tmp_path, CLEAN, ci=True)
+    assert done.returncode == pytest.ExitCode.OK, done.stdout + done.stderr
+    assert "1 passed, 1 xfailed" in done.stdout and "skipped under CI=true" not in done.stdout
+
+
+def test_a_skip_in_an_xdist_worker_fails_the_run(tmp_path: Path) -> None:
+    done = run_suite(tmp_path, SKIPPING_TEST, ci=True, workers=2)
+    assert "bringing up nodes" in done.stdout, done.stdout + done.stderr  # it really ran on xdist workers
+    assert done.returncode == pytest.ExitCode.TESTS_FAILED, done.stdout + done.stderr
+    assert "1 passed, 2 skipped" in done.stdout
+    assert "CI=true: 2 skipped; a CI run must skip nothing" in done.stdout
+    assert "SKIPPED suite/test_sample.py::test_skips: no frobnicator here" in done.stdout
+    assert "SKIPPED suite/test_sample.py::test_marked: marked away" in done.stdout
+
+
+def test_a_module_skipped_at_collection_in_xdist_workers_fails_the_run(tmp_path: Path) -> None:
+    done = run_suite(tmp_path, MODULE_SKIP, ci=True, workers=2)
+    assert "bringing up nodes" in done.stdout, done.stdout + done.stderr
+    assert done.returncode == pytest.ExitCode.TESTS_FAILED, done.stdout + done.stderr
+    assert "SKIPPED suite/test_sample.py: the whole module is away" in done.stdout
+
+
+def test_a_ci_run_on_xdist_workers_without_skips_passes(tmp_path: Path) -> None:
+    done = run_suite(tmp_path, CLEAN, ci=True, workers=2)
+    assert "bringing up nodes" in done.stdout, done.stdout + done.stderr
     assert done.returncode == pytest.ExitCode.OK, done.stdout + done.stderr
     assert "1 passed, 1 xfailed" in done.stdout and "skipped under CI=true" not in done.stdout
