@@ -23,8 +23,15 @@ lint:
 	$(PYTHON) -m mypy
 	$(PYTHON) -c 'import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())'
 
+# The suite runs on PYTEST_WORKERS pytest-xdist workers (CI's machine has 2 cores; much of the suite
+# waits on servers, PostgreSQL and the Lodestar devnet). --dist loadfile: each test file runs whole, in
+# order, on one worker, as in a serial run: a module-scoped fixture (a signer cluster, a server with
+# a second factor) is set up once, not once per worker, and a module's tests see one another's state
+# as they do serially. `python -m pytest FILE` and make test-fast run in one process: no start-up.
+PYTEST_WORKERS ?= 2
+
 test: deps lint
-	$(PYTHON) -m pytest
+	$(PYTHON) -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 test-fast:
 	$(PYTHON) -m pytest -q -m "not slow and not integration and not e2e" tests/unit tests/property
