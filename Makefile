@@ -27,11 +27,14 @@ lint:
 # waits on servers, PostgreSQL and the Lodestar devnet). --dist loadfile: each test file runs whole, in
 # order, on one worker, as in a serial run: a module-scoped fixture (a signer cluster, a server with
 # a second factor) is set up once, not once per worker, and a module's tests see one another's state
-# as they do serially. `python -m pytest FILE` and make test-fast run in one process: no start-up.
+# as they do serially. --no-loadscope-reorder: files go out in collection order, which
+# tests/conftest.py starts with the longest (the Lodestar devnet); xdist would otherwise send the
+# files with the most tests first and that one-test file last. `python -m pytest FILE` and
+# make test-fast run in one process: no start-up.
 PYTEST_WORKERS ?= 2
 
 test: deps lint
-	$(PYTHON) -m pytest -n $(PYTEST_WORKERS) --dist loadfile
+	$(PYTHON) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test-fast:
 	$(PYTHON) -m pytest -q -m "not slow and not integration and not e2e" tests/unit tests/property

@@ -20,6 +20,24 @@ def vectors() -> Path:
     return vector_path()
 
 
+# --- on xdist workers, the longest file starts first ------------------------------------------------
+#
+# `make test` hands whole files to two workers in collection order (--dist loadfile
+# --no-loadscope-reorder). The Lodestar devnet test takes ~4 minutes, most of it waiting for slots:
+# started last it is the run's tail, started first it overlaps everything else. Only the order on the
+# workers changes; a serial run keeps pytest's order.
+
+FIRST_ON_WORKERS = ("tests/e2e/test_lodestar_devnet.py",)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not hasattr(config, "workerinput"):  # not an xdist worker
+        return
+    for path in FIRST_ON_WORKERS:
+        assert (REPO_ROOT / path).is_file(), f"FIRST_ON_WORKERS names a file that is gone: {path}"
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in FIRST_ON_WORKERS)  # stable: the rest keep order
+
+
 # --- under CI=true a run that skipped anything fails ------------------------------------------------
 #
 # Integration tests fail rather than skip under CI=true (tests.support.missing_component), so a CI
