@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from signer.errors import MalformedRequest
-from signer.types import AttestationCheck, BlockCheck, ConsensusCheck, ProtectionCheck, Verdict
+from signer.types import AttestationCheck, ConsensusCheck, ProtectionCheck, Verdict
 
 ProtectionKey = tuple[str, str, bytes]
 """(kind, chain_id or "", public_key): the unit of history and of locking."""
@@ -76,17 +76,18 @@ def validate_check(check: ProtectionCheck) -> ProtectionKey:
     """
     if not check.public_key:
         raise MalformedRequest("protection check without a public key")
-    if isinstance(check, AttestationCheck):
-        key: ProtectionKey = ("attestation", "", check.public_key)
-        values: tuple[int, ...] = (check.source_epoch, check.target_epoch)
-    elif isinstance(check, BlockCheck):
-        key, values = ("block", "", check.public_key), (check.slot,)
-    else:
+    if isinstance(check, ConsensusCheck):
         if not check.chain_id:
             raise MalformedRequest("CometBFT protection check without a chain_id")
-        key, values = ("consensus", check.chain_id, check.public_key), (check.height, check.round, int(check.step))
-    if not isinstance(check, ConsensusCheck) and check.signing_root is not None and len(check.signing_root) != 32:
-        raise MalformedRequest(f"signing root must be 32 bytes, got {len(check.signing_root)}")
+        key: ProtectionKey = ("consensus", check.chain_id, check.public_key)
+        values: tuple[int, ...] = (check.height, check.round, int(check.step))
+    else:
+        if check.signing_root is not None and len(check.signing_root) != 32:
+            raise MalformedRequest(f"signing root must be 32 bytes, got {len(check.signing_root)}")
+        if isinstance(check, AttestationCheck):
+            key, values = ("attestation", "", check.public_key), (check.source_epoch, check.target_epoch)
+        else:
+            key, values = ("block", "", check.public_key), (check.slot,)
     for value in values:
         if not 0 <= value <= MAX_INT64:
             raise MalformedRequest(f"slot/epoch/height/round/step {value} is out of range 0..2**63-1")
