@@ -71,6 +71,38 @@ def wait_until_signing(pids: list[int], timeout_s: float = 30.0) -> None:
         time.sleep(0.001)
 
 
+def wait_until_handed_out(signer: ParallelSigner, pids: list[int] | None = None, timeout_s: float = 30.0) -> int:
+    """The process id of the (stopped) worker a chunk sits unread with, once it does (among ``pids``,
+    if given): the parent's end of its pipe has bytes in its send queue (TIOCOUTQ) that the worker
+    has not read."""
+    pool = signer._pool  # the test looks at the pipes the pool hands chunks through
+    assert pool is not None
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for worker in pool.workers:
+            queued = struct.unpack("i", fcntl.ioctl(worker.conn.fileno(), termios.TIOCOUTQ, struct.pack("i", 0)))[0]
+            if queued and worker.pid is not None and (pids is None or worker.pid in pids):
+                return worker.pid
+        assert time.monotonic() < deadline, f"no chunk was handed out within {timeout_s} s"
+        time.sleep(0.001)
+
+
+def sign_in_thread(
+    signer: ParallelSigner, items: list[tuple[bytes, bytes]]
+) -> tuple[threading.Thread, dict[str, object]]:
+    outcome: dict[str, object] = {}
+
+    def sign() -> None:
+        try:
+            outcome["sigs"] = signer.sign_many(items)
+        except errors.SignerError as exc:
+            outcome["error"] = exc
+
+    runner = threading.Thread(target=sign, daemon=True)
+    runner.start()
+    return runner, outcome
+
+
 @pytest.fixture
 def module(tmp_path: Path) -> Iterator[EmulatedKeyModule]:
     m = EmulatedKeyModule(tmp_path / "keys", PIN, create=True, scrypt_n=1024)
@@ -200,10 +232,15 @@ def test_worker_crash_refuses_the_call_then_the_pool_recovers(module: EmulatedKe
             outcome["error"] = exc
 
     victim = pool.worker_pids()[0]
+    os.kill(victim, signal.SIGSTOP)  # it takes a chunk and keeps it: killed, it dies holding it
     runner = threading.Thread(target=sign)
     runner.start()
-    wait_until_signing([victim])  # 600 signatures in chunks of 8 keep it busy for far longer
-    os.kill(victim, signal.SIGKILL)
+    try:
+        wait_until_handed_out(pool, [victim])  # 600 signatures in chunks of 8: the other worker is still busy
+        kill_and_wait([victim])
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim, signal.SIGCONT)
     runner.join(60)
     assert isinstance(outcome.get("error"), errors.KeyModuleError), outcome.keys()
     assert "died" in str(outcome["error"])
@@ -274,37 +311,6 @@ def test_a_hung_worker_refuses_the_call_within_its_deadline(module: EmulatedKeyM
 
 
 # --- a lone item: one chunk on one worker, through the same hand-out and receive as a batch -----
-
-
-def wait_until_handed_out(signer: ParallelSigner, timeout_s: float = 30.0) -> int:
-    """The process id of the (stopped) worker a chunk sits unread with, once it does: the parent's end
-    of its pipe has bytes in its send queue (TIOCOUTQ) that the worker has not read."""
-    pool = signer._pool  # the test looks at the pipes the pool hands chunks through
-    assert pool is not None
-    deadline = time.monotonic() + timeout_s
-    while True:
-        for worker in pool.workers:
-            queued = struct.unpack("i", fcntl.ioctl(worker.conn.fileno(), termios.TIOCOUTQ, struct.pack("i", 0)))[0]
-            if queued and worker.pid is not None:
-                return worker.pid
-        assert time.monotonic() < deadline, f"no chunk was handed out within {timeout_s} s"
-        time.sleep(0.001)
-
-
-def sign_in_thread(
-    signer: ParallelSigner, items: list[tuple[bytes, bytes]]
-) -> tuple[threading.Thread, dict[str, object]]:
-    outcome: dict[str, object] = {}
-
-    def sign() -> None:
-        try:
-            outcome["sigs"] = signer.sign_many(items)
-        except errors.SignerError as exc:
-            outcome["error"] = exc
-
-    runner = threading.Thread(target=sign, daemon=True)
-    runner.start()
-    return runner, outcome
 
 
 def test_a_lone_item_whose_worker_dies_is_refused_then_a_spare_signs(
