@@ -4,9 +4,9 @@ to write out.
 A store validates the batch (``store.validate_check``; ``store.ordered_batch`` orders a batch of
 several), takes its locks, fetches what ``rules`` needs for each item (``BatchHistory``), calls
 ``decide_batch``, writes the rows it returns (``BatchWrites``) and commits: it fetches and writes,
-and decides nothing. Each key appears once per
-batch, so no item's decision depends on another's; the rows of one validator's first records are
-merged here (one new validator row, its lower bounds set once).
+and decides nothing. Each key appears once per batch, so no item's decision depends on another's;
+the rows of one validator's first records are merged here (one new validator row, its lower bounds
+set once).
 """
 
 from __future__ import annotations
