@@ -328,6 +328,31 @@ def test_a_failure_while_preparing_refuses_only_its_item(module: CountingModule,
     assert len(module.signed) == 1
 
 
+def test_an_attestation_needs_the_sign_attestation_permission(module: CountingModule, store: FailingStore) -> None:
+    clients = (
+        ClientConfig(name="vc", allow_accounts=("*",), operations=("sign_generic",)),
+        ClientConfig(name="attester", allow_accounts=("v/0",), operations=("sign_attestation",)),
+    )
+    service = SigningService(MAINNET, KeyRing(module), store, authorizer=PermissionAuthorizer(clients))
+    refused = service.sign(ClientIdentity("vc"), [att(0, 1, 2)])
+    assert errors_of(refused) == [errors.AccessDenied]
+    assert errors_of(service.sign(ClientIdentity("attester"), [att(1, 1, 2)])) == [errors.AccessDenied]
+    assert module.signed == []
+    # Nothing was recorded for the refused one: the same vote signs for a client that may sign it.
+    assert service.sign(ClientIdentity("attester"), [att(0, 1, 2)])[0].ok
+
+
+def test_a_key_retired_after_commit_is_refused_not_signed(service: SigningService, module: CountingModule) -> None:
+    staged = service.stage(LOCAL_CLIENT, [att(0, 1, 2), att(1, 1, 2)])
+    retired = service.keyring.lookup(KeyRef(account="v/0"))
+    service.keyring.retire_keys([retired.public_key])
+    outcomes = staged.finish()
+    assert errors_of(outcomes) == [errors.UnknownKey, None]
+    assert "removed while the request was in flight" in str(outcomes[0].error)
+    assert outcomes[0].subject == {"source_epoch": 1, "target_epoch": 2}
+    assert [pk for pk, _ in module.signed] == [service.keyring.lookup(KeyRef(account="v/1")).public_key]
+
+
 def test_duplicate_key_in_one_batch_refused(service: SigningService, module: CountingModule) -> None:
     outcomes = service.sign(LOCAL_CLIENT, [att(0, 1, 2), att(0, 2, 3), att(1, 1, 2)])
     assert errors_of(outcomes) == [None, errors.MalformedRequest, None]
