@@ -6,9 +6,10 @@ request, in order:
 
 1. prepare (per request, by its type): validate, resolve the key in the KeyRing, authorize,
    check the domain against the network, compute the message and its protection check
-2. commit: refuse a second item for the same key, then ONE ``check_and_record`` transaction for
-   the batch, committed before any signature exists (invariant 1); a store failure, or a store that
-   is not initialized (new or emptied: a lost history), refuses every item (invariant 2)
+2. commit: refuse a second item for the same key (only a batch of more than one can name a key
+   twice), then ONE ``check_and_record`` transaction for the batch, committed before any
+   signature exists (invariant 1); a store failure, or a store that is not initialized (new or
+   emptied: a lost history), refuses every item (invariant 2)
 3. finish: the key module (or the parallel signer in front of it) signs the safe items
 
 The batcher calls ``prepare`` and ``commit`` separately (``stage`` is the two), so each request is
