@@ -97,12 +97,14 @@ class AttestationData:
             _root32("attestation_data.beacon_block_root", root)
         if type(source) is not Checkpoint or type(target) is not Checkpoint:
             raise MalformedRequest("attestation_data.source and .target must be Checkpoints")
-        for name, checkpoint in (("source", source), ("target", target)):
-            epoch, checkpoint_root = checkpoint.epoch, checkpoint.root
-            if type(epoch) is not int or not 0 <= epoch <= UINT64_MAX:
-                check_uint64(f"attestation_data.{name}.epoch", epoch)
-            if type(checkpoint_root) is not bytes or len(checkpoint_root) != 32:
-                _root32(f"attestation_data.{name}.root", checkpoint_root)
+        if type(source.epoch) is not int or not 0 <= source.epoch <= UINT64_MAX:
+            check_uint64("attestation_data.source.epoch", source.epoch)
+        if type(source.root) is not bytes or len(source.root) != 32:
+            _root32("attestation_data.source.root", source.root)
+        if type(target.epoch) is not int or not 0 <= target.epoch <= UINT64_MAX:
+            check_uint64("attestation_data.target.epoch", target.epoch)
+        if type(target.root) is not bytes or len(target.root) != 32:
+            _root32("attestation_data.target.root", target.root)
 
     def hash_tree_root(self) -> bytes:
         sha = _sha256
