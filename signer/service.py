@@ -317,6 +317,7 @@ class SigningService:
     # --- prepare, the other request types ---------------------------------------------------
 
     def _prepare_other(self, client: ClientIdentity, request: SignRequest, item: Prepared) -> None:
+        """``prepare`` for a request that is not an attestation: the step of its type."""
         match request:
             case ProposalRequest():
                 self._prepare_proposal(client, request, item)
