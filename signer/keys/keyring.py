@@ -61,8 +61,10 @@ class KeyRing:
         """Re-read the module's key list (after import, generate, delete). Raises DuplicateKey, and
         keeps the index it had, when the module lists a name or a public key twice."""
         infos = self.module.list_keys() if self.module.unlocked else []
-        shares = self.validator_keys
-        history_keys = {} if shares is None else {k.public_key: shares.history_key(k.public_key) for k in infos}
+        validator_keys = self.validator_keys
+        history_keys = (
+            {} if validator_keys is None else {k.public_key: validator_keys.history_key(k.public_key) for k in infos}
+        )
         with self._lock:
             infos = [k for k in infos if k.public_key not in self._retired]
             by_name: dict[str, KeyInfo] = {}
@@ -74,8 +76,12 @@ class KeyRing:
                     raise errors.DuplicateKey(f"the key module lists public key {key.public_key_hex} twice")
                 by_name[key.name] = key
                 by_public_key[key.public_key] = key
+            shares = {k: h for k, h in history_keys.items() if h != k}
+            # A share must never be resolvable without its history: the old and the new mappings
+            # both hold while the indexes are swapped (a key no longer live is refused before it signs).
+            self.history_keys = {**self.history_keys, **shares}
             self._by_name, self.live = by_name, by_public_key
-            self.history_keys = {k: h for k, h in history_keys.items() if h != k}
+            self.history_keys = shares
         return infos
 
     def retire_keys(self, public_keys: Sequence[bytes]) -> None:
