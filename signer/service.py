@@ -425,7 +425,7 @@ class SigningService:
         still be live (a key retired since the item was prepared refuses it); secp256k1 keys sign the
         SHA-256 digest. Sets each item's signature, or its error: a module failure refuses them all."""
         live = self.keyring.live
-        signing: list[Prepared] = []
+        signing: list[tuple[Prepared, Scheme]] = []
         pairs: list[tuple[bytes, bytes]] = []
         for item in items:
             key = item.key
@@ -435,7 +435,7 @@ class SigningService:
                 continue
             message = (item.extension or b"") if extension else item.message
             pairs.append((key.public_key, secp256k1.sha256(message) if key.scheme is Scheme.SECP256K1 else message))
-            signing.append(item)
+            signing.append((item, key.scheme))
         if not signing:
             return
         started = self._clock()
@@ -448,17 +448,16 @@ class SigningService:
                 if isinstance(exc, errors.SignerError)
                 else errors.KeyModuleError(f"key module failed: {type(exc).__name__}")
             )
-            for item in signing:
+            for item, _ in signing:
                 item.error = failure
             return
         elapsed = self._clock() - started
         by_scheme: dict[Scheme, int] = {}
-        for item, signature in zip(signing, signatures, strict=True):
+        for (item, scheme), signature in zip(signing, signatures, strict=True):
             if extension:
                 item.extension_signature = signature
             else:
                 item.signature = signature
-            scheme = item.key.scheme if item.key is not None else Scheme.BLS
             by_scheme[scheme] = by_scheme.get(scheme, 0) + 1
         for scheme, count in by_scheme.items():
             self.monitor.signed(scheme, count, elapsed)

@@ -42,7 +42,15 @@ from signer.service import (
     SigningService,
     SignRequest,
 )
-from signer.types import LOCAL_CLIENT, AttestationCheck, ClientIdentity, ProtectionCheck, Scheme, Verdict
+from signer.types import (
+    LOCAL_CLIENT,
+    AttestationCheck,
+    ClientIdentity,
+    NullMonitor,
+    ProtectionCheck,
+    Scheme,
+    Verdict,
+)
 from tests.fakes import CountingModule
 from tests.stores import keys_never_signed
 
@@ -412,6 +420,37 @@ def test_precommit_extension_is_signed_with_the_chain_key(service: SigningServic
         assert secp256k1.verify_digest(outcome.key.public_key, secp256k1.sha256(ext_bytes), outcome.extension_signature)
     else:
         assert ed25519.verify(outcome.key.public_key, ext_bytes, outcome.extension_signature)
+
+
+class Reports(NullMonitor):
+    """A Monitor that keeps what the signing step reports."""
+
+    def __init__(self) -> None:
+        self.signed_counts: list[tuple[Scheme, int]] = []
+        self.batches: list[int] = []
+
+    def signed(self, scheme: Scheme, count: int, duration_s: float) -> None:
+        self.signed_counts.append((scheme, count))
+
+    def batch(self, size: int) -> None:
+        self.batches.append(size)
+
+
+def test_signatures_are_reported_per_scheme_and_per_signing_call(module: CountingModule, store: FailingStore) -> None:
+    reports = Reports()
+    service = SigningService(MAINNET, KeyRing(module, chains=CHAINS), store, monitor=reports)
+    precommit = replace(vote(9), type=SignedMsgType.PRECOMMIT, extension=b"vote extension")
+    batch: list[SignRequest] = [
+        att(0, 1, 2),
+        att(1, 1, 2),
+        ConsensusRequest("chain-secp", precommit),
+        ConsensusRequest("chain-ed", vote(9)),
+    ]
+    assert all(o.ok for o in service.sign(LOCAL_CLIENT, batch))
+    # The messages in one call (2 BLS, 1 secp256k1, 1 ed25519), then the one vote extension.
+    assert sorted(reports.signed_counts[:3]) == [(Scheme.BLS, 2), (Scheme.ED25519, 1), (Scheme.SECP256K1, 1)]
+    assert reports.signed_counts[3:] == [(Scheme.SECP256K1, 1)]
+    assert reports.batches == [4, 1]
 
 
 # --- the other refusals --------------------------------------------------------------------------
