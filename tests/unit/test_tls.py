@@ -28,7 +28,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from signer.api._proto.v1 import lister_pb2, lister_pb2_grpc, responsestate_pb2
 from signer.api.interceptors import (
-    SignerInterceptor,
+    CallGuard,
+    GuardedServer,
     call_client,
     call_request_id,
     count_items,
@@ -96,7 +97,7 @@ class Running:
     monitor: RecordingMonitor
     audit: RecordingAudit
     credentials: ReloadingServerCredentials | None
-    interceptor: SignerInterceptor
+    interceptor: CallGuard
 
 
 @contextmanager
@@ -105,8 +106,8 @@ def serve(
     limiter: RateLimiter | None = None,
 ) -> Iterator[Running]:
     monitor, audit = RecordingMonitor(), RecordingAudit()
-    interceptor = SignerInterceptor(limiter, monitor, audit=audit)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), interceptors=[interceptor])
+    interceptor = CallGuard(limiter, monitor, audit=audit)
+    server = GuardedServer(grpc.server(futures.ThreadPoolExecutor(max_workers=4)), interceptor)
     servicer = StubLister()
     lister_pb2_grpc.add_ListerServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
