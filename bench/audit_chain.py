@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from signer.config import AuditConfig, SecretRef  # noqa: E402
-from signer.observability.audit import AuditLog, audit_line  # noqa: E402
+from signer.observability.audit import AuditLog  # noqa: E402
 from signer.observability.audit_chain import ChainKey, verify  # noqa: E402
 from signer.observability.logging import LineWriter  # noqa: E402
 from signer.types import AuditEvent  # noqa: E402
@@ -52,6 +52,16 @@ def events(count: int) -> list[AuditEvent]:
         )
         for n in range(count)
     ]
+
+
+def decision_lines(path: Path, batch: list[AuditEvent]) -> list[str]:
+    """The lines AuditLog.record writes for ``batch``, without the chain's seq and prev."""
+    with AuditLog(AuditConfig(path=str(path)), capacity=len(batch) + 1) as audit:
+        for event in batch:
+            audit.record(event)
+    lines = path.read_text().splitlines(keepends=True)
+    path.unlink()
+    return ["{" + line.split(",", 2)[2] for line in lines if '"record":' not in line]
 
 
 def plain_rate(path: Path, lines: list[str]) -> float:
@@ -85,13 +95,13 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     batch = events(args.lines)
-    lines = [audit_line(event, time.time()) for event in batch]
     rates: dict[str, list[float]] = {"plain": [], "sha256": [], "hmac-sha256": []}
     verify_rates: list[float] = []
     with tempfile.TemporaryDirectory(prefix="audit-chain-bench-") as tmp:
         base = Path(tmp)
         key_file = base / "key"
         key_file.write_text(KEY + "\n")
+        lines = decision_lines(base / "lines.jsonl", batch)
         for repeat in range(args.repeats):
             rates["plain"].append(plain_rate(base / f"plain-{repeat}.jsonl", lines))
             rates["sha256"].append(chained_rate(base / f"sha-{repeat}.jsonl", batch, None))

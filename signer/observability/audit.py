@@ -40,14 +40,16 @@ import datetime
 import fcntl
 import json
 import logging
+import math
 import os
+import queue
 import stat
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Final
 
 import signer
 from signer import atomicfile
@@ -70,7 +72,7 @@ from signer.observability.audit_chain import (
 from signer.observability.logging import CLOSE_TIMEOUT_S, DEFAULT_CAPACITY, LineWriter
 from signer.types import AuditEvent, AuditSink, NullAudit
 
-__all__ = ["AuditEvent", "AuditLog", "AuditSink", "NullAudit", "audit_line"]
+__all__ = ["AuditEvent", "AuditLog", "AuditSink", "NullAudit"]
 
 log = logging.getLogger(__name__)
 
@@ -96,31 +98,17 @@ _OPTIONAL_FIELDS = (
 )
 
 
+_to_json = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
+"""Compact, ASCII-only JSON (one encoder, not one per line as ``json.dumps`` with options makes)."""
+
+CHAIN_PREFIX_BYTES: Final = 100
+"""At most what ``seq`` and ``prev`` add to a line (about 90 bytes): rotation plans with it."""
+
+
 def _timestamp(ts: float) -> str:
+    """RFC 3339, UTC, milliseconds (``AuditLog.record`` writes the same inline)."""
     moment = datetime.datetime.fromtimestamp(ts, tz=datetime.UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def audit_line(event: AuditEvent, now: float) -> str:
-    """The JSON line (with its newline) for ``event``; ``now`` stands in for a missing ``ts``."""
-    record: dict[str, Any] = {
-        "ts": _timestamp(event.ts if event.ts is not None else now),
-        "client": event.client,
-        "method": event.method,
-        "outcome": event.outcome,
-    }
-    if event.public_key is not None:
-        record["key"] = "0x" + bytes(event.public_key).hex()
-    for name in _OPTIONAL_FIELDS:
-        value = getattr(event, name)
-        if value is None:
-            continue
-        if name == "duration_ms":
-            value = round(float(value), 3)
-        elif name == "step":
-            value = int(value)
-        record[name] = value
-    return json.dumps(record, ensure_ascii=True, separators=(",", ":")) + "\n"
 
 
 # --- where a chain starts ------------------------------------------------------------------------
@@ -256,7 +244,8 @@ class _ChainWriter(LineWriter):
         self._path = path
         self._size = size
         self._rotate_bytes = rotate_bytes
-        self._next_rotation = rotate_bytes
+        self._next_rotation: float = rotate_bytes if path is not None and rotate_bytes is not None else math.inf
+        """The file size at which it is rotated (never: infinity)."""
         self._checkpoint_interval_s = checkpoint_interval_s
         self._clock = clock
         self.on_head = on_head
@@ -270,7 +259,12 @@ class _ChainWriter(LineWriter):
         self.lost = 0
         self.written = 0
         self._since_checkpoint = 0
-        self._last_checkpoint = time.monotonic()
+        self._checkpoint_at = time.monotonic() + checkpoint_interval_s
+        """When (monotonic) the next checkpoint is due, once decision lines were written since the last."""
+        self._records_due = True
+        """A start, lost or after-partial-line record must precede the next line (writer thread only;
+        lines dropped on the callers' threads are seen by comparing ``dropped``)."""
+        self._idle_at = 0.0  # the start record goes first
         super().__init__(target, **kwargs)
 
     @classmethod
@@ -314,15 +308,9 @@ class _ChainWriter(LineWriter):
             items[0].body = json.dumps(first, ensure_ascii=True, separators=(",", ":"))
         return items
 
-    def _write_items(self, items: list[_Item]) -> bool:  # noqa: C901 -- chains, writes and accounts for a partial write in one place
-        """Chain and write ``items`` after the pending records; True if all of them were written.
-
-        On a failed write the chain goes on from the last whole line written: the decision lines
-        not written are counted as lost (a ``lost`` record follows), records not written are made
-        again."""
-        items = self._pending() + items
-        if not items:
-            return True
+    def _chain(self, items: list[_Item]) -> tuple[list[str], list[str]]:
+        """The chain lines (with their newlines) of ``items`` after the last line written, and the
+        link hash of each."""
         seq, prev = self._seq, self._prev
         texts: list[str] = []
         links: list[str] = []
@@ -332,9 +320,25 @@ class _ChainWriter(LineWriter):
             texts.append(line + "\n")
             links.append(prev)
             seq += 1
+        return texts, links
+
+    def _write_items(self, items: list[_Item]) -> bool:
+        """Chain and write ``items`` after the pending records; True if all of them were written."""
+        items = self._pending() + items
+        if not items:
+            return True
+        texts, links = self._chain(items)
         prefix = "\n" if self._need_newline else ""
-        data = prefix + "".join(texts)
-        done = self._emit(data) - len(prefix)
+        done = self._emit((prefix + "".join(texts)).encode("utf-8")) - len(prefix)
+        return self._settle(items, texts, links, done, len(prefix))
+
+    def _settle(self, items: list[_Item], texts: list[str], links: list[str], done: int, prefix: int) -> bool:
+        """Account for a write of ``items`` (chained as ``texts`` with ``links``) of which ``done``
+        bytes after a ``prefix`` newline went out; True if all of them were written.
+
+        On a failed write the chain goes on from the last whole line written: the decision lines
+        not written are counted as lost (a ``lost`` record follows), records not written are made
+        again."""
         if done < 0:  # not even the newline that ends the fragment: nothing written
             whole = 0
         else:
@@ -345,7 +349,7 @@ class _ChainWriter(LineWriter):
                 whole += 1
             if offset < done:  # a line was cut off mid-way: end it before writing on
                 self._need_newline = True
-            self._size += done + len(prefix)
+            self._size += done + prefix
         for item in items[:whole]:
             if item.kind == START:
                 self._start = None
@@ -362,7 +366,16 @@ class _ChainWriter(LineWriter):
             decisions = sum(1 for item in items[:whole] if item.kind is None)
             self.written += decisions
             self._since_checkpoint += decisions
+        self._records_due = self._start is not None or self._lost_pending > 0 or self._need_newline
+        self._plan_idle()
         return whole == len(items)
+
+    def _plan_idle(self) -> None:
+        """When ``_idle`` is due: at each pause while a start or lost record waits to be written, at the
+        checkpoint time once decision lines were written since the last, else never. (Lines are
+        dropped only while the queue is full: the ``dropped`` record goes before the queued lines.)"""
+        waiting = self._start is not None or self._lost_pending > 0
+        self._idle_at = 0.0 if waiting else self._checkpoint_at if self._since_checkpoint else math.inf
 
     def _head(self) -> None:
         """Report the chain head: the last line written."""
@@ -389,22 +402,63 @@ class _ChainWriter(LineWriter):
             self._head()
 
     def _write_batch(self, lines: list[str]) -> None:
+        """Chain and write a batch of decision lines (each a compact JSON object and its newline).
+
+        Here, inline: the common case, nothing to record before them, no rotation due within them,
+        the write whole; each line becomes ``chained(seq, prev, line)`` and its link hash
+        ``ChainKey.link``. Anything else goes the general way (``_write_chunks``, ``_settle``)."""
+        due = self._size + sum(map(len, lines)) + CHAIN_PREFIX_BYTES * len(lines) >= self._next_rotation
+        if due or self._records_due or self.dropped != self._dropped_recorded:
+            self._write_chunks(lines)
+            return
+        seq, prev, template = self._seq, self._prev, self._key.template
+        chunks: list[bytes] = []
+        for line in lines:
+            text = f'{{"seq":{seq},"prev":"{prev}",{line[1:]}'.encode()
+            link = template.copy()
+            link.update(text[:-1])
+            prev = link.hexdigest()
+            chunks.append(text)
+            seq += 1
+        data = b"".join(chunks)
+        done = self._emit(data)
+        if done != len(data):
+            items = [_Item(None, line.rstrip("\n")) for line in lines]
+            self._settle(items, *self._chain(items), done, 0)
+        else:
+            self._seq, self._prev = seq, prev
+            self._size += done
+            self.written += len(lines)
+            self._since_checkpoint += len(lines)
+            self._idle_at = self._checkpoint_at
+        if time.monotonic() >= self._checkpoint_at:
+            self._checkpoint()
+
+    def _write_chunks(self, lines: list[str]) -> None:
+        """The pending records, then ``lines`` in chunks that end where the file reaches its rotation
+        size, each followed by a checkpoint or a rotation when due."""
         items = [_Item(None, line.rstrip("\n")) for line in lines]
-        while items:  # in chunks that end where the file reaches its rotation size
-            room = None if self._path is None or self._next_rotation is None else self._next_rotation - self._size
+        while True:
+            room = self._next_rotation - self._size
             take, size = 0, 0
-            while take < len(items) and (room is None or size < room):
-                size += len(items[take].body) + 100  # + seq and prev
+            while take < len(items) and size < room:
+                size += len(items[take].body) + CHAIN_PREFIX_BYTES
                 take += 1
             self._write_items(items[:take])
             del items[:take]
-            self._maybe_checkpoint()
-            self._maybe_rotate()
+            if time.monotonic() >= self._checkpoint_at:
+                self._checkpoint()
+            if self._size >= self._next_rotation:
+                self._rotate_now()
+            if not items:
+                return
 
     def _idle(self) -> None:
         if self._start is not None or self._lost_pending or self.dropped > self._dropped_recorded:
             self._write_items([])
-        self._maybe_checkpoint()
+        if time.monotonic() >= self._checkpoint_at:
+            self._checkpoint()
+        self._plan_idle()
 
     def _end(self) -> None:
         self._record(STOP, **self._counts())
@@ -413,19 +467,17 @@ class _ChainWriter(LineWriter):
                 os.fsync(self._fd)
         super()._end()
 
-    def _maybe_checkpoint(self) -> None:
-        now = time.monotonic()
-        due = self._since_checkpoint and now - self._last_checkpoint >= self._checkpoint_interval_s
-        if due and self._record(CHECKPOINT, **self._counts()):
+    def _checkpoint(self) -> None:
+        """Write a checkpoint record if decision lines were written since the last one."""
+        if self._since_checkpoint and self._record(CHECKPOINT, **self._counts()):
             self._since_checkpoint = 0
-            self._last_checkpoint = now
+            self._checkpoint_at = time.monotonic() + self._checkpoint_interval_s
+            self._plan_idle()
 
     # -- rotation ----------------------------------------------------------------------------------
 
-    def _maybe_rotate(self) -> None:
-        if self._path is None or self._next_rotation is None or self._size < self._next_rotation:
-            return
-        assert self._rotate_bytes is not None
+    def _rotate_now(self) -> None:
+        assert self._path is not None and self._rotate_bytes is not None
         self._next_rotation = self._size + self._rotate_bytes  # unless it works (then: a new file)
         try:
             self._rotate(self._path, self._rotate_bytes)
@@ -551,11 +603,35 @@ class AuditLog:
         log.error("audit log write failed (%s); the decision stands", type(exc).__name__)
 
     def record(self, event: AuditEvent) -> None:
-        if self._writer.closed:
+        """Queue the decision line of ``event`` (never waits: a full queue drops it, counted). The
+        line: ``ts`` (the event's or now; RFC 3339, UTC, milliseconds), ``client``, ``method``,
+        ``outcome``, ``key`` (0x hex) and the optional fields that are set, as compact ASCII JSON."""
+        writer = self._writer
+        if writer.closed:
             self._closed_writes += 1
             log.error("audit log write failed (audit log is closed); the decision stands")
             return
-        self._writer.write(audit_line(event, self._clock()))
+        moment = datetime.datetime.fromtimestamp(event.ts if event.ts is not None else self._clock(), tz=datetime.UTC)
+        line: dict[str, Any] = {
+            "ts": moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "client": event.client,
+            "method": event.method,
+            "outcome": event.outcome,
+        }
+        if event.public_key is not None:
+            line["key"] = "0x" + bytes(event.public_key).hex()
+        for name in _OPTIONAL_FIELDS:
+            value = getattr(event, name)
+            if value is not None:
+                line[name] = value
+        if event.duration_ms is not None:  # (the key keeps its place)
+            line["duration_ms"] = round(float(event.duration_ms), 3)
+        if event.step is not None:
+            line["step"] = int(event.step)
+        try:
+            writer.put(_to_json(line) + "\n")
+        except queue.Full:
+            writer.note_drop()
 
     def flush(self, timeout_s: float = CLOSE_TIMEOUT_S) -> bool:
         """Wait (bounded) until every recorded line is written; True if it was."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import queue
 import sys
@@ -59,11 +60,18 @@ class LineWriter:
     once, on the caller's thread, when the first line is dropped. ``on_error`` is told of a failed
     write (disk full), which loses that line and nothing else.
 
+    A caller on a hot path may queue with ``put`` (``queue.Queue.put_nowait``: raises
+    ``queue.Full``) and report a refused line with ``note_drop()``; ``write`` does both.
+
     A subclass may shape what is written (the audit log's hash chain) by overriding the hooks that
     run on the writer thread: ``_begin`` (first), ``_write_batch`` (each batch of queued lines),
-    ``_idle`` (the queue stayed empty for a while) and ``_end`` (closed and drained; closes the
-    descriptor).
+    ``_idle`` (the queue stayed empty for a while and ``_idle_at``, a ``time.monotonic()`` time, has
+    come: never unless a subclass sets it) and ``_end`` (closed and drained; closes the descriptor).
     """
+
+    _idle_at: float = math.inf
+    """When (``time.monotonic()``) ``_idle`` is due; a subclass sets it (before this constructor
+    starts the thread, and then on the writer thread)."""
 
     def __init__(
         self,
@@ -78,12 +86,14 @@ class LineWriter:
         self._fd = target if isinstance(target, int) else None
         self._stream = None if isinstance(target, int) else target
         self._queue: queue.Queue[object] = queue.Queue(maxsize=capacity)
+        self.put = self._queue.put_nowait
         self.on_drop = on_drop
         self._on_first_drop = on_first_drop
         self._on_error = on_error
         self.dropped = 0
         self.write_errors = 0
-        self._closed = False
+        self.closed = False
+        """Set by ``close()``: no line is taken any more."""
         self._thread = threading.Thread(target=self._run, name=f"{name}-writer", daemon=True)
         self._thread.start()
 
@@ -98,24 +108,21 @@ class LineWriter:
             stream.flush()  # what Python buffered so far goes first
         return cls(os.dup(fd), **kwargs)  # type: ignore[arg-type]
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     def write(self, line: str, *, count_drop: bool = True) -> bool:
         """Queue ``line`` (with its newline); False if it was dropped (queue full, or closed).
         ``count_drop=False``: a refused line is not counted as dropped (a retried note)."""
-        if self._closed:
+        if self.closed:
             return False
         try:
-            self._queue.put_nowait(line)
+            self.put(line)
         except queue.Full:
             if count_drop:
-                self._drop()
+                self.note_drop()
             return False
         return True
 
-    def _drop(self) -> None:
+    def note_drop(self) -> None:
+        """Count a line the full queue refused (on the caller's thread)."""
         self.dropped += 1
         first = self.dropped == 1
         if self.on_drop is not None:
@@ -132,10 +139,11 @@ class LineWriter:
             try:
                 first = self._queue.get(timeout=_IDLE_CHECK_S)
             except queue.Empty:
-                if self._closed:
+                if self.closed:
                     self._end()
                     return
-                self._idle()
+                if time.monotonic() >= self._idle_at:
+                    self._idle()
                 continue
             lines = [str(first)]
             while len(lines) < _BATCH_LINES:
@@ -153,11 +161,11 @@ class LineWriter:
         """Hook: runs first on the writer thread."""
 
     def _idle(self) -> None:
-        """Hook: the queue stayed empty for the idle interval (0.2 s)."""
+        """Hook: the queue stayed empty for the idle interval (0.2 s) and ``_idle_at`` has come."""
 
     def _write_batch(self, lines: list[str]) -> None:
         """Hook: write one batch of queued lines (each with its newline)."""
-        self._emit("".join(lines))
+        self._emit("".join(lines).encode("utf-8", "replace"))
 
     def _end(self) -> None:
         """Hook: closed and drained; the writer thread alone closes its descriptor."""
@@ -165,17 +173,16 @@ class LineWriter:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
 
-    def _emit(self, text: str) -> int:
-        """Write ``text``; returns the bytes of its UTF-8 encoding that were written (all of them
-        unless a write failed; a stream writes all or nothing)."""
-        data = text.encode("utf-8", "replace")
+    def _emit(self, data: bytes) -> int:
+        """Write ``data`` (UTF-8 text); returns the bytes that were written (all of them unless a write
+        failed; a stream writes all or nothing)."""
         done = 0
         try:
             if self._fd is not None:
                 while done < len(data):
                     done += os.write(self._fd, data[done:])
             elif self._stream is not None:
-                self._stream.write(text)
+                self._stream.write(data.decode("utf-8", "replace"))
                 self._stream.flush()
                 done = len(data)
         except (OSError, ValueError) as exc:
@@ -205,9 +212,9 @@ class LineWriter:
         """Stop taking lines, write what is queued (bounded wait), end the thread. True if all was
         written; a writer stuck on its output is left behind (a daemon thread that ends when the
         output moves or fails) instead of hanging the caller."""
-        if self._closed:
+        if self.closed:
             return not self._thread.is_alive()
-        self._closed = True
+        self.closed = True
         drained = self.flush(timeout_s)
         self._thread.join(timeout=2 * _IDLE_CHECK_S + 0.1 if drained else 0.0)
         return drained

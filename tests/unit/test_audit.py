@@ -13,7 +13,7 @@ import pytest
 
 from signer.config import AuditConfig
 from signer.errors import ConfigError
-from signer.observability.audit import AuditLog, audit_line
+from signer.observability.audit import AuditLog
 from signer.types import AuditEvent, ConsensusStep
 
 PUBLIC_KEY = bytes.fromhex("a1" * 48)
@@ -46,8 +46,20 @@ def attestation_event(**overrides: object) -> AuditEvent:
     return AuditEvent(**values)  # type: ignore[arg-type]
 
 
-def test_line_has_the_documented_fields() -> None:
-    line = audit_line(attestation_event(), now=0.0)
+def decision_line(tmp_path: Path, event: AuditEvent, now: float) -> str:
+    """The line ``AuditLog.record(event)`` writes (with its newline), without the chain's seq and prev
+    (``now``: the clock). The file holds exactly the start record, that line and the stop record."""
+    path = tmp_path / "one.log"
+    with AuditLog(AuditConfig(path=str(path)), clock=lambda: now) as log:
+        log.record(event)
+    start, line, stop = path.read_text().splitlines(keepends=True)
+    assert (json.loads(start)["record"], json.loads(stop)["record"]) == ("start", "stop")
+    assert line.startswith('{"seq":1,"prev":"')
+    return "{" + line.split(",", 2)[2]
+
+
+def test_line_has_the_documented_fields(tmp_path: Path) -> None:
+    line = decision_line(tmp_path, attestation_event(), now=0.0)
     assert line.endswith("\n")
     assert line.count("\n") == 1
     assert json.loads(line) == {
@@ -68,7 +80,7 @@ def test_line_has_the_documented_fields() -> None:
     }
 
 
-def test_cometbft_event_and_missing_fields_are_omitted() -> None:
+def test_cometbft_event_and_missing_fields_are_omitted(tmp_path: Path) -> None:
     event = AuditEvent(
         client="comet-1",
         method="SignVote",
@@ -77,7 +89,7 @@ def test_cometbft_event_and_missing_fields_are_omitted() -> None:
         round=0,
         step=ConsensusStep.PRECOMMIT,
     )
-    record = json.loads(audit_line(event, now=TS))
+    record = json.loads(decision_line(tmp_path, event, now=TS))
     assert record == {
         "ts": "2023-11-14T22:13:20.250Z",
         "client": "comet-1",
@@ -89,8 +101,8 @@ def test_cometbft_event_and_missing_fields_are_omitted() -> None:
     }
 
 
-def test_control_characters_in_a_client_name_cannot_forge_lines() -> None:
-    line = audit_line(attestation_event(client='evil\n{"client":"vc-2"}'), now=0.0)
+def test_control_characters_in_a_client_name_cannot_forge_lines(tmp_path: Path) -> None:
+    line = decision_line(tmp_path, attestation_event(client='evil\n{"client":"vc-2"}'), now=0.0)
     assert line.count("\n") == 1
     assert json.loads(line)["client"] == 'evil\n{"client":"vc-2"}'
 

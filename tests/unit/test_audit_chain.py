@@ -306,6 +306,25 @@ def test_rotation_starts_files_that_link_to_the_previous_one(tmp_path: Path) -> 
     assert missing.problem.file == str(rotated[2]) and missing.problem.line == 1
 
 
+def test_a_file_is_rotated_at_the_line_that_reaches_its_size_when_lines_come_one_by_one(tmp_path: Path) -> None:
+    """One line per batch (the writer's common case): the file is rotated right after the line that
+    makes it reach audit.rotate_bytes, not before and not later."""
+    path = tmp_path / "audit.log"
+    with AuditLog(AuditConfig(path=str(path), rotate_bytes=2048)) as audit:
+        for n in range(60):
+            audit.record(event(n, reason="r" * 40))
+            assert audit.flush()
+    rotated = sorted(tmp_path.glob("audit.log.*"))
+    assert len(rotated) >= 3
+    for older in rotated:
+        *kept, last = older.read_bytes().splitlines(keepends=True)
+        assert json.loads(last)["record"] == "rotate"
+        size = sum(map(len, kept))
+        assert size >= 2048 > size - len(kept[-1]), older.name
+    result = verify([*rotated, path])
+    assert result.ok and result.decisions == 60
+
+
 def _ends_with_checkpoint(path: Path) -> bool:
     text = path.read_text(encoding="utf-8")
     if not text.endswith("\n"):
