@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import functools
+import itertools
 import logging
 import math
 import multiprocessing
@@ -24,9 +24,9 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import Any, cast
 
 from signer import errors
 from signer.crypto import bls
@@ -116,9 +116,6 @@ class _Worker:
     def pid(self) -> int | None:
         return self.process.pid
 
-    def alive(self) -> bool:
-        return self.process.is_alive()
-
     def stop(self) -> None:
         with contextlib.suppress(OSError, ValueError):
             self.conn.send(None)
@@ -136,7 +133,12 @@ class _Worker:
 
 
 class _Pool:
-    """The workers (and spares) forked from one state of the module, at start; retired as a whole."""
+    """The workers (and spares) forked from one state of the module, at start; retired as a whole.
+
+    A caller that hands chunks to the workers is one of ``users`` (``ParallelSigner.sign_many``
+    enters under ``cond`` and leaves when its chunks are back): ``paused`` and ``retire`` wait until
+    no user is left.
+    """
 
     def __init__(self, module: KeyModule, workers: int, spares: int, chunk_timeout_s: float = 10.0) -> None:
         self.module = module
@@ -145,10 +147,12 @@ class _Pool:
         self.idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
         self.workers: list[_Worker] = []
         self.spares: list[_Worker] = []
-        self._cond = threading.Condition()
-        self._users = 0
-        self._paused = False
-        self._retired = False
+        self.cond = threading.Condition()
+        """Guards ``users``, ``pausing``, ``retired`` and the lists of workers and spares."""
+        self.users = 0
+        self.pausing = False
+        """A key is being deleted: no user may enter."""
+        self.retired = False
         for index in range(workers + spares):
             worker = _Worker(module, index)
             if index < workers:
@@ -157,66 +161,34 @@ class _Pool:
             else:
                 self.spares.append(worker)
 
-    def enter(self) -> bool:
-        """Become a user (False once retired, or with no worker left); waits while paused."""
-        with self._cond:
-            self._cond.wait_for(lambda: not self._paused)
-            if self._retired or not self.workers:
-                return False
-            self._users += 1
-            return True
-
-    def leave(self) -> None:
-        with self._cond:
-            self._users -= 1
-            self._cond.notify_all()
-
     @contextlib.contextmanager
     def paused(self) -> Any:
         """No chunk in flight and none handed out while the body runs (a key is being deleted)."""
-        with self._cond:
-            self._cond.wait_for(lambda: not self._paused)
-            self._paused = True
-            self._cond.wait_for(lambda: self._users == 0)
+        with self.cond:
+            self.cond.wait_for(lambda: not self.pausing)
+            self.pausing = True
+            self.cond.wait_for(lambda: self.users == 0)
         try:
             yield
         finally:
-            with self._cond:
-                self._paused = False
-                self._cond.notify_all()
+            with self.cond:
+                self.pausing = False
+                self.cond.notify_all()
 
     def retire(self) -> None:
         """No new users; wait for the chunks in flight; stop every worker and spare."""
-        with self._cond:
-            self._retired = True
-            self._cond.wait_for(lambda: self._users == 0)
+        with self.cond:
+            self.retired = True
+            self.cond.wait_for(lambda: self.users == 0)
             workers, self.workers = self.workers + self.spares, []
             self.spares = []
         for worker in workers:
             worker.stop()
 
-    def take(self, block: bool) -> _Worker | None:
-        """An idle live worker (blocking if asked), or None (none idle, or none left at all)."""
-        while True:
-            with self._cond:
-                if not self.workers:
-                    return None
-            try:
-                worker = self.idle.get(block=block, timeout=0.5 if block else None)
-            except queue.Empty:
-                if block:
-                    continue
-                return None
-            if worker.alive():
-                return worker
-            fresh = self.replace(worker)
-            if fresh is not None:
-                return fresh
-
     def replace(self, dead: _Worker) -> _Worker | None:
         """A spare in place of a dead (or confused) worker; None when no spare is left."""
         dead.kill()
-        with self._cond:
+        with self.cond:
             fresh = self.spares.pop() if self.spares else None
             if fresh is None:
                 self.workers = [w for w in self.workers if w is not dead]
@@ -230,94 +202,106 @@ class _Pool:
             self.idle.put(worker)
 
     def run(self, chunks: list[list[tuple[bytes, bytes]]]) -> list[list[bytes]]:
-        """Sign every chunk on the workers; raises the first refusal (or KeyModuleError on a crash)."""
-        run = _Run(chunks)
-        while run.pending or run.inflight:
-            self._hand_out(run)
-            if not run.inflight:
-                # No worker left at all: the chunks that never left are signed here.
-                for index in run.pending:
-                    run.results[index] = self.module.sign_many(chunks[index])
-                run.pending.clear()
+        """Sign every chunk on the workers (the caller is a user); one list of signatures per chunk.
+
+        Raises the first refusal a worker reports, or KeyModuleError for a worker that died or stayed
+        silent past ``chunk_timeout_s`` (the others' chunks are waited for first).
+        """
+        results: list[list[bytes] | None] = [None] * len(chunks)
+        pending = list(range(len(chunks) - 1, -1, -1))
+        """Chunk indexes not sent yet, the next one last."""
+        inflight: dict[Connection, tuple[_Worker, int, float]] = {}
+        """conn -> (worker, chunk index, deadline), in hand-out order: the first has the earliest
+        deadline (every chunk gets the same timeout)."""
+        failures: list[errors.SignerError] = []
+        while pending or inflight:
+            self._hand_out(chunks, pending, inflight)
+            if not inflight:  # no worker left at all: the chunks that never left are signed here
+                for index in pending:
+                    results[index] = self.module.sign_many(chunks[index])
+                pending.clear()
                 continue
-            earliest = min(deadline for _, _, deadline in run.inflight.values())
-            ready = wait(list(run.inflight), timeout=max(0.0, min(_LIVENESS_CHECK_S, earliest - time.monotonic())))
-            self._drop_silent(run, ready)
+            earliest = next(iter(inflight.values()))[2]
+            ready = wait(list(inflight), timeout=max(0.0, min(_LIVENESS_CHECK_S, earliest - time.monotonic())))
+            if len(ready) < len(inflight):
+                self._drop_silent(inflight, ready, failures)
             for conn in ready:
                 assert isinstance(conn, Connection)
-                self._receive(run, conn)
-        if run.failure is not None:
-            raise run.failure
-        return [r if r is not None else [] for r in run.results]
+                worker, index, _ = inflight.pop(conn)
+                try:
+                    status, payload = conn.recv()
+                except (EOFError, OSError, ValueError, TypeError):
+                    failures.append(_crashed(worker))
+                    self.put_back(self.replace(worker))
+                    continue
+                self.idle.put(worker)
+                if status == "ok" and isinstance(payload, list) and len(payload) == len(chunks[index]):
+                    results[index] = payload
+                else:
+                    failures.append(_refusal(status, payload))
+        if failures:
+            raise failures[0]
+        return cast(list[list[bytes]], results)  # every chunk was answered, or a failure was raised
 
-    def _hand_out(self, run: _Run) -> None:
-        """Send pending chunks to idle workers (waiting for one only while nothing is in flight)."""
-        while run.pending:
-            worker = self.take(block=not run.inflight)
-            if worker is None:
-                return
-            index = run.pending.pop()
+    def _hand_out(
+        self,
+        chunks: list[list[tuple[bytes, bytes]]],
+        pending: list[int],
+        inflight: dict[Connection, tuple[_Worker, int, float]],
+    ) -> None:
+        """Send pending chunks to idle workers, waiting for one only while nothing is in flight; return
+        with chunks still pending when none is idle, or none is left at all. A worker found dead while
+        idle held no chunk: a spare takes its place and nothing is refused."""
+        while pending:
+            with self.cond:
+                if not self.workers:
+                    return
             try:
-                worker.conn.send(run.chunks[index])
+                worker = self.idle.get(block=not inflight, timeout=0.5)  # the timeout re-checks the workers
+            except queue.Empty:
+                if inflight:
+                    return
+                continue
+            if not worker.process.is_alive():
+                self.put_back(self.replace(worker))
+                continue
+            index = pending.pop()
+            try:
+                worker.conn.send(chunks[index])
             except (OSError, ValueError):  # the chunk never left: another worker signs it
                 _crashed(worker)
                 self.put_back(self.replace(worker))
-                run.pending.append(index)
+                pending.append(index)
                 continue
-            run.inflight[worker.conn] = (worker, index, time.monotonic() + self.chunk_timeout_s)
+            inflight[worker.conn] = (worker, index, time.monotonic() + self.chunk_timeout_s)
 
-    def _drop_silent(self, run: _Run, ready: Sequence[object]) -> None:
+    def _drop_silent(
+        self,
+        inflight: dict[Connection, tuple[_Worker, int, float]],
+        ready: Sequence[object],
+        failures: list[errors.SignerError],
+    ) -> None:
         """Replace the workers in flight that died without a word, or stayed silent past their deadline."""
         now = time.monotonic()
-        for quiet_conn, (worker, _, deadline) in list(run.inflight.items()):
+        for quiet_conn, (worker, _, deadline) in list(inflight.items()):
             if quiet_conn in ready:
                 continue
-            if not ready and not worker.alive():  # belt and braces: died without closing its pipe
-                del run.inflight[quiet_conn]
-                run.fail(functools.partial(_crashed, worker))
+            if not ready and not worker.process.is_alive():  # belt and braces: died without closing its pipe
+                del inflight[quiet_conn]
+                failures.append(_crashed(worker))
                 self.put_back(self.replace(worker))
             elif now >= deadline:  # alive but silent (stopped, stuck): a timeout refuses
-                del run.inflight[quiet_conn]
-                run.fail(functools.partial(_hung, worker, self.chunk_timeout_s))
+                del inflight[quiet_conn]
+                failures.append(_hung(worker, self.chunk_timeout_s))
                 self.put_back(self.replace(worker))
 
-    def _receive(self, run: _Run, conn: Connection) -> None:
-        """Take one worker's answer: its signatures, or the refusal it reports."""
-        worker, index, _ = run.inflight.pop(conn)
-        try:
-            status, payload = conn.recv()
-        except (EOFError, OSError, ValueError, TypeError):
-            run.fail(functools.partial(_crashed, worker))
-            self.put_back(self.replace(worker))
-            return
-        self.idle.put(worker)
-        if status == "ok" and isinstance(payload, list) and len(payload) == len(run.chunks[index]):
-            run.results[index] = payload
-        elif status == "error":
-            name, message = payload
-            run.fail(lambda: _WORKER_ERRORS.get(name, errors.KeyModuleError)(message))
-        else:
-            run.fail(lambda: errors.KeyModuleError("signing worker answered malformed data"))
 
-
-class _Run:
-    """The bookkeeping of one ``_Pool.run`` call."""
-
-    __slots__ = ("chunks", "failure", "inflight", "pending", "results")
-
-    def __init__(self, chunks: list[list[tuple[bytes, bytes]]]) -> None:
-        self.chunks = chunks
-        self.results: list[list[bytes] | None] = [None] * len(chunks)
-        self.pending = list(range(len(chunks)))[::-1]
-        """Chunk indexes not sent yet, the next one last."""
-        self.inflight: dict[Connection, tuple[_Worker, int, float]] = {}
-        """conn -> (worker, chunk index, deadline): a worker still silent at its deadline is killed."""
-        self.failure: errors.SignerError | None = None
-
-    def fail(self, error: Callable[[], errors.SignerError]) -> None:
-        """Keep the first failure of the call; ``error`` (which logs) is called only for that one."""
-        if self.failure is None:
-            self.failure = error()
+def _refusal(status: object, payload: object) -> errors.SignerError:
+    """What a worker's answer other than the signatures of its chunk stands for."""
+    if status == "error" and isinstance(payload, tuple) and len(payload) == 2:
+        name, message = payload
+        return _WORKER_ERRORS.get(name, errors.KeyModuleError)(str(message))
+    return errors.KeyModuleError("signing worker answered malformed data")
 
 
 def _hung(worker: _Worker, timeout_s: float) -> errors.KeyModuleError:
@@ -459,47 +443,41 @@ class ParallelSigner:
 
     def sign_many(self, items: Sequence[tuple[bytes, bytes]]) -> list[bytes]:
         pool = self._pool
-        if pool is None or not pool.enter():
+        if pool is None:
+            return self.module.sign_many(items)
+        with pool.cond:  # enter the pool (a key being deleted waits for us, or we for it)
+            while pool.pausing:
+                pool.cond.wait()
+            entered = not pool.retired and bool(pool.workers)
+            if entered:
+                pool.users += 1
+        if not entered:  # retired (locked, closed) or no worker left: in-process
             return self.module.sign_many(items)
         try:
+            pairs = [(bytes(public_key), bytes(message)) for public_key, message in items]
             removed = self._removed
-            pooled = [
-                n
-                for n, (pk, _) in enumerate(items)
-                if pool.keys.get(bytes(pk)) is Scheme.BLS and bytes(pk) not in removed
-            ]
+            pooled = [n for n, (pk, _) in enumerate(pairs) if pool.keys.get(pk) is Scheme.BLS and pk not in removed]
             if not pooled:
                 return self.module.sign_many(items)
-            out: list[bytes | None] = [None] * len(items)
-            per_worker = math.ceil(len(pooled) / self.workers)
-            size = max(1, min(self.chunk_size, per_worker))
-            index_chunks = [pooled[i : i + size] for i in range(0, len(pooled), size)]
-            chunks = [[(bytes(items[n][0]), bytes(items[n][1])) for n in idx] for idx in index_chunks]
-            # The other schemes (and unknown keys) are signed here, while the workers sign BLS.
-            pooled_set = set(pooled)
-            rest = [n for n in range(len(items)) if n not in pooled_set]
-            if rest:
-                pooled_sigs = self._sign_beside(pool, chunks, [items[n] for n in rest], rest, out)
-            else:  # all BLS (the usual case): no thread, no hand-off
-                pooled_sigs = pool.run(chunks)
-            for idx, sigs in zip(index_chunks, pooled_sigs, strict=True):
-                for n, sig in zip(idx, sigs, strict=True):
-                    out[n] = sig
-            if any(s is None for s in out):
-                raise errors.KeyModuleError("signing pool returned fewer signatures than asked")
-            return [s for s in out if s is not None]
+            size = max(1, min(self.chunk_size, math.ceil(len(pooled) / self.workers)))
+            if len(pooled) < len(pairs):
+                return self._sign_beside(pool, pairs, pooled, size)
+            # All BLS (the usual case): no thread, no hand-off.
+            chunks = [pairs[start : start + size] for start in range(0, len(pairs), size)]
+            return list(itertools.chain.from_iterable(pool.run(chunks)))
         finally:
-            pool.leave()
+            with pool.cond:
+                pool.users -= 1
+                pool.cond.notify_all()
 
-    def _sign_beside(
-        self,
-        pool: _Pool,
-        chunks: list[list[tuple[bytes, bytes]]],
-        others: list[tuple[bytes, bytes]],
-        positions: list[int],
-        out: list[bytes | None],
-    ) -> list[list[bytes]]:
-        """The workers sign ``chunks`` (from a thread) while this thread signs ``others`` into ``out``."""
+    def _sign_beside(self, pool: _Pool, pairs: list[tuple[bytes, bytes]], pooled: list[int], size: int) -> list[bytes]:
+        """The workers sign the items at ``pooled`` (from a thread, in chunks of ``size``) while this
+        thread signs the others: other schemes, keys added since the fork, unknown keys (refused)."""
+        pooled_set = set(pooled)
+        others = [n for n in range(len(pairs)) if n not in pooled_set]
+        positions = [pooled[start : start + size] for start in range(0, len(pooled), size)]
+        chunks = [[pairs[n] for n in chunk] for chunk in positions]
+        out: list[bytes | None] = [None] * len(pairs)
         done = threading.Event()
         box: dict[str, Any] = {}
 
@@ -514,11 +492,15 @@ class ParallelSigner:
         runner = threading.Thread(target=run_pool, name="sign-pool", daemon=True)
         runner.start()
         try:
-            for n, sig in zip(positions, self.module.sign_many(others), strict=True):
+            for n, sig in zip(others, self.module.sign_many([pairs[n] for n in others]), strict=True):
                 out[n] = sig
         finally:
             done.wait()
         if "error" in box:
             raise box["error"]
-        sigs: list[list[bytes]] = box["sigs"]
-        return sigs
+        for chunk, sigs in zip(positions, box["sigs"], strict=True):
+            for n, sig in zip(chunk, sigs, strict=True):
+                out[n] = sig
+        if None in out:
+            raise errors.KeyModuleError("signing pool returned fewer signatures than asked")
+        return cast(list[bytes], out)

@@ -1,11 +1,12 @@
 """The decisions of one protection batch, shared by every store: fetched history in, verdicts and rows
 to write out.
 
-A store validates and orders the batch (``store.ordered_batch``), takes its locks, fetches what
-``rules`` needs for each item (``BatchHistory``), calls ``decide_batch``, writes the rows it returns
-(``BatchWrites``) and commits: it fetches and writes, and decides nothing. Each key appears once per
-batch, so no item's decision depends on another's; the rows of one validator's first records are
-merged here (one new validator row, its lower bounds set once).
+A store validates the batch (``store.validate_check``; ``store.ordered_batch`` orders a batch of
+several), takes its locks, fetches what ``rules`` needs for each item (``BatchHistory``), calls
+``decide_batch``, writes the rows it returns (``BatchWrites``) and commits: it fetches and writes,
+and decides nothing. Each key appears once per batch, so no item's decision depends on another's;
+the rows of one validator's first records are merged here (one new validator row, its lower bounds
+set once).
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
-from signer.errors import NotSafeToSign
+from signer.errors import InternalError, NotSafeToSign
 from signer.protection import rules
 from signer.protection.rules import AttestationRecord, BlockRecord, ConsensusState, LowerBounds
 from signer.protection.sql_common import recorded_consensus_state
@@ -29,6 +31,9 @@ from signer.types import (
     Verdict,
 )
 
+NO_BOUNDS = LowerBounds()
+"""The bounds of a validator without records (none set)."""
+
 
 @dataclass(frozen=True, slots=True)
 class BatchHistory:
@@ -42,8 +47,8 @@ class BatchHistory:
     attestations: Mapping[int, Sequence[AttestationRecord]] = field(default_factory=dict)
     """For each attestation item: the records ``rules.check_attestation`` asks for (same target, one
     surrounding, one surrounded)."""
-    consensus: Mapping[int, ConsensusState] = field(default_factory=dict)
-    """For each CometBFT item: the last state signed for its chain and key, if any."""
+    consensus: Mapping[int, ConsensusState | None] = field(default_factory=dict)
+    """For each CometBFT item: the last state signed for its chain and key (absent or None: none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,29 +86,33 @@ def decide_batch(checks: Sequence[ProtectionCheck], order: Sequence[int], histor
     verdicts: list[Verdict | None] = [None] * len(checks)
     accepted: list[int] = []
     for index in order:
-        verdict = _decide(checks[index], index, history)
+        check = checks[index]
+        bounds = history.bounds.get(index) or NO_BOUNDS
+        try:
+            if isinstance(check, AttestationCheck):
+                verdict: Verdict = Accepted(rules.check_attestation(check, history.attestations.get(index, ()), bounds))
+            elif isinstance(check, BlockCheck):
+                verdict = Accepted(rules.check_block(check, history.blocks.get(index, ()), bounds))
+            else:
+                decision = rules.check_consensus(check, history.consensus.get(index))
+                verdict = Accepted(decision.safe, prior=decision.prior)
+        except NotSafeToSign as refusal:
+            verdict = Rejected(refusal)
         verdicts[index] = verdict
         if verdict.safe is Safe.VALID:
             accepted.append(index)
-    return BatchDecision([v for v in verdicts if v is not None], _writes(checks, accepted, history))
-
-
-def _decide(check: ProtectionCheck, index: int, history: BatchHistory) -> Verdict:
-    bounds = history.bounds.get(index) or LowerBounds()
-    try:
-        if isinstance(check, BlockCheck):
-            return Accepted(rules.check_block(check, history.blocks.get(index, ()), bounds))
-        if isinstance(check, AttestationCheck):
-            return Accepted(rules.check_attestation(check, history.attestations.get(index, ()), bounds))
-        decision = rules.check_consensus(check, history.consensus.get(index))
-        return Accepted(decision.safe, prior=decision.prior)
-    except NotSafeToSign as refusal:
-        return Rejected(refusal)
+    if None in verdicts:
+        raise InternalError("a protection batch's order does not name every item once")
+    return BatchDecision(cast(list[Verdict], verdicts), _writes(checks, accepted, history))
 
 
 def _writes(checks: Sequence[ProtectionCheck], accepted: Sequence[int], history: BatchHistory) -> BatchWrites:
-    """The rows that record the accepted (VALID) items."""
+    """The rows that record the accepted (VALID) items, in their (sorted key) order. A validator's
+    first record of a kind sets its lower bounds of that kind: a block the slot bound, an attestation
+    the source and target bounds (merged per public key: one batch may hold both kinds of one key)."""
     new_validators: set[bytes] = set()
+    blocks: list[BlockCheck] = []
+    attestations: list[AttestationCheck] = []
     first_bounds: dict[bytes, LowerBounds] = {}
     consensus: list[ConsensusRow] = []
     for index in accepted:
@@ -114,26 +123,22 @@ def _writes(checks: Sequence[ProtectionCheck], accepted: Sequence[int], history:
         known = history.bounds.get(index)
         if known is None:
             new_validators.add(check.public_key)
-        first = _first_bounds(check, known or LowerBounds(), first_bounds.get(check.public_key, LowerBounds()))
-        if first is not None:
-            first_bounds[check.public_key] = first
+        known = known or NO_BOUNDS
+        merged = first_bounds.get(check.public_key, NO_BOUNDS)
+        if isinstance(check, BlockCheck):
+            blocks.append(check)
+            if known.slot is None:
+                first_bounds[check.public_key] = dataclasses.replace(merged, slot=check.slot)
+        else:
+            attestations.append(check)
+            if known.source_epoch is None or known.target_epoch is None:
+                first_bounds[check.public_key] = dataclasses.replace(
+                    merged, source_epoch=check.source_epoch, target_epoch=check.target_epoch
+                )
     return BatchWrites(
         new_validators=tuple(sorted(new_validators)),
-        blocks=tuple(c for c in (checks[i] for i in accepted) if isinstance(c, BlockCheck)),
-        attestations=tuple(c for c in (checks[i] for i in accepted) if isinstance(c, AttestationCheck)),
+        blocks=tuple(blocks),
+        attestations=tuple(attestations),
         first_bounds=first_bounds,
         consensus=tuple(consensus),
     )
-
-
-def _first_bounds(check: BlockCheck | AttestationCheck, known: LowerBounds, merged: LowerBounds) -> LowerBounds | None:
-    """``merged`` with the bounds ``check`` sets as its validator's first record of its kind (None when
-    the validator has those bounds already): a block sets the slot bound, an attestation the source and
-    target bounds."""
-    if isinstance(check, BlockCheck):
-        if known.slot is not None:
-            return None
-        return dataclasses.replace(merged, slot=check.slot)
-    if known.source_epoch is not None and known.target_epoch is not None:
-        return None
-    return dataclasses.replace(merged, source_epoch=check.source_epoch, target_epoch=check.target_epoch)

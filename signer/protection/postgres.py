@@ -54,6 +54,7 @@ from signer.protection.store import (
     Initialization,
     InitializedBy,
     ordered_batch,
+    validate_check,
 )
 from signer.types import AttestationCheck, BlockCheck, ConsensusCheck, ProtectionCheck, Verdict
 
@@ -504,7 +505,11 @@ class PostgresStore:
     # --- check_and_record -----------------------------------------------------------------------
 
     def check_and_record(self, checks: Sequence[ProtectionCheck]) -> list[Verdict]:
-        order = ordered_batch(checks)
+        if len(checks) == 1:
+            validate_check(checks[0])
+            order: Sequence[int] = (0,)
+        else:
+            order = ordered_batch(checks)
         if not checks:
             return []
         return self._run(
@@ -513,7 +518,7 @@ class PostgresStore:
             deadline_s=self.transaction_deadline_s,
         )
 
-    def _check_and_record(self, conn: Conn, checks: Sequence[ProtectionCheck], order: list[int]) -> list[Verdict]:
+    def _check_and_record(self, conn: Conn, checks: Sequence[ProtectionCheck], order: Sequence[int]) -> list[Verdict]:
         history = _fetch(conn, checks)  # one round trip: BEGIN, lock, fetch
         decision = decide_batch(checks, order, history)
         _write(conn, decision.writes)  # one round trip: write, COMMIT

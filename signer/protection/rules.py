@@ -173,7 +173,9 @@ def check_attestation(check: AttestationCheck, history: Iterable[AttestationReco
     """Decide an attestation.
 
     ``history`` must hold every record with ``check.target_epoch``, at least one record surrounded by
-    the check if any exists, and at least one record surrounding it if any exists.
+    the check if any exists, and at least one record surrounding it if any exists. In order: a record
+    with the same target makes it a repeat or a double vote; then the lower bounds; then no record may
+    surround it or be surrounded by it.
     """
     source, target = check.source_epoch, check.target_epoch
     if source > target:
@@ -182,10 +184,10 @@ def check_attestation(check: AttestationCheck, history: Iterable[AttestationReco
             evidence={"kind": "request", "source_epoch": source, "target_epoch": target},
         )
     records = list(history)
-    same_target = [r for r in records if r.target_epoch == target]
-    if same_target:
-        _check_same_target(check, same_target)
-        return Safe.SAME_DATA
+    for record in records:
+        if record.target_epoch == target:
+            _check_same_target(check, records)
+            return Safe.SAME_DATA
     if bounds.source_epoch is not None and source < bounds.source_epoch:
         raise SourceBelowLowerBound(
             f"source epoch {source} is below the lowest signed source epoch {bounds.source_epoch}",
@@ -196,29 +198,6 @@ def check_attestation(check: AttestationCheck, history: Iterable[AttestationReco
             f"target epoch {target} is not above the lowest signed target epoch {bounds.target_epoch}",
             evidence={"kind": "lower_bound", "target_epoch": bounds.target_epoch},
         )
-    _check_no_surround(source, target, records)
-    return Safe.VALID
-
-
-def _check_same_target(check: AttestationCheck, same_target: list[AttestationRecord]) -> None:
-    """Refuse unless every record with the check's target has its source and signing root."""
-    source, target = check.source_epoch, check.target_epoch
-    for record in same_target:
-        if record.source_epoch != source:
-            raise DoubleVote(
-                f"double vote: target {target} was signed before with source {record.source_epoch}, not {source}",
-                evidence=_attestation_evidence(record),
-            )
-        if not _same_root(record.signing_root, check.signing_root):
-            why = _why_not_same(record.signing_root)
-            raise DoubleVote(
-                f"double vote: source {source} and target {target} were signed before with {why}",
-                evidence=_attestation_evidence(record),
-            )
-
-
-def _check_no_surround(source: int, target: int, records: list[AttestationRecord]) -> None:
-    """Refuse if (source, target) surrounds or is surrounded by any record."""
     for record in records:
         if source < record.source_epoch and record.target_epoch < target:
             raise SurroundingVote(
@@ -230,6 +209,26 @@ def _check_no_surround(source: int, target: int, records: list[AttestationRecord
             raise SurroundedVote(
                 f"surrounded vote: source {source} > {record.source_epoch} and target {target} < "
                 f"{record.target_epoch} of the attestation signed before",
+                evidence=_attestation_evidence(record),
+            )
+    return Safe.VALID
+
+
+def _check_same_target(check: AttestationCheck, records: list[AttestationRecord]) -> None:
+    """Refuse unless every record with the check's target has its source and signing root."""
+    source, target = check.source_epoch, check.target_epoch
+    for record in records:
+        if record.target_epoch != target:
+            continue
+        if record.source_epoch != source:
+            raise DoubleVote(
+                f"double vote: target {target} was signed before with source {record.source_epoch}, not {source}",
+                evidence=_attestation_evidence(record),
+            )
+        if not _same_root(record.signing_root, check.signing_root):
+            why = _why_not_same(record.signing_root)
+            raise DoubleVote(
+                f"double vote: source {source} and target {target} were signed before with {why}",
                 evidence=_attestation_evidence(record),
             )
 

@@ -1,7 +1,9 @@
 """The embedded slashing-protection store: SQLite in WAL mode, synchronous=FULL, one writer.
 
 One connection guarded by a lock (the gRPC server calls from several threads); each batch is one
-``BEGIN IMMEDIATE`` transaction, committed (fsync of the WAL) before ``check_and_record`` returns.
+``BEGIN IMMEDIATE`` transaction, committed (fsync of the WAL) before ``check_and_record`` returns:
+one statement per item fetches the validator's row (its lower bounds) joined to the records that
+can conflict, ``decide_batch`` decides, and the records it accepts are inserted by public key.
 Exports read on a connection of their own, in one WAL read transaction (``_snapshot``): a WAL
 reader never blocks the writer, so an export, however long, never stops signing (BEGIN IMMEDIATE
 for a read-only export would). The schema comes from versioned SQL files in ``migrations/sqlite``
@@ -13,6 +15,7 @@ was moved or lost in part, and opening would start a new one beside the stray lo
 
 from __future__ import annotations
 
+import operator
 import sqlite3
 import threading
 import time
@@ -24,7 +27,7 @@ from typing import Any
 from signer.errors import ProtectionStoreError
 from signer.protection import rules
 from signer.protection.cometbft_state import check_state_chain_id, parse_cometbft_state, serialize_cometbft_state
-from signer.protection.decide import BatchHistory, BatchWrites, decide_batch
+from signer.protection.decide import BatchHistory, decide_batch
 from signer.protection.interchange import (
     ValidatorHistory,
     parse_interchange,
@@ -46,8 +49,9 @@ from signer.protection.store import (
     Initialization,
     InitializedBy,
     ordered_batch,
+    validate_check,
 )
-from signer.types import BlockCheck, ConsensusCheck, ProtectionCheck, Verdict
+from signer.types import AttestationCheck, ConsensusCheck, ProtectionCheck, Verdict
 
 MIGRATIONS_DIR = MIGRATIONS_ROOT / "sqlite"
 UNKNOWN_ROOT = b""
@@ -55,27 +59,61 @@ UNKNOWN_ROOT = b""
 
 _GVR_KEY = GENESIS_VALIDATORS_ROOT_KEY
 
-# The three neighbour queries of an attestation check in one statement. "+column" keeps a term from
-# choosing the index, so each range scan runs on the index whose leading range column it names:
+# What ``rules`` needs to decide one check, with its validator's row folded in (no row: the validator
+# is new). Every row carries the validator's lower bounds; the record columns are NULL where the
+# validator has no such record. "+column" keeps a term from choosing the index, so each range scan
+# runs on the index whose leading range column it names:
 #   1. same target (double vote)             -> primary key (validator_id, target_epoch = ?)
 #   2. an earlier vote surrounding the new   -> primary key (validator_id, target_epoch > ?)
 #   3. an earlier vote the new one surrounds -> signed_attestations_by_source (source_epoch > ?)
-ATTESTATION_NEIGHBOURS_SQL = """
-SELECT source_epoch, target_epoch, signing_root FROM signed_attestations
- WHERE validator_id = :vid AND target_epoch = :target
+# An unknown signing root (stored as X'') comes out as NULL.
+ATTESTATION_FETCH_SQL = """
+SELECT v.min_slot, v.min_source_epoch, v.min_target_epoch, a.source_epoch, a.target_epoch,
+       nullif(a.signing_root, x'')
+  FROM validators v LEFT JOIN signed_attestations a ON a.validator_id = v.id AND a.target_epoch = :target
+ WHERE v.public_key = :public_key
 UNION ALL
 SELECT * FROM (
-    SELECT source_epoch, target_epoch, signing_root FROM signed_attestations
-     WHERE validator_id = :vid AND target_epoch > :target AND +source_epoch < :source
+    SELECT v.min_slot, v.min_source_epoch, v.min_target_epoch, a.source_epoch, a.target_epoch,
+           nullif(a.signing_root, x'')
+      FROM validators v JOIN signed_attestations a ON a.validator_id = v.id
+     WHERE v.public_key = :public_key AND a.target_epoch > :target AND +a.source_epoch < :source
      LIMIT 1)
 UNION ALL
 SELECT * FROM (
-    SELECT source_epoch, target_epoch, signing_root FROM signed_attestations
-     WHERE validator_id = :vid AND source_epoch > :source AND +target_epoch < :target
+    SELECT v.min_slot, v.min_source_epoch, v.min_target_epoch, a.source_epoch, a.target_epoch,
+           nullif(a.signing_root, x'')
+      FROM validators v JOIN signed_attestations a ON a.validator_id = v.id
+     WHERE v.public_key = :public_key AND a.source_epoch > :source AND +a.target_epoch < :target
      LIMIT 1)
 """
 
-BLOCK_SAME_SLOT_SQL = "SELECT slot, signing_root FROM signed_blocks WHERE validator_id = ? AND slot = ?"
+BLOCK_FETCH_SQL = """
+SELECT v.min_slot, v.min_source_epoch, v.min_target_epoch, b.slot, nullif(b.signing_root, x'')
+  FROM validators v LEFT JOIN signed_blocks b ON b.validator_id = v.id AND b.slot = :slot
+ WHERE v.public_key = :public_key
+"""
+
+# The writes of check_and_record. Records name their validator by public key (its row exists: a new
+# validator's row is inserted first, in the same transaction); an unknown signing root is stored as X''.
+INSERT_VALIDATOR_SQL = "INSERT INTO validators (public_key) VALUES (?)"
+INSERT_BLOCK_SQL = (
+    "INSERT INTO signed_blocks (validator_id, slot, signing_root) "
+    "SELECT id, ?, coalesce(?, x'') FROM validators WHERE public_key = ?"
+)
+BLOCK_ROW = operator.attrgetter("slot", "signing_root", "public_key")
+"""The parameters of INSERT_BLOCK_SQL, from a BlockCheck."""
+INSERT_ATTESTATION_SQL = (
+    "INSERT INTO signed_attestations (validator_id, target_epoch, source_epoch, signing_root) "
+    "SELECT id, ?, ?, coalesce(?, x'') FROM validators WHERE public_key = ?"
+)
+ATTESTATION_ROW = operator.attrgetter("target_epoch", "source_epoch", "signing_root", "public_key")
+"""The parameters of INSERT_ATTESTATION_SQL, from an AttestationCheck."""
+FILL_BOUNDS_SQL = (
+    "UPDATE validators SET min_slot = coalesce(min_slot, ?), min_source_epoch = coalesce(min_source_epoch, ?), "
+    "min_target_epoch = coalesce(min_target_epoch, ?) WHERE public_key = ?"
+)
+"""Sets only the bounds that are still NULL (the first record of a kind sets them)."""
 
 SELECT_INITIALIZATION_SQL = "SELECT initialized_at, how, who FROM initialization WHERE id = 1"
 INITIALIZE_SQL = (
@@ -310,69 +348,58 @@ class SqliteStore:
     # --- the protocol -------------------------------------------------------------------------
 
     def check_and_record(self, checks: Sequence[ProtectionCheck]) -> list[Verdict]:
-        order = ordered_batch(checks)
-        with self._transaction("check_and_record") as conn:
-            history, vids = self._fetch(conn, checks, order)
-            decision = decide_batch(checks, order, history)
-            self._write(conn, decision.writes, vids)
-        return decision.verdicts
-
-    def _fetch(
-        self, conn: sqlite3.Connection, checks: Sequence[ProtectionCheck], order: Sequence[int]
-    ) -> tuple[BatchHistory, dict[bytes, int]]:
-        """The batch's history (per item: the validator row and the few records rules needs), and the
-        row id of each validator that has one."""
-        validators: dict[bytes, tuple[int | None, LowerBounds]] = {}
+        """Validate (and order a batch of several), then in one transaction: fetch what each item
+        needs, ``decide_batch``, write what it accepted, commit (durable: synchronous=FULL)."""
+        if len(checks) == 1:
+            validate_check(checks[0])
+            order: Sequence[int] = (0,)
+        else:
+            order = ordered_batch(checks)
         bounds: dict[int, LowerBounds] = {}
         blocks: dict[int, list[BlockRecord]] = {}
         attestations: dict[int, list[AttestationRecord]] = {}
-        consensus: dict[int, ConsensusState] = {}
-        for index in order:
-            check = checks[index]
-            if isinstance(check, ConsensusCheck):
-                state = self._consensus_state(conn, check.chain_id, check.public_key)
-                if state is not None:
-                    consensus[index] = state
-                continue
-            if check.public_key not in validators:
-                validators[check.public_key] = self._validator(conn, check.public_key)
-            vid, known = validators[check.public_key]
-            if vid is None:
-                continue
-            bounds[index] = known
-            if isinstance(check, BlockCheck):
-                rows = conn.execute(BLOCK_SAME_SLOT_SQL, (vid, check.slot))
-                blocks[index] = [BlockRecord(row[0], _root_out(row[1])) for row in rows]
-            else:
-                params = {"vid": vid, "source": check.source_epoch, "target": check.target_epoch}
-                rows = conn.execute(ATTESTATION_NEIGHBOURS_SQL, params)
-                attestations[index] = [AttestationRecord(row[0], row[1], _root_out(row[2])) for row in rows]
-        vids = {public_key: vid for public_key, (vid, _) in validators.items() if vid is not None}
-        return BatchHistory(bounds, blocks, attestations, consensus), vids
-
-    def _write(self, conn: sqlite3.Connection, writes: BatchWrites, vids: dict[bytes, int]) -> None:
-        """Record what ``decide_batch`` accepted, in the caller's transaction."""
-        for public_key in writes.new_validators:
-            vids[public_key] = self._create_validator(conn, public_key)
-        conn.executemany(
-            "INSERT INTO signed_blocks (validator_id, slot, signing_root) VALUES (?, ?, ?)",
-            [(vids[c.public_key], c.slot, _root_in(c.signing_root)) for c in writes.blocks],
-        )
-        conn.executemany(
-            "INSERT INTO signed_attestations (validator_id, target_epoch, source_epoch, signing_root) "
-            "VALUES (?, ?, ?, ?)",
-            [
-                (vids[c.public_key], c.target_epoch, c.source_epoch, _root_in(c.signing_root))
-                for c in writes.attestations
-            ],
-        )
-        conn.executemany(
-            "UPDATE validators SET min_slot = coalesce(min_slot, ?), min_source_epoch = coalesce(min_source_epoch, ?), "
-            "min_target_epoch = coalesce(min_target_epoch, ?) WHERE id = ?",
-            [(b.slot, b.source_epoch, b.target_epoch, vids[pk]) for pk, b in writes.first_bounds.items()],
-        )
-        for row in writes.consensus:
-            self._put_consensus_state(conn, row.chain_id, row.public_key, row.state)
+        consensus: dict[int, ConsensusState | None] = {}
+        with self._transaction("check_and_record") as conn:
+            for index in order:
+                check = checks[index]
+                if isinstance(check, ConsensusCheck):
+                    consensus[index] = self._consensus_state(conn, check.chain_id, check.public_key)
+                    continue
+                if isinstance(check, AttestationCheck):
+                    params = {
+                        "public_key": check.public_key,
+                        "source": check.source_epoch,
+                        "target": check.target_epoch,
+                    }
+                    rows = conn.execute(ATTESTATION_FETCH_SQL, params).fetchall()
+                    attestations[index] = [
+                        AttestationRecord(s, t, root) for _, _, _, s, t, root in rows if s is not None
+                    ]
+                else:
+                    rows = conn.execute(
+                        BLOCK_FETCH_SQL, {"public_key": check.public_key, "slot": check.slot}
+                    ).fetchall()
+                    blocks[index] = [BlockRecord(slot, root) for _, _, _, slot, root in rows if slot is not None]
+                if rows:  # the validator has a row
+                    bounds[index] = LowerBounds(*rows[0][:3])
+            decision = decide_batch(checks, order, BatchHistory(bounds, blocks, attestations, consensus))
+            writes = decision.writes
+            if writes.new_validators:
+                conn.executemany(INSERT_VALIDATOR_SQL, [(pk,) for pk in writes.new_validators])
+            inserted = conn.executemany(INSERT_BLOCK_SQL, map(BLOCK_ROW, writes.blocks)).rowcount
+            inserted += conn.executemany(INSERT_ATTESTATION_SQL, map(ATTESTATION_ROW, writes.attestations)).rowcount
+            if inserted != len(writes.blocks) + len(writes.attestations):  # never: each validator has its row
+                raise ProtectionStoreError(
+                    "slashing-protection store failed (check_and_record): a record was not written"
+                )
+            if writes.first_bounds:
+                conn.executemany(
+                    FILL_BOUNDS_SQL,
+                    [(b.slot, b.source_epoch, b.target_epoch, pk) for pk, b in writes.first_bounds.items()],
+                )
+            for row in writes.consensus:
+                self._put_consensus_state(conn, row.chain_id, row.public_key, row.state)
+        return decision.verdicts
 
     def record_consensus_signatures(self, signatures: Sequence[ConsensusSignature]) -> None:
         if not signatures:

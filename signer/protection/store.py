@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from signer.errors import MalformedRequest
-from signer.types import AttestationCheck, BlockCheck, ConsensusCheck, ProtectionCheck, Verdict
+from signer.types import AttestationCheck, ConsensusCheck, ProtectionCheck, Verdict
 
 ProtectionKey = tuple[str, str, bytes]
 """(kind, chain_id or "", public_key): the unit of history and of locking."""
@@ -63,52 +63,46 @@ class Initialization:
         return f"{self.how} by {self.who} at {self.initialized_at}"
 
 
-def protection_key(check: ProtectionCheck) -> ProtectionKey:
-    """The key a check is locked and ordered by: one per history (blocks, attestations, and
-    CometBFT state per chain) of one public key."""
-    if isinstance(check, BlockCheck):
-        return ("block", "", check.public_key)
-    if isinstance(check, AttestationCheck):
-        return ("attestation", "", check.public_key)
-    return ("consensus", check.chain_id, check.public_key)
-
-
 MAX_INT64 = 2**63 - 1
 
 
-def _validate(check: ProtectionCheck) -> None:
+def validate_check(check: ProtectionCheck) -> ProtectionKey:
+    """Refuse (MalformedRequest) a check no store can hold; return the key it is locked and ordered
+    by: one per history (blocks, attestations, and CometBFT state per chain) of one public key.
+
+    Every store calls it for each check it is given (``ordered_batch`` for a batch of several, the
+    store itself for a batch of one); the service calls it per item first, so that such an item is
+    refused alone rather than with its batch.
+    """
     if not check.public_key:
         raise MalformedRequest("protection check without a public key")
-    if not isinstance(check, ConsensusCheck) and check.signing_root is not None and len(check.signing_root) != 32:
-        raise MalformedRequest(f"signing root must be 32 bytes, got {len(check.signing_root)}")
-    if isinstance(check, BlockCheck):
-        values: tuple[int, ...] = (check.slot,)
-    elif isinstance(check, AttestationCheck):
-        values = (check.source_epoch, check.target_epoch)
-    else:
-        values = (check.height, check.round, int(check.step))
+    if isinstance(check, ConsensusCheck):
         if not check.chain_id:
             raise MalformedRequest("CometBFT protection check without a chain_id")
+        key: ProtectionKey = ("consensus", check.chain_id, check.public_key)
+        values: tuple[int, ...] = (check.height, check.round, int(check.step))
+    else:
+        if check.signing_root is not None and len(check.signing_root) != 32:
+            raise MalformedRequest(f"signing root must be 32 bytes, got {len(check.signing_root)}")
+        if isinstance(check, AttestationCheck):
+            key, values = ("attestation", "", check.public_key), (check.source_epoch, check.target_epoch)
+        else:
+            key, values = ("block", "", check.public_key), (check.slot,)
     for value in values:
         if not 0 <= value <= MAX_INT64:
             raise MalformedRequest(f"slot/epoch/height/round/step {value} is out of range 0..2**63-1")
-
-
-def validate_check(check: ProtectionCheck) -> None:
-    """Raise MalformedRequest for a check no store can hold (``ordered_batch`` refuses such a batch
-    whole); the service calls this per item first, so such an item is refused alone."""
-    _validate(check)
+    return key
 
 
 def ordered_batch(checks: Sequence[ProtectionCheck]) -> list[int]:
-    """Validate a batch and return the indexes of its items in sorted key order.
+    """Validate a batch of several checks and return the indexes of its items in sorted key order
+    (a batch of one needs no order: its store calls ``validate_check`` alone).
 
     Raises MalformedRequest if a key appears twice or an item is out of range (nothing is recorded).
     """
     keys: dict[ProtectionKey, int] = {}
     for index, check in enumerate(checks):
-        _validate(check)
-        key = protection_key(check)
+        key = validate_check(check)
         if key in keys:
             raise MalformedRequest(
                 f"batch items {keys[key]} and {index} are for the same {key[0]} history of one key; "
@@ -145,7 +139,7 @@ class ProtectionStore(Protocol):
 
         One Verdict per item, in order: ``safe`` set (VALID: recorded; SAME_DATA: a repeat, for
         CometBFT with ``prior``) or ``refusal`` set (NotSafeToSign; other items are unaffected).
-        Items are processed in sorted ``protection_key`` order; a key appears at most once per batch
+        Items are processed in sorted key order (``validate_check``); a key appears at most once per batch
         (MalformedRequest otherwise). On a store failure: ProtectionStoreError and nothing recorded.
         """
         ...

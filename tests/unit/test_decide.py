@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import ast
 
-from signer.errors import DoubleBlockProposal, SurroundingVote
+import pytest
+
+from signer.errors import DoubleBlockProposal, InternalError, SurroundingVote
 from signer.protection.decide import BatchDecision, BatchHistory, ConsensusRow, decide_batch
 from signer.protection.rules import AttestationRecord, BlockRecord, ConsensusState, LowerBounds
 from signer.protection.store import ordered_batch
@@ -88,6 +90,15 @@ def test_rows_come_in_sorted_key_order() -> None:
     writes = decide(checks).writes
     assert [c.public_key for c in writes.blocks] == [PK_A, PK_B]
     assert writes.new_validators == (PK_A, PK_B)
+
+
+def test_an_order_that_leaves_an_item_out_is_refused_not_answered_short() -> None:
+    checks: list[ProtectionCheck] = [BlockCheck(PK_A, 1, R1), BlockCheck(PK_B, 1, R1)]
+    with pytest.raises(InternalError, match="does not name every item"):
+        decide_batch(checks, [1], BatchHistory())
+    with pytest.raises(InternalError, match="does not name every item"):
+        decide_batch(checks, [1, 1], BatchHistory())
+    assert len(decide_batch(checks, [1, 0], BatchHistory()).verdicts) == 2
 
 
 def test_the_stores_fetch_and_write_and_leave_every_decision_to_decide() -> None:

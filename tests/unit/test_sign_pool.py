@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import select
 import signal
+import struct
+import termios
 import threading
 import time
 from collections.abc import Iterator
@@ -66,6 +69,38 @@ def wait_until_signing(pids: list[int], timeout_s: float = 30.0) -> None:
     while not any(cpu_ticks(pid) > ticks for pid, ticks in before.items()):
         assert time.monotonic() < deadline, f"no worker started signing within {timeout_s} s"
         time.sleep(0.001)
+
+
+def wait_until_handed_out(signer: ParallelSigner, pids: list[int] | None = None, timeout_s: float = 30.0) -> int:
+    """The process id of the (stopped) worker a chunk sits unread with, once it does (among ``pids``,
+    if given): the parent's end of its pipe has bytes in its send queue (TIOCOUTQ) that the worker
+    has not read."""
+    pool = signer._pool  # the test looks at the pipes the pool hands chunks through
+    assert pool is not None
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for worker in pool.workers:
+            queued = struct.unpack("i", fcntl.ioctl(worker.conn.fileno(), termios.TIOCOUTQ, struct.pack("i", 0)))[0]
+            if queued and worker.pid is not None and (pids is None or worker.pid in pids):
+                return worker.pid
+        assert time.monotonic() < deadline, f"no chunk was handed out within {timeout_s} s"
+        time.sleep(0.001)
+
+
+def sign_in_thread(
+    signer: ParallelSigner, items: list[tuple[bytes, bytes]]
+) -> tuple[threading.Thread, dict[str, object]]:
+    outcome: dict[str, object] = {}
+
+    def sign() -> None:
+        try:
+            outcome["sigs"] = signer.sign_many(items)
+        except errors.SignerError as exc:
+            outcome["error"] = exc
+
+    runner = threading.Thread(target=sign, daemon=True)
+    runner.start()
+    return runner, outcome
 
 
 @pytest.fixture
@@ -197,10 +232,15 @@ def test_worker_crash_refuses_the_call_then_the_pool_recovers(module: EmulatedKe
             outcome["error"] = exc
 
     victim = pool.worker_pids()[0]
+    os.kill(victim, signal.SIGSTOP)  # it takes a chunk and keeps it: killed, it dies holding it
     runner = threading.Thread(target=sign)
     runner.start()
-    wait_until_signing([victim])  # 600 signatures in chunks of 8 keep it busy for far longer
-    os.kill(victim, signal.SIGKILL)
+    try:
+        wait_until_handed_out(pool, [victim])  # 600 signatures in chunks of 8: the other worker is still busy
+        kill_and_wait([victim])
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim, signal.SIGCONT)
     runner.join(60)
     assert isinstance(outcome.get("error"), errors.KeyModuleError), outcome.keys()
     assert "died" in str(outcome["error"])
@@ -268,3 +308,69 @@ def test_a_hung_worker_refuses_the_call_within_its_deadline(module: EmulatedKeyM
         assert signer.sign_many(items) == module.sign_many(items)  # the spares sign
     finally:
         signer.close()
+
+
+# --- a lone item: one chunk on one worker, through the same hand-out and receive as a batch -----
+
+
+def test_a_lone_item_whose_worker_dies_is_refused_then_a_spare_signs(
+    module: EmulatedKeyModule, pool: ParallelSigner
+) -> None:
+    key = bls_keys(module)[0]
+    item = [(key.public_key, b"\x0a" * 32)]
+    stopped = pool.worker_pids()
+    for pid in stopped:  # the chunk waits, unread, in the pipe of the worker it was handed to
+        os.kill(pid, signal.SIGSTOP)
+    runner, outcome = sign_in_thread(pool, item)
+    try:
+        victim = wait_until_handed_out(pool)
+        kill_and_wait([victim])  # SIGKILL ends a stopped process too
+    finally:
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+    runner.join(30)
+    assert not runner.is_alive(), "sign_many hung on a dead worker"
+    assert isinstance(outcome.get("error"), errors.KeyModuleError), outcome.keys()
+    assert "died" in str(outcome["error"])
+    assert victim not in pool.worker_pids() and len(pool.worker_pids()) == 2  # a spare took its place
+    assert pool.sign_many(item) == module.sign_many(item)
+
+
+def test_a_lone_item_on_a_hung_worker_is_refused_within_its_deadline(module: EmulatedKeyModule) -> None:
+    signer = ParallelSigner(module, 2, chunk_timeout_s=1.0)
+    signer.start()
+    stopped = signer.worker_pids()
+    try:
+        key = bls_keys(module)[0]
+        item = [(key.public_key, b"\x0b" * 32)]
+        for pid in stopped:
+            os.kill(pid, signal.SIGSTOP)
+        started = time.monotonic()
+        runner, outcome = sign_in_thread(signer, item)
+        runner.join(15)
+        assert not runner.is_alive(), "sign_many hung on a stopped worker"
+        assert isinstance(outcome.get("error"), errors.KeyModuleError), outcome.keys()
+        assert "did not answer" in str(outcome["error"])
+        assert time.monotonic() - started < 8
+        assert len(signer.worker_pids()) == 2 and len(set(stopped) & set(signer.worker_pids())) == 1
+    finally:
+        for pid in stopped:  # never leave a stopped process behind, whatever happened
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+    try:
+        assert signer.sign_many(item) == module.sign_many(item)  # the other worker or the spare signs
+    finally:
+        signer.close()
+
+
+def test_a_lone_item_after_every_worker_is_gone_is_signed_in_process(
+    module: EmulatedKeyModule, pool: ParallelSigner
+) -> None:
+    key = bls_keys(module)[0]
+    item = [(key.public_key, b"\x0c" * 32)]
+    for _ in range(2):  # the workers, then the spares that replaced them: no refusal, an idle death
+        kill_and_wait(pool.worker_pids())
+        assert pool.sign_many(item) == module.sign_many(item)
+    assert pool.worker_pids() == []
+    assert pool.sign_many(item) == module.sign_many(item)

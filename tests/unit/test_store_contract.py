@@ -31,8 +31,8 @@ from signer.protection import sqlite as sqlite_store
 from signer.protection.interchange import ValidatorHistory
 from signer.protection.rules import AttestationRecord
 from signer.protection.sqlite import (
-    ATTESTATION_NEIGHBOURS_SQL,
-    BLOCK_SAME_SLOT_SQL,
+    ATTESTATION_FETCH_SQL,
+    BLOCK_FETCH_SQL,
     SqliteStore,
     _statements,
     migrations,
@@ -588,19 +588,27 @@ def test_sqlite_neighbour_queries_use_composite_indexes(tmp_path: Path) -> None:
     try:
         for epoch in range(0, 400, 4):
             db.check_and_record([AttestationCheck(PK_A, epoch, epoch + 1, R1), BlockCheck(PK_A, epoch, R1)])
+        db.check_and_record([BlockCheck(bytes([n]) * 48, 1, R1) for n in range(50)])  # validators to search
         conn = db._conn
         assert conn is not None
         conn.execute("ANALYZE")
-        plan = _plan(conn, ATTESTATION_NEIGHBOURS_SQL, {"vid": 1, "source": 200, "target": 201})
-        assert "SCAN signed_attestations" not in plan, plan
+        plan = _plan(conn, ATTESTATION_FETCH_SQL, {"public_key": PK_A, "source": 200, "target": 201})
+        assert _scans(plan) == [], plan
+        assert plan.count("USING INDEX sqlite_autoindex_validators_1 (public_key=?)") == 3, plan
         assert plan.count("USING PRIMARY KEY (validator_id=? AND target_epoch=?)") == 1, plan
         assert plan.count("USING PRIMARY KEY (validator_id=? AND target_epoch>?)") == 1, plan
         assert "USING COVERING INDEX signed_attestations_by_source (validator_id=? AND source_epoch>?)" in plan
-        block_plan = _plan(conn, BLOCK_SAME_SLOT_SQL, (1, 200))
-        assert "SEARCH signed_blocks USING PRIMARY KEY (validator_id=? AND slot=?)" in block_plan
-        assert "SCAN signed_blocks" not in block_plan, block_plan
+        block_plan = _plan(conn, BLOCK_FETCH_SQL, {"public_key": PK_A, "slot": 200})
+        assert "USING INDEX sqlite_autoindex_validators_1 (public_key=?)" in block_plan, block_plan
+        assert "USING PRIMARY KEY (validator_id=? AND slot=?)" in block_plan, block_plan
+        assert _scans(block_plan) == [], block_plan
     finally:
         db.close()
+
+
+def _scans(plan: str) -> list[str]:
+    """The steps of a query plan that read a whole table or index (a subquery's own rows aside)."""
+    return [line for line in plan.splitlines() if line.startswith("SCAN") and "subquery" not in line]
 
 
 def _vm_steps(conn: sqlite3.Connection, sql: str, params: Any) -> int:
@@ -634,11 +642,9 @@ def test_sqlite_neighbour_query_cost_does_not_grow_with_history(tmp_path: Path) 
 
         def head_cost(epoch: int) -> int:
             # the next attestation at the head, and one that would surround the newest records
-            params = {"vid": 1, "source": epoch, "target": epoch + 1}
-            surround = {"vid": 1, "source": epoch - 3, "target": epoch + 5}
-            return _vm_steps(conn, ATTESTATION_NEIGHBOURS_SQL, params) + _vm_steps(
-                conn, ATTESTATION_NEIGHBOURS_SQL, surround
-            )
+            params = {"public_key": PK_A, "source": epoch, "target": epoch + 1}
+            surround = {"public_key": PK_A, "source": epoch - 3, "target": epoch + 5}
+            return _vm_steps(conn, ATTESTATION_FETCH_SQL, params) + _vm_steps(conn, ATTESTATION_FETCH_SQL, surround)
 
         fill(0, 100)
         small = head_cost(100)
