@@ -18,7 +18,7 @@ from signer.api.bearer import load_or_create
 from signer.api.context import CallContext
 from signer.api.dkg import DistributedNode, PeerChannels, PeerCredentials, SharesOnly, dkg_servicers
 from signer.api.http_server import HttpServer
-from signer.api.interceptors import SignerInterceptor, call_client, call_request_id, set_outcome
+from signer.api.interceptors import CallGuard
 from signer.api.keymanager import KeymanagerApi
 from signer.api.ratelimit import RateLimiter
 from signer.api.rest import RestContext, RouteGroup, build_rest_app
@@ -26,6 +26,7 @@ from signer.api.server import GrpcServer
 from signer.api.tls import (
     ReloadingServerCredentials,
     ReloadingSslContext,
+    client_identity,
     is_loopback,
     load_material,
     reload_on_sighup,
@@ -355,10 +356,8 @@ class SignerApp:
         )
         self.calls = CallContext(
             self.service,
-            identify=call_client,
-            outcome_sink=set_outcome,
+            identify=client_identity,
             audit=self.audit,
-            request_id=call_request_id,
             max_batch_items=config.limits.max_batch_items,
             signer=self.batcher,
         )
@@ -395,7 +394,7 @@ class SignerApp:
                 PeerChannels(config.distributed, peers),
                 trust_peer_metadata=not peers.tls,
             )
-        self.interceptor = SignerInterceptor(self.limiter, self.monitor, audit=self.audit)
+        self.guard = CallGuard(self.limiter, self.monitor, audit=self.audit)
         self.grpc = GrpcServer(
             self.service,
             self.calls,
@@ -403,7 +402,7 @@ class SignerApp:
             max_message_bytes=config.server.max_message_bytes,
             max_concurrent_rpcs=config.server.concurrent_rpcs,
             reflection=config.server.reflection,
-            interceptors=[self.interceptor],
+            guard=self.guard,
             extra_servicers=[
                 *admin_servicers(self.admin, self.calls, network=self.network.name),
                 *(dkg_servicers(self.distributed, self.calls) if self.distributed is not None else []),
@@ -473,7 +472,7 @@ class SignerApp:
         self.monitor.protection_initialized(initialized)
         if not initialized and self.keyring.list_keys():
             return False, NOT_INITIALIZED, ""
-        stalled_s = self.interceptor.stalled_s(self.grpc.workers)
+        stalled_s = self.guard.stalled_s(self.grpc.workers)
         if stalled_s > STALLED_S:
             detail = f"all {self.grpc.workers} gRPC worker threads busy, none freed for {stalled_s:.1f} s"
             return False, "gRPC server cannot take calls", detail

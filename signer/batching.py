@@ -96,7 +96,39 @@ class Batcher:
         item = self.service.prepare(client, requests[0])
         if item.error is None and item.check is None:  # nothing to protect: nothing to wait for
             return self.service.commit([item]).finish()
-        return [self._submit(item)]
+        entry: _Entry | None = None
+        with self._cond:
+            if self._closed:
+                raise errors.RateLimited("the signer is shutting down; retry on another replica", retry_after_s=1.0)
+            if self._pending == 0 and not self._protecting and self._signing < self.max_running:
+                self._protecting = True  # alone: this thread runs both stages (a signing slot taken now)
+                self._signing += 1
+            else:
+                entry = self._enqueue(item)
+        if entry is not None:
+            entry.done.wait()
+            assert entry.outcome is not None
+            return [entry.outcome]
+        outcome: Outcome
+        try:
+            try:
+                staged = self.service.commit([item])
+            finally:  # the protect stage is free for the next batch while this one signs
+                with self._cond:
+                    self._protecting = False
+                    if self._pending:
+                        self._cond.notify_all()
+            [outcome] = staged.finish()
+        except errors.SignerError as exc:
+            outcome = Refused(exc)
+        except Exception as exc:  # nothing fails open
+            outcome = Refused(errors.InternalError(f"batch failed: {type(exc).__name__}"))
+        finally:
+            with self._cond:
+                self._signing -= 1
+                if self._pending:
+                    self._cond.notify_all()
+        return [outcome]
 
     # --- state, for metrics and tests ---------------------------------------------------------
 
@@ -113,34 +145,22 @@ class Batcher:
         self._dispatcher.join()
         self._executor.shutdown(wait=True)
 
-    # --- submitting ---------------------------------------------------------------------------
+    # --- queueing ----------------------------------------------------------------------------
 
-    def _submit(self, item: Prepared) -> Outcome:
+    def _enqueue(self, item: Prepared) -> _Entry:
+        """Queue a request for the next batch (the caller holds the lock); RateLimited when full."""
+        if self._pending >= self.queue_size:
+            raise errors.RateLimited(
+                f"the signing queue is full ({self.queue_size} requests waiting); slow down",
+                retry_after_s=max(self.window_s, 0.01),
+            )
         entry = _Entry(item, None, self._clock())
         entry.key = item.key.public_key if item.key is not None and item.error is None else entry
-        with self._cond:
-            if self._closed:
-                raise errors.RateLimited("the signer is shutting down; retry on another replica", retry_after_s=1.0)
-            alone = self._pending == 0 and not self._protecting and self._signing < self.max_running
-            if alone:
-                self._protecting = True
-            else:
-                if self._pending >= self.queue_size:
-                    raise errors.RateLimited(
-                        f"the signing queue is full ({self.queue_size} requests waiting); slow down",
-                        retry_after_s=max(self.window_s, 0.01),
-                    )
-                self._queue.append(entry)
-                self._pending += 1
-                if self._pending == 1 or self._pending >= self.max_batch:
-                    self._cond.notify_all()
-        if alone:
-            staged = self._protect([entry])
-            if staged is not None:
-                self._sign(staged, [entry])
-        entry.done.wait()
-        assert entry.outcome is not None
-        return entry.outcome
+        self._queue.append(entry)
+        self._pending += 1
+        if self._pending == 1 or self._pending >= self.max_batch:
+            self._cond.notify_all()
+        return entry
 
     # --- cutting and running batches ----------------------------------------------------------
 

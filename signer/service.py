@@ -6,9 +6,10 @@ request, in order:
 
 1. prepare (per request, by its type): validate, resolve the key in the KeyRing, authorize,
    check the domain against the network, compute the message and its protection check
-2. commit: refuse a second item for the same key, then ONE ``check_and_record`` transaction for
-   the batch, committed before any signature exists (invariant 1); a store failure, or a store that
-   is not initialized (new or emptied: a lost history), refuses every item (invariant 2)
+2. commit: refuse a second item for the same key (only a batch of more than one can name a key
+   twice), then ONE ``check_and_record`` transaction for the batch, committed before any
+   signature exists (invariant 1); a store failure, or a store that is not initialized (new or
+   emptied: a lost history), refuses every item (invariant 2)
 3. finish: the key module (or the parallel signer in front of it) signs the safe items
 
 The batcher calls ``prepare`` and ``commit`` separately (``stage`` is the two), so each request is
@@ -21,13 +22,13 @@ import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import ClassVar
 
 from signer import errors
 from signer.cometbft.canonical import timestamp_from_sign_bytes, vote_extension_sign_bytes
 from signer.cometbft.consensus import consensus_check
 from signer.cometbft.messages import Proposal as CometProposal
-from signer.cometbft.messages import Timestamp
 from signer.cometbft.messages import Vote as CometVote
 from signer.crypto import secp256k1
 from signer.eth2.containers import AttestationData, BeaconBlockHeader
@@ -49,10 +50,9 @@ from signer.types import (
     Monitor,
     NullMonitor,
     Operation,
+    PriorSignature,
     ProtectionCheck,
-    Rejected,
     Scheme,
-    Verdict,
 )
 
 __all__ = [
@@ -163,17 +163,6 @@ class Refused:
 Outcome = Signed | Refused
 
 
-def subject_of(check: ProtectionCheck | None) -> Mapping[str, int] | None:
-    """The public coordinates of a protected message (never its content)."""
-    if isinstance(check, BlockCheck):
-        return {"slot": check.slot}
-    if isinstance(check, AttestationCheck):
-        return {"source_epoch": check.source_epoch, "target_epoch": check.target_epoch}
-    if isinstance(check, ConsensusCheck):
-        return {"height": check.height, "round": check.round, "step": int(check.step)}
-    return None
-
-
 # --- the pipeline's working state -----------------------------------------------------------
 
 
@@ -184,14 +173,19 @@ class Prepared:
 
     key: KeyInfo | None = None
     check: ProtectionCheck | None = None
+    subject: Mapping[str, int] | None = None
+    """The public coordinates of the protected message (never its content), set with ``check``."""
     message: bytes = b""
     error: errors.SignerError | None = None
     signature: bytes | None = None
     """Set by signing, or by a CometBFT repeat answered with its earlier signature."""
+    prior: PriorSignature | None = None
+    """CometBFT: what protection says was signed before at the same height/round/step."""
     extension: bytes | None = None
     """CometBFT: the vote extension's sign bytes, signed after the vote."""
-    timestamp: Timestamp | None = None
-    """CometBFT: the earlier timestamp, when a repeat differs from the earlier message only in it."""
+    extension_signature: bytes | None = None
+    timestamp: tuple[int, int] | None = None
+    """CometBFT: the earlier (seconds, nanos), when a repeat differs from the earlier message only in it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +219,8 @@ class SigningService:
         self.store = store
         self.monitor: Monitor = monitor or NullMonitor()
         self.authorizer: Authorizer = authorizer or AllowAll()
+        self._authorize = None if type(self.authorizer) is AllowAll else self.authorizer.authorize
+        """The signing permission check; None when every client may do everything (decided here, once)."""
         self._clock = clock
         self._key_rate = key_rate
         """Optional per-key rate limit: raises RateLimited for a key over its rate."""
@@ -244,21 +240,38 @@ class SigningService:
         return self.commit([self.prepare(client, r) for r in requests])
 
     def prepare(self, client: ClientIdentity, request: SignRequest) -> Prepared:
-        """Step 1 for one request: validate, resolve its key, authorize, compute the message and its
-        protection check. A refusal is kept in the item (with as much as was known: key, subject)."""
+        """Step 1 for one request: validate, resolve its key, authorize, check the domain against the
+        network, compute the message and its protection check. A refusal is kept in the item (with as
+        much as was known: key, subject). An attestation, the common request, is prepared here; the
+        other types by ``_prepare_other``."""
         item = Prepared()
         try:
-            match request:  # the prepare step of the request's type
-                case AttestationRequest():
-                    self._prepare_attestation(client, request, item)
-                case ProposalRequest():
-                    self._prepare_proposal(client, request, item)
-                case GenericRequest():
-                    self._prepare_generic(client, request, item)
-                case ConsensusRequest():
-                    self._prepare_consensus(client, request, item)
-                case _:
-                    raise errors.MalformedRequest(f"cannot sign a {type(request).__name__}")
+            if isinstance(request, AttestationRequest):
+                data, domain = request.data, request.domain
+                source, target = data.source.epoch, data.target.epoch
+                if len(domain) != DOMAIN_LEN:
+                    raise errors.MalformedRequest(f"domain must be {DOMAIN_LEN} bytes, got {len(domain)}")
+                if source > target:
+                    raise errors.SourceExceedsTarget(
+                        f"source epoch {source} exceeds target epoch {target}",
+                        {"source_epoch": source, "target_epoch": target},
+                    )
+                item.key = key = self.keyring.resolve(request.key, Scheme.BLS)
+                if self._authorize is not None:
+                    self._authorize(client, Operation.SIGN_ATTESTATION, key)
+                if self._key_rate is not None:
+                    self._key_rate(key.public_key)
+                domain_type = self.network.check_domain(domain, target)
+                if domain_type is not DomainType.BEACON_ATTESTER:
+                    raise errors.ForbiddenDomain(
+                        f"attestations are signed with the beacon attester domain, not {domain_type.name.lower()}"
+                    )
+                item.message = compute_signing_root(data.hash_tree_root(), domain)
+                history = self.keyring.history_keys.get(key.public_key, key.public_key)
+                item.check = AttestationCheck(history, source, target, item.message)
+                item.subject = {"source_epoch": source, "target_epoch": target}
+            else:
+                self._prepare_other(client, request, item)
             if item.check is not None:
                 validate_check(item.check)  # e.g. a slot above 2**63-1: refused alone, not the batch
         except errors.SignerError as exc:
@@ -268,34 +281,52 @@ class SigningService:
         return item
 
     def commit(self, items: Sequence[Prepared]) -> Staged:
-        """Step 2: one protection transaction for the prepared items, committed on return."""
+        """Step 2: one protection transaction for the prepared items, committed on return. A batch of
+        more than one first refuses its later items naming a key already named."""
         batch = list(items)
-        _refuse_duplicate_keys(batch)
-        verdicts = self._protect(batch)
-        _answer_repeats(batch, verdicts)
-        return Staged(lambda: self._finish(batch))
+        if len(batch) > 1:
+            _refuse_duplicate_keys(batch)
+        pending: list[Prepared] = []
+        checks: list[ProtectionCheck] = []
+        for item in batch:
+            if item.error is None and item.check is not None:
+                pending.append(item)
+                checks.append(item.check)
+        staged = Staged(partial(self._finish, batch))
+        if not checks:
+            return staged
+        started = self._clock()
+        try:
+            if not (self._initialized or self.protection_initialized()):
+                raise errors.ProtectionNotInitialized(NOT_INITIALIZED, evidence={"kind": "protection_not_initialized"})
+            verdicts = self.store.check_and_record(checks)
+            if len(verdicts) != len(checks):
+                raise errors.InternalError("protection store answered a different number of verdicts")
+        except Exception as exc:  # not initialized, or the store failed or cannot say: refuse all (never open)
+            self._refuse_all(pending, _as_store_error(exc))
+            return staged
+        finally:
+            self.monitor.store_latency("check_and_record", self._clock() - started)
+        for item, verdict in zip(pending, verdicts, strict=True):
+            if verdict.refusal is not None:
+                item.error = verdict.refusal
+                self.monitor.refusal(verdict.refusal.offence)
+            item.prior = verdict.prior
+        return staged
 
-    # --- prepare, per request type ----------------------------------------------------------
+    # --- prepare, the other request types ---------------------------------------------------
 
-    def _prepare_attestation(self, client: ClientIdentity, req: AttestationRequest, item: Prepared) -> None:
-        _check_len("domain", req.domain, DOMAIN_LEN)
-        data = req.data
-        if data.source.epoch > data.target.epoch:
-            raise errors.SourceExceedsTarget(
-                f"source epoch {data.source.epoch} exceeds target epoch {data.target.epoch}",
-                {"source_epoch": data.source.epoch, "target_epoch": data.target.epoch},
-            )
-        item.key = self.keyring.resolve(req.key, Scheme.BLS)
-        self._admit(client, Operation.SIGN_ATTESTATION, item.key)
-        domain_type = self.network.check_domain(req.domain, data.target.epoch)
-        if domain_type != DomainType.BEACON_ATTESTER:
-            raise errors.ForbiddenDomain(
-                f"attestations are signed with the beacon attester domain, not {domain_type.name.lower()}"
-            )
-        item.message = compute_signing_root(data.hash_tree_root(), req.domain)
-        item.check = AttestationCheck(
-            self.keyring.history_key(item.key), data.source.epoch, data.target.epoch, item.message
-        )
+    def _prepare_other(self, client: ClientIdentity, request: SignRequest, item: Prepared) -> None:
+        """``prepare`` for a request that is not an attestation: the step of its type."""
+        match request:
+            case ProposalRequest():
+                self._prepare_proposal(client, request, item)
+            case GenericRequest():
+                self._prepare_generic(client, request, item)
+            case ConsensusRequest():
+                self._prepare_consensus(client, request, item)
+            case _:
+                raise errors.MalformedRequest(f"cannot sign a {type(request).__name__}")
 
     def _prepare_proposal(self, client: ClientIdentity, req: ProposalRequest, item: Prepared) -> None:
         _check_len("domain", req.domain, DOMAIN_LEN)
@@ -309,6 +340,7 @@ class SigningService:
             )
         item.message = compute_signing_root(header.hash_tree_root(), req.domain)
         item.check = BlockCheck(self.keyring.history_key(item.key), header.slot, item.message)
+        item.subject = {"slot": header.slot}
 
     def _prepare_generic(self, client: ClientIdentity, req: GenericRequest, item: Prepared) -> None:
         _check_len("domain", req.domain, DOMAIN_LEN)
@@ -334,11 +366,13 @@ class SigningService:
             self._admit(client, Operation.COMETBFT_PROPOSAL, item.key)
         check = consensus_check(req.chain_id, item.key.public_key, msg)
         item.check = check
+        item.subject = {"height": check.height, "round": check.round, "step": int(check.step)}
         item.message = check.sign_bytes
 
     def _admit(self, client: ClientIdentity, operation: Operation, key: KeyInfo) -> None:
         """May this client do this with this key (permissions, then the per-key rate)."""
-        self.authorizer.authorize(client, operation, key)
+        if self._authorize is not None:
+            self._authorize(client, operation, key)
         if self._key_rate is not None:
             self._key_rate(key.public_key)
 
@@ -353,73 +387,58 @@ class SigningService:
             self._initialized = self.store.initialization() is not None
         return self._initialized
 
-    def _protect(self, items: list[Prepared]) -> list[Verdict | None]:
-        """One protection transaction for every item that has a check. Refuses all on failure."""
-        verdicts: list[Verdict | None] = [None] * len(items)
-        pending = [(n, i) for n, i in enumerate(items) if i.error is None and i.check is not None]
-        if not pending:
-            return verdicts
-        started = self._clock()
-        try:
-            if not self.protection_initialized():
-                raise errors.ProtectionNotInitialized(NOT_INITIALIZED, evidence={"kind": "protection_not_initialized"})
-        except Exception as exc:  # not initialized, or the store cannot say: refuse all (never open)
-            return self._refuse_all(pending, _as_store_error(exc, keep=errors.SignerError), verdicts)
-        try:
-            results = self.store.check_and_record([i.check for _, i in pending if i.check is not None])
-        except Exception as exc:  # nothing fails open
-            return self._refuse_all(pending, _as_store_error(exc, keep=errors.ProtectionStoreError), verdicts)
-        finally:
-            self.monitor.store_latency("check_and_record", self._clock() - started)
-        if len(results) != len(pending):
-            failure = errors.InternalError("protection store answered a different number of verdicts")
-            return self._refuse_all(pending, failure, verdicts)
-        for (n, item), verdict in zip(pending, results, strict=True):
-            verdicts[n] = verdict
-            if isinstance(verdict, Rejected):
-                item.error = verdict.refusal
-                self.monitor.refusal(verdict.refusal.offence)
-        return verdicts
-
-    def _refuse_all(
-        self, pending: list[tuple[int, Prepared]], failure: errors.SignerError, verdicts: list[Verdict | None]
-    ) -> list[Verdict | None]:
-        for _, item in pending:
+    def _refuse_all(self, pending: list[Prepared], failure: errors.SignerError) -> None:
+        for item in pending:
             item.error = failure
             if isinstance(failure, errors.NotSafeToSign):
                 self.monitor.refusal(failure.offence)
-        return verdicts
 
     # --- finish -----------------------------------------------------------------------------
 
     def _finish(self, items: list[Prepared]) -> list[Outcome]:
-        fresh = [i for i in items if i.error is None and i.signature is None and i.key is not None]
-        for item in fresh:
-            assert item.key is not None
-            if not self.keyring.is_live(item.key.public_key):  # retired since it was prepared
-                item.error = errors.UnknownKey(f"key {item.key.name!r} was removed while the request was in flight")
-        fresh = [i for i in fresh if i.error is None]
-        signatures = self._sign_raw(fresh, [i.message for i in fresh])
-        if signatures is not None:
-            for item, signature in zip(fresh, signatures, strict=True):
-                item.signature = signature
-            self._remember_signatures(fresh)
-        extended = [i for i in items if i.error is None and i.signature is not None and i.extension is not None]
-        signatures = self._sign_raw(extended, [i.extension or b"" for i in extended])
-        extension_signatures = dict(zip(map(id, extended), signatures or (), strict=signatures is not None))
-        return [_outcome(i, extension_signatures.get(id(i))) for i in items]
+        """Step 3 (``Staged.finish``): sign the safe items, answer one outcome per item, in order."""
+        fresh: list[Prepared] = []
+        consensus = False
+        for item in items:
+            if item.prior is not None:  # CometBFT: the same height/round/step was signed before
+                _answer_repeat(item, item.prior)
+            if item.error is None and item.signature is None and item.key is not None:
+                fresh.append(item)
+            consensus = consensus or isinstance(item.check, ConsensusCheck)
+        self._sign_raw(fresh)
+        if consensus:
+            self._finish_consensus(items, fresh)
+        outcomes: list[Outcome] = []
+        for item in items:
+            if item.error is not None:
+                outcomes.append(Refused(item.error, item.key, item.subject))
+            elif item.signature is None or (item.extension is not None and item.extension_signature is None):
+                outcomes.append(Refused(errors.InternalError("no signature and no error"), item.key, item.subject))
+            else:
+                outcomes.append(
+                    Signed(item.signature, item.key, item.subject, item.extension_signature, item.timestamp)
+                )
+        return outcomes
 
-    def _sign_raw(self, items: list[Prepared], messages: list[bytes]) -> list[bytes] | None:
-        """Sign ``messages`` with the items' keys (secp256k1 keys sign their SHA-256 digest). On
-        failure the items' errors are set and None is returned."""
-        if not items:
-            return []
+    def _sign_raw(self, items: list[Prepared], *, extension: bool = False) -> None:
+        """Sign the items' messages (``extension``: their vote extensions) with their keys, which must
+        still be live (a key retired since the item was prepared refuses it); secp256k1 keys sign the
+        SHA-256 digest. Sets each item's signature, or its error: a module failure refuses them all."""
+        live = self.keyring.live
+        signing: list[tuple[Prepared, Scheme]] = []
+        pairs: list[tuple[bytes, bytes]] = []
+        for item in items:
+            key = item.key
+            assert key is not None
+            if key.public_key not in live:
+                item.error = errors.UnknownKey(f"key {key.name!r} was removed while the request was in flight")
+                continue
+            message = (item.extension or b"") if extension else item.message
+            pairs.append((key.public_key, secp256k1.sha256(message) if key.scheme is Scheme.SECP256K1 else message))
+            signing.append((item, key.scheme))
+        if not signing:
+            return
         started = self._clock()
-        pairs = [
-            (i.key.public_key, secp256k1.sha256(m) if i.key.scheme == Scheme.SECP256K1 else m)
-            for i, m in zip(items, messages, strict=True)
-            if i.key is not None
-        ]
         try:
             signatures = self.keys.sign_many(pairs)
         except Exception as exc:  # nothing fails open
@@ -429,21 +448,24 @@ class SigningService:
                 if isinstance(exc, errors.SignerError)
                 else errors.KeyModuleError(f"key module failed: {type(exc).__name__}")
             )
-            for item in items:
+            for item, _ in signing:
                 item.error = failure
-            return None
+            return
         elapsed = self._clock() - started
         by_scheme: dict[Scheme, int] = {}
-        for item in items:
-            assert item.key is not None
-            by_scheme[item.key.scheme] = by_scheme.get(item.key.scheme, 0) + 1
+        for (item, scheme), signature in zip(signing, signatures, strict=True):
+            if extension:
+                item.extension_signature = signature
+            else:
+                item.signature = signature
+            by_scheme[scheme] = by_scheme.get(scheme, 0) + 1
         for scheme, count in by_scheme.items():
             self.monitor.signed(scheme, count, elapsed)
-        self.monitor.batch(len(items))
-        return signatures
+        self.monitor.batch(len(signing))
 
-    def _remember_signatures(self, items: list[Prepared]) -> None:
-        """Cache CometBFT signatures beside their committed records (one transaction), for repeats."""
+    def _finish_consensus(self, items: list[Prepared], fresh: list[Prepared]) -> None:
+        """CometBFT: cache the new signatures beside their committed records (one transaction), for
+        repeats; then sign the vote extensions."""
         records = [
             ConsensusSignature(
                 check.chain_id,
@@ -454,15 +476,18 @@ class SigningService:
                 item.message,
                 item.signature,
             )
-            for item in items
+            for item in fresh
             if isinstance(check := item.check, ConsensusCheck) and item.signature is not None
         ]
-        if not records:
-            return
-        # If this fails, the decision is still committed; only the cached signatures are missing.
-        # A repeat re-signs the same bytes, deterministically (RFC 6979 / Ed25519): same signature.
-        with contextlib.suppress(errors.ProtectionStoreError):
-            self.store.record_consensus_signatures(records)
+        if records:
+            # If this fails, the decision is still committed; only the cached signatures are missing.
+            # A repeat re-signs the same bytes, deterministically (RFC 6979 / Ed25519): same signature.
+            with contextlib.suppress(errors.ProtectionStoreError):
+                self.store.record_consensus_signatures(records)
+        self._sign_raw(
+            [i for i in items if i.error is None and i.signature is not None and i.extension is not None],
+            extension=True,
+        )
 
     # --- accounts (Dirk's AccountManager) and CometBFT GetPubKey -------------------------------
 
@@ -524,41 +549,29 @@ def _refuse_duplicate_keys(items: list[Prepared]) -> None:
             item.error = errors.MalformedRequest(
                 f"the batch names key {item.key.name!r} more than once; send one message per key per batch"
             )
-            item.check = None
+            item.check = item.subject = None
             continue
         seen.add(item.key.public_key)
 
 
-def _answer_repeats(items: list[Prepared], verdicts: list[Verdict | None]) -> None:
+def _answer_repeat(item: Prepared, prior: PriorSignature) -> None:
     """CometBFT: the same height/round/step signed before is answered with that signature (and,
     when only the timestamp differs, the earlier timestamp)."""
-    for item, verdict in zip(items, verdicts, strict=True):
-        if item.error is not None or verdict is None or verdict.prior is None:
-            continue
-        if verdict.prior.sign_bytes != item.message:
-            item.timestamp = timestamp_from_sign_bytes(verdict.prior.sign_bytes)
-        item.message = verdict.prior.sign_bytes
-        if verdict.prior.signature is not None:
-            item.signature = verdict.prior.signature
+    if prior.sign_bytes != item.message:
+        earlier = timestamp_from_sign_bytes(prior.sign_bytes)
+        item.timestamp = (earlier.seconds, earlier.nanos)
+    item.message = prior.sign_bytes
+    if prior.signature is not None:
+        item.signature = prior.signature
 
 
-def _as_store_error(exc: Exception, *, keep: type[errors.SignerError]) -> errors.SignerError:
-    """What a failed protection step refuses with: ``exc`` itself if it is a ``keep``, else a
-    ProtectionStoreError that names it (never open)."""
-    if isinstance(exc, keep):
+def _as_store_error(exc: Exception) -> errors.SignerError:
+    """What a failed protection step refuses with: the refusal itself (not initialized, the store
+    failed, a wrong answer), else a ProtectionStoreError that names what happened (never open)."""
+    if isinstance(exc, errors.ProtectionStoreError | errors.ProtectionNotInitialized | errors.InternalError):
         return exc
     detail = exc.message if isinstance(exc, errors.SignerError) else type(exc).__name__
     return errors.ProtectionStoreError(f"slashing protection failed: {detail}")
-
-
-def _outcome(item: Prepared, extension_signature: bytes | None) -> Outcome:
-    subject = subject_of(item.check)
-    if item.error is not None:
-        return Refused(item.error, item.key, subject)
-    if item.signature is None or (item.extension is not None and extension_signature is None):
-        return Refused(errors.InternalError("no signature and no error"), item.key, subject)
-    timestamp = (item.timestamp.seconds, item.timestamp.nanos) if item.timestamp is not None else None
-    return Signed(item.signature, item.key, subject, extension_signature, timestamp)
 
 
 def _check_len(name: str, value: bytes, length: int) -> None:

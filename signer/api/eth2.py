@@ -21,13 +21,12 @@ from signer.api._proto.v1 import (
     accountmanager_pb2,
     accountmanager_pb2_grpc,
     endpoint_pb2,
-    eth2_pb2,
     lister_pb2,
     lister_pb2_grpc,
     signer_pb2,
     signer_pb2_grpc,
 )
-from signer.api.context import CallContext, done
+from signer.api.context import CALL_STATE, CallContext, CallState, done
 from signer.distributed.accounts import DistributedAccount
 from signer.eth2.containers import AttestationData, BeaconBlockHeader, Checkpoint
 from signer.service import (
@@ -39,14 +38,14 @@ from signer.service import (
     SigningService,
     SignRequest,
 )
-from signer.types import ClientIdentity, KeyInfo, KeyRef, Operation, Scheme
+from signer.types import ClientIdentity, KeyInfo, KeyRef, Operation, RequestOutcome, Scheme
 
-_Msg = TypeVar("_Msg")
+_Msg = TypeVar(
+    "_Msg", signer_pb2.SignRequest, signer_pb2.SignBeaconAttestationRequest, signer_pb2.SignBeaconProposalRequest
+)
 
 
-def key_ref(
-    msg: signer_pb2.SignRequest | signer_pb2.SignBeaconAttestationRequest | signer_pb2.SignBeaconProposalRequest,
-) -> KeyRef:
+def key_ref(msg: _Msg) -> KeyRef:
     which = msg.WhichOneof("id")
     if which == "account":
         return KeyRef(account=msg.account)
@@ -55,22 +54,19 @@ def key_ref(
     raise errors.MalformedRequest("the request names no key: set account or public_key")
 
 
-def _checkpoint(name: str, msg: eth2_pb2.Checkpoint, present: bool) -> Checkpoint:
-    if not present:
-        raise errors.MalformedRequest(f"attestation data has no {name} checkpoint")
-    return Checkpoint(epoch=msg.epoch, root=bytes(msg.root))
-
-
 def attestation_request(msg: signer_pb2.SignBeaconAttestationRequest) -> AttestationRequest:
     if not msg.HasField("data"):
         raise errors.MalformedRequest("the request has no attestation data")
     d = msg.data
+    for name in ("source", "target"):
+        if not d.HasField(name):
+            raise errors.MalformedRequest(f"attestation data has no {name} checkpoint")
     data = AttestationData(
         slot=d.slot,
         index=d.committee_index,
         beacon_block_root=bytes(d.beacon_block_root),
-        source=_checkpoint("source", d.source, d.HasField("source")),
-        target=_checkpoint("target", d.target, d.HasField("target")),
+        source=Checkpoint(epoch=d.source.epoch, root=bytes(d.source.root)),
+        target=Checkpoint(epoch=d.target.epoch, root=bytes(d.target.root)),
     )
     return AttestationRequest(key=key_ref(msg), domain=bytes(msg.domain), data=data)
 
@@ -93,34 +89,10 @@ def generic_request(msg: signer_pb2.SignRequest) -> GenericRequest:
     return GenericRequest(key=key_ref(msg), domain=bytes(msg.domain), data=bytes(msg.data))
 
 
-def run_batch(
-    messages: Sequence[_Msg],
-    convert: Callable[[_Msg], SignRequest],
-    sign: Callable[[list[SignRequest]], list[Outcome]],
-) -> list[Outcome]:
-    """Convert each message (a malformed one is refused alone), sign the rest as one batch."""
-    outcomes: list[Outcome | None] = [None] * len(messages)
-    converted: list[SignRequest] = []
-    positions: list[int] = []
-    for n, msg in enumerate(messages):
-        try:
-            converted.append(convert(msg))
-            positions.append(n)
-        except errors.SignerError as exc:
-            outcomes[n] = Refused(exc)
-    if converted:
-        for n, outcome in zip(positions, sign(converted), strict=True):
-            outcomes[n] = outcome
-    return [o if o is not None else Refused(errors.InternalError("no outcome")) for o in outcomes]
-
-
-def sign_response(outcome: Outcome) -> signer_pb2.SignResponse:
-    if outcome.signature is not None:
-        return signer_pb2.SignResponse(state=status.SUCCEEDED, signature=outcome.signature)
-    return signer_pb2.SignResponse(state=status.response_state(outcome.error))
-
-
 class SignerServicer(signer_pb2_grpc.SignerServicer):
+    """Each RPC is ``_sign`` over its messages (one for the single RPCs) with the converter of its
+    message type: the same code for one request and for a batch."""
+
     def __init__(self, service: SigningService, calls: CallContext) -> None:
         self.service = service
         self.calls = calls
@@ -131,39 +103,61 @@ class SignerServicer(signer_pb2_grpc.SignerServicer):
         method: str,
         messages: Sequence[_Msg],
         convert: Callable[[_Msg], SignRequest],
-    ) -> list[Outcome]:
+    ) -> list[signer_pb2.SignResponse]:
+        """Convert each message (a malformed one is refused alone), sign the rest as one batch, and
+        answer each item (its ResponseState, one audit line); the call's outcome label is its worst
+        item's."""
         started = time.perf_counter()
-        client = self.calls.client(context)
-        outcomes = run_batch(messages, convert, lambda requests: self.calls.sign(client, requests))
-        self.calls.report(context, method, outcomes, time.perf_counter() - started, client)
-        return outcomes
+        call: CallState = getattr(context, CALL_STATE, None) or self.calls.call(context)
+        outcomes: list[Outcome | None] = []
+        requests: list[SignRequest] = []
+        for msg in messages:
+            try:
+                requests.append(convert(msg))
+                outcomes.append(None)
+            except errors.SignerError as exc:
+                outcomes.append(Refused(exc))
+        signed = self.calls.sign(call.client, requests) if requests else []
+        if len(signed) != len(requests):
+            raise errors.InternalError(f"{len(requests)} requests signed, {len(signed)} outcomes returned")
+        answers = iter(signed)
+        duration_ms = round((time.perf_counter() - started) * 1000, 3)
+        responses: list[signer_pb2.SignResponse] = []
+        labels: list[str] = []
+        for outcome in outcomes:
+            item = outcome if outcome is not None else next(answers)
+            row = self.calls.audit_item(call.client.name, call.request_id, method, item, duration_ms)
+            labels.append(row.outcome)
+            responses.append(signer_pb2.SignResponse(state=row.state, signature=item.signature or b""))
+        call.outcome = max(labels, key=status.SEVERITY.__getitem__, default=RequestOutcome.SUCCEEDED)
+        return responses
 
     def Sign(self, request: signer_pb2.SignRequest, context: grpc.ServicerContext) -> signer_pb2.SignResponse:
-        return sign_response(self._sign(context, "Sign", [request], generic_request)[0])
+        return self._sign(context, "Sign", (request,), generic_request)[0]
 
     def Multisign(
         self, request: signer_pb2.MultisignRequest, context: grpc.ServicerContext
     ) -> signer_pb2.MultisignResponse:
         self.calls.check_batch_size(context, len(request.requests))
-        outcomes = self._sign(context, "Multisign", request.requests, generic_request)
-        return signer_pb2.MultisignResponse(responses=[sign_response(o) for o in outcomes])
+        responses = self._sign(context, "Multisign", request.requests, generic_request)
+        return signer_pb2.MultisignResponse(responses=responses)
 
     def SignBeaconAttestation(
         self, request: signer_pb2.SignBeaconAttestationRequest, context: grpc.ServicerContext
     ) -> signer_pb2.SignResponse:
-        return sign_response(self._sign(context, "SignBeaconAttestation", [request], attestation_request)[0])
+        return self._sign(context, "SignBeaconAttestation", (request,), attestation_request)[0]
 
     def SignBeaconAttestations(
         self, request: signer_pb2.SignBeaconAttestationsRequest, context: grpc.ServicerContext
     ) -> signer_pb2.MultisignResponse:
         self.calls.check_batch_size(context, len(request.requests))
-        outcomes = self._sign(context, "SignBeaconAttestations", request.requests, attestation_request)
-        return signer_pb2.MultisignResponse(responses=[sign_response(o) for o in outcomes])
+        responses = self._sign(context, "SignBeaconAttestations", request.requests, attestation_request)
+        return signer_pb2.MultisignResponse(responses=responses)
 
     def SignBeaconProposal(
         self, request: signer_pb2.SignBeaconProposalRequest, context: grpc.ServicerContext
     ) -> signer_pb2.SignResponse:
-        return sign_response(self._sign(context, "SignBeaconProposal", [request], proposal_request)[0])
+        return self._sign(context, "SignBeaconProposal", (request,), proposal_request)[0]
 
 
 _SIGNING_OPERATIONS = (Operation.SIGN_ATTESTATION, Operation.SIGN_PROPOSAL, Operation.SIGN_GENERIC)

@@ -9,6 +9,11 @@ A request of ``items`` items costs ``items`` tokens. It is admitted when the buc
 ``min(items, burst)`` tokens, and then takes all ``items`` (the bucket may go negative): a batch
 larger than the burst is possible, and the long-run rate still holds, because the debt is repaid
 before the next request.
+
+Per request the gRPC front makes exactly two calls: ``admit`` (in-flight slot, tokens) and
+``release`` (the slot back). The bucket name and rate of an identity are worked out once per
+identity (``rate_for``) and remembered: ``[[clients]]`` is fixed for the limiter's life.
+``acquire`` wraps ``admit`` in a ``Permit`` for callers that want a context manager (the REST front).
 """
 
 from __future__ import annotations
@@ -38,6 +43,9 @@ STREAM_RETRY_S = 1.0
 
 MAX_BUCKETS = 10_000
 """Bound on remembered buckets; beyond it, full buckets (indistinguishable from new) are dropped."""
+
+MAX_REMEMBERED_IDENTITIES = 10_000
+"""Bound on identities whose bucket name and rate are remembered; beyond it the memory starts over."""
 
 
 class TokenBucket:
@@ -99,7 +107,8 @@ class _Buckets:
 
 
 class Permit:
-    """An admitted request: holds one in-flight slot until closed (use it as a context manager)."""
+    """An admitted request (``RateLimiter.acquire``): holds one in-flight slot until released or
+    closed (use it as a context manager); releasing twice gives the slot back once."""
 
     __slots__ = ("_limiter", "_released", "client", "items")
 
@@ -112,7 +121,7 @@ class Permit:
     def release(self) -> None:
         if not self._released:
             self._released = True
-            self._limiter._release_slot()
+            self._limiter.release()
 
     def __enter__(self) -> Permit:
         return self
@@ -173,6 +182,8 @@ class RateLimiter:
         """Open streams, all clients (None: no overall cap; app.py passes the resolved default)."""
         self._streams = 0
         self._client_streams: dict[str, int] = {}
+        self._rates: dict[tuple[str, bool, tuple[str, ...]], tuple[str, RateConfig | None]] = {}
+        """``rate_for`` per identity (name, has_cn, alt_names): what matching depends on."""
 
     @property
     def in_flight(self) -> int:
@@ -185,42 +196,60 @@ class RateLimiter:
             return entry.name, entry.rate or self.limits.default_rate
         return client.name, self.limits.default_rate
 
-    def acquire(self, client: ClientIdentity, items: int = 1, *, rate: bool = True) -> Permit:
-        """Admit a request of ``items`` items or raise (RateLimited; MalformedRequest for a batch
-        over ``limits.max_batch_items``, which no retry can fix). ``rate=False`` takes only the
-        in-flight slot, no tokens (gRPC health and reflection)."""
-        if items > self.limits.max_batch_items:
-            raise MalformedRequest(
-                f"batch of {items} items is over limits.max_batch_items = {self.limits.max_batch_items}"
-            )
-        cost = max(items, 1)
+    def _remember_rate(self, client: ClientIdentity) -> tuple[str, RateConfig | None]:
+        """``rate_for(client)``, remembered for the next request of the same identity."""
+        if len(self._rates) >= MAX_REMEMBERED_IDENTITIES:
+            self._rates.clear()
+        found = self.rate_for(client)
+        self._rates[(client.name, client.has_cn, client.alt_names)] = found
+        return found
+
+    def admit(self, client: ClientIdentity, items: int = 1, *, rate: bool = True) -> None:
+        """Admit a request of ``items`` items, taking one in-flight slot (give it back with
+        ``release``), or raise: RateLimited, or MalformedRequest for a batch over
+        ``limits.max_batch_items`` (no retry can fix that). ``rate=False`` takes only the in-flight
+        slot, no tokens (gRPC health and reflection)."""
+        limits = self.limits
+        if items > limits.max_batch_items:
+            raise MalformedRequest(f"batch of {items} items is over limits.max_batch_items = {limits.max_batch_items}")
         with self._slots_lock:
-            if self._in_flight >= self.limits.max_in_flight:
+            if self._in_flight >= limits.max_in_flight:
                 raise RateLimited(
-                    f"the signer is at its cap of {self.limits.max_in_flight} requests in flight",
+                    f"the signer is at its cap of {limits.max_in_flight} requests in flight",
                     retry_after_s=IN_FLIGHT_RETRY_S,
                 )
             self._in_flight += 1
-        permit = Permit(self, client, cost)
         if not rate:
-            return permit
-        name, bucket_rate = self.rate_for(client)
+            return
+        found = self._rates.get((client.name, client.has_cn, client.alt_names))
+        name, bucket_rate = found if found is not None else self._remember_rate(client)
         if bucket_rate is None:
-            return permit
+            return
+        cost = max(items, 1)
         wait_s = self._client_buckets.get(name, bucket_rate).take(cost, self._clock())
         if wait_s > 0:
-            permit.release()
+            self.release()
             retry_after_s = _round_up_ms(wait_s)
             raise RateLimited(
                 f"client '{name}' is over its rate limit ({_rate_text(bucket_rate)}); retry in {retry_after_s:.3f} s",
                 retry_after_s=retry_after_s,
             )
-        return permit
+
+    def release(self) -> None:
+        """Give back the in-flight slot of one admitted request (once per ``admit``)."""
+        with self._slots_lock:
+            self._in_flight -= 1
+
+    def acquire(self, client: ClientIdentity, items: int = 1, *, rate: bool = True) -> Permit:
+        """``admit`` as a Permit that gives the slot back when released or closed."""
+        self.admit(client, items, rate=rate)
+        return Permit(self, client, max(items, 1))
 
     def acquire_stream(self, client: ClientIdentity) -> StreamPermit:
         """Admit a streaming call (it holds a worker thread while open) or raise RateLimited: at most
         ``max_streams`` open overall and ``limits.max_streams_per_client`` per client."""
-        name, _ = self.rate_for(client)
+        found = self._rates.get((client.name, client.has_cn, client.alt_names))
+        name = (found if found is not None else self._remember_rate(client))[0]
         per_client = self.limits.max_streams_per_client
         with self._slots_lock:
             if self.max_streams is not None and self._streams >= self.max_streams:
@@ -260,10 +289,6 @@ class RateLimiter:
                 f"({_rate_text(rate)}); retry in {retry_after_s:.3f} s",
                 retry_after_s=retry_after_s,
             )
-
-    def _release_slot(self) -> None:
-        with self._slots_lock:
-            self._in_flight -= 1
 
 
 def parse_rate_limit(text: str) -> RateConfig:

@@ -4,13 +4,16 @@
 thread: beyond it gRPC refuses a call at once with RESOURCE_EXHAUSTED instead of queueing it
 without limit. Reflection lists every service, so it is off unless the config turns it on
 (``serve --dev`` does).
+
+With a ``guard`` (signer.api.interceptors.CallGuard; the app always passes one), the grpc.Server
+is a GuardedServer: every method handler of every service added here (the servicers, health,
+reflection, the extra servicers) is wrapped once, as it is added, with identity, limits and metrics.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent import futures
-from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -29,6 +32,7 @@ from signer.api._proto.v1 import (
 from signer.api.cometbft import PrivValidatorServicer
 from signer.api.context import CallContext
 from signer.api.eth2 import AccountManagerServicer, DistributedFront, ListerServicer, SignerServicer
+from signer.api.interceptors import CallGuard, GuardedServer
 from signer.service import SigningService
 
 SERVICE_NAMES: tuple[str, ...] = (
@@ -51,14 +55,13 @@ class GrpcServer:
         max_message_bytes: int = 4 * 1024 * 1024,
         max_concurrent_rpcs: int | None = None,
         reflection: bool = False,
-        interceptors: Sequence[grpc.ServerInterceptor[Any, Any]] = (),
+        guard: CallGuard | None = None,
         extra_servicers: Sequence[tuple[object, object, str]] = (),
         distributed: DistributedFront | None = None,
     ) -> None:
         self.workers = workers
-        self.server = grpc.server(
+        server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
-            interceptors=list(interceptors),
             options=[
                 ("grpc.max_receive_message_length", max_message_bytes),
                 ("grpc.max_send_message_length", max_message_bytes),
@@ -66,6 +69,7 @@ class GrpcServer:
             ],
             maximum_concurrent_rpcs=max_concurrent_rpcs if max_concurrent_rpcs is not None else 4 * workers,
         )
+        self.server: grpc.Server = GuardedServer(server, guard) if guard is not None else server
         signer_pb2_grpc.add_SignerServicer_to_server(SignerServicer(service, calls), self.server)
         lister_pb2_grpc.add_ListerServicer_to_server(ListerServicer(service, calls, distributed), self.server)
         accountmanager_pb2_grpc.add_AccountManagerServicer_to_server(

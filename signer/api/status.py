@@ -110,21 +110,23 @@ def http_status(error: errors.SignerError | None) -> HTTPStatus:
     return wire(error).http
 
 
-_WORST_FIRST = (
-    RequestOutcome.FAILED,
-    RequestOutcome.UNAVAILABLE,
-    RequestOutcome.RATE_LIMITED,
-    RequestOutcome.DENIED,
-    RequestOutcome.INVALID,
+SEVERITY: MappingProxyType[str, int] = MappingProxyType(
+    {
+        RequestOutcome.SUCCEEDED: 0,
+        RequestOutcome.INVALID: 1,
+        RequestOutcome.DENIED: 2,
+        RequestOutcome.RATE_LIMITED: 3,
+        RequestOutcome.UNAVAILABLE: 4,
+        RequestOutcome.FAILED: 5,
+    }
 )
+"""How bad each outcome label is: a batch call's label is its worst item's
+(``max(labels, key=SEVERITY.__getitem__)``)."""
 
 
 def worst_outcome(outcomes: list[RequestOutcome]) -> RequestOutcome:
     """The outcome label of a batch call: succeeded only if every item succeeded."""
-    for label in _WORST_FIRST:
-        if label in outcomes:
-            return label
-    return RequestOutcome.SUCCEEDED
+    return max(outcomes, key=SEVERITY.__getitem__, default=RequestOutcome.SUCCEEDED)
 
 
 def retry_after_header(error: errors.RateLimited) -> str:

@@ -9,6 +9,7 @@
 * ``reload_on_sighup(credentials)``: SIGHUP calls ``reload()``.
 * ``require_tls(listen_host, tls, allow_insecure_plaintext)``: TLS is mandatory off loopback.
 * ``client_identity(context)``: the certificate CN and typed SANs of the peer; plaintext -> LOCAL_CLIENT.
+  Remembered per exact client certificate; a reload of the TLS files forgets them all.
 
 TLS version: grpcio negotiates TLS 1.3 with every current client, but its Python API (1.85) has no
 way to raise the server's floor above TLS 1.2 (gRPC core's default range is 1.2-1.3).
@@ -24,7 +25,7 @@ import ssl
 import stat
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -193,6 +194,7 @@ class ReloadingServerCredentials:
         with self._lock:
             self._current = material
             self._pending = material.configuration()
+            forget_identities()
             self._next_check = self._clock() + self.tls.reload_interval_s
         log.info("server TLS certificate, key and client CA re-read from %s", self.tls.cert_file)
 
@@ -342,17 +344,49 @@ def _decode(values: object) -> list[str]:
     return out
 
 
+MAX_REMEMBERED_CERTIFICATES = 4096
+"""Bound on the client certificates whose identity is remembered; beyond it the memory starts over."""
+
+_identities: dict[bytes, ClientIdentity] = {}
+"""Identity per exact client certificate (PEM bytes as gRPC hands them over); emptied on every
+reload of the TLS files (``forget_identities``)."""
+
+
+def forget_identities() -> None:
+    """Drop every remembered certificate identity (the TLS files were re-read)."""
+    _identities.clear()
+
+
 def client_identity(context: grpc.ServicerContext) -> ClientIdentity:
     """The peer of a call: certificate CN and typed SANs under TLS; LOCAL_CLIENT on a plaintext port.
 
     gRPC has already verified the chain against ``client_ca_file`` (require_client_auth), so a
     TLS peer always has a certificate. Its DNS and URI SANs become ``dns:NAME`` (lower case) and
     ``uri:NAME``; a certificate without a CN is named by the first of them (``has_cn`` False).
+
+    The identity is a function of the certificate alone, so it is remembered per exact certificate
+    (its PEM bytes): the next call on it is one dictionary lookup. The memory is emptied whenever the
+    TLS files are reloaded, so nothing learnt under an old client CA outlives it.
     """
-    auth = context.auth_context() or {}
-    security = _decode(auth.get("transport_security_type"))
-    if "ssl" not in security and "tls" not in security:
+    auth: Mapping[str, Sequence[bytes]] = context.auth_context() or {}  # type: ignore[assignment]  # lists of bytes at run time (the stubs say bytes)
+    security = auth.get("transport_security_type") or ()
+    if b"ssl" not in security and b"tls" not in security:
         return LOCAL_CLIENT
+    pem = auth.get("x509_pem_cert")
+    certificate = pem[0] if pem else None
+    if certificate is not None:
+        known = _identities.get(certificate)
+        if known is not None:
+            return known
+    identity = _identity_of(auth)
+    if certificate is not None:
+        if len(_identities) >= MAX_REMEMBERED_CERTIFICATES:
+            _identities.clear()
+        _identities[certificate] = identity
+    return identity
+
+
+def _identity_of(auth: Mapping[str, Sequence[bytes]]) -> ClientIdentity:
     common_names = _decode(auth.get("x509_common_name"))
     alt_names = [f"dns:{name.lower()}" for name in _decode(auth.get("peer_dns"))]
     alt_names += [f"uri:{uri}" for uri in _decode(auth.get("peer_uri"))]

@@ -5,6 +5,9 @@ validated when it is built (uint64 range, byte lengths, bitlist delimiter and li
 raises ``MalformedRequest`` naming it. Bitlists and bitvectors are held in their SSZ encoding (the
 bytes the APIs carry as hex; a bitlist ends with its delimiter bit).
 
+A ``Checkpoint`` is validated as a field of the ``AttestationData`` that holds it (once per
+attestation, where the data enters), not on its own.
+
 Presets. ``MAX_VALIDATORS_PER_COMMITTEE`` (the Attestation bitlist limit) is 2048 in both the
 mainnet and the minimal preset, so phase0 ``Attestation``/``AggregateAndProof`` roots do not depend
 on the preset. ``SyncCommitteeContribution.aggregation_bits`` is 128 bits on mainnet, 8 in the
@@ -62,15 +65,10 @@ def _root32(name: str, value: bytes) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
+    """Validated where it enters: as a field of ``AttestationData`` (the only container that holds one)."""
+
     epoch: int
     root: bytes
-
-    def __post_init__(self) -> None:
-        epoch, root = self.epoch, self.root
-        if type(epoch) is not int or not 0 <= epoch <= UINT64_MAX:
-            check_uint64("checkpoint.epoch", epoch)
-        if type(root) is not bytes or len(root) != 32:
-            _root32("checkpoint.root", root)
 
     def hash_tree_root(self) -> bytes:
         return _sha256(self.epoch.to_bytes(8, "little") + _PAD24 + self.root).digest()
@@ -88,16 +86,25 @@ class AttestationData:
     target: Checkpoint
 
     def __post_init__(self) -> None:
-        # Inlined checks: this object is built once per attestation on the hot path.
-        slot, index, root = self.slot, self.index, self.beacon_block_root
+        # The one validation of an attestation's data, its checkpoints included, inline: this object
+        # is built once per attestation on the hot path (the helpers only name the bad field).
+        slot, index, root, source, target = self.slot, self.index, self.beacon_block_root, self.source, self.target
         if type(slot) is not int or not 0 <= slot <= UINT64_MAX:
             check_uint64("attestation_data.slot", slot)
         if type(index) is not int or not 0 <= index <= UINT64_MAX:
             check_uint64("attestation_data.index", index)
         if type(root) is not bytes or len(root) != 32:
             _root32("attestation_data.beacon_block_root", root)
-        if type(self.source) is not Checkpoint or type(self.target) is not Checkpoint:
+        if type(source) is not Checkpoint or type(target) is not Checkpoint:
             raise MalformedRequest("attestation_data.source and .target must be Checkpoints")
+        if type(source.epoch) is not int or not 0 <= source.epoch <= UINT64_MAX:
+            check_uint64("attestation_data.source.epoch", source.epoch)
+        if type(source.root) is not bytes or len(source.root) != 32:
+            _root32("attestation_data.source.root", source.root)
+        if type(target.epoch) is not int or not 0 <= target.epoch <= UINT64_MAX:
+            check_uint64("attestation_data.target.epoch", target.epoch)
+        if type(target.root) is not bytes or len(target.root) != 32:
+            _root32("attestation_data.target.root", target.root)
 
     def hash_tree_root(self) -> bytes:
         sha = _sha256

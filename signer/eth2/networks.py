@@ -75,7 +75,8 @@ class Network:
     exit_fork_epoch: int | None = None
     slots_per_epoch: int = 32
     fork_names: tuple[str, ...] = ()
-    _by_suffix: dict[bytes, bytes] = field(init=False, repr=False, compare=False, hash=False)
+    _by_suffix: dict[bytes, tuple[bytes, int, int]] = field(init=False, repr=False, compare=False, hash=False)
+    """The last 28 bytes of a domain -> (its fork version, the epochs [first, end) it is in force)."""
     _genesis_domains: dict[DomainType, bytes] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:  # noqa: C901 -- one flat list of the network's invariants, each with its own error
@@ -105,7 +106,14 @@ class Network:
                 f"{where}: named forks must be {', '.join(FORK_NAMES[1:])} in this order, each once, "
                 f"without gaps (got {', '.join(self.fork_names)})"
             )
-        by_suffix = {compute_fork_data_root(v, self.genesis_validators_root)[:28]: v for v in versions}
+        # When each version is in force: from its fork's epoch to the next fork's (a fork superseded at
+        # its own epoch, as on holesky and hoodi, never is: first == end), the last one to the end.
+        starts = (0, *(e for e, _ in self.forks))
+        ends = (*(e for e, _ in self.forks), UINT64_MAX + 1)
+        by_suffix = {
+            compute_fork_data_root(v, self.genesis_validators_root)[:28]: (v, first, end)
+            for v, first, end in zip(versions, starts, ends, strict=True)
+        }
         genesis_domains = {t: compute_domain(t, self.genesis_fork_version, ZERO_CHUNK) for t in _GENESIS_ONLY}
         object.__setattr__(self, "_by_suffix", by_suffix)
         object.__setattr__(self, "_genesis_domains", genesis_domains)
@@ -190,13 +198,18 @@ class Network:
                     f"(expected genesis fork version {_hex(self.genesis_fork_version)} and a zero root)"
                 )
             return dtype
-        version = self._by_suffix.get(bytes(domain[4:]))
-        if version is None:
+        in_force = self._by_suffix.get(bytes(domain[4:]))
+        if in_force is None:
             raise WrongNetwork(
                 f"{dtype.name} domain {_hex(domain)} does not belong to network {self.name!r}: "
                 "no fork version of it with its genesis_validators_root gives this domain"
             )
-        if epoch is not None:
+        version, first, end = in_force
+        # The common case is the table's answer: the version in force at ``epoch``. Exits (EIP-7044),
+        # a bad epoch and a refusal take the full rule, which validates the epoch and names the versions.
+        if epoch is not None and (
+            type(epoch) is not int or dtype is DomainType.VOLUNTARY_EXIT or not first <= epoch < end
+        ):
             allowed = self._allowed_versions(dtype, epoch)
             if version not in allowed:
                 raise WrongNetwork(

@@ -8,7 +8,11 @@ rebuilt whole from the module's list on ``reload_keys``, which refuses a module 
 or one public key twice. The key-admin core uses it through ``signer.keyadmin.KeyIndex``.
 
 A share of a distributed account (``validator_keys``) is also found by its composite public key,
-and signs under the composite key's slashing history (``history_key``).
+and signs under the composite key's slashing history (``history_key``). Which keys are shares is
+read once per reload (``history_keys``), so resolving a plain key never asks the distributed accounts.
+
+The signing path reads ``live`` and ``history_keys`` directly: both are swapped whole on reload, so
+they are read without the lock.
 """
 
 from __future__ import annotations
@@ -42,7 +46,11 @@ class KeyRing:
         may name them by it (signer.distributed.accounts)."""
         self._lock = threading.Lock()
         self._by_name: dict[str, KeyInfo] = {}
-        self._by_public_key: dict[bytes, KeyInfo] = {}
+        self.live: Mapping[bytes, KeyInfo] = {}
+        """The loaded keys by public key: not retired, not deleted."""
+        self.history_keys: Mapping[bytes, bytes] = {}
+        """Share public key -> the composite key whose slashing history it signs under; a key not
+        in it signs under its own public key."""
         self._locked: set[bytes] = set()
         self._retired: set[bytes] = set()
         self.reload_keys()
@@ -53,6 +61,10 @@ class KeyRing:
         """Re-read the module's key list (after import, generate, delete). Raises DuplicateKey, and
         keeps the index it had, when the module lists a name or a public key twice."""
         infos = self.module.list_keys() if self.module.unlocked else []
+        validator_keys = self.validator_keys
+        history_keys = (
+            {} if validator_keys is None else {k.public_key: validator_keys.history_key(k.public_key) for k in infos}
+        )
         with self._lock:
             infos = [k for k in infos if k.public_key not in self._retired]
             by_name: dict[str, KeyInfo] = {}
@@ -64,7 +76,12 @@ class KeyRing:
                     raise errors.DuplicateKey(f"the key module lists public key {key.public_key_hex} twice")
                 by_name[key.name] = key
                 by_public_key[key.public_key] = key
-            self._by_name, self._by_public_key = by_name, by_public_key
+            shares = {k: h for k, h in history_keys.items() if h != k}
+            # A share must never be resolvable without its history: the old and the new mappings
+            # both hold while the indexes are swapped (a key no longer live is refused before it signs).
+            self.history_keys = {**self.history_keys, **shares}
+            self._by_name, self.live = by_name, by_public_key
+            self.history_keys = shares
         return infos
 
     def retire_keys(self, public_keys: Sequence[bytes]) -> None:
@@ -91,7 +108,7 @@ class KeyRing:
 
     def is_live(self, public_key: bytes) -> bool:
         """Still in the index (not retired, not deleted)."""
-        return public_key in self._by_public_key  # the dict is swapped whole: no lock needed
+        return public_key in self.live  # the dict is swapped whole: no lock needed
 
     # --- locking (AccountManager) -------------------------------------------------------------
 
@@ -105,22 +122,11 @@ class KeyRing:
 
     def lookup(self, ref: KeyRef) -> KeyInfo:
         """The key ``ref`` names, locked or not. Raises MalformedRequest or UnknownKey."""
-        if (ref.account is None) == (ref.public_key is None):
-            raise errors.MalformedRequest("name the key by exactly one of account or public key")
-        if ref.account is not None:
-            key = self._by_name.get(ref.account)
-        else:
-            key = self._by_public_key.get(ref.public_key or b"")
-            if key is None and self.validator_keys is not None:  # a composite key names the share held
-                share = self.validator_keys.key_for(ref.public_key or b"")
-                key = None if share is None else self._by_public_key.get(share)
-        if key is None:
-            raise errors.UnknownKey(f"no key loaded for {ref.describe()}")
-        return key
+        return self.resolve(ref, None, unlocked=False)
 
     def history_key(self, key: KeyInfo) -> bytes:
         """The validator whose slashing history ``key`` signs under (a share: its composite key)."""
-        return key.public_key if self.validator_keys is None else self.validator_keys.history_key(key.public_key)
+        return self.history_keys.get(key.public_key, key.public_key)
 
     def is_share(self, public_key: bytes) -> bool:
         """Whether ``public_key`` is a share of a distributed account held here, or the composite key
@@ -132,12 +138,24 @@ class KeyRing:
             or self.validator_keys.history_key(public_key) != public_key
         )
 
-    def resolve(self, ref: KeyRef, scheme: Scheme) -> KeyInfo:
-        """The unlocked ``scheme`` key ``ref`` names. Raises UnknownKey, UnsupportedScheme or KeyLocked."""
-        key = self.lookup(ref)
-        if key.scheme != scheme:
+    def resolve(self, ref: KeyRef, scheme: Scheme | None, *, unlocked: bool = True) -> KeyInfo:
+        """The key ``ref`` names: of ``scheme`` (None: any) and, unless ``unlocked`` is false, not
+        locked. Raises MalformedRequest, UnknownKey, UnsupportedScheme or KeyLocked."""
+        account, public_key = ref.account, ref.public_key
+        if (account is None) == (public_key is None):
+            raise errors.MalformedRequest("name the key by exactly one of account or public key")
+        if account is not None:
+            key = self._by_name.get(account)
+        else:
+            key = self.live.get(public_key or b"")
+            if key is None and self.validator_keys is not None:  # a composite key names the share held
+                share = self.validator_keys.key_for(public_key or b"")
+                key = None if share is None else self.live.get(share)
+        if key is None:
+            raise errors.UnknownKey(f"no key loaded for {ref.describe()}")
+        if scheme is not None and key.scheme != scheme:
             raise errors.UnsupportedScheme(f"{ref.describe()} is a {key.scheme} key, this call needs {scheme}")
-        if key.public_key in self._locked:
+        if unlocked and key.public_key in self._locked:
             raise errors.KeyLocked(f"{ref.describe()} is locked")
         return key
 

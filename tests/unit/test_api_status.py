@@ -203,6 +203,12 @@ def test_worst_outcome_of_a_batch() -> None:
     assert status.worst_outcome([o.UNAVAILABLE, o.FAILED, o.SUCCEEDED]) == "failed"
 
 
+def test_every_outcome_label_has_a_severity_and_success_is_the_least() -> None:
+    assert set(status.SEVERITY) == set(RequestOutcome)
+    assert min(status.SEVERITY, key=status.SEVERITY.__getitem__) == RequestOutcome.SUCCEEDED
+    assert len(set(status.SEVERITY.values())) == len(status.SEVERITY)
+
+
 def test_web3signer_statuses_for_the_refusals_clients_see() -> None:
     """The REST front's answers as the Web3Signer API defines them."""
     assert status.http_status(errors.MalformedRequest("x")) == 400

@@ -33,7 +33,9 @@ from signer.service import (
     GenericRequest,
     KeyRef,
     Outcome,
+    Prepared,
     SigningService,
+    Staged,
 )
 from signer.types import LOCAL_CLIENT, ClientIdentity, KeyInfo, ProtectionCheck, Scheme, Verdict
 from tests.stores import keys_never_signed
@@ -158,6 +160,43 @@ def test_lone_request_does_not_wait_for_the_window(
             assert time.monotonic() - started < 0.09
             assert verifies(keys[0], request(network, keys[0], 0, n + 1), outcome)
         assert [len(t) for t in store.transactions] == [1, 1, 1]
+    finally:
+        batcher.close()
+
+
+class Breaking(SigningService):
+    """The real service; ``breaks`` makes its commit, or the finish of what it staged, raise a bug."""
+
+    breaks: str | None = None
+
+    def commit(self, items: Sequence[Prepared]) -> Staged:
+        if self.breaks == "commit":
+            raise RuntimeError("a bug")
+        staged = super().commit(items)
+        if self.breaks != "finish":
+            return staged
+
+        def finish() -> list[Outcome]:
+            raise RuntimeError("a bug")
+
+        return Staged(finish)
+
+
+@pytest.mark.parametrize("where", ["commit", "finish"])
+def test_a_bug_in_a_lone_request_refuses_it_and_frees_both_stages(
+    network: Network, module: EmulatedKeyModule, store: ObservedStore, keys: list[KeyInfo], where: str
+) -> None:
+    service = Breaking(network, KeyRing(module), store)
+    batcher = Batcher(service, window_ms=1, max_running=1)
+    try:
+        service.breaks = where
+        (broken,) = batcher.sign(LOCAL_CLIENT, [request(network, keys[0], 0, 1)])
+        assert isinstance(broken.error, errors.InternalError) and "RuntimeError" in broken.error.message
+        service.breaks = None
+        # Both stages were given back: the next requests, alone or queued, sign (a stage kept
+        # would leave the queued ones waiting for ever).
+        results = submit_all(batcher, [request(network, keys[n], 0, 2) for n in range(1, 4)])
+        assert all(isinstance(r, Outcome) and r.ok for r in results), results
     finally:
         batcher.close()
 

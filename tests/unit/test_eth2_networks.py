@@ -114,6 +114,26 @@ def test_epoch_check_is_strict_at_every_fork(name: str) -> None:
                 assert net.check_domain(old, epoch - 1) is dtype
 
 
+@pytest.mark.parametrize("name", sorted(BUILTIN_NETWORKS))
+def test_check_domain_accepts_exactly_the_version_in_force(name: str) -> None:
+    """check_domain answers from a table built at load; it must agree with fork_version_at for every
+    version at every fork boundary (forks superseded at their own epoch included) and the ends of
+    the uint64 range, and a bad epoch is refused as malformed."""
+    net = BUILTIN_NETWORKS[name]
+    edges = {0, 1, 2**64 - 1, *(e + d for e, _ in net.forks for d in (-1, 0, 1) if 0 <= e + d < 2**64)}
+    for version, epoch in itertools.product(net.versions, sorted(edges)):
+        domain = compute_domain(DomainType.BEACON_ATTESTER, version, net.genesis_validators_root)
+        if version == net.fork_version_at(epoch):
+            assert net.check_domain(domain, epoch) is DomainType.BEACON_ATTESTER
+        else:
+            with pytest.raises(WrongNetwork, match=f"at epoch {epoch}"):
+                net.check_domain(domain, epoch)
+    current = net.domain(DomainType.BEACON_ATTESTER, 0)
+    for bad in (-1, 2**64, True, "0"):
+        with pytest.raises(MalformedRequest, match="uint64"):
+            net.check_domain(current, bad)  # type: ignore[arg-type]
+
+
 def test_genesis_only_domains_ignore_epoch() -> None:
     for dtype in GENESIS_ONLY:
         domain = compute_domain(dtype, MAINNET.genesis_fork_version, ZERO)

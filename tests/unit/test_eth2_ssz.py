@@ -124,10 +124,12 @@ CP = Checkpoint(0, R)
 @pytest.mark.parametrize(
     ("build", "field"),
     [
-        (lambda: Checkpoint(2**64, R), "checkpoint.epoch"),
-        (lambda: Checkpoint(-1, R), "checkpoint.epoch"),
-        (lambda: Checkpoint(True, R), "checkpoint.epoch"),
-        (lambda: Checkpoint(1, R[:31]), "checkpoint.root"),
+        # A checkpoint is validated as a field of the attestation data that holds it.
+        (lambda: AttestationData(0, 0, R, Checkpoint(2**64, R), CP), "attestation_data.source.epoch"),
+        (lambda: AttestationData(0, 0, R, CP, Checkpoint(-1, R)), "attestation_data.target.epoch"),
+        (lambda: AttestationData(0, 0, R, Checkpoint(True, R), CP), "attestation_data.source.epoch"),
+        (lambda: AttestationData(0, 0, R, CP, Checkpoint(1, R[:31])), "attestation_data.target.root"),
+        (lambda: AttestationData(0, 0, R, Checkpoint(1, bytearray(R)), CP), "attestation_data.source.root"),  # type: ignore[arg-type]
         (lambda: AttestationData(2**64, 0, R, CP, CP), "attestation_data.slot"),
         (lambda: AttestationData(0, "1", R, CP, CP), "attestation_data.index"),  # type: ignore[arg-type]
         (lambda: AttestationData(0, 0, R + b"\x00", CP, CP), "attestation_data.beacon_block_root"),

@@ -139,6 +139,44 @@ def test_a_composite_key_names_the_share_held_which_signs_under_its_history(modu
     assert KeyRing(module).history_key(share) == share.public_key
 
 
+class CountingShares(OneShare):
+    """OneShare, counting the questions asked of it."""
+
+    def __init__(self, share: bytes, composite: bytes) -> None:
+        super().__init__(share, composite)
+        self.asked = 0
+
+    def history_key(self, public_key: bytes) -> bytes:
+        self.asked += 1
+        return super().history_key(public_key)
+
+    def key_for(self, public_key: bytes) -> bytes | None:
+        self.asked += 1
+        return super().key_for(public_key)
+
+
+def test_shares_are_known_at_load_and_a_plain_key_never_asks_the_distributed_accounts(
+    module: EmulatedKeyModule,
+) -> None:
+    composite = b"\x07" * 48
+    share = KeyRing(module).lookup(KeyRef(account="w/0"))
+    plain = KeyRing(module).lookup(KeyRef(account="w/1"))
+    shares = CountingShares(share.public_key, composite)
+    ring = KeyRing(module, validator_keys=shares)
+    assert ring.history_keys == {share.public_key: composite}
+    shares.asked = 0
+    for ref in (KeyRef(account="w/1"), KeyRef(public_key=plain.public_key)):
+        key = ring.resolve(ref, Scheme.BLS)
+        assert key == plain and ring.history_key(key) == plain.public_key
+    assert ring.history_key(share) == composite
+    assert shares.asked == 0  # read at load, not per request
+    assert ring.resolve(KeyRef(public_key=composite), Scheme.BLS) == share  # only a key not held asks
+    assert shares.asked == 1
+    shares.share = plain.public_key  # the shares changed: the next reload reads them again
+    ring.reload_keys()
+    assert ring.history_keys == {plain.public_key: composite}
+
+
 def test_has_account_tells_a_loaded_name(module: EmulatedKeyModule) -> None:
     ring = KeyRing(module)
     assert ring.has_account("w/0")

@@ -85,6 +85,40 @@ def test_client_rate_overrides_the_default_and_matches_by_an_opted_in_san() -> N
     assert "client 'vc-fast'" in info.value.message
 
 
+def test_the_remembered_bucket_is_per_identity_not_per_name() -> None:
+    """The bucket name and rate are worked out once per identity: a certificate WITH the CN
+    "dns:host-7.example" is not the SAN-matched client of the same name (it has its own default-rate
+    bucket), whichever of the two called first."""
+    clients = (ClientConfig(name="vc-fast", sans=("dns:host-7.example",), rate=RateConfig(per_second=100, burst=20)),)
+    rl, _ = limiter(clients=clients)  # default: 10/s, burst 5
+    by_san = ClientIdentity("dns:host-7.example", alt_names=("dns:host-7.example",), has_cn=False)
+    by_cn = ClientIdentity("dns:host-7.example", alt_names=("dns:host-7.example",))
+    take(rl, by_san)  # remembered: bucket 'vc-fast'
+    for _ in range(5):
+        take(rl, by_cn)
+    with pytest.raises(RateLimited) as info:
+        take(rl, by_cn)
+    assert "client 'dns:host-7.example'" in info.value.message
+    for _ in range(19):
+        take(rl, by_san)  # its own burst of 20, untouched by the other identity
+    with pytest.raises(RateLimited) as info:
+        take(rl, by_san)
+    assert "client 'vc-fast'" in info.value.message
+
+
+def test_admit_and_release_hold_one_in_flight_slot_per_request() -> None:
+    rl, _ = limiter(default=None, max_in_flight=1)
+    rl.admit(VC1)
+    assert rl.in_flight == 1
+    with pytest.raises(RateLimited, match="requests in flight"):
+        rl.admit(VC2)
+    rl.release()
+    assert rl.in_flight == 0
+    rl.admit(VC2, items=3, rate=False)
+    rl.release()
+    assert rl.in_flight == 0
+
+
 def test_no_rate_configured_means_no_limit() -> None:
     rl, _ = limiter(default=None)
     for _ in range(1000):

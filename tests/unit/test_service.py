@@ -42,7 +42,15 @@ from signer.service import (
     SigningService,
     SignRequest,
 )
-from signer.types import LOCAL_CLIENT, AttestationCheck, ClientIdentity, ProtectionCheck, Scheme, Verdict
+from signer.types import (
+    LOCAL_CLIENT,
+    AttestationCheck,
+    ClientIdentity,
+    NullMonitor,
+    ProtectionCheck,
+    Scheme,
+    Verdict,
+)
 from tests.fakes import CountingModule
 from tests.stores import keys_never_signed
 
@@ -328,6 +336,31 @@ def test_a_failure_while_preparing_refuses_only_its_item(module: CountingModule,
     assert len(module.signed) == 1
 
 
+def test_an_attestation_needs_the_sign_attestation_permission(module: CountingModule, store: FailingStore) -> None:
+    clients = (
+        ClientConfig(name="vc", allow_accounts=("*",), operations=("sign_generic",)),
+        ClientConfig(name="attester", allow_accounts=("v/0",), operations=("sign_attestation",)),
+    )
+    service = SigningService(MAINNET, KeyRing(module), store, authorizer=PermissionAuthorizer(clients))
+    refused = service.sign(ClientIdentity("vc"), [att(0, 1, 2)])
+    assert errors_of(refused) == [errors.AccessDenied]
+    assert errors_of(service.sign(ClientIdentity("attester"), [att(1, 1, 2)])) == [errors.AccessDenied]
+    assert module.signed == []
+    # Nothing was recorded for the refused one: the same vote signs for a client that may sign it.
+    assert service.sign(ClientIdentity("attester"), [att(0, 1, 2)])[0].ok
+
+
+def test_a_key_retired_after_commit_is_refused_not_signed(service: SigningService, module: CountingModule) -> None:
+    staged = service.stage(LOCAL_CLIENT, [att(0, 1, 2), att(1, 1, 2)])
+    retired = service.keyring.lookup(KeyRef(account="v/0"))
+    service.keyring.retire_keys([retired.public_key])
+    outcomes = staged.finish()
+    assert errors_of(outcomes) == [errors.UnknownKey, None]
+    assert "removed while the request was in flight" in str(outcomes[0].error)
+    assert outcomes[0].subject == {"source_epoch": 1, "target_epoch": 2}
+    assert [pk for pk, _ in module.signed] == [service.keyring.lookup(KeyRef(account="v/1")).public_key]
+
+
 def test_duplicate_key_in_one_batch_refused(service: SigningService, module: CountingModule) -> None:
     outcomes = service.sign(LOCAL_CLIENT, [att(0, 1, 2), att(0, 2, 3), att(1, 1, 2)])
     assert errors_of(outcomes) == [None, errors.MalformedRequest, None]
@@ -387,6 +420,37 @@ def test_precommit_extension_is_signed_with_the_chain_key(service: SigningServic
         assert secp256k1.verify_digest(outcome.key.public_key, secp256k1.sha256(ext_bytes), outcome.extension_signature)
     else:
         assert ed25519.verify(outcome.key.public_key, ext_bytes, outcome.extension_signature)
+
+
+class Reports(NullMonitor):
+    """A Monitor that keeps what the signing step reports."""
+
+    def __init__(self) -> None:
+        self.signed_counts: list[tuple[Scheme, int]] = []
+        self.batches: list[int] = []
+
+    def signed(self, scheme: Scheme, count: int, duration_s: float) -> None:
+        self.signed_counts.append((scheme, count))
+
+    def batch(self, size: int) -> None:
+        self.batches.append(size)
+
+
+def test_signatures_are_reported_per_scheme_and_per_signing_call(module: CountingModule, store: FailingStore) -> None:
+    reports = Reports()
+    service = SigningService(MAINNET, KeyRing(module, chains=CHAINS), store, monitor=reports)
+    precommit = replace(vote(9), type=SignedMsgType.PRECOMMIT, extension=b"vote extension")
+    batch: list[SignRequest] = [
+        att(0, 1, 2),
+        att(1, 1, 2),
+        ConsensusRequest("chain-secp", precommit),
+        ConsensusRequest("chain-ed", vote(9)),
+    ]
+    assert all(o.ok for o in service.sign(LOCAL_CLIENT, batch))
+    # The messages in one call (2 BLS, 1 secp256k1, 1 ed25519), then the one vote extension.
+    assert sorted(reports.signed_counts[:3]) == [(Scheme.BLS, 2), (Scheme.ED25519, 1), (Scheme.SECP256K1, 1)]
+    assert reports.signed_counts[3:] == [(Scheme.SECP256K1, 1)]
+    assert reports.batches == [4, 1]
 
 
 # --- the other refusals --------------------------------------------------------------------------

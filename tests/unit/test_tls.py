@@ -26,9 +26,11 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from signer.api import tls as tls_module
 from signer.api._proto.v1 import lister_pb2, lister_pb2_grpc, responsestate_pb2
 from signer.api.interceptors import (
-    SignerInterceptor,
+    CallGuard,
+    GuardedServer,
     call_client,
     call_request_id,
     count_items,
@@ -96,7 +98,7 @@ class Running:
     monitor: RecordingMonitor
     audit: RecordingAudit
     credentials: ReloadingServerCredentials | None
-    interceptor: SignerInterceptor
+    interceptor: CallGuard
 
 
 @contextmanager
@@ -105,8 +107,8 @@ def serve(
     limiter: RateLimiter | None = None,
 ) -> Iterator[Running]:
     monitor, audit = RecordingMonitor(), RecordingAudit()
-    interceptor = SignerInterceptor(limiter, monitor, audit=audit)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), interceptors=[interceptor])
+    interceptor = CallGuard(limiter, monitor, audit=audit)
+    server = GuardedServer(grpc.server(futures.ThreadPoolExecutor(max_workers=4)), interceptor)
     servicer = StubLister()
     lister_pb2_grpc.add_ListerServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
@@ -326,6 +328,41 @@ def test_reload_interval_limits_the_mtime_checks(pki: Pki) -> None:
         assert served_certificate(pki, running.port, client)[0] == "signer"
         now[0] = 31.0
         assert served_certificate(pki, running.port, client)[0] == "signer-4"
+
+
+def test_an_identity_is_remembered_per_exact_certificate(pki: Pki, mtls: Running) -> None:
+    """Two certificates with one CN and different SANs are two identities: the memory is keyed on
+    the certificate's bytes, not on its name."""
+    first = pki.issue_client("vc-3", ("first.example",), stem="vc-3-first")
+    second = pki.issue_client("vc-3", ("second.example",), stem="vc-3-second")
+    for _ in range(2):  # the second round answers from the memory
+        with channel_for(pki, mtls.port, first) as channel:
+            assert [a.name for a in list_accounts(channel).Accounts] == ["vc-3", "dns:first.example"]
+        with channel_for(pki, mtls.port, second) as channel:
+            assert [a.name for a in list_accounts(channel).Accounts] == ["vc-3", "dns:second.example"]
+    assert tls_module._identities[first.cert_pem] == ClientIdentity("vc-3", ("dns:first.example",))
+
+
+def test_a_reload_forgets_the_remembered_identities(pki: Pki, mtls: Running) -> None:
+    """Nothing learnt under the old client CA outlives a reload: the memory is emptied, a client of
+    the old CA no longer connects, and one of the new CA is identified afresh."""
+    with channel_for(pki, mtls.port, pki.clients["vc-1"]) as channel:
+        list_accounts(channel)
+    assert pki.clients["vc-1"].cert_pem in tls_module._identities
+    server_ca = pki.ca.cert_pem
+    replace_file(pki.ca.cert, pki.other_ca.cert)
+    assert mtls.credentials is not None
+    mtls.credentials.reload()
+    assert tls_module._identities == {}
+    with (
+        channel_for(pki, mtls.port, pki.clients["vc-1"], roots=server_ca) as channel,
+        pytest.raises(grpc.RpcError) as info,
+    ):
+        list_accounts(channel)
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    with channel_for(pki, mtls.port, pki.stranger, roots=server_ca) as channel:
+        assert [a.name for a in list_accounts(channel).Accounts] == ["stranger"]
+    assert list(tls_module._identities.values()) == [ClientIdentity("stranger")]
 
 
 def test_replaced_client_ca_is_trusted_after_reload(pki: Pki, mtls: Running) -> None:
