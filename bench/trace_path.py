@@ -76,6 +76,8 @@ def main() -> int:
                 "127.0.0.1:0",
                 "--metrics-listen",
                 "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
                 "--audit-file",
                 str(Path(tmp) / "audit.log"),
             ]

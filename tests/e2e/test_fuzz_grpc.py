@@ -54,7 +54,7 @@ from signer.api._proto.v1 import (
     responsestate_pb2,
     signer_pb2,
 )
-from signer.keys.dev import DEV_SECP256K1_ACCOUNT
+from signer.keys.dev import DEV_PIN, DEV_SECP256K1_ACCOUNT
 from tests.e2e.harness import (
     DOMAIN_BEACON_ATTESTER,
     DOMAIN_BEACON_PROPOSER,
@@ -567,6 +567,13 @@ def test_server_survives_the_fuzzing(fuzzed: Fuzzed) -> None:
         resp = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=CALL_TIMEOUT_S)
         assert resp.status == health_pb2.HealthCheckResponse.SERVING
     assert fuzzed.proc.running
+    # The fuzzer may have locked dev/0 on the way (AccountManager/Lock takes only a name, and "dev/0"
+    # is one of the strings it samples): that is the signer obeying a permitted call, not damage.
+    # Unlocking it with its passphrase must work, and then it must sign.
+    unlock = accountmanager_pb2.UnlockAccountRequest(account="dev/0", passphrase=DEV_PIN.encode())
+    answer, error = fuzzed.call("/v1.AccountManager/Unlock", unlock.SerializeToString())
+    assert error is None and answer is not None
+    assert accountmanager_pb2.UnlockAccountResponse.FromString(answer).state == SUCCEEDED
     data = hashlib.sha256(b"after the fuzzing").digest()
     request = signer_pb2.SignRequest(account="dev/0", data=data, domain=RANDAO)
     answer, error = fuzzed.call("/v1.Signer/Sign", request.SerializeToString())
