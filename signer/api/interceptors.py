@@ -54,7 +54,7 @@ import grpc
 
 from signer.api import status
 from signer.api.context import CALL_STATE, CallState
-from signer.api.ratelimit import RateLimiter
+from signer.api.ratelimit import RateLimiter, StreamPermit
 from signer.api.tls import client_identity
 from signer.errors import RateLimited, SignerError
 from signer.types import AuditEvent, AuditSink, ClientIdentity, Monitor, NullAudit, NullMonitor, RequestOutcome
@@ -294,58 +294,36 @@ class _GuardedMethod:
         items; a streamed request is 1 item."""
 
     def unary_response(self, request: Any, context: grpc.ServicerContext) -> Any:
-        """The wrapper of a unary-unary or stream-unary method (``request`` is then an iterator).
-        ``stream_response`` is the same, step for step, for methods that answer with a stream."""
-        guard, limiter = self.guard, self.guard.limiter
-        started = guard.clock()
-        with guard.busy_lock:
-            guard.busy += 1
+        """The wrapper of a unary-unary or stream-unary method (``request`` is then an iterator)."""
+        state, stream, started = self._enter(request, context)
         try:
-            items = 1
-            for name in self.repeated:
-                items = max(items, len(getattr(request, name)))
-            request_id = None
-            for key, value in context.invocation_metadata():
-                if key == REQUEST_ID_KEY:
-                    request_id = value if isinstance(value, str) and _REQUEST_ID_RE.fullmatch(value) else None
-                    break
-            request_id = request_id or os.urandom(8).hex()  # as request_id_of
-            client, stream = None, None
-            try:
-                client = client_identity(context)
-                if limiter is not None:
-                    stream = limiter.acquire_stream(client) if self.streaming else None
-                    limiter.admit(client, items, rate=self.rated)
-            except SignerError as exc:
-                if stream is not None:
-                    stream.release()
-                guard.refuse(context, self.method, exc, client=client, request_id=request_id, started=started)
-            state = CallState(client, request_id)
-            setattr(context, CALL_STATE, state)
-            try:
-                return self.behaviour(request, context)
-            except BaseException as exc:
-                guard.failed(context, self.method, state, exc)
-                raise
-            finally:
-                if limiter is not None:
-                    limiter.release()
-                    if stream is not None:
-                        stream.release()
-                outcome = state.outcome if state.outcome is not None else outcome_for_code(_context_code(context))
-                guard.monitor.request_done(self.method, outcome, guard.clock() - started)
+            return self.behaviour(request, context)
+        except BaseException as exc:
+            self.guard.failed(context, self.method, state, exc)
+            raise
         finally:
-            with guard.busy_lock:
-                guard.busy -= 1
-                guard.progress = time.monotonic()
+            self._leave(context, state, stream, started)
 
     def stream_response(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         """The wrapper of a unary-stream or stream-stream method: ``unary_response`` with
         ``yield from``, so the permit, the slot and the busy count are held until the stream ends."""
+        state, stream, started = self._enter(request, context)
+        try:
+            yield from self.behaviour(request, context)
+        except BaseException as exc:
+            self.guard.failed(context, self.method, state, exc)
+            raise
+        finally:
+            self._leave(context, state, stream, started)
+
+    def _enter(self, request: Any, context: grpc.ServicerContext) -> tuple[CallState, StreamPermit | None, float]:
+        """Count the call as busy, identify it and take its permits; a refusal aborts the call
+        (``guard.refuse`` reports it) and leaves nothing held."""
         guard, limiter = self.guard, self.guard.limiter
         started = guard.clock()
         with guard.busy_lock:
             guard.busy += 1
+        client, stream = None, None
         try:
             items = 1
             for name in self.repeated:
@@ -355,8 +333,7 @@ class _GuardedMethod:
                 if key == REQUEST_ID_KEY:
                     request_id = value if isinstance(value, str) and _REQUEST_ID_RE.fullmatch(value) else None
                     break
-            request_id = request_id or os.urandom(8).hex()  # as request_id_of
-            client, stream = None, None
+            request_id = request_id or os.urandom(8).hex()  # as request_id_of, without a call per request
             try:
                 client = client_identity(context)
                 if limiter is not None:
@@ -366,20 +343,27 @@ class _GuardedMethod:
                 if stream is not None:
                     stream.release()
                 guard.refuse(context, self.method, exc, client=client, request_id=request_id, started=started)
-            state = CallState(client, request_id)
-            setattr(context, CALL_STATE, state)
-            try:
-                yield from self.behaviour(request, context)
-            except BaseException as exc:
-                guard.failed(context, self.method, state, exc)
-                raise
-            finally:
-                if limiter is not None:
-                    limiter.release()
-                    if stream is not None:
-                        stream.release()
-                outcome = state.outcome if state.outcome is not None else outcome_for_code(_context_code(context))
-                guard.monitor.request_done(self.method, outcome, guard.clock() - started)
+        except BaseException:
+            with guard.busy_lock:
+                guard.busy -= 1
+                guard.progress = time.monotonic()
+            raise
+        state = CallState(client, request_id)
+        setattr(context, CALL_STATE, state)
+        return state, stream, started
+
+    def _leave(
+        self, context: grpc.ServicerContext, state: CallState, stream: StreamPermit | None, started: float
+    ) -> None:
+        """Release the permits, report the call's outcome and duration, and count it as done."""
+        guard, limiter = self.guard, self.guard.limiter
+        try:
+            if limiter is not None:
+                limiter.release()
+                if stream is not None:
+                    stream.release()
+            outcome = state.outcome if state.outcome is not None else outcome_for_code(_context_code(context))
+            guard.monitor.request_done(self.method, outcome, guard.clock() - started)
         finally:
             with guard.busy_lock:
                 guard.busy -= 1
