@@ -8,7 +8,6 @@ is tested in test_tls.py), with the real RateLimiter, and a recording monitor an
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from contextlib import contextmanager
@@ -20,7 +19,7 @@ import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from signer.api._proto.tendermint.privval import service_pb2 as privval_service_pb2
-from signer.api._proto.v1 import accountmanager_pb2, lister_pb2, lister_pb2_grpc, responsestate_pb2, signer_pb2
+from signer.api._proto.v1 import accountmanager_pb2, lister_pb2, lister_pb2_grpc, signer_pb2
 from signer.api.context import CallContext
 from signer.api.interceptors import CallGuard, GuardedServer, call_request_id
 from signer.api.ratelimit import RateLimiter
@@ -31,26 +30,11 @@ from signer.errors import DoubleVote
 from signer.service import SigningService
 from signer.types import LOCAL_CLIENT
 from tests.fakes import RecordingAudit, RecordingMonitor
-from tests.support import trailers
+from tests.support import trailers, wait_for
+from tests.unit.test_tls import StubLister
 
 CALL_TIMEOUT_S = 10.0
 KINDS = ("UnaryUnary", "UnaryStream", "StreamUnary", "StreamStream")
-
-
-class BlockingLister(lister_pb2_grpc.ListerServicer):
-    """Answers at once, or (path "block") holds its worker until released."""
-
-    def __init__(self) -> None:
-        self.entered = threading.Event()
-        self.release = threading.Event()
-
-    def ListAccounts(
-        self, request: lister_pb2.ListAccountsRequest, context: grpc.ServicerContext
-    ) -> lister_pb2.ListAccountsResponse:
-        if list(request.paths) == ["block"]:
-            self.entered.set()
-            self.release.wait(CALL_TIMEOUT_S)
-        return lister_pb2.ListAccountsResponse(state=responsestate_pb2.SUCCEEDED)
 
 
 def _raise(kind: str, error: Exception) -> dict[str, grpc.RpcMethodHandler]:  # type: ignore[type-arg]
@@ -100,7 +84,7 @@ class Running:
     guard: CallGuard
     monitor: RecordingMonitor
     audit: RecordingAudit
-    lister: BlockingLister
+    lister: StubLister
 
 
 @contextmanager
@@ -112,7 +96,7 @@ def serve(
     monitor, audit = RecordingMonitor(), RecordingAudit()
     guard = CallGuard(limiter, monitor, audit=audit)
     server = GuardedServer(grpc.server(futures.ThreadPoolExecutor(max_workers=4)), guard)
-    lister = BlockingLister()
+    lister = StubLister()
     lister_pb2_grpc.add_ListerServicer_to_server(lister, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -125,15 +109,6 @@ def serve(
     finally:
         lister.release.set()
         server.stop(0).wait(5)
-
-
-def _wait(predicate: Callable[[], bool]) -> None:
-    event = threading.Event()
-    for _ in range(1000):
-        if predicate():
-            return
-        event.wait(0.01)
-    raise AssertionError("condition not met in time")
 
 
 # --- wrapping happens once ----------------------------------------------------------------------
@@ -254,7 +229,7 @@ def test_a_client_over_its_rate_still_watches_the_health_status() -> None:
         watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(), timeout=CALL_TIMEOUT_S)
         assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
         watch.cancel()
-        _wait(lambda: running.guard.running == 0)
+        wait_for(lambda: running.guard.running == 0, "every call off the workers", CALL_TIMEOUT_S)
     assert limiter.in_flight == 0
 
 
@@ -273,7 +248,7 @@ def test_an_exception_in_a_servicer_of_every_streaming_kind_is_internal_with_the
         grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel,
     ):
         error = _call(channel, kind, f"req-{kind}")
-        _wait(lambda: running.guard.running == 0)
+        wait_for(lambda: running.guard.running == 0, "every call off the workers", CALL_TIMEOUT_S)
     assert error.code() == grpc.StatusCode.INTERNAL
     assert error.details() == f"internal error (request req-{kind})"
     [record] = [r for r in caplog.records if r.name == "signer.api.interceptors"]
@@ -289,7 +264,7 @@ def test_a_signer_error_in_a_servicer_of_every_streaming_kind_becomes_its_status
     boom = {"test.Boom": _raise(kind, DoubleVote("a different attestation for target epoch 7 was signed"))}
     with serve(limiter, boom) as running, grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
         error = _call(channel, kind, "req-1")
-        _wait(lambda: running.guard.running == 0)
+        wait_for(lambda: running.guard.running == 0, "every call off the workers", CALL_TIMEOUT_S)
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "target epoch 7" in (error.details() or "")
     assert running.monitor.done == [(kind, "denied")]

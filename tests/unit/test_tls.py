@@ -14,7 +14,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -52,7 +52,7 @@ from signer.errors import ConfigError, DoubleVote, MalformedRequest
 from signer.types import LOCAL_CLIENT, ClientIdentity
 from tests.certs import CertPair, Pki, make_pki
 from tests.fakes import RecordingAudit, RecordingMonitor
-from tests.support import trailers
+from tests.support import trailers, wait_for
 
 CALL_TIMEOUT_S = 10.0
 CHANNEL_OPTIONS = [("grpc.use_local_subchannel_pool", 1)]
@@ -626,7 +626,7 @@ def test_streams_are_identified_and_capped_per_client_and_overall(pki: Pki) -> N
         other, refused = _watch(vc2)
         assert refused is None
         first.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs leaves cancel unannotated
-        _wait(lambda: running.interceptor.running == 1)
+        wait_for(lambda: running.interceptor.running == 1, "one call on a worker", CALL_TIMEOUT_S)
         again, refused = _watch(vc1)  # a closed stream gives its slot back
         assert refused is None
         with channel_for(pki, running.port, pki.clients["vc-2"]) as vc2b:
@@ -653,13 +653,6 @@ def test_overall_stream_cap_holds_across_clients(pki: Pki) -> None:
         stream.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs leaves cancel unannotated
 
 
-def _wait(predicate: Callable[[], bool], timeout_s: float = CALL_TIMEOUT_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
-
-
 def test_stalled_says_how_long_every_worker_has_been_busy() -> None:
     workers = 4  # serve() runs 4 worker threads
     with serve(None) as running, grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
@@ -669,12 +662,12 @@ def test_stalled_says_how_long_every_worker_has_been_busy() -> None:
             stub.ListAccounts.future(lister_pb2.ListAccountsRequest(paths=["block"]), timeout=CALL_TIMEOUT_S)
             for _ in range(workers)
         ]
-        _wait(lambda: running.interceptor.running == workers)
+        wait_for(lambda: running.interceptor.running == workers, "every worker busy", CALL_TIMEOUT_S)
         time.sleep(0.2)
         assert running.interceptor.stalled_s(workers) >= 0.2
         assert running.interceptor.stalled_s(workers + 1) == 0.0  # a free worker: not stalled
         running.servicer.release.set()
         for call in blocked:
             call.result(timeout=CALL_TIMEOUT_S)
-        _wait(lambda: running.interceptor.running == 0)
+        wait_for(lambda: running.interceptor.running == 0, "every call off the workers", CALL_TIMEOUT_S)
         assert running.interceptor.stalled_s(workers) == 0.0
