@@ -103,6 +103,20 @@ def sign_in_thread(
     return runner, outcome
 
 
+@contextlib.contextmanager
+def stopped_workers(pids: list[int]) -> Iterator[None]:
+    """SIGSTOP ``pids`` for the block (alive, not answering); never leaves a stopped process behind,
+    whatever happens in it."""
+    try:
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        yield
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
 @pytest.fixture
 def module(tmp_path: Path) -> Iterator[EmulatedKeyModule]:
     m = EmulatedKeyModule(tmp_path / "keys", PIN, create=True, scrypt_n=1024)
@@ -223,24 +237,11 @@ def test_the_pool_offers_the_key_module_and_forwards_nothing_else(pool: Parallel
 def test_worker_crash_refuses_the_call_then_the_pool_recovers(module: EmulatedKeyModule, pool: ParallelSigner) -> None:
     keys = bls_keys(module)
     items = [(keys[i % len(keys)].public_key, r) for i, r in enumerate(roots(600, tag=9))]
-    outcome: dict[str, object] = {}
-
-    def sign() -> None:
-        try:
-            outcome["sigs"] = pool.sign_many(items)
-        except errors.SignerError as exc:
-            outcome["error"] = exc
-
     victim = pool.worker_pids()[0]
-    os.kill(victim, signal.SIGSTOP)  # it takes a chunk and keeps it: killed, it dies holding it
-    runner = threading.Thread(target=sign)
-    runner.start()
-    try:
+    with stopped_workers([victim]):  # it takes a chunk and keeps it: killed, it dies holding it
+        runner, outcome = sign_in_thread(pool, items)
         wait_until_handed_out(pool, [victim])  # 600 signatures in chunks of 8: the other worker is still busy
         kill_and_wait([victim])
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(victim, signal.SIGCONT)
     runner.join(60)
     assert isinstance(outcome.get("error"), errors.KeyModuleError), outcome.keys()
     assert "died" in str(outcome["error"])
@@ -283,23 +284,10 @@ def test_a_hung_worker_refuses_the_call_within_its_deadline(module: EmulatedKeyM
         keys = bls_keys(module)
         items = [(keys[i % len(keys)].public_key, r) for i, r in enumerate(roots(32, tag=11))]
         stopped = signer.worker_pids()
-        for pid in stopped:
-            os.kill(pid, signal.SIGSTOP)
-        outcome: dict[str, object] = {}
-
-        def sign() -> None:
-            try:
-                outcome["sigs"] = signer.sign_many(items)
-            except errors.SignerError as exc:
-                outcome["error"] = exc
-
-        started = time.monotonic()
-        runner = threading.Thread(target=sign, daemon=True)
-        runner.start()
-        runner.join(15)
-        for pid in stopped:  # never leave a stopped process behind, whatever happened
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
+        with stopped_workers(stopped):
+            started = time.monotonic()
+            runner, outcome = sign_in_thread(signer, items)
+            runner.join(15)
         assert not runner.is_alive(), "sign_many hung on a stopped worker"
         assert isinstance(outcome.get("error"), errors.KeyModuleError), outcome.keys()
         assert "did not answer" in str(outcome["error"])
@@ -318,17 +306,10 @@ def test_a_lone_item_whose_worker_dies_is_refused_then_a_spare_signs(
 ) -> None:
     key = bls_keys(module)[0]
     item = [(key.public_key, b"\x0a" * 32)]
-    stopped = pool.worker_pids()
-    for pid in stopped:  # the chunk waits, unread, in the pipe of the worker it was handed to
-        os.kill(pid, signal.SIGSTOP)
-    runner, outcome = sign_in_thread(pool, item)
-    try:
+    with stopped_workers(pool.worker_pids()):  # the chunk waits, unread, in the pipe of the worker it was handed to
+        runner, outcome = sign_in_thread(pool, item)
         victim = wait_until_handed_out(pool)
         kill_and_wait([victim])  # SIGKILL ends a stopped process too
-    finally:
-        for pid in stopped:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
     runner.join(30)
     assert not runner.is_alive(), "sign_many hung on a dead worker"
     assert isinstance(outcome.get("error"), errors.KeyModuleError), outcome.keys()
@@ -340,25 +321,19 @@ def test_a_lone_item_whose_worker_dies_is_refused_then_a_spare_signs(
 def test_a_lone_item_on_a_hung_worker_is_refused_within_its_deadline(module: EmulatedKeyModule) -> None:
     signer = ParallelSigner(module, 2, chunk_timeout_s=1.0)
     signer.start()
-    stopped = signer.worker_pids()
     try:
         key = bls_keys(module)[0]
         item = [(key.public_key, b"\x0b" * 32)]
-        for pid in stopped:
-            os.kill(pid, signal.SIGSTOP)
-        started = time.monotonic()
-        runner, outcome = sign_in_thread(signer, item)
-        runner.join(15)
-        assert not runner.is_alive(), "sign_many hung on a stopped worker"
-        assert isinstance(outcome.get("error"), errors.KeyModuleError), outcome.keys()
-        assert "did not answer" in str(outcome["error"])
-        assert time.monotonic() - started < 8
-        assert len(signer.worker_pids()) == 2 and len(set(stopped) & set(signer.worker_pids())) == 1
-    finally:
-        for pid in stopped:  # never leave a stopped process behind, whatever happened
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
-    try:
+        stopped = signer.worker_pids()
+        with stopped_workers(stopped):
+            started = time.monotonic()
+            runner, outcome = sign_in_thread(signer, item)
+            runner.join(15)
+            assert not runner.is_alive(), "sign_many hung on a stopped worker"
+            assert isinstance(outcome.get("error"), errors.KeyModuleError), outcome.keys()
+            assert "did not answer" in str(outcome["error"])
+            assert time.monotonic() - started < 8
+            assert len(signer.worker_pids()) == 2 and len(set(stopped) & set(signer.worker_pids())) == 1
         assert signer.sign_many(item) == module.sign_many(item)  # the other worker or the spare signs
     finally:
         signer.close()
