@@ -71,8 +71,12 @@ def run_suite(tmp_path: Path, test_body: str, *, ci: bool, workers: int = 0) -> 
     )  # fmt: skip
 
 
-def test_a_skip_under_ci_fails_the_run_and_names_every_skipped_test(tmp_path: Path) -> None:
-    done = run_suite(tmp_path, SKIPPING_TEST, ci=True)
+@pytest.mark.parametrize("workers", [0, 2], ids=["one-process", "two-xdist-workers"])
+def test_a_skip_under_ci_fails_the_run_and_names_every_skipped_test(tmp_path: Path, workers: int) -> None:
+    """On xdist workers too: the controller sees the workers' skips."""
+    done = run_suite(tmp_path, SKIPPING_TEST, ci=True, workers=workers)
+    if workers:
+        assert "bringing up nodes" in done.stdout, done.stdout + done.stderr  # it really ran on xdist workers
     assert done.returncode == pytest.ExitCode.TESTS_FAILED, done.stdout + done.stderr
     assert "1 passed, 2 skipped" in done.stdout
     assert "CI=true: 2 skipped; a CI run must skip nothing" in done.stdout
@@ -80,8 +84,11 @@ def test_a_skip_under_ci_fails_the_run_and_names_every_skipped_test(tmp_path: Pa
     assert "SKIPPED suite/test_sample.py::test_marked: marked away" in done.stdout
 
 
-def test_a_module_skipped_at_collection_under_ci_fails_the_run(tmp_path: Path) -> None:
-    done = run_suite(tmp_path, MODULE_SKIP, ci=True)
+@pytest.mark.parametrize("workers", [0, 2], ids=["one-process", "two-xdist-workers"])
+def test_a_module_skipped_at_collection_under_ci_fails_the_run(tmp_path: Path, workers: int) -> None:
+    done = run_suite(tmp_path, MODULE_SKIP, ci=True, workers=workers)
+    if workers:
+        assert "bringing up nodes" in done.stdout, done.stdout + done.stderr
     assert done.returncode == pytest.ExitCode.TESTS_FAILED, done.stdout + done.stderr
     assert "SKIPPED suite/test_sample.py: the whole module is away" in done.stdout
 
@@ -92,31 +99,11 @@ def test_without_ci_a_skip_stays_a_skip(tmp_path: Path) -> None:
     assert "1 passed, 2 skipped" in done.stdout and "skipped under CI=true" not in done.stdout
 
 
-def test_a_ci_run_without_skips_passes_and_an_xfail_is_not_a_skip(tmp_path: Path) -> None:
-    done = run_suite(tmp_path, CLEAN, ci=True)
-    assert done.returncode == pytest.ExitCode.OK, done.stdout + done.stderr
-    assert "1 passed, 1 xfailed" in done.stdout and "skipped under CI=true" not in done.stdout
-
-
-def test_a_skip_in_an_xdist_worker_fails_the_run(tmp_path: Path) -> None:
-    done = run_suite(tmp_path, SKIPPING_TEST, ci=True, workers=2)
-    assert "bringing up nodes" in done.stdout, done.stdout + done.stderr  # it really ran on xdist workers
-    assert done.returncode == pytest.ExitCode.TESTS_FAILED, done.stdout + done.stderr
-    assert "1 passed, 2 skipped" in done.stdout
-    assert "CI=true: 2 skipped; a CI run must skip nothing" in done.stdout
-    assert "SKIPPED suite/test_sample.py::test_skips: no frobnicator here" in done.stdout
-    assert "SKIPPED suite/test_sample.py::test_marked: marked away" in done.stdout
-
-
-def test_a_module_skipped_at_collection_in_xdist_workers_fails_the_run(tmp_path: Path) -> None:
-    done = run_suite(tmp_path, MODULE_SKIP, ci=True, workers=2)
-    assert "bringing up nodes" in done.stdout, done.stdout + done.stderr
-    assert done.returncode == pytest.ExitCode.TESTS_FAILED, done.stdout + done.stderr
-    assert "SKIPPED suite/test_sample.py: the whole module is away" in done.stdout
-
-
-def test_a_ci_run_on_xdist_workers_without_skips_passes(tmp_path: Path) -> None:
-    done = run_suite(tmp_path, CLEAN, ci=True, workers=2)
-    assert "bringing up nodes" in done.stdout, done.stdout + done.stderr
+@pytest.mark.parametrize("workers", [0, 2], ids=["one-process", "two-xdist-workers"])
+def test_a_ci_run_without_skips_passes_and_an_xfail_is_not_a_skip(tmp_path: Path, workers: int) -> None:
+    """The skip checks above fail for a reason: the same run without a skip passes."""
+    done = run_suite(tmp_path, CLEAN, ci=True, workers=workers)
+    if workers:
+        assert "bringing up nodes" in done.stdout, done.stdout + done.stderr
     assert done.returncode == pytest.ExitCode.OK, done.stdout + done.stderr
     assert "1 passed, 1 xfailed" in done.stdout and "skipped under CI=true" not in done.stdout
